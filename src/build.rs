@@ -1,0 +1,447 @@
+//! The build pipeline, end to end: recipe → plans → layer blobs → config, manifest,
+//! index → layout. Everything that can be wrong with the input is found before the
+//! first byte is written to `--out`.
+
+use crate::base::{self, BaseImage, BasePlatform};
+use crate::compress::Compression;
+use crate::digest::Digest;
+use crate::epoch::{self, EpochSource, SourceDateEpoch};
+use crate::error::{Error, Result};
+use crate::image::{self, canonical_json, Descriptor, ImageConfig, Index, Manifest, PlatformJson};
+use crate::layer::{self, LayerBlob};
+use crate::layout::Layout;
+use crate::plan::{self, LayerPlan, Plan, PlanOptions};
+use crate::platform::Platform;
+use crate::recipe::{EpochSetting, Recipe};
+use std::collections::BTreeMap;
+use std::num::NonZeroUsize;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+/// imgbuild's output format version: bumped whenever any golden digest changes.
+pub const FORMAT_VERSION: u32 = 1;
+
+#[derive(Debug, Clone)]
+pub struct BuildOptions {
+    pub recipe: PathBuf,
+    pub out: PathBuf,
+    /// Overrides the recipe's platforms.
+    pub platforms: Option<Vec<Platform>>,
+    /// Overrides the recipe's tags.
+    pub tags: Option<Vec<String>>,
+    /// `--source-date-epoch` (highest precedence).
+    pub epoch: Option<u64>,
+    /// `SOURCE_DATE_EPOCH` from the environment (lowest precedence but 0).
+    pub env_epoch: Option<String>,
+    pub threads: NonZeroUsize,
+    pub quiet: bool,
+}
+
+#[derive(Debug)]
+pub struct BuildResult {
+    /// The manifest (one platform) or index (several) digest.
+    pub digest: Digest,
+    pub media_type: &'static str,
+    pub size: u64,
+    pub tags: Vec<String>,
+    pub epoch: SourceDateEpoch,
+    pub manifests: Vec<PlatformImage>,
+    pub layout: PathBuf,
+}
+
+#[derive(Debug)]
+pub struct PlatformImage {
+    pub platform: Platform,
+    pub digest: Digest,
+    pub size: u64,
+    pub config: Digest,
+    pub layers: Vec<Descriptor>,
+    pub diff_ids: Vec<Digest>,
+}
+
+pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
+    let recipe = Recipe::load(&opts.recipe)?;
+    let platforms = match &opts.platforms {
+        Some(p) => p.clone(),
+        None => recipe.platforms()?,
+    };
+    let compression = recipe.compression()?;
+    let epoch = resolve_epoch(&recipe, opts)?;
+    let tags = match &opts.tags {
+        Some(t) => t.clone(),
+        None => recipe
+            .image
+            .tags
+            .iter()
+            .map(|t| t.get_ref().clone())
+            .collect(),
+    };
+    let user = match &recipe.config.user {
+        Some(u) => Some(plan::resolve_user(&recipe, u.get_ref()).ok_or_else(|| {
+            recipe
+                .error_at(
+                    u.span(),
+                    format!(
+                        "user {:?} is neither a [[user]] of this recipe nor uid[:gid]",
+                        u.get_ref()
+                    ),
+                )
+                .with_hint("add a [[user]] with that name, or write a numeric \"uid:gid\"")
+        })?),
+        None => None,
+    };
+
+    // Resolve everything that reads the input before writing anything.
+    let base = base::resolve(&recipe)?;
+    let out_dir = absolute(&opts.out);
+    let plan_options = PlanOptions {
+        out_dir: Some(out_dir.clone()),
+    };
+    let mut targets = Vec::new();
+    for platform in &platforms {
+        let base_platform = match &base {
+            Some(b) => Some(b.for_platform(platform)?),
+            None => None,
+        };
+        let plan = plan::resolve(&recipe, platform, &plan_options)?;
+        targets.push((plan, base_platform));
+    }
+
+    let layout = Layout::create(&opts.out)?;
+    let log = |msg: String| {
+        if !opts.quiet {
+            eprintln!("{msg}");
+        }
+    };
+    if let Some(b) = &base {
+        for (_, bp) in &targets {
+            for l in bp.iter().flat_map(|bp| &bp.layers) {
+                layout.import_blob(&b.layout, &l.digest)?;
+            }
+        }
+    }
+    let blobs = write_layers(
+        &targets,
+        epoch.seconds,
+        compression,
+        opts.threads,
+        &layout,
+        &log,
+    )?;
+
+    let mut manifests = Vec::new();
+    for ((plan, base_platform), layer_blobs) in targets.iter().zip(blobs) {
+        manifests.push(assemble(
+            &recipe,
+            plan,
+            base.as_ref(),
+            base_platform.as_ref(),
+            &layer_blobs,
+            &epoch,
+            user.as_deref(),
+            &layout,
+        )?);
+    }
+    let (digest, media_type, size) = if manifests.len() == 1 {
+        (
+            manifests[0].digest.clone(),
+            image::MANIFEST_V1,
+            manifests[0].size,
+        )
+    } else {
+        let index = Index {
+            schema_version: 2,
+            media_type: Some(image::INDEX_V1.into()),
+            manifests: manifests
+                .iter()
+                .map(|m| Descriptor {
+                    platform: Some(PlatformJson::from(&m.platform)),
+                    ..Descriptor::new(image::MANIFEST_V1, m.digest.clone(), m.size)
+                })
+                .collect(),
+            annotations: recipe.annotations.clone(),
+        };
+        let bytes = canonical_json(&index);
+        (
+            layout.write_blob(&bytes)?,
+            image::INDEX_V1,
+            bytes.len() as u64,
+        )
+    };
+    layout.add_to_index(&Descriptor::new(media_type, digest.clone(), size), &tags)?;
+    log(format!("wrote {digest} to {}", opts.out.display()));
+    Ok(BuildResult {
+        digest,
+        media_type,
+        size,
+        tags,
+        epoch,
+        manifests,
+        layout: opts.out.clone(),
+    })
+}
+
+/// SPEC §3.1: flag, else recipe, else `SOURCE_DATE_EPOCH`, else 0.
+fn resolve_epoch(recipe: &Recipe, opts: &BuildOptions) -> Result<SourceDateEpoch> {
+    if let Some(s) = opts.epoch {
+        return Ok(SourceDateEpoch {
+            seconds: epoch::check_range(s, "--source-date-epoch")?,
+            source: EpochSource::Flag,
+        });
+    }
+    if let Some(e) = &recipe.image.source_date_epoch {
+        return match e.get_ref() {
+            EpochSetting::Seconds(s) => Ok(SourceDateEpoch {
+                seconds: *s as u64,
+                source: EpochSource::Recipe,
+            }),
+            EpochSetting::Named(_) => Ok(SourceDateEpoch {
+                seconds: epoch::git_commit_time(&recipe.context)?,
+                source: EpochSource::RecipeGit,
+            }),
+        };
+    }
+    if let Some(v) = opts.env_epoch.as_deref().filter(|v| !v.is_empty()) {
+        return Ok(SourceDateEpoch {
+            seconds: epoch::parse_epoch(v, "SOURCE_DATE_EPOCH")?,
+            source: EpochSource::Environment,
+        });
+    }
+    Ok(SourceDateEpoch {
+        seconds: 0,
+        source: EpochSource::Default,
+    })
+}
+
+/// Writes every distinct layer of every platform, several at a time. A layer whose
+/// plan is identical on two platforms (no `{arch}` in it) is written once.
+fn write_layers(
+    targets: &[(Plan, Option<BasePlatform>)],
+    epoch: u64,
+    compression: Compression,
+    threads: NonZeroUsize,
+    layout: &Layout,
+    log: &(dyn Fn(String) + Sync),
+) -> Result<Vec<Vec<LayerBlob>>> {
+    let mut jobs: Vec<&LayerPlan> = Vec::new();
+    let mut job_of: Vec<Vec<usize>> = Vec::new();
+    for (plan, _) in targets {
+        let mut ids = Vec::new();
+        for l in &plan.layers {
+            let id = match jobs
+                .iter()
+                .position(|j| j.name == l.name && j.entries == l.entries)
+            {
+                Some(i) => i,
+                None => {
+                    jobs.push(l);
+                    jobs.len() - 1
+                }
+            };
+            ids.push(id);
+        }
+        job_of.push(ids);
+    }
+    let results: Mutex<BTreeMap<usize, Result<LayerBlob>>> = Mutex::new(BTreeMap::new());
+    let next = AtomicUsize::new(0);
+    let workers = threads.get().min(jobs.len()).max(1);
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(job) = jobs.get(i) else { break };
+                let r = layer::write_layer(job, epoch, compression, threads, layout);
+                if let Ok(b) = &r {
+                    log(format!(
+                        "layer {:<16} {} ({} bytes)",
+                        job.name, b.digest, b.size
+                    ));
+                }
+                let failed = r.is_err();
+                if let Ok(mut m) = results.lock() {
+                    m.insert(i, r);
+                }
+                if failed {
+                    // Stop handing out work; the first error is reported.
+                    next.store(usize::MAX / 2, Ordering::Relaxed);
+                }
+            });
+        }
+    });
+    let mut results = results.into_inner().map_err(|_| {
+        Error::io(
+            "building layers",
+            std::io::Error::other("a worker panicked"),
+        )
+    })?;
+    let mut done: BTreeMap<usize, LayerBlob> = BTreeMap::new();
+    for i in 0..jobs.len() {
+        match results.remove(&i) {
+            Some(Ok(b)) => {
+                done.insert(i, b);
+            }
+            Some(Err(e)) => return Err(e),
+            None => {}
+        }
+    }
+    job_of
+        .into_iter()
+        .map(|ids| {
+            ids.into_iter()
+                .map(|i| {
+                    done.get(&i).cloned().ok_or_else(|| {
+                        Error::io(
+                            "building layers",
+                            std::io::Error::other("a layer was not built"),
+                        )
+                    })
+                })
+                .collect()
+        })
+        .collect()
+}
+
+#[allow(clippy::too_many_arguments)]
+fn assemble(
+    recipe: &Recipe,
+    plan: &Plan,
+    base: Option<&BaseImage>,
+    base_platform: Option<&BasePlatform>,
+    blobs: &[LayerBlob],
+    epoch: &SourceDateEpoch,
+    user: Option<&str>,
+    layout: &Layout,
+) -> Result<PlatformImage> {
+    let created = epoch.rfc3339();
+    let mut config = ImageConfig::default();
+    let mut layers: Vec<Descriptor> = Vec::new();
+    if let Some(bp) = base_platform {
+        let b = &bp.config;
+        config.config = serde_json::from_value(serde_json::to_value(&b.config).unwrap_or_default())
+            .unwrap_or_default();
+        config.rootfs.diff_ids = b.rootfs.diff_ids.clone();
+        config.history = b.history.clone();
+        layers = bp.layers.clone();
+    }
+    let c = &recipe.config;
+    let cc = &mut config.config;
+    if let Some(e) = &c.entrypoint {
+        cc.entrypoint = Some(e.clone());
+        // As in a Dockerfile: a new entrypoint drops the base's cmd.
+        cc.cmd = None;
+    }
+    if let Some(cmd) = &c.cmd {
+        cc.cmd = Some(cmd.clone());
+    }
+    merge_env(&mut cc.env, &c.env);
+    if let Some(w) = &c.workdir {
+        cc.working_dir = Some(w.get_ref().clone());
+    }
+    if let Some(u) = user {
+        cc.user = Some(u.to_string());
+    }
+    for p in &c.exposed_ports {
+        let p = p.get_ref();
+        let key = if p.contains('/') {
+            p.clone()
+        } else {
+            format!("{p}/tcp")
+        };
+        cc.exposed_ports.insert(key, serde_json::json!({}));
+    }
+    for v in &c.volumes {
+        cc.volumes
+            .insert(v.get_ref().clone(), serde_json::json!({}));
+    }
+    cc.labels
+        .extend(c.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
+    if let Some(s) = &c.stop_signal {
+        cc.stop_signal = Some(s.get_ref().clone());
+    }
+    config.created = Some(created.clone());
+    config.architecture = plan.platform.architecture.clone();
+    config.os = plan.platform.os.clone();
+    config.variant = plan.platform.variant.clone();
+    let mut diff_ids = Vec::new();
+    for (l, b) in plan.layers.iter().zip(blobs) {
+        config.rootfs.diff_ids.push(b.diff_id.clone());
+        config.history.push(image::history_entry(
+            &created,
+            &format!("imgbuild: layer {}", l.name),
+        ));
+        layers.push(Descriptor::new(b.media_type, b.digest.clone(), b.size));
+        diff_ids.push(b.diff_id.clone());
+    }
+    let config_bytes = canonical_json(&config);
+    let config_digest = layout.write_blob(&config_bytes)?;
+    let mut annotations = recipe.annotations.clone();
+    if let (Some(b), Some(bp)) = (base, base_platform) {
+        annotations.insert(image::ANNOTATION_BASE_NAME.into(), b.name.clone());
+        annotations.insert(
+            image::ANNOTATION_BASE_DIGEST.into(),
+            bp.manifest_digest.to_string(),
+        );
+    }
+    let manifest = Manifest {
+        schema_version: 2,
+        media_type: Some(image::MANIFEST_V1.into()),
+        config: Descriptor::new(
+            image::CONFIG_V1,
+            config_digest.clone(),
+            config_bytes.len() as u64,
+        ),
+        layers: layers.clone(),
+        annotations,
+    };
+    let bytes = canonical_json(&manifest);
+    let digest = layout.write_blob(&bytes)?;
+    Ok(PlatformImage {
+        platform: plan.platform.clone(),
+        digest,
+        size: bytes.len() as u64,
+        config: config_digest,
+        layers,
+        diff_ids: config.rootfs.diff_ids.clone(),
+    })
+}
+
+/// Recipe env overrides the base's by key; the base's order is kept, new keys follow
+/// sorted.
+fn merge_env(env: &mut Vec<String>, recipe: &BTreeMap<String, String>) {
+    let mut rest = recipe.clone();
+    for kv in env.iter_mut() {
+        let key = kv
+            .split_once('=')
+            .map_or(kv.as_str(), |(k, _)| k)
+            .to_string();
+        if let Some(v) = rest.remove(&key) {
+            *kv = format!("{key}={v}");
+        }
+    }
+    env.extend(rest.into_iter().map(|(k, v)| format!("{k}={v}")));
+}
+
+fn absolute(p: &Path) -> PathBuf {
+    p.canonicalize()
+        .or_else(|_| std::path::absolute(p))
+        .unwrap_or_else(|_| p.to_path_buf())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::merge_env;
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn recipe_env_overrides_base_env_and_appends_sorted() {
+        let mut env = vec!["PATH=/bin".to_string(), "A=1".to_string()];
+        let recipe = BTreeMap::from([
+            ("Z".to_string(), "z".to_string()),
+            ("PATH".to_string(), "/usr/bin".to_string()),
+            ("B".to_string(), "b".to_string()),
+        ]);
+        merge_env(&mut env, &recipe);
+        assert_eq!(env, vec!["PATH=/usr/bin", "A=1", "B=b", "Z=z"]);
+    }
+}

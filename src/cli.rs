@@ -1,0 +1,62 @@
+//! The command line: flags as typed (clap), turned into the options each command
+//! needs. Every flag has an `IMGBUILD_*` environment variable, so CI can configure a
+//! build without editing files.
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "imgbuild",
+    version,
+    about = "Reproducible OCI image builder: same recipe, same bytes, same digest",
+    long_about = "imgbuild compiles a declarative recipe (recipe.toml) into an OCI image whose bytes depend only on the recipe and the files it names.\n\nExit codes: 0 success; 1 verify/diff found a difference; 2 bad usage, recipe or input (nothing written); 3 I/O, network or registry failure."
+)]
+pub struct Cli {
+    /// Print nothing on stderr but errors.
+    #[arg(short, long, global = true, env = "IMGBUILD_QUIET")]
+    pub quiet: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Build the recipe into an OCI image layout; print the image digest on stdout.
+    Build(BuildArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// The recipe; relative `src` paths resolve against its directory.
+    #[arg(default_value = "recipe.toml", env = "IMGBUILD_RECIPE")]
+    pub recipe: PathBuf,
+    /// The OCI image layout to write into (created if missing; existing blobs are kept).
+    #[arg(long, default_value = "out", env = "IMGBUILD_OUT", value_name = "DIR")]
+    pub out: PathBuf,
+    /// Print one JSON object describing the image instead of the digest.
+    #[arg(long, env = "IMGBUILD_JSON")]
+    pub json: bool,
+    /// Platforms to build (os/arch[/variant]), replacing the recipe's; repeat or comma-separate.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        env = "IMGBUILD_PLATFORM",
+        value_name = "PLATFORM"
+    )]
+    pub platform: Vec<String>,
+    /// Tags to give the image, replacing the recipe's; repeat or comma-separate.
+    #[arg(long, value_delimiter = ',', env = "IMGBUILD_TAG", value_name = "TAG")]
+    pub tag: Vec<String>,
+    /// Seconds since 1970 for every timestamp; overrides the recipe and SOURCE_DATE_EPOCH.
+    #[arg(long, env = "IMGBUILD_SOURCE_DATE_EPOCH", value_name = "SECONDS")]
+    pub source_date_epoch: Option<String>,
+    /// Worker threads (default: the number of CPUs). Never changes the output.
+    #[arg(long, env = "IMGBUILD_THREADS", value_name = "N")]
+    pub threads: Option<std::num::NonZeroUsize>,
+}

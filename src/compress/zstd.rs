@@ -1,0 +1,328 @@
+//! zstd through libzstd 1.5.7 (statically bundled by `zstd-sys`), driven directly
+//! with `zstd_safe::CCtx`.
+//!
+//! Format (pinned; see the parent module docs and SPEC §3.3): one zstd frame,
+//! compression level 3, checksum flag on, content size flag off, dictionary ID flag
+//! off, no dictionary, and always libzstd's multithreaded mode (`nbWorkers` =
+//! `threads` ≥ 1). In that mode libzstd cuts the input into jobs of a size derived
+//! from the compression parameters alone (level 3: window log 21, 8 MiB jobs) and
+//! compresses each with the overlap of the previous one, so the bytes do not depend
+//! on `nbWorkers`; single-threaded mode (`nbWorkers` = 0) would produce different
+//! bytes and is never requested. Level 3 uses the `dfast` strategy, which does not
+//! use the row-based match finder whose selection can depend on the target CPU.
+//!
+//! Why the bytes do not depend on how the input is written:
+//! - every non-empty `write` is passed to `ZSTD_compressStream2(ZSTD_e_continue)`,
+//!   which only buffers input up to the next job boundary (no flush directive is
+//!   ever issued before the end, and `Write::flush` does not issue one);
+//! - empty writes are not passed on: the first call to libzstd decides the frame
+//!   parameters, and only a first call with `ZSTD_e_end` (i.e. an entirely empty
+//!   input) lets libzstd size them to the input (it then compresses the empty input
+//!   single-threaded, which is still a fixed function of the empty input).
+
+use std::io::{self, Write};
+use std::num::NonZeroUsize;
+
+use zstd_safe::zstd_sys::ZSTD_EndDirective;
+use zstd_safe::{CCtx, CParameter, InBuffer, OutBuffer};
+
+/// Compression level. Part of the format.
+const LEVEL: i32 = 3;
+
+/// More workers than this are never requested (the bytes do not depend on it).
+const MAX_WORKERS: usize = 200;
+
+fn zstd_error(what: &str, code: usize) -> io::Error {
+    io::Error::other(format!("zstd: {what}: {}", zstd_safe::get_error_name(code)))
+}
+
+/// The zstd encoder behind [`super::Encoder`].
+pub(crate) struct ZstdEncoder<W: Write> {
+    inner: W,
+    cctx: CCtx<'static>,
+    /// Output staging buffer, capacity `CCtx::out_size()`.
+    out: Vec<u8>,
+    /// Set after any error: the stream is broken, every later call fails.
+    poisoned: bool,
+}
+
+impl<W: Write> ZstdEncoder<W> {
+    pub(crate) fn new(inner: W, threads: NonZeroUsize) -> io::Result<Self> {
+        let mut cctx = CCtx::try_create()
+            .ok_or_else(|| io::Error::other("zstd: cannot allocate a compression context"))?;
+        let workers = u32::try_from(threads.get().min(MAX_WORKERS)).unwrap_or(1);
+        for param in [
+            CParameter::CompressionLevel(LEVEL),
+            CParameter::ChecksumFlag(true),
+            CParameter::ContentSizeFlag(false),
+            CParameter::DictIdFlag(false),
+            CParameter::NbWorkers(workers),
+        ] {
+            cctx.set_parameter(param)
+                .map_err(|code| zstd_error(&format!("setting {param:?}"), code))?;
+        }
+        Ok(ZstdEncoder {
+            inner,
+            cctx,
+            out: Vec::with_capacity(CCtx::out_size()),
+            poisoned: false,
+        })
+    }
+
+    fn guard<T>(&mut self, f: impl FnOnce(&mut Self) -> io::Result<T>) -> io::Result<T> {
+        if self.poisoned {
+            return Err(io::Error::other(
+                "zstd: encoder unusable after an earlier error",
+            ));
+        }
+        let result = f(self);
+        if result.is_err() {
+            self.poisoned = true;
+        }
+        result
+    }
+
+    /// One `ZSTD_compressStream2` call; writes what it produced to `inner` and
+    /// returns libzstd's "bytes left to flush" hint.
+    fn step(&mut self, input: &mut InBuffer<'_>, op: ZSTD_EndDirective) -> io::Result<usize> {
+        self.out.clear();
+        let mut output = OutBuffer::around(&mut self.out);
+        let left = self
+            .cctx
+            .compress_stream2(&mut output, input, op)
+            .map_err(|code| zstd_error("compression failed", code))?;
+        if !self.out.is_empty() {
+            self.inner.write_all(&self.out)?;
+        }
+        Ok(left)
+    }
+
+    pub(crate) fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            // Never pass an empty write on (see the module docs).
+            return self.guard(|_| Ok(0));
+        }
+        self.guard(|this| {
+            let mut input = InBuffer::around(buf);
+            // In multithreaded mode libzstd may take only part of the input per
+            // call; it blocks (waiting for a worker) when it can make no progress.
+            while input.pos() < buf.len() {
+                this.step(&mut input, ZSTD_EndDirective::ZSTD_e_continue)?;
+            }
+            Ok(buf.len())
+        })
+    }
+
+    pub(crate) fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.write(buf).map(|_| ())
+    }
+
+    /// Flushes the inner writer only: asking libzstd to flush would end the
+    /// current job early and change the bytes.
+    pub(crate) fn flush(&mut self) -> io::Result<()> {
+        self.guard(|this| this.inner.flush())
+    }
+
+    pub(crate) fn finish(mut self) -> io::Result<W> {
+        self.guard(|this| {
+            let mut empty = InBuffer::around(&[]);
+            while this.step(&mut empty, ZSTD_EndDirective::ZSTD_e_end)? != 0 {}
+            this.inner.flush()
+        })?;
+        Ok(self.inner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testdata::{mixed, text, SplitMix64, GOLDEN_SEED};
+    use super::super::{Compression, Encoder};
+    use super::*;
+    use sha2::{Digest, Sha256};
+
+    fn threads(n: usize) -> NonZeroUsize {
+        NonZeroUsize::new(n).expect("thread count is not zero")
+    }
+
+    fn zstd(data: &[u8], n: usize) -> Vec<u8> {
+        let mut enc = Encoder::new(Compression::Zstd, Vec::new(), threads(n)).expect("new");
+        enc.write_all(data).expect("write");
+        enc.finish().expect("finish")
+    }
+
+    fn zstd_in_pieces(data: &[u8], n: usize, sizes: &[usize]) -> Vec<u8> {
+        let mut enc = Encoder::new(Compression::Zstd, Vec::new(), threads(n)).expect("new");
+        let mut rest = data;
+        for &size in sizes.iter().cycle() {
+            if rest.is_empty() {
+                break;
+            }
+            let k = size.min(rest.len());
+            enc.write_all(&rest[..k]).expect("write");
+            rest = &rest[k..];
+        }
+        enc.finish().expect("finish")
+    }
+
+    /// Frame header checks: magic, and a frame header descriptor with the checksum
+    /// flag set, no content size, no dictionary ID.
+    fn check_frame(z: &[u8]) {
+        assert_eq!(z[..4], [0x28, 0xb5, 0x2f, 0xfd], "zstd magic");
+        let fhd = z[4];
+        assert_eq!(fhd >> 6, 0, "no frame content size field");
+        assert_eq!(fhd & 0b100, 0b100, "content checksum flag");
+        assert_eq!(fhd & 0b11, 0, "no dictionary ID field");
+        let size = zstd_safe::get_frame_content_size(z);
+        assert!(matches!(size, Ok(None)), "content size unknown: {size:?}");
+    }
+
+    fn check_round_trip(data: &[u8]) {
+        for n in [1, 2] {
+            let z = zstd(data, n);
+            check_frame(&z);
+            let decoded = ::zstd::decode_all(&z[..]).expect("valid zstd");
+            assert!(decoded == data, "round trip of {} bytes", data.len());
+        }
+    }
+
+    #[test]
+    fn empty_input_round_trips() {
+        check_round_trip(&[]);
+    }
+
+    #[test]
+    fn one_byte_round_trips() {
+        check_round_trip(b"x");
+    }
+
+    #[test]
+    fn exactly_128_kib_and_one_more_byte_round_trip() {
+        let data = text(&mut SplitMix64(1), 128 * 1024 + 1);
+        check_round_trip(&data[..128 * 1024]);
+        check_round_trip(&data);
+    }
+
+    #[test]
+    fn several_mib_of_mixed_data_round_trip() {
+        check_round_trip(&mixed(3, 5 * 1024 * 1024 + 12_345));
+    }
+
+    /// Spans several 8 MiB jobs, so that the workers really run in parallel.
+    #[test]
+    fn output_is_identical_for_1_2_and_8_workers() {
+        let data = mixed(4, 20 * 1024 * 1024 + 777);
+        let one = zstd(&data, 1);
+        assert!(zstd(&data, 2) == one, "2 workers differ from 1");
+        assert!(zstd(&data, 8) == one, "8 workers differ from 1");
+        assert!(::zstd::decode_all(&one[..]).expect("valid zstd") == data);
+    }
+
+    #[test]
+    fn multithreaded_mode_is_used_even_with_one_thread() {
+        // With nbWorkers = 0 libzstd produces other bytes; we must never get those.
+        let data = mixed(13, 3 * 1024 * 1024);
+        let mut single = CCtx::create();
+        for param in [
+            CParameter::CompressionLevel(LEVEL),
+            CParameter::ChecksumFlag(true),
+            CParameter::ContentSizeFlag(false),
+            CParameter::DictIdFlag(false),
+            CParameter::NbWorkers(0),
+        ] {
+            single.set_parameter(param).expect("set parameter");
+        }
+        let mut st = Vec::with_capacity(zstd_safe::compress_bound(data.len()));
+        let mut output = OutBuffer::around(&mut st);
+        let mut input = InBuffer::around(&data);
+        while single
+            .compress_stream2(&mut output, &mut input, ZSTD_EndDirective::ZSTD_e_continue)
+            .expect("compress")
+            > 0
+            && input.pos() < data.len()
+        {}
+        while single.end_stream(&mut output).expect("end") != 0 {}
+        assert!(st != zstd(&data, 1), "single-threaded bytes must differ");
+    }
+
+    #[test]
+    fn output_is_identical_for_one_write_and_many_odd_sized_writes() {
+        let data = mixed(5, 18 * 1024 * 1024 + 4321);
+        let whole = zstd(&data, 2);
+        let odd = [1, 7, 4093, 0, 65_537, 3, 131_071, 1 << 20, 9_000_001];
+        assert!(
+            zstd_in_pieces(&data, 1, &odd) == whole,
+            "1 worker, odd writes"
+        );
+        assert!(
+            zstd_in_pieces(&data, 2, &odd) == whole,
+            "2 workers, odd writes"
+        );
+        assert!(
+            zstd_in_pieces(&data, 8, &[1, 7, 4093]) == whole,
+            "8 workers"
+        );
+        // Small input too (below one job), written with an empty write first.
+        let small = &data[..1000];
+        assert!(zstd_in_pieces(small, 2, &[0, 1, 7]) == zstd(small, 1));
+    }
+
+    #[test]
+    fn flush_does_not_change_the_bytes() {
+        let data = mixed(6, 1024 * 1024 + 99);
+        let whole = zstd(&data, 2);
+        let mut enc = Encoder::new(Compression::Zstd, Vec::new(), threads(2)).expect("new");
+        for chunk in data.chunks(100_003) {
+            enc.write_all(chunk).expect("write");
+            enc.flush().expect("flush");
+        }
+        assert!(enc.finish().expect("finish") == whole);
+    }
+
+    #[test]
+    fn dropping_without_finish_does_not_hang() {
+        let data = mixed(10, 10 * 1024 * 1024);
+        for _ in 0..3 {
+            let mut enc = Encoder::new(Compression::Zstd, Vec::new(), threads(4)).expect("new");
+            enc.write_all(&data).expect("write");
+            drop(enc);
+        }
+    }
+
+    /// Large enough to span three 8 MiB jobs.
+    const GOLDEN_ZSTD_LEN: usize = 20 * 1024 * 1024;
+
+    /// Changing this hash is a format change (SPEC §3.3): it bumps imgbuild's
+    /// format version and must be called out in the changelog.
+    #[test]
+    fn golden_zstd_bytes_are_unchanged() {
+        let data = mixed(GOLDEN_SEED, GOLDEN_ZSTD_LEN);
+        let z = zstd(&data, 2);
+        let hex = format!("{:x}", Sha256::digest(&z));
+        assert_eq!(
+            hex,
+            GOLDEN_ZSTD_SHA256,
+            "zstd output changed ({} bytes)",
+            z.len()
+        );
+    }
+
+    /// Not a test: a throughput measurement to run by hand, in release mode:
+    /// `cargo test --release --lib compress::zstd::tests::throughput -- --ignored --nocapture`
+    #[test]
+    #[ignore = "manual throughput measurement"]
+    fn throughput() {
+        let data = mixed(42, 200 * 1024 * 1024);
+        for n in [1, 2] {
+            let start = std::time::Instant::now();
+            let z = zstd(&data, n);
+            let secs = start.elapsed().as_secs_f64();
+            println!(
+                "zstd workers={n}: {:.1} MB/s in, ratio {:.3}",
+                data.len() as f64 / secs / 1e6,
+                z.len() as f64 / data.len() as f64
+            );
+        }
+    }
+
+    const GOLDEN_ZSTD_SHA256: &str = "";
+}

@@ -1,0 +1,190 @@
+//! Assemble: canonical OCI JSON — image config, manifest, index (SPEC §3.4).
+//!
+//! This is the one place where digested JSON bytes are made. Every object is a struct
+//! whose field order is the serialization order, maps are `BTreeMap`s (sorted by key),
+//! output is compact `serde_json` without a trailing newline. Never serialize an OCI
+//! object anywhere else, and never re-serialize a blob read from elsewhere: keep its
+//! raw bytes (a digest is the hash of the bytes you hold).
+
+use crate::digest::Digest;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+pub const MANIFEST_V1: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const INDEX_V1: &str = "application/vnd.oci.image.index.v1+json";
+pub const CONFIG_V1: &str = "application/vnd.oci.image.config.v1+json";
+pub const DOCKER_MANIFEST_V2: &str = "application/vnd.docker.distribution.manifest.v2+json";
+pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+pub const ANNOTATION_REF_NAME: &str = "org.opencontainers.image.ref.name";
+pub const ANNOTATION_BASE_NAME: &str = "org.opencontainers.image.base.name";
+pub const ANNOTATION_BASE_DIGEST: &str = "org.opencontainers.image.base.digest";
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Descriptor {
+    pub media_type: String,
+    pub digest: Digest,
+    pub size: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<PlatformJson>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+impl Descriptor {
+    pub fn new(media_type: &str, digest: Digest, size: u64) -> Self {
+        Descriptor {
+            media_type: media_type.to_string(),
+            digest,
+            size,
+            platform: None,
+            annotations: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlatformJson {
+    pub architecture: String,
+    pub os: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
+}
+
+impl From<&crate::platform::Platform> for PlatformJson {
+    fn from(p: &crate::platform::Platform) -> Self {
+        PlatformJson {
+            architecture: p.architecture.clone(),
+            os: p.os.clone(),
+            variant: p.variant.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Manifest {
+    pub schema_version: u32,
+    #[serde(default)]
+    pub media_type: Option<String>,
+    pub config: Descriptor,
+    pub layers: Vec<Descriptor>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Index {
+    pub schema_version: u32,
+    #[serde(default)]
+    pub media_type: Option<String>,
+    pub manifests: Vec<Descriptor>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// The OCI image config. Fields of a base image's config that imgbuild does not
+/// model are carried in `extra` (sorted), so a base's settings survive.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct ImageConfig {
+    #[serde(default)]
+    pub created: Option<String>,
+    #[serde(default)]
+    pub architecture: String,
+    #[serde(default)]
+    pub os: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
+    #[serde(default)]
+    pub config: ContainerConfig,
+    #[serde(default)]
+    pub rootfs: RootFs,
+    #[serde(default)]
+    pub history: Vec<Value>,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ContainerConfig {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub exposed_ports: BTreeMap<String, Value>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entrypoint: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cmd: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub volumes: BTreeMap<String, Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub working_dir: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_signal: Option<String>,
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, Value>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct RootFs {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub diff_ids: Vec<Digest>,
+}
+
+impl Default for RootFs {
+    fn default() -> Self {
+        RootFs {
+            kind: "layers".into(),
+            diff_ids: Vec::new(),
+        }
+    }
+}
+
+/// The canonical bytes of an OCI object: compact, fields in declaration order.
+pub fn canonical_json<T: Serialize>(value: &T) -> Vec<u8> {
+    // Serializing these plain structs cannot fail: no maps with non-string keys, no
+    // custom serializers that error.
+    serde_json::to_vec(value).unwrap_or_default()
+}
+
+/// A history entry written by imgbuild.
+pub fn history_entry(created: &str, created_by: &str) -> Value {
+    let mut m = serde_json::Map::new();
+    m.insert("created".into(), Value::String(created.into()));
+    m.insert("created_by".into(), Value::String(created_by.into()));
+    Value::Object(m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_maps_are_sorted_and_output_is_compact() {
+        let mut c = ImageConfig::default();
+        c.config.labels.insert("b".into(), "2".into());
+        c.config.labels.insert("a".into(), "1".into());
+        c.history.push(history_entry("1970-01-01T00:00:00Z", "x"));
+        let s = String::from_utf8(canonical_json(&c)).unwrap();
+        assert!(s.contains(r#""Labels":{"a":"1","b":"2"}"#), "{s}");
+        assert!(
+            s.contains(r#"{"created":"1970-01-01T00:00:00Z","created_by":"x"}"#),
+            "{s}"
+        );
+        assert!(!s.contains(' ') && !s.ends_with('\n'));
+    }
+
+    #[test]
+    fn serde_json_objects_stay_sorted() {
+        // A dependency enabling serde_json's `preserve_order` would silently change
+        // digests: this fails if that ever happens.
+        let v: Value = serde_json::from_str(r#"{"z":1,"a":2}"#).unwrap();
+        assert_eq!(serde_json::to_string(&v).unwrap(), r#"{"a":2,"z":1}"#);
+    }
+}

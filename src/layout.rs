@@ -1,0 +1,280 @@
+//! Store: an OCI image layout on disk — content-addressed blobs and `index.json`.
+//!
+//! Invariants: a blob file only ever appears under its final name complete and with
+//! the right digest (temp file in the same directory, then rename); `index.json` is
+//! replaced atomically, last, under an exclusive lock, so two builds may share one
+//! layout. The store never deletes anything.
+
+use crate::digest::{Digest, HashingWriter};
+use crate::error::{Error, Result};
+use crate::image::{canonical_json, Descriptor, Index, ANNOTATION_REF_NAME, INDEX_V1};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+pub const OCI_LAYOUT: &str = "{\"imageLayoutVersion\":\"1.0.0\"}";
+
+#[derive(Debug, Clone)]
+pub struct Layout {
+    root: PathBuf,
+}
+
+impl Layout {
+    /// Opens the layout at `root`, creating the directory structure if needed.
+    pub fn create(root: &Path) -> Result<Layout> {
+        let blobs = root.join("blobs").join("sha256");
+        fs::create_dir_all(&blobs)
+            .map_err(|e| Error::io_path("cannot create output layout", root, e))?;
+        let layout = Layout {
+            root: root.to_path_buf(),
+        };
+        let marker = root.join("oci-layout");
+        if !marker.exists() {
+            layout.replace_file(&marker, OCI_LAYOUT.as_bytes())?;
+        }
+        Ok(layout)
+    }
+
+    /// Opens an existing layout for reading.
+    pub fn open(root: &Path) -> Result<Layout> {
+        if !root.join("oci-layout").is_file() {
+            return Err(Error::input(format!("{} is not an OCI image layout (no oci-layout file)", root.display()))
+                .with_hint("point at a directory written by `imgbuild build --out DIR`, `skopeo copy … oci:DIR` or `umoci`"));
+        }
+        Ok(Layout {
+            root: root.to_path_buf(),
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn blob_path(&self, digest: &Digest) -> PathBuf {
+        self.root.join("blobs").join("sha256").join(digest.hex())
+    }
+
+    pub fn has_blob(&self, digest: &Digest) -> bool {
+        self.blob_path(digest).is_file()
+    }
+
+    /// A writer for a new blob; `commit` names it by the digest of what was written.
+    pub fn blob_writer(&self) -> Result<BlobWriter> {
+        let dir = self.root.join("blobs").join("sha256");
+        let temp = tempfile::Builder::new()
+            .prefix(".tmp-")
+            .tempfile_in(&dir)
+            .map_err(|e| Error::io_path("cannot create a blob in", &dir, e))?;
+        Ok(BlobWriter {
+            inner: HashingWriter::new(BufWriter::with_capacity(1 << 20, temp)),
+        })
+    }
+
+    /// Stores `bytes` as a blob and returns its digest.
+    pub fn write_blob(&self, bytes: &[u8]) -> Result<Digest> {
+        let digest = Digest::of(bytes);
+        if !self.has_blob(&digest) {
+            let mut w = self.blob_writer()?;
+            w.write_all(bytes)
+                .map_err(|e| Error::io_path("cannot write blob to", &self.root, e))?;
+            w.commit(self)?;
+        }
+        Ok(digest)
+    }
+
+    /// Reads a blob whole, checking its digest (for JSON blobs: small).
+    pub fn read_blob(&self, digest: &Digest) -> Result<Vec<u8>> {
+        let path = self.blob_path(digest);
+        let bytes = fs::read(&path).map_err(|e| Error::io_path("cannot read blob", &path, e))?;
+        if Digest::of(&bytes) != *digest {
+            return Err(Error::io(
+                format!("blob {} in {}", digest, self.root.display()),
+                io::Error::other("its content does not match its digest (the layout is corrupt)"),
+            ));
+        }
+        Ok(bytes)
+    }
+
+    /// Copies a blob from another layout, verifying its digest while streaming. A
+    /// hardlink is tried first (same file system, no bytes copied).
+    pub fn import_blob(&self, from: &Layout, digest: &Digest) -> Result<()> {
+        if self.has_blob(digest) {
+            return Ok(());
+        }
+        let src = from.blob_path(digest);
+        let mut file = File::open(&src).map_err(|e| Error::io_path("cannot read blob", &src, e))?;
+        let mut w = self.blob_writer()?;
+        io::copy(&mut file, &mut w).map_err(|e| Error::io_path("cannot copy blob", &src, e))?;
+        let got = w.commit(self)?;
+        if got != *digest {
+            let _ = fs::remove_file(self.blob_path(&got));
+            return Err(Error::io(
+                format!("blob {} of {}", digest, from.root.display()),
+                io::Error::other(format!(
+                    "its content has digest {got}: the layout is corrupt"
+                )),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Reads `index.json` (an empty index when there is none yet).
+    pub fn read_index(&self) -> Result<Index> {
+        let path = self.root.join("index.json");
+        match fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
+                Error::input(format!("{} is not a valid OCI index: {e}", path.display()))
+            }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(empty_index()),
+            Err(e) => Err(Error::io_path("cannot read", &path, e)),
+        }
+    }
+
+    /// Records `descriptor` in `index.json`: once per tag (moving that tag here), or
+    /// once without a name when there are no tags. Entries are kept sorted by name and
+    /// digest, so the file does not depend on the order of builds.
+    pub fn add_to_index(&self, descriptor: &Descriptor, tags: &[String]) -> Result<()> {
+        let lock_path = self.root.join(".index.json.lock");
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| Error::io_path("cannot lock", &lock_path, e))?;
+        lock.lock()
+            .map_err(|e| Error::io_path("cannot lock", &lock_path, e))?;
+        let mut index = self.read_index()?;
+        let name_of = |d: &Descriptor| d.annotations.get(ANNOTATION_REF_NAME).cloned();
+        let mut add = Vec::new();
+        if tags.is_empty() {
+            add.push(descriptor.clone());
+        }
+        for tag in tags {
+            let mut d = descriptor.clone();
+            d.annotations
+                .insert(ANNOTATION_REF_NAME.into(), tag.clone());
+            add.push(d);
+        }
+        for d in add {
+            let name = name_of(&d);
+            index.manifests.retain(|m| match &name {
+                Some(n) => name_of(m).as_ref() != Some(n),
+                None => !(name_of(m).is_none() && m.digest == d.digest),
+            });
+            index.manifests.push(d);
+        }
+        index
+            .manifests
+            .sort_by(|a, b| (name_of(a), &a.digest).cmp(&(name_of(b), &b.digest)));
+        self.replace_file(&self.root.join("index.json"), &canonical_json(&index))?;
+        drop(lock);
+        Ok(())
+    }
+
+    /// Resolves a tag (`org.opencontainers.image.ref.name`) in `index.json`.
+    pub fn resolve_tag(&self, tag: &str) -> Result<Option<Descriptor>> {
+        Ok(self
+            .read_index()?
+            .manifests
+            .into_iter()
+            .find(|m| m.annotations.get(ANNOTATION_REF_NAME).map(String::as_str) == Some(tag)))
+    }
+
+    fn replace_file(&self, path: &Path, bytes: &[u8]) -> Result<()> {
+        let mut temp = tempfile::Builder::new()
+            .prefix(".tmp-")
+            .tempfile_in(&self.root)
+            .map_err(|e| Error::io_path("cannot write to", &self.root, e))?;
+        temp.write_all(bytes)
+            .map_err(|e| Error::io_path("cannot write", path, e))?;
+        temp.persist(path)
+            .map_err(|e| Error::io_path("cannot replace", path, e.error))?;
+        Ok(())
+    }
+}
+
+fn empty_index() -> Index {
+    Index {
+        schema_version: 2,
+        media_type: Some(INDEX_V1.into()),
+        manifests: Vec::new(),
+        annotations: Default::default(),
+    }
+}
+
+/// A blob being written: hashed as it streams into a temp file in the layout.
+pub struct BlobWriter {
+    inner: HashingWriter<BufWriter<tempfile::NamedTempFile>>,
+}
+
+impl BlobWriter {
+    /// Renames the temp file to its digest; returns the digest.
+    pub fn commit(self, layout: &Layout) -> Result<Digest> {
+        self.commit_sized(layout).map(|(d, _)| d)
+    }
+
+    /// As `commit`, also returning the size.
+    pub fn commit_sized(self, layout: &Layout) -> Result<(Digest, u64)> {
+        let (buf, digest, size) = self.inner.finish();
+        let temp = buf
+            .into_inner()
+            .map_err(|e| Error::io_path("cannot write blob to", layout.root(), e.into_error()))?;
+        let path = layout.blob_path(&digest);
+        temp.persist(&path)
+            .map_err(|e| Error::io_path("cannot store blob", &path, e.error))?;
+        Ok((digest, size))
+    }
+}
+
+impl Write for BlobWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.inner.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Reads a whole file (helper for small JSON files outside a layout).
+pub fn read_small(path: &Path) -> io::Result<Vec<u8>> {
+    let mut v = Vec::new();
+    File::open(path)?.read_to_end(&mut v)?;
+    Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blobs_are_named_by_digest_and_no_temp_files_remain() {
+        let dir = tempfile::tempdir().unwrap();
+        let l = Layout::create(dir.path()).unwrap();
+        let d = l.write_blob(b"hello").unwrap();
+        assert_eq!(fs::read(l.blob_path(&d)).unwrap(), b"hello");
+        let names: Vec<_> = fs::read_dir(dir.path().join("blobs/sha256"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names.len(), 1);
+        assert_eq!(
+            fs::read_to_string(dir.path().join("oci-layout")).unwrap(),
+            OCI_LAYOUT
+        );
+    }
+
+    #[test]
+    fn a_tag_moves_and_untagged_entries_are_not_duplicated() {
+        let dir = tempfile::tempdir().unwrap();
+        let l = Layout::create(dir.path()).unwrap();
+        let a = Descriptor::new(crate::image::MANIFEST_V1, Digest::of(b"a"), 1);
+        let b = Descriptor::new(crate::image::MANIFEST_V1, Digest::of(b"b"), 1);
+        l.add_to_index(&a, &["latest".into()]).unwrap();
+        l.add_to_index(&b, &["latest".into(), "v1".into()]).unwrap();
+        l.add_to_index(&a, &[]).unwrap();
+        l.add_to_index(&a, &[]).unwrap();
+        let idx = l.read_index().unwrap();
+        assert_eq!(idx.manifests.len(), 3);
+        assert_eq!(l.resolve_tag("latest").unwrap().unwrap().digest, b.digest);
+    }
+}

@@ -1,0 +1,21 @@
+//! imgbuild compiles a declarative recipe into a reproducible OCI image.
+//!
+//! The pipeline, one module per arrow (see ARCHITECTURE.md):
+//! `recipe` (parse) → `plan` (resolve) → `layer` (write, with `compress`) →
+//! `image` (assemble) → `layout` (store). `build` drives it end to end.
+
+pub mod base;
+pub mod build;
+pub mod compress;
+pub mod digest;
+pub mod epoch;
+pub mod error;
+pub mod image;
+pub mod layer;
+pub mod layout;
+pub mod plan;
+pub mod platform;
+pub mod recipe;
+mod suggest;
+
+pub use error::{Error, ExitCode, Result};

@@ -1,0 +1,236 @@
+//! `[[layer.archive]]`: the entries of a local `.tar`, `.tar.gz` or `.tar.zst`.
+//!
+//! The archive's modes and numeric owners are kept (masked to the permission and
+//! setuid/setgid/sticky bits); its mtimes, user and group names, xattrs and PAX
+//! records are not. A compressed archive is decompressed once into a temporary spool
+//! file; entries point into it by offset, so memory stays bounded.
+
+use super::{
+    image_path, join, normalize_hardlinks, resolve_src, Content, EntryKind, Item, Meta, Spool,
+};
+use crate::error::{Error, Result};
+use crate::recipe::{ArchiveItem, Recipe};
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{self, Read};
+use std::path::Path;
+use std::sync::Arc;
+use toml::Spanned;
+
+pub(crate) fn resolve(recipe: &Recipe, item: &Spanned<ArchiveItem>) -> Result<Vec<Item>> {
+    let a = item.get_ref();
+    let Some(src) = &a.src else {
+        let url = a.url.as_ref().map_or(0..0, |u| u.span());
+        return Err(recipe
+            .error_at(url, "archives fetched by url are not supported yet")
+            .with_hint(
+                "download the archive into the context, check its sha256, and use src = \"…\"",
+            ));
+    };
+    let path = resolve_src(recipe, src, src.get_ref())?;
+    let real = path
+        .canonicalize()
+        .map_err(|e| Error::io_path("cannot read archive", &path, e))?;
+    if !real.starts_with(&recipe.context) {
+        return Err(recipe.error_at(
+            src.span(),
+            format!(
+                "archive {:?} is a symlink to {} outside the context",
+                src.get_ref(),
+                real.display()
+            ),
+        ));
+    }
+    if !real.is_file() {
+        return Err(recipe.error_at(
+            src.span(),
+            format!("archive {:?} is not a regular file", src.get_ref()),
+        ));
+    }
+    let spool = spool(&real).map_err(|e| {
+        Error::io_path("cannot read archive", &real, e)
+            .with_detail(recipe.source.snippet(src.span()))
+    })?;
+    let bad = |msg: String| {
+        recipe
+            .error_at(src.span(), format!("archive {}: {msg}", src.get_ref()))
+            .with_hint(
+                "repack the archive as a plain tar of files, directories, symlinks and hardlinks",
+            )
+    };
+    let file = File::open(&spool.path)
+        .map_err(|e| Error::io_path("cannot read archive", &spool.path, e))?;
+    let mut archive = tar::Archive::new(file);
+    let entries = archive
+        .entries()
+        .map_err(|e| bad(format!("not a readable tar ({e})")))?;
+    let dst = image_path(a.dst.get_ref());
+    let strip = a.strip_components as usize;
+    // Later entries of one archive replace earlier ones with the same path, as tar does.
+    let mut by_path: BTreeMap<Vec<u8>, Item> = BTreeMap::new();
+    let mut links: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| bad(format!("not a readable tar ({e})")))?;
+        let header = entry.header();
+        let name = entry.path_bytes().into_owned();
+        let Some(rel) = member_path(&name, strip).map_err(|m| bad(m))? else {
+            continue;
+        };
+        let path = join(&dst, &rel);
+        let id = |v: io::Result<u64>, what: &str| -> Result<u32> {
+            let v = v.map_err(|e| {
+                bad(format!(
+                    "bad {what} in {}: {e}",
+                    String::from_utf8_lossy(&name)
+                ))
+            })?;
+            u32::try_from(v).map_err(|_| {
+                bad(format!(
+                    "{what} {v} of {} is too large",
+                    String::from_utf8_lossy(&name)
+                ))
+            })
+        };
+        let mode =
+            header.mode().map_err(|e| bad(format!("bad mode: {e}")))? & crate::recipe::MAX_MODE;
+        let meta = Meta {
+            mode,
+            uid: id(header.uid(), "uid")?,
+            gid: id(header.gid(), "gid")?,
+        };
+        let kind = match header.entry_type() {
+            tar::EntryType::Regular | tar::EntryType::Continuous => EntryKind::File {
+                content: Content::Spool {
+                    spool: spool.clone(),
+                    offset: entry.raw_file_position(),
+                },
+                size: entry.size(),
+            },
+            tar::EntryType::Directory => EntryKind::Dir,
+            tar::EntryType::Symlink => {
+                let target = entry
+                    .link_name_bytes()
+                    .ok_or_else(|| bad("a symlink without target".into()))?;
+                EntryKind::Symlink {
+                    target: target.into_owned(),
+                }
+            }
+            tar::EntryType::Link => {
+                let target = entry
+                    .link_name_bytes()
+                    .ok_or_else(|| bad("a hardlink without target".into()))?;
+                let Some(t) = member_path(&target, strip).map_err(|m| bad(m))? else {
+                    return Err(bad(format!(
+                        "hardlink {} points at a stripped path",
+                        String::from_utf8_lossy(&name)
+                    )));
+                };
+                let target = join(&dst, &t);
+                links.push((path.clone(), target.clone()));
+                EntryKind::Hardlink { target }
+            }
+            other => {
+                return Err(bad(format!(
+                    "entry {} is of a kind imgbuild does not put in images ({other:?})",
+                    String::from_utf8_lossy(&name)
+                )))
+            }
+        };
+        by_path.insert(path.clone(), Item { path, kind, meta });
+    }
+    let mut items: Vec<Item> = by_path.into_values().collect();
+    // Group every hardlink with the file it names, then normalize (first path wins).
+    let index: BTreeMap<Vec<u8>, usize> = items
+        .iter()
+        .enumerate()
+        .map(|(i, it)| (it.path.clone(), i))
+        .collect();
+    let mut groups: BTreeMap<u64, Vec<usize>> = BTreeMap::new();
+    let mut group_of: BTreeMap<Vec<u8>, u64> = BTreeMap::new();
+    for (link, target) in links {
+        let Some(&t) = index.get(&target) else {
+            return Err(bad(format!(
+                "hardlink /{} names /{}, which the archive does not hold",
+                String::from_utf8_lossy(&link),
+                String::from_utf8_lossy(&target)
+            )));
+        };
+        if !matches!(items[t].kind, EntryKind::File { .. }) {
+            return Err(bad(format!(
+                "hardlink /{} names a non-file",
+                String::from_utf8_lossy(&link)
+            )));
+        }
+        let next = group_of.len() as u64;
+        let g = *group_of.entry(target).or_insert(next);
+        let members = groups.entry(g).or_default();
+        if members.is_empty() {
+            members.push(t);
+        }
+        if let Some(&l) = index.get(&link) {
+            members.push(l);
+        }
+    }
+    normalize_hardlinks(&mut items, groups);
+    Ok(items)
+}
+
+/// The member's path relative to `dst`: `./` and `/` prefixes dropped, then `strip`
+/// leading components; `None` when nothing is left. `..` is an error.
+fn member_path(name: &[u8], strip: usize) -> Result<Option<Vec<u8>>, String> {
+    let parts: Vec<&[u8]> = name
+        .split(|&b| b == b'/')
+        .filter(|c| !c.is_empty() && *c != b".")
+        .collect();
+    if parts.iter().any(|c| *c == b"..") {
+        return Err(format!(
+            "member {} contains '..'",
+            String::from_utf8_lossy(name)
+        ));
+    }
+    if parts.len() <= strip {
+        return Ok(None);
+    }
+    Ok(Some(parts[strip..].join(&b'/')))
+}
+
+/// The archive as an uncompressed tar on disk (the file itself when it is not
+/// compressed), chosen by magic bytes, not by file name.
+fn spool(path: &Path) -> io::Result<Arc<Spool>> {
+    let mut magic = [0u8; 4];
+    let n = File::open(path)?.read(&mut magic)?;
+    let magic = &magic[..n];
+    let reader: Box<dyn Read> = if magic.starts_with(&[0x1f, 0x8b]) {
+        Box::new(flate2::read::MultiGzDecoder::new(io::BufReader::new(
+            File::open(path)?,
+        )))
+    } else if magic.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        Box::new(zstd::stream::read::Decoder::new(File::open(path)?)?)
+    } else {
+        return Ok(Arc::new(Spool {
+            path: path.to_path_buf(),
+            _temp: None,
+        }));
+    };
+    let mut reader = reader;
+    let mut temp = tempfile::NamedTempFile::new()?;
+    io::copy(&mut reader, temp.as_file_mut())?;
+    let temp = temp.into_temp_path();
+    Ok(Arc::new(Spool {
+        path: temp.to_path_buf(),
+        _temp: Some(temp),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::member_path;
+
+    #[test]
+    fn member_paths_drop_prefixes_and_strip_components() {
+        assert_eq!(member_path(b"./a/b/c", 0).unwrap(), Some(b"a/b/c".to_vec()));
+        assert_eq!(member_path(b"/a/b/c", 1).unwrap(), Some(b"b/c".to_vec()));
+        assert_eq!(member_path(b"a/", 1).unwrap(), None);
+        assert!(member_path(b"a/../../etc/passwd", 0).is_err());
+    }
+}

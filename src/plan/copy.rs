@@ -1,0 +1,268 @@
+//! `[[layer.copy]]`: a file, symlink or whole directory tree from the context.
+
+use super::{
+    image_path, join, normalize_hardlinks, resolve_src, Content, EntryKind, Item, Meta,
+    PlanOptions, DIR_MODE, SYMLINK_MODE,
+};
+use crate::error::{Error, Result};
+use crate::platform::Platform;
+use crate::recipe::{CopyItem, Recipe};
+use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::Path;
+use toml::Spanned;
+
+pub(crate) fn resolve(
+    recipe: &Recipe,
+    item: &Spanned<CopyItem>,
+    platform: &Platform,
+    options: &PlanOptions,
+) -> Result<Vec<Item>> {
+    let c = item.get_ref();
+    let expanded = platform.expand(c.src.get_ref());
+    let src = resolve_src(recipe, &c.src, &expanded)?;
+    let meta =
+        fs::symlink_metadata(&src).map_err(|e| Error::io_path("cannot read source", &src, e))?;
+    let dst = c.dst.get_ref();
+    let dst_path = image_path(dst);
+    let ft = meta.file_type();
+    let mut walker = Walker {
+        recipe,
+        item: c,
+        span: item.span(),
+        out_dir: options.out_dir.as_deref(),
+        excludes: None,
+        items: Vec::new(),
+        inodes: BTreeMap::new(),
+    };
+    if ft.is_dir() {
+        walker.excludes = Some(excludes(recipe, &c.exclude)?);
+        let dir_meta = walker.dir_meta();
+        walker.items.push(Item {
+            path: dst_path.clone(),
+            kind: EntryKind::Dir,
+            meta: dir_meta,
+        });
+        walker.walk(&src, &dst_path, b"")?;
+    } else {
+        if expanded.ends_with('/') {
+            return Err(recipe
+                .error_at(
+                    c.src.span(),
+                    format!("src {expanded:?} ends in '/' but is not a directory"),
+                )
+                .with_hint("drop the trailing '/' to copy a single file"));
+        }
+        if let Some(first) = c.exclude.first() {
+            return Err(recipe
+                .error_at(first.span(), "exclude applies only when src is a directory")
+                .with_hint("remove exclude from this item"));
+        }
+        let target = if dst.ends_with('/') {
+            let name = src
+                .file_name()
+                .map(|n| n.as_bytes().to_vec())
+                .unwrap_or_default();
+            join(&dst_path, &name)
+        } else {
+            dst_path
+        };
+        walker.file_like(&src, &meta, target)?;
+    }
+    let Walker {
+        mut items, inodes, ..
+    } = walker;
+    let groups = inodes
+        .into_values()
+        .enumerate()
+        .map(|(i, members)| (i as u64, members))
+        .collect();
+    normalize_hardlinks(&mut items, groups);
+    Ok(items)
+}
+
+struct Walker<'a> {
+    recipe: &'a Recipe,
+    item: &'a CopyItem,
+    span: std::ops::Range<usize>,
+    out_dir: Option<&'a Path>,
+    excludes: Option<Excludes>,
+    items: Vec<Item>,
+    /// (dev, ino) of multiply-linked regular files → indices into `items`.
+    inodes: BTreeMap<(u64, u64), Vec<usize>>,
+}
+
+impl Walker<'_> {
+    fn dir_meta(&self) -> Meta {
+        let mode = self
+            .item
+            .dir_mode
+            .as_ref()
+            .map_or(DIR_MODE, |m| *m.get_ref());
+        Meta {
+            mode,
+            uid: self.item.uid,
+            gid: self.item.gid,
+        }
+    }
+
+    /// Walks `dir` in byte order of names; `rel` is the path below the copied root.
+    fn walk(&mut self, dir: &Path, dst: &[u8], rel: &[u8]) -> Result<()> {
+        let mut names: Vec<_> = fs::read_dir(dir)
+            .map_err(|e| Error::io_path("cannot list directory", dir, e))?
+            .map(|r| r.map(|e| e.file_name()))
+            .collect::<Result<_, _>>()
+            .map_err(|e| Error::io_path("cannot list directory", dir, e))?;
+        names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+        for name in names {
+            let path = dir.join(&name);
+            let rel = join(rel, name.as_bytes());
+            let meta =
+                fs::symlink_metadata(&path).map_err(|e| Error::io_path("cannot read", &path, e))?;
+            let is_dir = meta.file_type().is_dir();
+            if self
+                .excludes
+                .as_ref()
+                .is_some_and(|x| x.matches(&rel, is_dir))
+            {
+                continue;
+            }
+            if is_dir && self.out_dir.is_some_and(|o| o == path) {
+                eprintln!(
+                    "warning: not copying {}: it is the output directory (--out)",
+                    path.display()
+                );
+                continue;
+            }
+            let target = join(dst, &rel);
+            if is_dir {
+                let m = self.dir_meta();
+                self.items.push(Item {
+                    path: target.clone(),
+                    kind: EntryKind::Dir,
+                    meta: m,
+                });
+                self.walk(&path, dst, &rel)?;
+            } else {
+                self.file_like(&path, &meta, target)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A regular file or symlink; anything else is an error naming it.
+    fn file_like(&mut self, path: &Path, meta: &fs::Metadata, target: Vec<u8>) -> Result<()> {
+        let ft = meta.file_type();
+        let (uid, gid) = (self.item.uid, self.item.gid);
+        if ft.is_symlink() {
+            let link =
+                fs::read_link(path).map_err(|e| Error::io_path("cannot read symlink", path, e))?;
+            self.items.push(Item {
+                path: target,
+                kind: EntryKind::Symlink {
+                    target: link.as_os_str().as_bytes().to_vec(),
+                },
+                meta: Meta {
+                    mode: SYMLINK_MODE,
+                    uid,
+                    gid,
+                },
+            });
+        } else if ft.is_file() {
+            let default = if meta.mode() & 0o111 != 0 {
+                0o755
+            } else {
+                0o644
+            };
+            let mode = self.item.mode.as_ref().map_or(default, |m| *m.get_ref());
+            if meta.nlink() > 1 {
+                self.inodes
+                    .entry((meta.dev(), meta.ino()))
+                    .or_default()
+                    .push(self.items.len());
+            }
+            self.items.push(Item {
+                path: target,
+                kind: EntryKind::File {
+                    content: Content::Path(path.to_path_buf()),
+                    size: meta.len(),
+                },
+                meta: Meta { mode, uid, gid },
+            });
+        } else {
+            let what = if ft.is_fifo() {
+                "a FIFO (named pipe)"
+            } else if ft.is_socket() {
+                "a socket"
+            } else if ft.is_block_device() || ft.is_char_device() {
+                "a device file"
+            } else {
+                "not a regular file, directory or symlink"
+            };
+            return Err(self
+                .recipe
+                .error_at(self.span.clone(), format!("source {} is {what}", path.display()))
+                .with_hint("images hold only files, directories and symlinks: delete it, or add it to this item's exclude list"));
+        }
+        Ok(())
+    }
+}
+
+/// Compiled `exclude` patterns, with gitignore-like meaning (docs/recipe.md):
+/// a trailing `/` matches directories only; a pattern without `/` matches a name at any
+/// depth; a pattern with `/` is anchored at the copied directory.
+struct Excludes {
+    any: GlobSet,
+    dirs_only: GlobSet,
+}
+
+impl Excludes {
+    fn matches(&self, rel: &[u8], is_dir: bool) -> bool {
+        let path = Path::new(std::ffi::OsStr::from_bytes(rel));
+        self.any.is_match(path) || (is_dir && self.dirs_only.is_match(path))
+    }
+}
+
+fn excludes(recipe: &Recipe, patterns: &[Spanned<String>]) -> Result<Excludes> {
+    let mut any = GlobSetBuilder::new();
+    let mut dirs_only = GlobSetBuilder::new();
+    for p in patterns {
+        let raw = p.get_ref();
+        let dir_only = raw.ends_with('/');
+        let body = raw.trim_end_matches('/').trim_start_matches('/');
+        if body.is_empty() {
+            return Err(recipe.error_at(p.span(), "an exclude pattern must name something"));
+        }
+        let pattern = if body.contains('/') {
+            body.to_string()
+        } else {
+            format!("**/{body}")
+        };
+        let glob = GlobBuilder::new(&pattern)
+            .literal_separator(true)
+            .backslash_escape(true)
+            .build()
+            .map_err(|e| {
+                recipe.error_at(
+                    p.span(),
+                    format!("invalid exclude pattern {raw:?}: {}", e.kind()),
+                )
+            })?;
+        if dir_only {
+            dirs_only.add(glob);
+        } else {
+            any.add(glob);
+        }
+    }
+    let build = |b: GlobSetBuilder| {
+        b.build()
+            .map_err(|e| Error::input(format!("invalid exclude patterns: {e}")))
+    };
+    Ok(Excludes {
+        any: build(any)?,
+        dirs_only: build(dirs_only)?,
+    })
+}

@@ -1,0 +1,694 @@
+//! The recipe: `recipe.toml` parsed into typed structs (SPEC §2).
+//!
+//! This module owns syntax and per-key validation (types, ranges, absolute paths,
+//! names); every error points at `file:line:col`. It never touches the build context:
+//! resolving sources against the file system is the plan's job.
+
+mod diagnostic;
+
+pub use diagnostic::RecipeSource;
+
+use crate::compress::Compression;
+use crate::error::{Error, Result};
+use crate::platform::Platform;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use toml::Spanned;
+
+/// A parsed, validated recipe.
+#[derive(Debug)]
+pub struct Recipe {
+    pub source: Arc<RecipeSource>,
+    /// The directory holding the recipe: relative `src` paths resolve against it.
+    pub context: PathBuf,
+    pub image: ImageSection,
+    pub base: BaseSection,
+    pub config: ConfigSection,
+    pub annotations: BTreeMap<String, String>,
+    pub users: Vec<Spanned<User>>,
+    pub groups: Vec<Spanned<Group>>,
+    pub layers: Vec<Spanned<Layer>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawRecipe {
+    #[serde(default)]
+    image: ImageSection,
+    #[serde(default)]
+    base: BaseSection,
+    #[serde(default)]
+    config: ConfigSection,
+    #[serde(default)]
+    annotations: BTreeMap<String, String>,
+    #[serde(default)]
+    user: Vec<Spanned<User>>,
+    #[serde(default)]
+    group: Vec<Spanned<Group>>,
+    #[serde(default)]
+    layer: Vec<Spanned<Layer>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ImageSection {
+    pub repository: Option<Spanned<String>>,
+    #[serde(default)]
+    pub tags: Vec<Spanned<String>>,
+    pub platforms: Option<Spanned<Vec<Spanned<String>>>>,
+    pub source_date_epoch: Option<Spanned<EpochSetting>>,
+    pub compression: Option<Spanned<String>>,
+}
+
+/// `source-date-epoch`: seconds, or `"git"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum EpochSetting {
+    Seconds(i64),
+    Named(String),
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct BaseSection {
+    pub image: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ConfigSection {
+    pub entrypoint: Option<Vec<String>>,
+    pub cmd: Option<Vec<String>>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    pub workdir: Option<Spanned<String>>,
+    pub user: Option<Spanned<String>>,
+    #[serde(default)]
+    pub exposed_ports: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub volumes: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    pub stop_signal: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct User {
+    pub name: Spanned<String>,
+    pub uid: u32,
+    /// Primary group id; defaults to `uid`.
+    pub gid: Option<u32>,
+    pub home: Option<String>,
+    pub shell: Option<String>,
+    /// Supplementary groups, by name.
+    #[serde(default)]
+    pub groups: Vec<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Group {
+    pub name: Spanned<String>,
+    pub gid: u32,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Layer {
+    pub name: Spanned<String>,
+    #[serde(default)]
+    pub copy: Vec<Spanned<CopyItem>>,
+    #[serde(default)]
+    pub dir: Vec<Spanned<DirItem>>,
+    #[serde(default)]
+    pub symlink: Vec<Spanned<SymlinkItem>>,
+    #[serde(default)]
+    pub file: Vec<Spanned<FileItem>>,
+    #[serde(default)]
+    pub archive: Vec<Spanned<ArchiveItem>>,
+    #[serde(default)]
+    pub remove: Vec<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct CopyItem {
+    pub src: Spanned<String>,
+    pub dst: Spanned<String>,
+    pub mode: Option<Spanned<u32>>,
+    pub dir_mode: Option<Spanned<u32>>,
+    #[serde(default)]
+    pub uid: u32,
+    #[serde(default)]
+    pub gid: u32,
+    #[serde(default)]
+    pub exclude: Vec<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct DirItem {
+    pub path: Spanned<String>,
+    pub mode: Option<Spanned<u32>>,
+    #[serde(default)]
+    pub uid: u32,
+    #[serde(default)]
+    pub gid: u32,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct SymlinkItem {
+    pub path: Spanned<String>,
+    pub target: Spanned<String>,
+    #[serde(default)]
+    pub uid: u32,
+    #[serde(default)]
+    pub gid: u32,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct FileItem {
+    pub path: Spanned<String>,
+    pub content: String,
+    pub mode: Option<Spanned<u32>>,
+    #[serde(default)]
+    pub uid: u32,
+    #[serde(default)]
+    pub gid: u32,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ArchiveItem {
+    pub src: Option<Spanned<String>>,
+    pub url: Option<Spanned<String>>,
+    pub sha256: Option<Spanned<String>>,
+    #[serde(default = "root")]
+    pub dst: Spanned<String>,
+    #[serde(default)]
+    pub strip_components: u32,
+}
+
+fn root() -> Spanned<String> {
+    Spanned::new(0..0, "/".to_string())
+}
+
+/// The largest mode a recipe may ask for: permission bits plus setuid, setgid, sticky.
+pub const MAX_MODE: u32 = 0o7777;
+
+impl Recipe {
+    /// Reads and validates the recipe at `path`.
+    pub fn load(path: &Path) -> Result<Recipe> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            let err = Error::io_path("cannot read recipe", path, e);
+            if !path.exists() {
+                // A missing recipe is bad usage, not an I/O failure.
+                Error::input(format!("recipe {} does not exist", path.display())).with_hint(
+                    "pass the recipe's path (imgbuild build path/to/recipe.toml), or run in the directory that holds recipe.toml",
+                )
+            } else {
+                err
+            }
+        })?;
+        let context = path
+            .parent()
+            .map(|p| {
+                if p.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    p
+                }
+            })
+            .unwrap_or(Path::new("."))
+            .canonicalize()
+            .map_err(|e| Error::io_path("cannot resolve the recipe's directory", path, e))?;
+        Recipe::parse(
+            RecipeSource {
+                path: path.to_path_buf(),
+                text,
+            },
+            context,
+        )
+    }
+
+    /// Parses recipe text; `context` is the directory sources resolve against.
+    pub fn parse(source: RecipeSource, context: PathBuf) -> Result<Recipe> {
+        let raw: RawRecipe = match toml::from_str(&source.text) {
+            Ok(raw) => raw,
+            Err(e) => return Err(toml_error(&source, &e)),
+        };
+        let recipe = Recipe {
+            source: Arc::new(source),
+            context,
+            image: raw.image,
+            base: raw.base,
+            config: raw.config,
+            annotations: raw.annotations,
+            users: raw.user,
+            groups: raw.group,
+            layers: raw.layer,
+        };
+        recipe.validate()?;
+        Ok(recipe)
+    }
+
+    /// An input error pointing at `span` of this recipe.
+    pub fn error_at(&self, span: Range<usize>, message: impl Into<String>) -> Error {
+        self.source.error_at(span, message)
+    }
+
+    /// The platforms to build, from the recipe (default linux/amd64).
+    pub fn platforms(&self) -> Result<Vec<Platform>> {
+        let Some(list) = &self.image.platforms else {
+            return Ok(vec![Platform::linux_amd64()]);
+        };
+        if list.get_ref().is_empty() {
+            return Err(self.error_at(list.span(), "platforms is empty").with_hint(
+                "list at least one platform, e.g. platforms = [\"linux/amd64\"], or remove the key",
+            ));
+        }
+        let mut out: Vec<Platform> = Vec::new();
+        for p in list.get_ref() {
+            let platform = Platform::parse(p.get_ref()).map_err(|m| self.error_at(p.span(), m))?;
+            if out.contains(&platform) {
+                return Err(self.error_at(p.span(), format!("platform {platform} is listed twice")));
+            }
+            out.push(platform);
+        }
+        Ok(out)
+    }
+
+    pub fn compression(&self) -> Result<Compression> {
+        match &self.image.compression {
+            None => Ok(Compression::Gzip),
+            Some(c) => Compression::parse(c.get_ref()).ok_or_else(|| {
+                let mut err =
+                    self.error_at(c.span(), format!("unknown compression {:?}", c.get_ref()));
+                err = match crate::suggest::nearest(c.get_ref(), Compression::ALL) {
+                    Some(n) => {
+                        err.with_hint(format!("did you mean {n:?}? (one of gzip, zstd, none)"))
+                    }
+                    None => err.with_hint("use one of \"gzip\" (default), \"zstd\", \"none\""),
+                };
+                err
+            }),
+        }
+    }
+
+    fn validate(&self) -> Result<()> {
+        self.platforms()?;
+        self.compression()?;
+        if let Some(e) = &self.image.source_date_epoch {
+            match e.get_ref() {
+                EpochSetting::Seconds(s) if *s < 0 || *s as u64 > crate::epoch::MAX_EPOCH => {
+                    return Err(self.error_at(
+                        e.span(),
+                        format!(
+                            "source-date-epoch {s} is out of range (0 to {})",
+                            crate::epoch::MAX_EPOCH
+                        ),
+                    ));
+                }
+                EpochSetting::Named(n) if n != "git" => {
+                    return Err(self
+                        .error_at(
+                            e.span(),
+                            format!("source-date-epoch {n:?} is not understood"),
+                        )
+                        .with_hint("use an integer (seconds since 1970) or \"git\""));
+                }
+                _ => {}
+            }
+        }
+        for t in &self.image.tags {
+            if !valid_tag(t.get_ref()) {
+                return Err(self
+                    .error_at(t.span(), format!("{:?} is not a valid tag", t.get_ref()))
+                    .with_hint(
+                        "tags are 1-128 characters of [A-Za-z0-9_.-], not starting with '.' or '-'",
+                    ));
+            }
+        }
+        if let Some(w) = &self.config.workdir {
+            self.absolute(w, "workdir")?;
+        }
+        for v in &self.config.volumes {
+            self.absolute(v, "a volume")?;
+        }
+        for p in &self.config.exposed_ports {
+            if !valid_port(p.get_ref()) {
+                return Err(self
+                    .error_at(p.span(), format!("{:?} is not a port", p.get_ref()))
+                    .with_hint("write ports as \"8080\", \"8080/tcp\", \"53/udp\" or \"9/sctp\""));
+            }
+        }
+        for u in &self.users {
+            let u = u.get_ref();
+            if !valid_account_name(u.name.get_ref()) {
+                return Err(self
+                    .error_at(
+                        u.name.span(),
+                        format!("{:?} is not a valid user name", u.name.get_ref()),
+                    )
+                    .with_hint(
+                        "use letters, digits, '_', '-' and '.', not starting with '-' (at most 32)",
+                    ));
+            }
+        }
+        for g in &self.groups {
+            let g = g.get_ref();
+            if !valid_account_name(g.name.get_ref()) {
+                return Err(self
+                    .error_at(
+                        g.name.span(),
+                        format!("{:?} is not a valid group name", g.name.get_ref()),
+                    )
+                    .with_hint(
+                        "use letters, digits, '_', '-' and '.', not starting with '-' (at most 32)",
+                    ));
+            }
+        }
+        let mut names: BTreeMap<&str, Range<usize>> = BTreeMap::new();
+        for layer in &self.layers {
+            let l = layer.get_ref();
+            let name = l.name.get_ref();
+            if name.is_empty() || name.chars().any(|c| c.is_control()) {
+                return Err(self.error_at(
+                    l.name.span(),
+                    "a layer name must be non-empty text without control characters",
+                ));
+            }
+            if names.insert(name, l.name.span()).is_some() {
+                return Err(self
+                    .error_at(l.name.span(), format!("two layers are named {name:?}"))
+                    .with_hint("give every [[layer]] a distinct name"));
+            }
+            for c in &l.copy {
+                let c = c.get_ref();
+                self.absolute(&c.dst, "dst")?;
+                self.mode(c.mode.as_ref())?;
+                self.mode(c.dir_mode.as_ref())?;
+                if c.src.get_ref().is_empty() {
+                    return Err(self.error_at(c.src.span(), "src is empty").with_hint(
+                        "name a file or directory inside the context, e.g. src = \"target/app\"",
+                    ));
+                }
+            }
+            for d in &l.dir {
+                let d = d.get_ref();
+                self.absolute(&d.path, "path")?;
+                self.mode(d.mode.as_ref())?;
+                if d.path.get_ref().trim_matches('/').is_empty() {
+                    return Err(self
+                        .error_at(
+                            d.path.span(),
+                            "path names the root directory, which no layer can hold",
+                        )
+                        .with_hint("name a directory below /"));
+                }
+            }
+            for s in &l.symlink {
+                let s = s.get_ref();
+                self.absolute(&s.path, "path")?;
+                if s.target.get_ref().is_empty() || s.target.get_ref().contains('\0') {
+                    return Err(self.error_at(
+                        s.target.span(),
+                        "a symlink target must be non-empty and without NUL bytes",
+                    ));
+                }
+            }
+            for f in &l.file {
+                let f = f.get_ref();
+                self.absolute(&f.path, "path")?;
+                self.mode(f.mode.as_ref())?;
+            }
+            for a in &l.archive {
+                let span = a.span();
+                let a = a.get_ref();
+                if a.dst.span() != (0..0) {
+                    self.absolute(&a.dst, "dst")?;
+                }
+                match (&a.src, &a.url) {
+                    (Some(_), Some(u)) => {
+                        return Err(
+                            self.error_at(u.span(), "an archive takes src or url, not both")
+                        );
+                    }
+                    (None, None) => {
+                        return Err(self
+                            .error_at(
+                                span,
+                                "an archive needs src (a tar in the context) or url with sha256",
+                            )
+                            .with_hint("add src = \"vendor/thing.tar.gz\""));
+                    }
+                    (None, Some(u)) => {
+                        if a.sha256.is_none() {
+                            return Err(self
+                                .error_at(
+                                    u.span(),
+                                    "an archive with url needs sha256 = \"<64 hex digits>\"",
+                                )
+                                .with_hint(
+                                    "pin the download: sha256sum the file and add its hash",
+                                ));
+                        }
+                    }
+                    (Some(_), None) => {}
+                }
+                if let Some(h) = &a.sha256 {
+                    let hex = h.get_ref();
+                    if hex.len() != 64
+                        || !hex
+                            .bytes()
+                            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+                    {
+                        return Err(
+                            self.error_at(h.span(), "sha256 must be 64 lowercase hex digits")
+                        );
+                    }
+                }
+            }
+            for r in &l.remove {
+                self.absolute(r, "a removed path")?;
+                if r.get_ref().trim_matches('/').is_empty() {
+                    return Err(self.error_at(r.span(), "the root directory cannot be removed"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn absolute(&self, value: &Spanned<String>, what: &str) -> Result<()> {
+        let v = value.get_ref();
+        if !v.starts_with('/') {
+            return Err(self
+                .error_at(
+                    value.span(),
+                    format!("{what} {v:?} is not an absolute path"),
+                )
+                .with_hint(format!(
+                    "write it from the image root: \"/{}\"",
+                    v.trim_start_matches("./")
+                )));
+        }
+        if v.split('/').any(|c| c == "..") {
+            return Err(self
+                .error_at(
+                    value.span(),
+                    format!("{what} {v:?} contains a '..' component"),
+                )
+                .with_hint("write the path without '..'"));
+        }
+        if v.contains('\0') {
+            return Err(self.error_at(value.span(), format!("{what} contains a NUL byte")));
+        }
+        Ok(())
+    }
+
+    fn mode(&self, mode: Option<&Spanned<u32>>) -> Result<()> {
+        if let Some(m) = mode {
+            if *m.get_ref() > MAX_MODE {
+                return Err(self
+                    .error_at(m.span(), format!("mode {:#o} is out of range", m.get_ref()))
+                    .with_hint(
+                        "modes are at most 0o7777: write them in octal, e.g. mode = 0o755",
+                    ));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn valid_tag(t: &str) -> bool {
+    !t.is_empty()
+        && t.len() <= 128
+        && !t.starts_with(['.', '-'])
+        && t.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
+fn valid_port(p: &str) -> bool {
+    let (num, proto) = p.split_once('/').unwrap_or((p, "tcp"));
+    matches!(proto, "tcp" | "udp" | "sctp") && num.parse::<u16>().is_ok_and(|n| n > 0)
+}
+
+fn valid_account_name(n: &str) -> bool {
+    !n.is_empty()
+        && n.len() <= 32
+        && !n.starts_with('-')
+        && n.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+}
+
+/// Turns a TOML/serde error into a diagnostic, suggesting the nearest valid key.
+fn toml_error(source: &RecipeSource, e: &toml::de::Error) -> Error {
+    let message = e.message().trim().to_string();
+    let span = e.span().unwrap_or(0..0);
+    let mut err = source.error_at(span, format!("invalid recipe: {message}"));
+    if let Some((unknown, expected)) = parse_unknown_field(&message) {
+        let keys: Vec<&str> = expected.iter().map(String::as_str).collect();
+        err = Error::input(format!("unknown key `{unknown}`"))
+            .with_detail(source.snippet(e.span().unwrap_or(0..0)));
+        err = match crate::suggest::nearest(&unknown, keys.iter().copied()) {
+            Some(n) => err.with_hint(format!(
+                "did you mean `{n}`? (valid keys here: {})",
+                keys.join(", ")
+            )),
+            None => err.with_hint(format!("valid keys here: {}", keys.join(", "))),
+        };
+    }
+    err
+}
+
+/// Parses serde's "unknown field `x`, expected one of `a`, `b`" (or "expected `a`").
+fn parse_unknown_field(message: &str) -> Option<(String, Vec<String>)> {
+    let rest = message.strip_prefix("unknown field `")?;
+    let (unknown, rest) = rest.split_once('`')?;
+    let expected = rest
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_string)
+        .collect();
+    Some((unknown.to_string(), expected))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Recipe> {
+        Recipe::parse(
+            RecipeSource {
+                path: "recipe.toml".into(),
+                text: text.into(),
+            },
+            PathBuf::from("/nonexistent"),
+        )
+    }
+
+    fn err(text: &str) -> String {
+        parse(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn empty_recipe_is_valid_and_defaults_to_linux_amd64_gzip() {
+        let r = parse("").unwrap();
+        assert_eq!(r.platforms().unwrap(), vec![Platform::linux_amd64()]);
+        assert_eq!(r.compression().unwrap(), Compression::Gzip);
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_nearest_suggestion_and_location() {
+        let e = err("[[layer]]\nname = \"a\"\n  [[layer.copy]]\n  src = \"x\"\n  dts = \"/x\"\n");
+        assert!(e.contains("unknown key `dts`"), "{e}");
+        assert!(e.contains("did you mean `dst`?"), "{e}");
+        assert!(e.contains("recipe.toml:5:3"), "{e}");
+        assert!(e.contains("5 |   dts = \"/x\""), "{e}");
+    }
+
+    #[test]
+    fn unknown_top_level_table_suggests_the_right_one() {
+        let e = err("[imgae]\ntags = []\n");
+        assert!(
+            e.contains("unknown key `imgae`") && e.contains("did you mean `image`?"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn syntax_error_shows_line_and_column() {
+        let e = err("[image]\ntags = [\"a\"\n");
+        assert!(e.contains("recipe.toml:"), "{e}");
+        assert!(e.starts_with("error: invalid recipe"), "{e}");
+    }
+
+    #[test]
+    fn wrong_type_is_reported_at_the_value() {
+        let e = err("[[layer]]\nname = \"a\"\n[[layer.dir]]\npath = \"/d\"\nmode = \"755\"\n");
+        assert!(e.contains("recipe.toml:5:8"), "{e}");
+        assert!(e.contains("invalid type"), "{e}");
+    }
+
+    #[test]
+    fn mode_out_of_range_is_rejected() {
+        let e = err("[[layer]]\nname = \"a\"\n[[layer.dir]]\npath = \"/d\"\nmode = 0o17777\n");
+        assert!(
+            e.contains("mode 0o17777 is out of range") && e.contains("recipe.toml:5:8"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn relative_and_dotdot_destinations_are_rejected() {
+        let e = err("[[layer]]\nname = \"a\"\n[[layer.file]]\npath = \"etc/x\"\ncontent = \"\"\n");
+        assert!(
+            e.contains("not an absolute path") && e.contains("\"/etc/x\""),
+            "{e}"
+        );
+        let e =
+            err("[[layer]]\nname = \"a\"\n[[layer.file]]\npath = \"/etc/../x\"\ncontent = \"\"\n");
+        assert!(e.contains("'..'"), "{e}");
+    }
+
+    #[test]
+    fn unknown_platform_and_compression_are_rejected_with_hints() {
+        let e = err("[image]\nplatforms = [\"linux/amd46\"]\n");
+        assert!(
+            e.contains("unknown architecture") && e.contains("recipe.toml:2:14"),
+            "{e}"
+        );
+        let e = err("[image]\ncompression = \"zstandard\"\n");
+        assert!(
+            e.contains("unknown compression") && e.contains("help:"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn source_date_epoch_accepts_integer_or_git_only() {
+        assert!(parse("[image]\nsource-date-epoch = 5\n").is_ok());
+        assert!(parse("[image]\nsource-date-epoch = \"git\"\n").is_ok());
+        assert!(err("[image]\nsource-date-epoch = \"now\"\n").contains("not understood"));
+        assert!(err("[image]\nsource-date-epoch = -3\n").contains("out of range"));
+    }
+
+    #[test]
+    fn url_archive_requires_sha256() {
+        let e = err("[[layer]]\nname = \"a\"\n[[layer.archive]]\nurl = \"https://x/y.tar\"\n");
+        assert!(e.contains("needs sha256"), "{e}");
+    }
+
+    #[test]
+    fn duplicate_layer_names_are_rejected() {
+        let e = err("[[layer]]\nname = \"a\"\n[[layer]]\nname = \"a\"\n");
+        assert!(e.contains("two layers are named \"a\""), "{e}");
+    }
+}
