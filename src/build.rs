@@ -3,6 +3,7 @@
 //! first byte is written to `--out`.
 
 use crate::base::{self, BaseImage, BasePlatform};
+use crate::cache::LayerCache;
 use crate::compress::Compression;
 use crate::digest::Digest;
 use crate::epoch::{self, EpochSource, SourceDateEpoch};
@@ -36,6 +37,8 @@ pub struct BuildOptions {
     pub env_epoch: Option<String>,
     pub threads: NonZeroUsize,
     pub quiet: bool,
+    /// Write every layer, ignoring the layer cache (it is still updated).
+    pub no_cache: bool,
 }
 
 #[derive(Debug)]
@@ -121,14 +124,13 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
             }
         }
     }
-    let blobs = write_layers(
-        &targets,
-        epoch.seconds,
+    let cache = (!opts.no_cache).then(|| LayerCache::new(&layout));
+    let settings = LayerSettings {
+        epoch: epoch.seconds,
         compression,
-        opts.threads,
-        &layout,
-        &log,
-    )?;
+        threads: opts.threads,
+    };
+    let blobs = write_layers(&targets, &settings, cache.as_ref(), &layout, &log)?;
 
     let mut manifests = Vec::new();
     for ((plan, base_platform), layer_blobs) in targets.iter().zip(blobs) {
@@ -216,14 +218,24 @@ fn resolve_epoch(recipe: &Recipe, opts: &BuildOptions) -> Result<SourceDateEpoch
 
 /// Writes every distinct layer of every platform, several at a time. A layer whose
 /// plan is identical on two platforms (no `{arch}` in it) is written once.
-fn write_layers(
-    targets: &[(Plan, Option<BasePlatform>)],
+struct LayerSettings {
     epoch: u64,
     compression: Compression,
     threads: NonZeroUsize,
+}
+
+fn write_layers(
+    targets: &[(Plan, Option<BasePlatform>)],
+    settings: &LayerSettings,
+    cache: Option<&LayerCache>,
     layout: &Layout,
     log: &(dyn Fn(String) + Sync),
 ) -> Result<Vec<Vec<LayerBlob>>> {
+    let LayerSettings {
+        epoch,
+        compression,
+        threads,
+    } = *settings;
     let mut jobs: Vec<&LayerPlan> = Vec::new();
     let mut job_of: Vec<Vec<usize>> = Vec::new();
     for (plan, _) in targets {
@@ -251,10 +263,22 @@ fn write_layers(
             s.spawn(|| loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(job) = jobs.get(i) else { break };
-                let r = layer::write_layer(job, epoch, compression, threads, layout);
+                let key = cache.map(|_| LayerCache::key(job, FORMAT_VERSION, compression, epoch));
+                let hit = cache
+                    .zip(key.as_ref())
+                    .and_then(|(c, k)| c.get(k, layout, compression));
+                let cached = hit.is_some();
+                let r = match hit {
+                    Some(b) => Ok(b),
+                    None => layer::write_layer(job, epoch, compression, threads, layout),
+                };
                 if let Ok(b) = &r {
+                    if let (Some(c), Some(k), false) = (cache, &key, cached) {
+                        c.put(k, b);
+                    }
+                    let how = if cached { ", unchanged" } else { "" };
                     log(format!(
-                        "layer {:<16} {} ({} bytes)",
+                        "layer {:<16} {} ({} bytes{how})",
                         job.name, b.digest, b.size
                     ));
                 }

@@ -59,4 +59,7 @@ pub struct BuildArgs {
     /// Worker threads (default: the number of CPUs). Never changes the output.
     #[arg(long, env = "IMGBUILD_THREADS", value_name = "N")]
     pub threads: Option<std::num::NonZeroUsize>,
+    /// Write every layer even when the layer cache in --out says it is unchanged.
+    #[arg(long, env = "IMGBUILD_NO_CACHE")]
+    pub no_cache: bool,
 }

@@ -55,6 +55,7 @@ fn build(args: BuildArgs, quiet: bool) -> Result<()> {
         env_epoch: std::env::var("SOURCE_DATE_EPOCH").ok(),
         threads,
         quiet,
+        no_cache: args.no_cache,
     };
     let result = build::build(&opts)?;
     let text = if args.json {

@@ -13,6 +13,10 @@ impl Digest {
         Digest(Sha256::digest(bytes).into())
     }
 
+    pub fn from_bytes(bytes: [u8; 32]) -> Digest {
+        Digest(bytes)
+    }
+
     pub fn hex(&self) -> String {
         let mut s = String::with_capacity(64);
         for b in self.0 {

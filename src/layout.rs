@@ -63,6 +63,7 @@ impl Layout {
         let dir = self.root.join("blobs").join("sha256");
         let temp = tempfile::Builder::new()
             .prefix(".tmp-")
+            .permissions(readable())
             .tempfile_in(&dir)
             .map_err(|e| Error::io_path("cannot create a blob in", &dir, e))?;
         Ok(BlobWriter {
@@ -183,6 +184,7 @@ impl Layout {
     fn replace_file(&self, path: &Path, bytes: &[u8]) -> Result<()> {
         let mut temp = tempfile::Builder::new()
             .prefix(".tmp-")
+            .permissions(readable())
             .tempfile_in(&self.root)
             .map_err(|e| Error::io_path("cannot write to", &self.root, e))?;
         temp.write_all(bytes)
@@ -191,6 +193,13 @@ impl Layout {
             .map_err(|e| Error::io_path("cannot replace", path, e.error))?;
         Ok(())
     }
+}
+
+/// Layout files are world-readable, as other OCI tools write them (tempfile's default
+/// is 0600); the process umask still applies.
+fn readable() -> std::fs::Permissions {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::Permissions::from_mode(0o644)
 }
 
 fn empty_index() -> Index {

@@ -6,6 +6,7 @@
 
 pub mod base;
 pub mod build;
+pub mod cache;
 pub mod compress;
 pub mod digest;
 pub mod epoch;

@@ -398,4 +398,59 @@ mod tests {
             assert!(decoded == data, "{name} round trip differs");
         }
     }
+
+    /// Not a test: a throughput measurement to run by hand, in release mode:
+    ///
+    /// `cargo test --release --lib compress::tests::throughput -- --ignored --nocapture`
+    ///
+    /// Input: the file named by `IMGBUILD_BENCH_INPUT`, else 200 MiB of
+    /// `testdata::mixed` (written to `IMGBUILD_BENCH_DUMP` if set, to feed the same
+    /// bytes to pigz/zstd). Writes in 64 KiB pieces, like a tar builder.
+    /// Counts and checksums the output (cheaply, so that the numbers are those of
+    /// the compressor).
+    struct Counter(usize, crc32fast::Hasher);
+
+    impl Write for Counter {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            self.1.update(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    #[ignore = "manual throughput measurement, no assertion"]
+    fn throughput() {
+        let data = match std::env::var_os("IMGBUILD_BENCH_INPUT") {
+            Some(path) => std::fs::read(path).expect("read IMGBUILD_BENCH_INPUT"),
+            None => testdata::mixed(42, 200 * 1024 * 1024),
+        };
+        if let Some(path) = std::env::var_os("IMGBUILD_BENCH_DUMP") {
+            std::fs::write(path, &data).expect("write IMGBUILD_BENCH_DUMP");
+        }
+        for kind in [Compression::Gzip, Compression::Zstd] {
+            for n in [1, 2, 3] {
+                let threads = NonZeroUsize::new(n).expect("not zero");
+                let start = std::time::Instant::now();
+                let mut enc = Encoder::new(kind, Counter(0, crc32fast::Hasher::new()), threads).expect("new");
+                for chunk in data.chunks(64 * 1024) {
+                    enc.write_all(chunk).expect("write");
+                }
+                let Counter(out, crc) = enc.finish().expect("finish");
+                let secs = start.elapsed().as_secs_f64();
+                println!(
+                    "{kind} threads={n}: {:.1} MB/s of input, {:.2} s, {} -> {} bytes ({:.2}%), crc32 {:08x}",
+                    data.len() as f64 / secs / 1e6,
+                    secs,
+                    data.len(),
+                    out,
+                    100.0 * out as f64 / data.len() as f64,
+                    crc.finalize()
+                );
+            }
+        }
+    }
 }

@@ -159,7 +159,7 @@ impl<W: Write> TarWriter<W> {
     fn content(&mut self, content: &Content, size: u64) -> io::Result<()> {
         match content {
             Content::Inline(bytes) => self.out.write_all(bytes),
-            Content::Path(path) => {
+            Content::Path { path, .. } => {
                 let file = File::open(path)
                     .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
                 self.copy_exact(file, size, &path.display().to_string(), true)

@@ -8,7 +8,7 @@
 use super::{Content, EntryKind, LayerPlan, Meta};
 use crate::error::Result;
 use crate::recipe::Recipe;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 pub const LAYER_NAME: &str = "accounts";
@@ -53,12 +53,12 @@ pub(crate) fn layer(recipe: &Recipe) -> Result<Option<LayerPlan>> {
 fn files(recipe: &Recipe) -> Result<(String, String)> {
     // name -> (gid, members), in order of first appearance.
     let mut groups: Vec<(String, u32, Vec<String>)> = vec![("root".into(), 0, Vec::new())];
-    let mut seen_gid: BTreeMap<u32, usize> = BTreeMap::from([(0, 0)]);
+    let mut seen_gid: BTreeSet<u32> = BTreeSet::from([0]);
     for g in &recipe.groups {
         let span = g.span();
         let g = g.get_ref();
         let name = g.name.get_ref();
-        if groups.iter().any(|(n, _, _)| n == name) || seen_gid.contains_key(&g.gid) {
+        if groups.iter().any(|(n, _, _)| n == name) || seen_gid.contains(&g.gid) {
             if name == "root" && g.gid == 0 {
                 continue;
             }
@@ -70,7 +70,7 @@ fn files(recipe: &Recipe) -> Result<(String, String)> {
                 ),
             ));
         }
-        seen_gid.insert(g.gid, groups.len());
+        seen_gid.insert(g.gid);
         groups.push((name.clone(), g.gid, Vec::new()));
     }
     let mut passwd = String::from("root:x:0:0:root:/root:/sbin/nologin\n");
@@ -97,11 +97,10 @@ fn files(recipe: &Recipe) -> Result<(String, String)> {
         }
         users_seen.insert(name.clone(), u.uid);
         let gid = u.gid.unwrap_or(u.uid);
-        if !seen_gid.contains_key(&gid) {
+        if seen_gid.insert(gid) {
             if groups.iter().any(|(n, _, _)| n == name) {
                 return Err(recipe.error_at(span, format!("user {name:?} needs a group of its own name with gid {gid}, but group {name:?} has another gid")));
             }
-            seen_gid.insert(gid, groups.len());
             groups.push((name.clone(), gid, Vec::new()));
         }
         let home = u.home.as_deref().unwrap_or("/");

@@ -73,7 +73,7 @@ pub(crate) fn resolve(recipe: &Recipe, item: &Spanned<ArchiveItem>) -> Result<Ve
         let entry = entry.map_err(|e| bad(format!("not a readable tar ({e})")))?;
         let header = entry.header();
         let name = entry.path_bytes().into_owned();
-        let Some(rel) = member_path(&name, strip).map_err(|m| bad(m))? else {
+        let Some(rel) = member_path(&name, strip).map_err(bad)? else {
             continue;
         };
         let path = join(&dst, &rel);
@@ -91,8 +91,16 @@ pub(crate) fn resolve(recipe: &Recipe, item: &Spanned<ArchiveItem>) -> Result<Ve
                 ))
             })
         };
-        let mode =
-            header.mode().map_err(|e| bad(format!("bad mode: {e}")))? & crate::recipe::MAX_MODE;
+        // A hardlink shares its target's inode: its own mode field means nothing (some
+        // writers leave it empty); it takes the target's metadata when normalized.
+        let mode = match header.mode() {
+            Ok(m) => m & crate::recipe::MAX_MODE,
+            Err(_) if header.entry_type() == tar::EntryType::Link => 0,
+            Err(e) => {
+                let name = String::from_utf8_lossy(&name);
+                return Err(bad(format!("bad mode of {name}: {e}")));
+            }
+        };
         let meta = Meta {
             mode,
             uid: id(header.uid(), "uid")?,
@@ -119,7 +127,7 @@ pub(crate) fn resolve(recipe: &Recipe, item: &Spanned<ArchiveItem>) -> Result<Ve
                 let target = entry
                     .link_name_bytes()
                     .ok_or_else(|| bad("a hardlink without target".into()))?;
-                let Some(t) = member_path(&target, strip).map_err(|m| bad(m))? else {
+                let Some(t) = member_path(&target, strip).map_err(bad)? else {
                     return Err(bad(format!(
                         "hardlink {} points at a stripped path",
                         String::from_utf8_lossy(&name)
@@ -198,7 +206,9 @@ fn member_path(name: &[u8], strip: usize) -> Result<Option<Vec<u8>>, String> {
 /// compressed), chosen by magic bytes, not by file name.
 fn spool(path: &Path) -> io::Result<Arc<Spool>> {
     let mut magic = [0u8; 4];
-    let n = File::open(path)?.read(&mut magic)?;
+    let mut file = File::open(path)?;
+    let source_stamp = crate::cache::FileStamp::of(&file.metadata()?);
+    let n = file.read(&mut magic)?;
     let magic = &magic[..n];
     let reader: Box<dyn Read> = if magic.starts_with(&[0x1f, 0x8b]) {
         Box::new(flate2::read::MultiGzDecoder::new(io::BufReader::new(
@@ -209,6 +219,8 @@ fn spool(path: &Path) -> io::Result<Arc<Spool>> {
     } else {
         return Ok(Arc::new(Spool {
             path: path.to_path_buf(),
+            source: path.to_path_buf(),
+            source_stamp,
             _temp: None,
         }));
     };
@@ -218,6 +230,8 @@ fn spool(path: &Path) -> io::Result<Arc<Spool>> {
     let temp = temp.into_temp_path();
     Ok(Arc::new(Spool {
         path: temp.to_path_buf(),
+        source: path.to_path_buf(),
+        source_stamp,
         _temp: Some(temp),
     }))
 }

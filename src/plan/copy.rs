@@ -187,7 +187,10 @@ impl Walker<'_> {
             self.items.push(Item {
                 path: target,
                 kind: EntryKind::File {
-                    content: Content::Path(path.to_path_buf()),
+                    content: Content::Path {
+                        path: path.to_path_buf(),
+                        stamp: crate::cache::FileStamp::of(meta),
+                    },
                     size: meta.len(),
                 },
                 meta: Meta { mode, uid, gid },

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# The whole test suite, on a fresh machine that has only the Rust toolchain.
+# Installs the independent tools the tests cross-check against (Debian packages),
+# then runs formatting and lint checks and every test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# command -> Debian package that provides it
+declare -A tools=(
+  [skopeo]=skopeo
+  [umoci]=umoci
+  [oci-image-tool]=oci-image-tool
+  [busybox]=busybox-static
+  [python3]=python3
+  [git]=git
+  [mkfifo]=coreutils
+  [chroot]=coreutils
+)
+missing=()
+for t in "${!tools[@]}"; do
+  command -v "$t" >/dev/null 2>&1 || missing+=("${tools[$t]}")
+done
+# The busybox test needs the static build, whatever busybox is on PATH.
+if ! { [ -x /bin/busybox ] && file -L /bin/busybox 2>/dev/null | grep -q 'statically linked'; }; then
+  dpkg -s busybox-static >/dev/null 2>&1 || missing+=(busybox-static)
+fi
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "missing test tools: ${missing[*]}; install them (apt-get install ${missing[*]}) or run as root" >&2
+    exit 1
+  fi
+  echo "installing test tools: ${missing[*]}" >&2
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" file >/dev/null
+fi
+
+export IMGBUILD_SKIPPED_LOG
+IMGBUILD_SKIPPED_LOG=$(mktemp)
+trap 'rm -f "$IMGBUILD_SKIPPED_LOG"' EXIT
+
+cargo fmt --all -- --check
+cargo clippy --all-targets --locked -- -D warnings
+cargo test --all-targets --locked
+
+if [ -s "$IMGBUILD_SKIPPED_LOG" ]; then
+  echo
+  echo "Tests that were skipped on this machine:"
+  sed 's/^/  /' "$IMGBUILD_SKIPPED_LOG"
+fi

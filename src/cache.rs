@@ -1,0 +1,167 @@
+//! The layer cache: a rebuild whose inputs did not change skips compressing.
+//!
+//! A layer's *cache key* is a sha256 over everything that decides its bytes — the
+//! format version, the compression, the epoch, and every entry of its plan — where a
+//! source file counts by its identity on disk (device, inode, size, mtime and ctime to
+//! the nanosecond), not by its content, so that computing the key reads no file. The
+//! key maps to the layer's digest, diff_id and size, recorded in
+//! `<layout>/.imgbuild/layers/<key>` after the layer was written. A hit is used only
+//! when the blob is still in the layout; otherwise the layer is written as usual.
+//!
+//! The cache can never change a digest, only skip work: the recorded values are the
+//! ones a fresh write produced for the same key. It trusts file identity the way
+//! `make` and git's index do: a file rewritten in place with the same size, mtime *and*
+//! ctime (which no ordinary tool can set) would be missed. `--no-cache` (and every
+//! audit) bypasses it.
+
+use crate::compress::Compression;
+use crate::digest::Digest;
+use crate::layer::LayerBlob;
+use crate::layout::Layout;
+use crate::plan::{Content, EntryKind, LayerPlan};
+use sha2::{Digest as _, Sha256};
+use std::fs;
+use std::path::PathBuf;
+
+/// Everything that identifies a file on disk without reading it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FileStamp {
+    pub dev: u64,
+    pub ino: u64,
+    pub size: u64,
+    pub mtime_ns: i128,
+    pub ctime_ns: i128,
+}
+
+impl FileStamp {
+    pub fn of(meta: &fs::Metadata) -> FileStamp {
+        use std::os::unix::fs::MetadataExt;
+        FileStamp {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.len(),
+            mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+            ctime_ns: i128::from(meta.ctime()) * 1_000_000_000 + i128::from(meta.ctime_nsec()),
+        }
+    }
+
+    fn hash_into(&self, h: &mut Sha256) {
+        for v in [self.dev, self.ino, self.size] {
+            h.update(v.to_le_bytes());
+        }
+        h.update(self.mtime_ns.to_le_bytes());
+        h.update(self.ctime_ns.to_le_bytes());
+    }
+}
+
+pub struct LayerCache {
+    dir: PathBuf,
+}
+
+impl LayerCache {
+    pub fn new(layout: &Layout) -> LayerCache {
+        LayerCache {
+            dir: layout.root().join(".imgbuild").join("layers"),
+        }
+    }
+
+    /// The cache key of `layer` written with these settings.
+    pub fn key(
+        layer: &LayerPlan,
+        format_version: u32,
+        compression: Compression,
+        epoch: u64,
+    ) -> Digest {
+        let mut h = Sha256::new();
+        h.update(b"imgbuild layer cache key v1\0");
+        h.update(format_version.to_le_bytes());
+        bytes(&mut h, compression.as_str().as_bytes());
+        h.update(epoch.to_le_bytes());
+        h.update((layer.entries.len() as u64).to_le_bytes());
+        for e in &layer.entries {
+            bytes(&mut h, &e.path);
+            for v in [e.mode, e.uid, e.gid] {
+                h.update(v.to_le_bytes());
+            }
+            match &e.kind {
+                EntryKind::Dir => h.update([0]),
+                EntryKind::Whiteout => h.update([1]),
+                EntryKind::Symlink { target } => {
+                    h.update([2]);
+                    bytes(&mut h, target);
+                }
+                EntryKind::Hardlink { target } => {
+                    h.update([3]);
+                    bytes(&mut h, target);
+                }
+                EntryKind::File { content, size } => {
+                    h.update([4]);
+                    h.update(size.to_le_bytes());
+                    match content {
+                        Content::Path { path, stamp } => {
+                            h.update([0]);
+                            bytes(&mut h, path.as_os_str().as_encoded_bytes());
+                            stamp.hash_into(&mut h);
+                        }
+                        Content::Inline(data) => {
+                            h.update([1]);
+                            h.update(Sha256::digest(data.as_slice()));
+                        }
+                        Content::Spool { spool, offset } => {
+                            h.update([2]);
+                            bytes(&mut h, spool.source.as_os_str().as_encoded_bytes());
+                            spool.source_stamp.hash_into(&mut h);
+                            h.update(offset.to_le_bytes());
+                        }
+                    }
+                }
+            }
+        }
+        Digest::from_bytes(h.finalize().into())
+    }
+
+    /// The layer recorded under `key`, if its blob is still in `layout`.
+    pub fn get(
+        &self,
+        key: &Digest,
+        layout: &Layout,
+        compression: Compression,
+    ) -> Option<LayerBlob> {
+        let text = fs::read_to_string(self.dir.join(key.hex())).ok()?;
+        let mut parts = text.split_whitespace();
+        let digest = Digest::parse(parts.next()?)?;
+        let diff_id = Digest::parse(parts.next()?)?;
+        let size: u64 = parts.next()?.parse().ok()?;
+        let blob_ok =
+            fs::metadata(layout.blob_path(&digest)).is_ok_and(|m| m.is_file() && m.len() == size);
+        blob_ok.then_some(LayerBlob {
+            digest,
+            diff_id,
+            size,
+            media_type: compression.layer_media_type(),
+        })
+    }
+
+    /// Records `blob` under `key`. Failing to record only costs a future rebuild.
+    pub fn put(&self, key: &Digest, blob: &LayerBlob) {
+        let record = || -> std::io::Result<()> {
+            fs::create_dir_all(&self.dir)?;
+            let mut temp = tempfile::Builder::new()
+                .prefix(".tmp-")
+                .tempfile_in(&self.dir)?;
+            std::io::Write::write_all(
+                &mut temp,
+                format!("{} {} {}\n", blob.digest, blob.diff_id, blob.size).as_bytes(),
+            )?;
+            temp.persist(self.dir.join(key.hex()))
+                .map_err(|e| e.error)?;
+            Ok(())
+        };
+        let _ = record();
+    }
+}
+
+fn bytes(h: &mut Sha256, b: &[u8]) {
+    h.update((b.len() as u64).to_le_bytes());
+    h.update(b);
+}

@@ -1,0 +1,345 @@
+//! SPEC §6: bad input exits 2 with a message that says what is wrong, where (recipe
+//! file:line:col and the line, or the source path) and how to fix it — and leaves
+//! nothing in --out.
+
+mod common;
+
+use common::{imgbuild, Ctx};
+use std::process::Command;
+
+/// Builds, expects exit 2, checks that --out was not created, returns stderr.
+fn fails(ctx: &Ctx, args: &[&str]) -> String {
+    let out = ctx.path().join("never-written");
+    let o = ctx.build(&out, args);
+    let err = common::stderr(&o);
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "expected exit 2, got {:?}: {err}",
+        o.status.code()
+    );
+    assert!(o.stdout.is_empty(), "stdout must stay empty on error");
+    assert!(
+        !out.exists(),
+        "--out must not be created on bad input; stderr: {err}"
+    );
+    assert!(err.starts_with("error: "), "{err}");
+    err
+}
+
+fn layer(items: &str) -> String {
+    format!("[[layer]]\nname = \"l\"\n{items}")
+}
+
+#[test]
+fn syntax_error_points_at_the_line() {
+    let c = Ctx::new();
+    c.recipe_text("[image]\ntags = [\"a\",\n[config]\n");
+    let e = fails(&c, &[]);
+    assert!(e.contains("recipe.toml:"), "{e}");
+    assert!(e.contains(" | "), "the offending line is shown: {e}");
+}
+
+#[test]
+fn unknown_key_names_the_key_and_suggests_the_nearest() {
+    let c = Ctx::new();
+    c.recipe_text(&layer("[[layer.copy]]\nsrc = \"a\"\ndest = \"/a\"\n"));
+    let e = fails(&c, &[]);
+    assert!(e.contains("unknown key `dest`"), "{e}");
+    assert!(e.contains("did you mean `dst`?"), "{e}");
+    assert!(e.contains("recipe.toml:5:1"), "{e}");
+}
+
+#[test]
+fn wrong_type_is_reported_with_location() {
+    let c = Ctx::new();
+    c.recipe_text("[image]\ntags = \"latest\"\n");
+    let e = fails(&c, &[]);
+    assert!(
+        e.contains("invalid type") && e.contains("recipe.toml:2:8"),
+        "{e}"
+    );
+}
+
+#[test]
+fn mode_out_of_range_is_rejected() {
+    let c = Ctx::new();
+    c.recipe_text(&layer(
+        "[[layer.file]]\npath = \"/f\"\ncontent = \"\"\nmode = 0o10000\n",
+    ));
+    let e = fails(&c, &[]);
+    assert!(e.contains("out of range") && e.contains("0o7777"), "{e}");
+}
+
+#[test]
+fn relative_destination_is_rejected_with_the_absolute_form_suggested() {
+    let c = Ctx::new();
+    c.write("a", "x")
+        .recipe_text(&layer("[[layer.copy]]\nsrc = \"a\"\ndst = \"app/a\"\n"));
+    let e = fails(&c, &[]);
+    assert!(
+        e.contains("not an absolute path") && e.contains("\"/app/a\""),
+        "{e}"
+    );
+}
+
+#[test]
+fn dotdot_destination_is_rejected() {
+    let c = Ctx::new();
+    c.recipe_text(&layer(
+        "[[layer.symlink]]\npath = \"/a/../../b\"\ntarget = \"x\"\n",
+    ));
+    assert!(fails(&c, &[]).contains("'..'"));
+}
+
+#[test]
+fn missing_source_names_the_path() {
+    let c = Ctx::new();
+    c.recipe_text(&layer(
+        "[[layer.copy]]\nsrc = \"target/app\"\ndst = \"/app\"\n",
+    ));
+    let e = fails(&c, &[]);
+    assert!(
+        e.contains("does not exist") && e.contains("target/app") && e.contains("recipe.toml:4:7"),
+        "{e}"
+    );
+}
+
+#[test]
+fn source_escaping_the_context_with_dotdot_is_rejected() {
+    let c = Ctx::new();
+    c.recipe_text(&layer(
+        "[[layer.copy]]\nsrc = \"../etc/passwd\"\ndst = \"/p\"\n",
+    ));
+    let e = fails(&c, &[]);
+    assert!(e.contains("outside the context"), "{e}");
+}
+
+#[test]
+fn source_escaping_through_a_symlinked_parent_directory_is_rejected() {
+    let outside = tempfile::tempdir().expect("tmp");
+    std::fs::write(outside.path().join("secret"), "s").expect("write");
+    let c = Ctx::new();
+    c.symlink(outside.path().to_str().expect("utf8"), "link");
+    c.recipe_text(&layer(
+        "[[layer.copy]]\nsrc = \"link/secret\"\ndst = \"/s\"\n",
+    ));
+    let e = fails(&c, &[]);
+    assert!(
+        e.contains("outside the context") && e.contains("symlinked directory"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_symlink_source_is_copied_as_a_symlink_not_followed_outside() {
+    // Not an error: naming a symlink copies the link itself.
+    let c = Ctx::new();
+    c.symlink("/etc/passwd", "passwd-link");
+    c.recipe_text(&layer(
+        "[[layer.copy]]\nsrc = \"passwd-link\"\ndst = \"/p\"\n",
+    ));
+    let out = c.path().join("o");
+    c.build_ok(&out, &[]);
+}
+
+#[test]
+fn fifo_in_a_copied_tree_is_named() {
+    let c = Ctx::new();
+    c.mkdir("tree");
+    let st = Command::new("mkfifo")
+        .arg(c.path().join("tree/pipe"))
+        .status()
+        .expect("mkfifo");
+    assert!(st.success());
+    c.recipe_text(&layer("[[layer.copy]]\nsrc = \"tree/\"\ndst = \"/t/\"\n"));
+    let e = fails(&c, &[]);
+    assert!(
+        e.contains("tree/pipe") && e.contains("FIFO") && e.contains("exclude"),
+        "{e}"
+    );
+}
+
+#[test]
+fn socket_in_a_copied_tree_is_named() {
+    let c = Ctx::new();
+    c.mkdir("tree");
+    let _listener =
+        std::os::unix::net::UnixListener::bind(c.path().join("tree/sock")).expect("bind");
+    c.recipe_text(&layer("[[layer.copy]]\nsrc = \"tree/\"\ndst = \"/t/\"\n"));
+    let e = fails(&c, &[]);
+    assert!(e.contains("tree/sock") && e.contains("socket"), "{e}");
+}
+
+#[test]
+fn device_file_in_a_copied_tree_is_named() {
+    let c = Ctx::new();
+    c.mkdir("tree");
+    let st = Command::new("mknod")
+        .arg(c.path().join("tree/null"))
+        .args(["c", "1", "3"])
+        .status()
+        .expect("mknod");
+    assert!(
+        st.success(),
+        "mknod failed: this test needs root (CI runs as root)"
+    );
+    c.recipe_text(&layer("[[layer.copy]]\nsrc = \"tree/\"\ndst = \"/t/\"\n"));
+    let e = fails(&c, &[]);
+    assert!(e.contains("tree/null") && e.contains("device"), "{e}");
+}
+
+#[test]
+fn two_items_writing_one_path_are_both_shown() {
+    let c = Ctx::new();
+    c.recipe_text(&layer("[[layer.file]]\npath = \"/etc/x\"\ncontent = \"a\"\n[[layer.symlink]]\npath = \"/etc/x\"\ntarget = \"y\"\n"));
+    let e = fails(&c, &[]);
+    assert!(e.contains("two items of layer \"l\" write /etc/x"), "{e}");
+    assert!(e.contains("first written here"), "{e}");
+}
+
+#[test]
+fn identical_directories_from_two_items_are_allowed() {
+    let c = Ctx::new();
+    c.recipe_text(&layer(
+        "[[layer.dir]]\npath = \"/d\"\n[[layer.dir]]\npath = \"/d/\"\n",
+    ));
+    c.build_ok(&c.path().join("o"), &[]);
+}
+
+#[test]
+fn a_file_used_as_a_directory_is_rejected() {
+    let c = Ctx::new();
+    c.recipe_text(&layer("[[layer.file]]\npath = \"/a\"\ncontent = \"\"\n[[layer.file]]\npath = \"/a/b\"\ncontent = \"\"\n"));
+    let e = fails(&c, &[]);
+    assert!(e.contains("/a/b") && e.contains("non-directory"), "{e}");
+}
+
+#[test]
+fn unknown_platform_is_rejected_with_a_suggestion() {
+    let c = Ctx::new();
+    c.recipe_text("[image]\nplatforms = [\"linux/aarch64\"]\n");
+    let e = fails(&c, &[]);
+    assert!(
+        e.contains("unknown architecture \"aarch64\"") && e.contains("recipe.toml:2:14"),
+        "{e}"
+    );
+    let c = Ctx::new();
+    c.recipe_text("");
+    let e = fails(&c, &["--platform", "linux/amd65"]);
+    assert!(e.contains("--platform") && e.contains("amd64"), "{e}");
+}
+
+#[test]
+fn unknown_compression_is_rejected() {
+    let c = Ctx::new();
+    c.recipe_text("[image]\ncompression = \"gzip9\"\n");
+    let e = fails(&c, &[]);
+    assert!(
+        e.contains("unknown compression \"gzip9\"") && e.contains("did you mean \"gzip\""),
+        "{e}"
+    );
+}
+
+#[test]
+fn missing_recipe_says_how_to_fix_it() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let out = dir.path().join("o");
+    let o = imgbuild()
+        .current_dir(dir.path())
+        .arg("build")
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .expect("run");
+    let e = common::stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{e}");
+    assert!(
+        e.contains("recipe.toml does not exist") && e.contains("help:"),
+        "{e}"
+    );
+    assert!(!out.exists());
+}
+
+#[test]
+fn bad_source_date_epoch_is_rejected() {
+    let c = Ctx::new();
+    c.recipe_text("");
+    let e = fails(&c, &["--source-date-epoch", "yesterday"]);
+    assert!(
+        e.contains("--source-date-epoch") && e.contains("whole number"),
+        "{e}"
+    );
+    let out = c.path().join("never-written");
+    let o = imgbuild()
+        .arg("build")
+        .arg(c.recipe())
+        .arg("--out")
+        .arg(&out)
+        .env("SOURCE_DATE_EPOCH", "1.5")
+        .output()
+        .expect("run");
+    assert_eq!(o.status.code(), Some(2));
+    assert!(common::stderr(&o).contains("SOURCE_DATE_EPOCH"));
+    assert!(!out.exists());
+}
+
+#[test]
+fn unknown_user_name_in_config_is_rejected() {
+    let c = Ctx::new();
+    c.recipe_text("[config]\nuser = \"nobody-here\"\n");
+    let e = fails(&c, &[]);
+    assert!(e.contains("nobody-here") && e.contains("[[user]]"), "{e}");
+}
+
+#[test]
+fn removing_and_writing_one_path_in_one_layer_is_rejected() {
+    let c = Ctx::new();
+    c.recipe_text(&layer(
+        "remove = [\"/etc/x\"]\n[[layer.file]]\npath = \"/etc/x\"\ncontent = \"\"\n",
+    ));
+    assert!(fails(&c, &[]).contains("both removes and writes /etc/x"));
+}
+
+#[test]
+fn archive_with_path_traversal_is_rejected() {
+    let c = Ctx::new();
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_size(1);
+    h.set_mode(0o644);
+    h.set_entry_type(tar::EntryType::Regular);
+    // set_path refuses "..", so write the name bytes directly, as a hostile tool would.
+    h.as_gnu_mut().expect("gnu").name[..11].copy_from_slice(b"../evil.txt");
+    h.set_cksum();
+    b.append(&h, &b"x"[..]).expect("append");
+    c.write("a.tar", b.into_inner().expect("tar"));
+    c.recipe_text(&layer("[[layer.archive]]\nsrc = \"a.tar\"\n"));
+    let e = fails(&c, &[]);
+    assert!(e.contains("'..'"), "{e}");
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let o = imgbuild()
+        .args(["build", "--no-such-flag"])
+        .output()
+        .expect("run");
+    assert_eq!(o.status.code(), Some(2));
+    let o = imgbuild().args(["frobnicate"]).output().expect("run");
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn unwritable_output_is_an_io_error_exit_3() {
+    let c = Ctx::new();
+    c.recipe_text(&layer("[[layer.file]]\npath = \"/f\"\ncontent = \"x\"\n"));
+    c.write("blocker", "a file where --out's parent should be");
+    let o = c.build(&c.path().join("blocker/out"), &[]);
+    assert_eq!(o.status.code(), Some(3), "{}", common::stderr(&o));
+    assert!(
+        common::stderr(&o).contains("blocker"),
+        "{}",
+        common::stderr(&o)
+    );
+}
