@@ -273,6 +273,19 @@ mod tests {
     }
 
     #[test]
+    fn an_abandoned_blob_write_leaves_no_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let l = Layout::create(dir.path()).unwrap();
+        let mut w = l.blob_writer().unwrap();
+        w.write_all(b"half a layer").unwrap();
+        drop(w); // an error path: never committed
+        let left = fs::read_dir(dir.path().join("blobs/sha256"))
+            .unwrap()
+            .count();
+        assert_eq!(left, 0);
+    }
+
+    #[test]
     fn a_tag_moves_and_untagged_entries_are_not_duplicated() {
         let dir = tempfile::tempdir().unwrap();
         let l = Layout::create(dir.path()).unwrap();

@@ -767,3 +767,36 @@ mod tests {
     const GOLDEN_GZIP_SHA256: &str =
         "4fa379327b76fef804fc0948d437053425a37342d7a700901dfdf63507ddbf95";
 }
+#[cfg(test)]
+mod debug_tmp {
+    use super::*;
+    #[test]
+    #[ignore]
+    fn fresh_vs_reused() {
+        let data = std::fs::read("/tmp/corpus/mixed.bin").unwrap();
+        let blocks: Vec<&[u8]> = data.chunks(BLOCK_SIZE).collect();
+        let mut out = Vec::new();
+        let t = std::time::Instant::now();
+        for (i, b) in blocks.iter().enumerate() {
+            let dict: &[u8] = if i == 0 { &[] } else { &blocks[i - 1][BLOCK_SIZE - DICT_SIZE..] };
+            compress_block(b, dict, false, &mut out).unwrap();
+        }
+        println!("fresh: {:?}", t.elapsed());
+        let t = std::time::Instant::now();
+        for _ in blocks.iter() {
+            let d = Deflate::new_with_config(deflate_config());
+            std::hint::black_box(&d);
+        }
+        println!("alloc only: {:?}", t.elapsed());
+        let mut d = Deflate::new_with_config(deflate_config());
+        let t = std::time::Instant::now();
+        for (i, b) in blocks.iter().enumerate() {
+            let dict: &[u8] = if i == 0 { &[] } else { &blocks[i - 1][BLOCK_SIZE - DICT_SIZE..] };
+            d.reset();
+            d.set_dictionary(dict).unwrap();
+            out.resize(200000, 0);
+            d.compress(b, &mut out, DeflateFlush::SyncFlush).unwrap();
+        }
+        println!("reused: {:?}", t.elapsed());
+    }
+}

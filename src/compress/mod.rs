@@ -435,7 +435,8 @@ mod tests {
             for n in [1, 2, 3] {
                 let threads = NonZeroUsize::new(n).expect("not zero");
                 let start = std::time::Instant::now();
-                let mut enc = Encoder::new(kind, Counter(0, crc32fast::Hasher::new()), threads).expect("new");
+                let mut enc =
+                    Encoder::new(kind, Counter(0, crc32fast::Hasher::new()), threads).expect("new");
                 for chunk in data.chunks(64 * 1024) {
                     enc.write_all(chunk).expect("write");
                 }
