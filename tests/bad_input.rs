@@ -343,3 +343,30 @@ fn unwritable_output_is_an_io_error_exit_3() {
         common::stderr(&o)
     );
 }
+
+#[test]
+fn a_recipe_that_is_not_utf8_is_bad_input() {
+    let c = Ctx::new();
+    c.write("recipe.toml", b"[image]\ntags = [\"\xff\xfe\"]\n");
+    let e = fails(&c, &[]);
+    assert!(e.contains("not UTF-8"), "{e}");
+}
+
+#[test]
+fn a_directory_as_recipe_means_its_recipe_toml() {
+    let c = Ctx::new();
+    c.recipe_text("[[layer]]\nname = \"l\"\n[[layer.file]]\npath = \"/f\"\ncontent = \"x\"\n");
+    let out = c.path().join("o");
+    let o = imgbuild()
+        .arg("build")
+        .arg(c.path())
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .expect("run");
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        c.build_ok(&c.path().join("o2"), &[])
+    );
+}

@@ -205,15 +205,25 @@ pub const MAX_MODE: u32 = 0o7777;
 impl Recipe {
     /// Reads and validates the recipe at `path`.
     pub fn load(path: &Path) -> Result<Recipe> {
+        // A directory means its recipe.toml, as `docker build DIR` means DIR/Dockerfile.
+        let joined;
+        let path = if path.is_dir() {
+            joined = path.join("recipe.toml");
+            joined.as_path()
+        } else {
+            path
+        };
         let text = std::fs::read_to_string(path).map_err(|e| {
-            let err = Error::io_path("cannot read recipe", path, e);
             if !path.exists() {
                 // A missing recipe is bad usage, not an I/O failure.
                 Error::input(format!("recipe {} does not exist", path.display())).with_hint(
                     "pass the recipe's path (imgbuild build path/to/recipe.toml), or run in the directory that holds recipe.toml",
                 )
+            } else if e.kind() == std::io::ErrorKind::InvalidData {
+                Error::input(format!("recipe {} is not UTF-8 text", path.display()))
+                    .with_hint("a recipe is a TOML file, which must be UTF-8")
             } else {
-                err
+                Error::io_path("cannot read recipe", path, e)
             }
         })?;
         let context = path
