@@ -111,6 +111,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
         targets.push((plan, base_platform));
     }
 
+    check_out_dir(&opts.out)?;
     let layout = Layout::create(&opts.out)?;
     let log = |msg: String| {
         if !opts.quiet {
@@ -444,6 +445,33 @@ fn merge_env(env: &mut Vec<String>, recipe: &BTreeMap<String, String>) {
         }
     }
     env.extend(rest.into_iter().map(|(k, v)| format!("{k}={v}")));
+}
+
+/// `--out` must be missing, empty, or an OCI layout: imgbuild never scatters blobs
+/// into a directory that holds something else.
+fn check_out_dir(out: &Path) -> Result<()> {
+    if !out.exists() || out.join("oci-layout").is_file() {
+        return Ok(());
+    }
+    if !out.is_dir() {
+        return Err(Error::input(format!(
+            "--out {} exists and is not a directory",
+            out.display()
+        ))
+        .with_hint("name a new or empty directory, or an existing OCI image layout"));
+    }
+    let empty = std::fs::read_dir(out)
+        .map_err(|e| Error::io_path("cannot read", out, e))?
+        .next()
+        .is_none();
+    if empty {
+        return Ok(());
+    }
+    Err(Error::input(format!(
+        "--out {} is a non-empty directory that is not an OCI image layout (it has no oci-layout file)",
+        out.display()
+    ))
+    .with_hint("name a new or empty directory, or an existing OCI image layout"))
 }
 
 fn absolute(p: &Path) -> PathBuf {

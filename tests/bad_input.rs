@@ -370,3 +370,21 @@ fn a_directory_as_recipe_means_its_recipe_toml() {
         c.build_ok(&c.path().join("o2"), &[])
     );
 }
+
+#[test]
+fn out_that_is_a_non_empty_non_layout_directory_is_refused() {
+    let c = Ctx::new();
+    c.recipe_text("");
+    c.write("target/app.bin", "someone else's file");
+    let o = c.build(&c.path().join("target"), &[]);
+    let e = common::stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{e}");
+    assert!(
+        e.contains("not an OCI image layout") && e.contains("help:"),
+        "{e}"
+    );
+    let names: Vec<_> = std::fs::read_dir(c.path().join("target"))
+        .expect("dir")
+        .collect();
+    assert_eq!(names.len(), 1, "nothing was added to it");
+}
