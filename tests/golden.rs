@@ -44,6 +44,12 @@ fn check(name: &str, case: Case, want_digest: &str, want_last_diff_id: &str) {
         "{name}: the diff_id of the last layer changed: the tar normal form changed"
     );
     assert_eq!(digest, want_digest, "{name}: the image digest changed");
+    // The same case on one thread, into a fresh layout, gives the same bytes.
+    let single = tempfile::tempdir().expect("tmp");
+    let mut args1 = vec!["--threads", "1"];
+    args1.extend(case.args.iter().copied());
+    let one = case.ctx.build_ok(&single.path().join("out"), &args1);
+    assert_eq!(one, digest, "{name}: 1 thread and 2 threads disagree");
 }
 
 fn ctx(recipe: &str) -> Ctx {
@@ -64,7 +70,12 @@ const EPOCH: &str = "[image]\nsource-date-epoch = 1700000000\n";
 #[test]
 fn golden_inline_file() {
     let c = ctx(&format!("{EPOCH}[[layer]]\nname = \"files\"\n[[layer.file]]\npath = \"/etc/app.conf\"\ncontent = \"a = 1\\n\"\n[[layer.file]]\npath = \"/usr/local/bin/run\"\ncontent = \"#!/bin/sh\\n\"\nmode = 0o755\nuid = 10\ngid = 20\n"));
-    check("inline_file", case(c), "", "");
+    check(
+        "inline_file",
+        case(c),
+        "sha256:98206110d47eaafb7f2be30ab46327faaa9636759a9de5ddc02f260ea612313b",
+        "sha256:fc4f05fc805a4ba7ad3c15de49dd4fc621a020de66fa65803a5e546551144c02",
+    );
 }
 
 #[test]
@@ -80,7 +91,12 @@ fn golden_copy_file_and_tree_with_exclude_and_modes() {
         .write("site/sub/top-only.txt", b"kept below top\n")
         .write("site/cache/x", b"excluded dir\n")
         .write("site/sub/cache", b"a file named cache is kept\n");
-    check("copy_file_and_tree", case(c), "", "");
+    check(
+        "copy_file_and_tree",
+        case(c),
+        "sha256:1f2d0074cbda43adb4e2882e6db03550f0c7eca590ac977a26aea331cd4790af",
+        "sha256:decb68289b6a09149ce12811948d0bf00142b135fc5a845ef42251c3e6464cf3",
+    );
 }
 
 #[test]
@@ -89,7 +105,12 @@ fn golden_explicit_dirs_including_empty_sticky_and_setgid() {
         "{EPOCH}[[layer]]\nname = \"dirs\"\n[[layer.dir]]\npath = \"/tmp\"\nmode = 0o1777\n[[layer.dir]]\npath = \"/var/lib/app/data\"\nmode = 0o2750\nuid = 65532\ngid = 65532\n[[layer.dir]]\npath = \"/empty\"\n"
     ));
     c.mkdir("tree/empty-inside");
-    check("dirs", case(c), "", "");
+    check(
+        "dirs",
+        case(c),
+        "sha256:943537a7cf4e4096638fb9fdd1d2686cc5f84d846529f739a770bc894f304827",
+        "sha256:5ef0b9c1285382682a72806982cd045071bbebf598ca38837f6b3cd9ea068572",
+    );
 }
 
 #[test]
@@ -102,7 +123,12 @@ fn golden_symlinks_from_items_and_trees() {
         .symlink("/lib/app/app", "tree/absolute")
         .symlink("does/not/exist", "tree/dangling")
         .symlink("tree/app", "lone-link");
-    check("symlinks", case(c), "", "");
+    check(
+        "symlinks",
+        case(c),
+        "sha256:bef6a52e37f94462abdacd2ce9c3802184ee23174a00ad62c57d5e653d757a8c",
+        "sha256:3ab2715ed061a85ada62fb6f0935e6e80edd7d918c9164c586bed9cc2c1ce2e9",
+    );
 }
 
 #[test]
@@ -113,7 +139,12 @@ fn golden_hardlinks_within_one_tree() {
     c.write("t/z-original", test_bytes(2, 5000)).mkdir("t/a");
     c.hardlink("t/z-original", "t/a/first-in-order")
         .hardlink("t/z-original", "t/m-middle");
-    check("hardlinks", case(c), "", "");
+    check(
+        "hardlinks",
+        case(c),
+        "sha256:dde937f3d3132eef6be7b54dd23d6713b0653456401dc636a187062d05240606",
+        "sha256:df7f227e172778383c8e6f824fec757db8c94c7c38931a9511ce51ff6ef1d6f4",
+    );
 }
 
 #[test]
@@ -132,7 +163,12 @@ fn golden_long_paths_and_link_targets() {
         &format!("long/{}/{}", "p".repeat(150), "n".repeat(90)),
         b"prefix split\n",
     );
-    check("long_paths", case(c), "", "");
+    check(
+        "long_paths",
+        case(c),
+        "sha256:f6b5b6db458ac72275e616d4aed34fc1728466c3e14f4b6d062c0c12e30b0ba8",
+        "sha256:f8f3f01a390337c6252da16b90de5e93e1f34414d606ce5cda60009a3f0f12d2",
+    );
 }
 
 #[test]
@@ -142,7 +178,12 @@ fn golden_non_ascii_names() {
         .write("u/naïve résumé.txt", "x\n")
         .write("u/emoji-🚀.txt", "🚀\n")
         .write("u/Ärger/ß", "ß\n");
-    check("non_ascii", case(c), "", "");
+    check(
+        "non_ascii",
+        case(c),
+        "sha256:d2ec41631794f6fb36f2c4ecca4a03fad17e6b0c2af5dbcd3d8d5c782082e156",
+        "sha256:06a47a9a7fc86a2c3599e92bdc9f2067a1ef52d0bc4f81406d7677de52988a41",
+    );
 }
 
 #[test]
@@ -167,7 +208,12 @@ fn golden_archives_tar_gz_zst_with_strip_components() {
         "v/pkg.tar.zst",
         zstd::encode_all(&tar[..], 3).expect("zstd"),
     );
-    check("archives", case(c), "", "");
+    check(
+        "archives",
+        case(c),
+        "sha256:4a1c53b7dd47645b06e7289552e17cb2948fb183de65fe743c49da17f776a13f",
+        "sha256:a64b386738fb403d63c2718774cdaa6d6413cc2e369db1da97317a12406c0b8a",
+    );
 }
 
 #[test]
@@ -175,7 +221,12 @@ fn golden_whiteouts_against_an_earlier_layer() {
     let c = ctx(&format!(
         "{EPOCH}[[layer]]\nname = \"base\"\n[[layer.file]]\npath = \"/etc/motd\"\ncontent = \"hi\"\n[[layer.file]]\npath = \"/etc/keep\"\ncontent = \"k\"\n[[layer.dir]]\npath = \"/var/cache/apt\"\n[[layer]]\nname = \"cleanup\"\nremove = [\"/etc/motd\", \"/var/cache/apt\"]\n"
     ));
-    check("whiteouts", case(c), "", "");
+    check(
+        "whiteouts",
+        case(c),
+        "sha256:6daf9587b6ffee6f985b097ad9142b39c7d840932b3039a413907f98b6cbbf0f",
+        "sha256:c9eb962238c7418f2e47a830a563eca1d18b4c771faaa945ed9f01f8ee4d9390",
+    );
 }
 
 #[test]
@@ -216,7 +267,12 @@ content = "app"
 mode = 0o755
 "#
     ));
-    check("users_and_config", case(c), "", "");
+    check(
+        "users_and_config",
+        case(c),
+        "sha256:d90af7e0c51e2acc477b53e7058d7ae4a9584a99368e3bbde56233db28a830bb",
+        "sha256:6142e46655553f91bd12baf9add040742d0f3ffeaefb28f403efb3a9878d7de8",
+    );
 }
 
 fn compression_case(kind: &str) -> Case {
@@ -230,17 +286,32 @@ fn compression_case(kind: &str) -> Case {
 
 #[test]
 fn golden_gzip() {
-    check("gzip", compression_case("gzip"), "", "");
+    check(
+        "gzip",
+        compression_case("gzip"),
+        "sha256:3d6da31e4a3b134826695848c49cabe71f6d90f50a03af9239a0c33a40b4b097",
+        "sha256:c4012adde0ba1e4fcf7a44ea36c37ac9f19bf9db91b32c189bb52ff1133a1c02",
+    );
 }
 
 #[test]
 fn golden_zstd() {
-    check("zstd", compression_case("zstd"), "", "");
+    check(
+        "zstd",
+        compression_case("zstd"),
+        "sha256:f40910c319fd1085216ffae5bf373b8bd72bc754726c6f39f0343e750ace5675",
+        "sha256:c4012adde0ba1e4fcf7a44ea36c37ac9f19bf9db91b32c189bb52ff1133a1c02",
+    );
 }
 
 #[test]
 fn golden_uncompressed() {
-    check("none", compression_case("none"), "", "");
+    check(
+        "none",
+        compression_case("none"),
+        "sha256:d8313fd1cbc2bff0006ae0a93e80219ea9fc4b57c4b4dd58fdaed80a5f8c580a",
+        "sha256:c4012adde0ba1e4fcf7a44ea36c37ac9f19bf9db91b32c189bb52ff1133a1c02",
+    );
 }
 
 #[test]
@@ -251,7 +322,12 @@ fn golden_multi_platform_with_arch_placeholders() {
     c.write_mode("target/amd64/app", b"amd64 binary", 0o755)
         .write_mode("target/arm64/app", b"arm64 binary", 0o755)
         .write_mode("target/armv7/app", b"armv7 binary", 0o755);
-    check("multi_platform", case(c), "", "");
+    check(
+        "multi_platform",
+        case(c),
+        "sha256:d6b16c3a254fa3b005aa1dc02eea4b1b50edff327f2ca42c615fc21615779cb4",
+        "sha256:a1e841710a82e5af0c1a58f4232736a42291fcdc9874c45da5caea4e371ecb63",
+    );
 }
 
 #[test]
@@ -268,5 +344,10 @@ fn golden_base_image_from_an_oci_layout() {
     c.recipe_text(&format!(
         "{EPOCH}[base]\nimage = \"oci:base@{base_digest}\"\n[config]\nenv = {{ PATH = \"/usr/bin:/bin\" }}\n[[layer]]\nname = \"app\"\nremove = [\"/etc/motd\"]\n[[layer.file]]\npath = \"/app\"\ncontent = \"app\"\n"
     ));
-    check("base_layout", case(c), "", "");
+    check(
+        "base_layout",
+        case(c),
+        "sha256:702d730df8d1a304ef06a27c9cc23464333a6aa2d65ce63446280fb73c9a7f59",
+        "sha256:253b28c6f30260253fda34e66e0a46084fb6a3b4f6f88c44a35de61684ed1f8a",
+    );
 }

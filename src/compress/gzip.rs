@@ -4,9 +4,10 @@
 //! - header `1f 8b 08 00 00 00 00 00 00 ff` (no flags, mtime 0, XFL 0, OS 255);
 //! - the input cut into fixed [`BLOCK_SIZE`] blocks by byte offset, each compressed
 //!   as raw deflate (level 6, window bits −15, memLevel 8, default strategy) on a
-//!   freshly reset state primed with the previous block's last [`DICT_SIZE`]
-//!   uncompressed bytes; every block but the last ends with a sync flush, the last
-//!   with `Z_FINISH` (an empty input is a single empty, finished block);
+//!   freshly initialized (not reset) state primed with the previous block's last
+//!   [`DICT_SIZE`] uncompressed bytes; every block but the last ends with a sync
+//!   flush, the last with `Z_FINISH` (an empty input is a single empty, finished
+//!   block);
 //! - trailer: CRC-32 and length mod 2³² of the input, little endian.
 //!
 //! A block is only handed to the compressor once the byte after it has been written
@@ -16,12 +17,13 @@
 //!
 //! With one thread the blocks are compressed inline on the calling thread. With
 //! more, `threads` workers compress blocks (each on a freshly initialized deflate
-//! state, see `compress_block` for why) while the calling thread fills the next blocks and writes the finished
-//! ones in order; at most `2 × threads` blocks are in flight, and buffers are
-//! recycled, so memory stays bounded. Each worker also computes its block's CRC-32;
-//! the calling thread combines them (`crc32fast::Hasher::combine`), which keeps
-//! the calling thread — which in a build is also producing the tar — free to do
-//! little more than copy bytes.
+//! state, see `compress_block` for why) while the calling thread fills the next
+//! blocks and writes the finished ones in order; at most `2 × threads` blocks are
+//! in flight, and buffers are recycled, so memory stays bounded (a few MiB). Each
+//! worker also computes its block's CRC-32 and the calling thread combines them
+//! (`crc32fast::Hasher::combine`): measured on 200 MiB, combining costs 0.16 ms in
+//! all against 32 ms for hashing everything on the calling thread — which in a
+//! build is also producing the tar, so it is kept to little more than copying.
 
 use std::collections::BTreeMap;
 use std::io::{self, Write};
@@ -325,6 +327,7 @@ impl<W: Write> GzipEncoder<W> {
         // A recycled buffer still holds an old block's bytes.
         fresh.clear();
         let input = std::mem::replace(&mut self.block, fresh);
+        debug_assert!(self.block.is_empty() && self.block.capacity() >= BLOCK_SIZE);
         let mut next_dict = self.free_dicts.pop().unwrap_or_default();
         next_dict.clear();
         if !last {
@@ -766,37 +769,4 @@ mod tests {
     /// compressed bytes changed, which is a format change (SPEC §3.3).
     const GOLDEN_GZIP_SHA256: &str =
         "4fa379327b76fef804fc0948d437053425a37342d7a700901dfdf63507ddbf95";
-}
-#[cfg(test)]
-mod debug_tmp {
-    use super::*;
-    #[test]
-    #[ignore]
-    fn fresh_vs_reused() {
-        let data = std::fs::read("/tmp/corpus/mixed.bin").unwrap();
-        let blocks: Vec<&[u8]> = data.chunks(BLOCK_SIZE).collect();
-        let mut out = Vec::new();
-        let t = std::time::Instant::now();
-        for (i, b) in blocks.iter().enumerate() {
-            let dict: &[u8] = if i == 0 { &[] } else { &blocks[i - 1][BLOCK_SIZE - DICT_SIZE..] };
-            compress_block(b, dict, false, &mut out).unwrap();
-        }
-        println!("fresh: {:?}", t.elapsed());
-        let t = std::time::Instant::now();
-        for _ in blocks.iter() {
-            let d = Deflate::new_with_config(deflate_config());
-            std::hint::black_box(&d);
-        }
-        println!("alloc only: {:?}", t.elapsed());
-        let mut d = Deflate::new_with_config(deflate_config());
-        let t = std::time::Instant::now();
-        for (i, b) in blocks.iter().enumerate() {
-            let dict: &[u8] = if i == 0 { &[] } else { &blocks[i - 1][BLOCK_SIZE - DICT_SIZE..] };
-            d.reset();
-            d.set_dictionary(dict).unwrap();
-            out.resize(200000, 0);
-            d.compress(b, &mut out, DeflateFlush::SyncFlush).unwrap();
-        }
-        println!("reused: {:?}", t.elapsed());
-    }
 }

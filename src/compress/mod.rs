@@ -15,15 +15,20 @@
 //!   name, comment, extra field or header CRC.
 //! - Body: one raw deflate stream, built from the input cut into fixed 128 KiB
 //!   blocks (boundaries at byte offsets 0, 131072, 262144, …; the last block may be
-//!   shorter; an empty input is one empty block). Each block is compressed on its own
-//!   deflate state: level 6, window bits −15 (raw), memLevel 8, default strategy,
-//!   primed with `deflateSetDictionary` on the last 32 KiB of the previous block's
-//!   *uncompressed* bytes (the first block has no dictionary). Every block but the
-//!   last ends with `Z_SYNC_FLUSH` (so ends byte-aligned with the empty stored block
-//!   `00 00 ff ff`); the last ends with `Z_FINISH`. This is what lets the blocks be
-//!   compressed in parallel and concatenated into one valid deflate stream.
+//!   shorter; an empty input is one empty block). Each block is compressed on a
+//!   freshly initialized deflate state (never a `deflateReset` one, whose leftover
+//!   hash chains change the matches found): level 6, window bits −15 (raw),
+//!   memLevel 8, default strategy, primed with `deflateSetDictionary` on the last
+//!   32 KiB of the previous block's *uncompressed* bytes (the first block has no
+//!   dictionary). Every block but the last ends with `Z_SYNC_FLUSH` (so ends
+//!   byte-aligned with the empty stored block `00 00 ff ff`); the last ends with
+//!   `Z_FINISH`. This is what lets the blocks be compressed in parallel and
+//!   concatenated into one valid deflate stream.
 //! - Trailer: CRC-32 of the whole input, then its length mod 2³², both little
 //!   endian.
+//! - zlib-rs is pure Rust and its output does not depend on the CPU: its hash
+//!   function is the same on every target, and its SIMD paths (`compare256`,
+//!   `slide_hash`) compute exactly what the scalar ones do.
 //!
 //! **zstd** (`zstd` submodule, libzstd 1.5.7 bundled by `zstd-sys`, one frame):
 //! level 3, checksum flag on, no content size, no dictionary ID, and always the
@@ -121,7 +126,7 @@ pub struct Encoder<W: Write> {
 }
 
 enum Inner<W: Write> {
-    Gzip(gzip::GzipEncoder<W>),
+    Gzip(Box<gzip::GzipEncoder<W>>),
     Zstd(zstd::ZstdEncoder<W>),
     None(W),
 }
@@ -132,7 +137,7 @@ impl<W: Write> Encoder<W> {
     /// libzstd's `nbWorkers`). The gzip header is written to `inner` right away.
     pub fn new(kind: Compression, inner: W, threads: NonZeroUsize) -> io::Result<Self> {
         let inner = match kind {
-            Compression::Gzip => Inner::Gzip(gzip::GzipEncoder::new(inner, threads)?),
+            Compression::Gzip => Inner::Gzip(Box::new(gzip::GzipEncoder::new(inner, threads)?)),
             Compression::Zstd => Inner::Zstd(zstd::ZstdEncoder::new(inner, threads)?),
             Compression::None => Inner::None(inner),
         };
@@ -443,7 +448,8 @@ mod tests {
                 let Counter(out, crc) = enc.finish().expect("finish");
                 let secs = start.elapsed().as_secs_f64();
                 println!(
-                    "{kind} threads={n}: {:.1} MB/s of input, {:.2} s, {} -> {} bytes ({:.2}%), crc32 {:08x}",
+                    "{kind} threads={n}: {:.1} MB/s of input, {:.2} s, {} -> {} bytes \
+                     ({:.2}%), crc32 {:08x}",
                     data.len() as f64 / secs / 1e6,
                     secs,
                     data.len(),

@@ -234,13 +234,13 @@ mod tests {
         let mut st = Vec::with_capacity(zstd_safe::compress_bound(data.len()));
         let mut output = OutBuffer::around(&mut st);
         let mut input = InBuffer::around(&data);
-        while single
-            .compress_stream2(&mut output, &mut input, ZSTD_EndDirective::ZSTD_e_continue)
-            .expect("compress")
-            > 0
-            && input.pos() < data.len()
-        {}
+        while input.pos() < data.len() {
+            single
+                .compress_stream2(&mut output, &mut input, ZSTD_EndDirective::ZSTD_e_continue)
+                .expect("compress");
+        }
         while single.end_stream(&mut output).expect("end") != 0 {}
+        assert!(::zstd::decode_all(&st[..]).expect("valid zstd") == data);
         assert!(st != zstd(&data, 1), "single-threaded bytes must differ");
     }
 

@@ -343,11 +343,15 @@ mod tests {
 
     #[test]
     fn pax_record_length_counts_its_own_digits() {
+        // "14 path=aaaaa\n" is 14 bytes, the two digits of "14" included.
         let r = pax_records(&[("path", vec![b'a'; 5])]);
-        assert_eq!(r, b"13 path=aaaaa\n");
+        assert_eq!(r, b"14 path=aaaaa\n");
+        // 97 bytes around the digits: "99" fits (and is the shortest that does).
         let r = pax_records(&[("path", vec![b'a'; 90])]);
-        assert_eq!(r.len(), 100);
-        assert!(r.starts_with(b"100 path="));
+        assert!(r.starts_with(b"99 path=") && r.len() == 99);
+        // 98 bytes: "100" would make 101, so the length is 101.
+        let r = pax_records(&[("path", vec![b'a'; 91])]);
+        assert!(r.starts_with(b"101 path=") && r.len() == 101);
     }
 
     #[test]
@@ -356,11 +360,15 @@ mod tests {
         e.uid = 5_000_000;
         let bytes = write(&[e]);
         assert_eq!(bytes[156], b'x');
+        let records = String::from_utf8_lossy(&bytes[512..1024]).into_owned();
+        assert!(records.starts_with("15 uid=5000000\n"), "{records:?}");
+        let ustar = tar::Header::from_byte_slice(&bytes[1024..1536]);
+        assert_eq!(ustar.uid().unwrap(), 0, "the ustar field holds 0");
         let mut a = tar::Archive::new(&bytes[..]);
-        let got = a.entries().unwrap().next().unwrap().unwrap();
-        assert_eq!(got.header().uid().unwrap(), 0, "the ustar field holds 0");
-        let pax: Vec<u8> = bytes[512..1024].to_vec();
-        assert!(String::from_utf8_lossy(&pax).contains("uid=5000000"));
+        let mut got = a.entries().unwrap().next().unwrap().unwrap();
+        // A PAX-aware reader sees the real id.
+        assert_eq!(got.header().uid().unwrap(), 5_000_000);
+        assert_eq!(got.pax_extensions().unwrap().unwrap().count(), 1);
     }
 
     #[test]
