@@ -111,6 +111,13 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
         targets.push((plan, base_platform));
     }
 
+    let mut warned: Vec<&String> = Vec::new();
+    for w in targets.iter().flat_map(|(plan, _)| &plan.warnings) {
+        if !opts.quiet && !warned.contains(&w) {
+            eprintln!("warning: {w}");
+            warned.push(w);
+        }
+    }
     check_out_dir(&opts.out)?;
     let layout = Layout::create(&opts.out)?;
     let log = |msg: String| {

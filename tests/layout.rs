@@ -102,3 +102,23 @@ fn layout_files_are_readable_by_other_users() {
         assert_eq!(mode & 0o044, 0o044, "{} is {mode:o}", p.display());
     }
 }
+
+#[test]
+fn out_inside_a_copied_tree_is_skipped_with_one_warning_that_quiet_silences() {
+    let c = Ctx::new();
+    c.write("app/main.txt", "x");
+    c.recipe_text("[image]\nplatforms = [\"linux/amd64\", \"linux/arm64\"]\n[[layer]]\nname = \"l\"\n[[layer.copy]]\nsrc = \"app/\"\ndst = \"/app/\"\n");
+    let o = c.path().join("app/out");
+    let first = c.build_ok(&o, &[]);
+    let second = c.build(&o, &[]);
+    let log = common::stderr(&second);
+    assert_eq!(String::from_utf8_lossy(&second.stdout).trim(), first);
+    assert_eq!(log.matches("warning: not copying").count(), 1, "{log}");
+    let quiet = c.build(&o, &["-q"]);
+    assert!(quiet.status.success());
+    assert!(
+        quiet.stderr.is_empty(),
+        "-q prints nothing but errors: {}",
+        common::stderr(&quiet)
+    );
+}

@@ -20,6 +20,7 @@ pub(crate) fn resolve(
     item: &Spanned<CopyItem>,
     platform: &Platform,
     options: &PlanOptions,
+    warnings: &mut Vec<String>,
 ) -> Result<Vec<Item>> {
     let c = item.get_ref();
     let expanded = platform.expand(c.src.get_ref());
@@ -36,6 +37,7 @@ pub(crate) fn resolve(
         out_dir: options.out_dir.as_deref(),
         excludes: None,
         items: Vec::new(),
+        warnings: Vec::new(),
         inodes: BTreeMap::new(),
     };
     if ft.is_dir() {
@@ -73,8 +75,12 @@ pub(crate) fn resolve(
         walker.file_like(&src, &meta, target)?;
     }
     let Walker {
-        mut items, inodes, ..
+        mut items,
+        inodes,
+        warnings: found,
+        ..
     } = walker;
+    warnings.extend(found);
     let groups = inodes
         .into_values()
         .enumerate()
@@ -91,6 +97,8 @@ struct Walker<'a> {
     out_dir: Option<&'a Path>,
     excludes: Option<Excludes>,
     items: Vec<Item>,
+    /// Things the user should know that do not stop the build.
+    warnings: Vec<String>,
     /// (dev, ino) of multiply-linked regular files → indices into `items`.
     inodes: BTreeMap<(u64, u64), Vec<usize>>,
 }
@@ -131,10 +139,10 @@ impl Walker<'_> {
                 continue;
             }
             if is_dir && self.out_dir.is_some_and(|o| o == path) {
-                eprintln!(
-                    "warning: not copying {}: it is the output directory (--out)",
+                self.warnings.push(format!(
+                    "not copying {}: it is the output directory (--out)",
                     path.display()
-                );
+                ));
                 continue;
             }
             let target = join(dst, &rel);

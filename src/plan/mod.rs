@@ -33,6 +33,9 @@ pub const WHITEOUT_MODE: u32 = 0o644;
 pub struct Plan {
     pub platform: Platform,
     pub layers: Vec<LayerPlan>,
+    /// Things the user should know that do not stop the build (logged, not printed
+    /// here: the plan stage never writes to the terminal).
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug)]
@@ -114,12 +117,20 @@ pub fn resolve(recipe: &Recipe, platform: &Platform, options: &PlanOptions) -> R
     if let Some(accounts) = accounts::layer(recipe)? {
         layers.push(accounts);
     }
+    let mut warnings = Vec::new();
     for layer in &recipe.layers {
-        layers.push(resolve_layer(recipe, layer, platform, options)?);
+        layers.push(resolve_layer(
+            recipe,
+            layer,
+            platform,
+            options,
+            &mut warnings,
+        )?);
     }
     Ok(Plan {
         platform: platform.clone(),
         layers,
+        warnings,
     })
 }
 
@@ -128,6 +139,7 @@ fn resolve_layer(
     layer: &Spanned<Layer>,
     platform: &Platform,
     options: &PlanOptions,
+    warnings: &mut Vec<String>,
 ) -> Result<LayerPlan> {
     let l = layer.get_ref();
     let mut b = LayerBuilder::new(recipe, l.name.get_ref());
@@ -181,7 +193,7 @@ fn resolve_layer(
         b.insert(image_path(s.path.get_ref()), kind, meta, span)?;
     }
     for c in &l.copy {
-        for item in copy::resolve(recipe, c, platform, options)? {
+        for item in copy::resolve(recipe, c, platform, options, warnings)? {
             b.insert(item.path, item.kind, item.meta, c.span())?;
         }
     }
