@@ -159,8 +159,8 @@ def section(s, m):
     try:
         if float(m.get("load_start", "0").split()[0]) > 1.0:
             load_note = (f"\n**Note:** the 1-minute load average was {m['load_start'].split()[0]} when the "
-                         "run started: other work was running on the machine and the timings are "
-                         "pessimistic for every contender.\n")
+                         "script started: other work was running on the machine, and the timings "
+                         "may be pessimistic for any contender.\n")
     except ValueError:
         pass
     det = m.get("determinism", "not checked")
@@ -198,7 +198,7 @@ Machine:
 | CPU model | {m.get('cpu')} |
 | RAM | {m.get('ram')} |
 | kernel | {m.get('kernel')} |
-| load average (1/5/15 min) before / after | {m.get('load_start')} / {m.get('load_end')} |
+| load average (1/5/15 min) at start / after the runs | {m.get('load_start')} / {m.get('load_end')} |
 | imgbuild | {m.get('imgbuild')}, commit {m.get('commit')}, {m.get('rustc')} |
 | pigz | {m.get('pigz')} |
 | zstd | {m.get('zstd')} |

@@ -69,6 +69,11 @@ for tool in tar python3 cargo; do
     command -v "$tool" >/dev/null 2>&1 || die "$tool is required"
 done
 
+# The load average before this script does anything: the sign of other work on the
+# machine (later readings include this script's own build and corpus generation).
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+log "1/5/15-min load average at start: $LOAD_START"
+
 # --- imgbuild --------------------------------------------------------------------------
 IMGBUILD=$REPO/target/release/imgbuild
 if [ "$BUILD" -eq 1 ]; then
@@ -203,8 +208,7 @@ umoci_run() {
     record "umoci-insert" "$run" "$wall" "$rss" "$size" "-"
 }
 
-LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
-log "1/5/15-min load average before the runs: $LOAD_START"
+log "1/5/15-min load average before the timed runs (includes this script's own build and corpus generation): $(cut -d' ' -f1-3 /proc/loadavg)"
 
 for run in $(seq 1 "$RUNS"); do
     log "run $run/$RUNS"
@@ -236,7 +240,7 @@ for run in $(seq 1 "$RUNS"); do
 done
 
 LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
-log "1/5/15-min load average after the runs: $LOAD_END"
+log "1/5/15-min load average after the runs (includes the benchmark itself): $LOAD_END"
 
 # --- determinism side check ----------------------------------------------------------
 # Every gzip build (cold and rebuild, every run) must give one digest, and every zstd
