@@ -24,11 +24,22 @@ pub struct Cli {
 pub enum Command {
     /// Build the recipe into an OCI image layout; print the image digest on stdout.
     Build(BuildArgs),
+    /// Show an image's index, manifests, configs and layers (oci:DIR[:TAG|@DIGEST]).
+    Inspect(InspectArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// oci:DIR, oci:DIR:TAG or oci:DIR@sha256:… (registry references: not yet).
+    pub reference: String,
+    /// Print one JSON object holding the raw index, manifests and configs.
+    #[arg(long, env = "IMGBUILD_JSON")]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -12,11 +12,13 @@ pub mod digest;
 pub mod epoch;
 pub mod error;
 pub mod image;
+pub mod inspect;
 pub mod layer;
 pub mod layout;
 pub mod plan;
 pub mod platform;
 pub mod recipe;
+pub mod reference;
 mod suggest;
 
 pub use error::{Error, ExitCode, Result};

@@ -1,0 +1,326 @@
+//! Image references (SPEC §1): `oci:DIR`, `oci:DIR:TAG`, `oci:DIR@sha256:…`, and
+//! registry references in Docker's grammar, `host[:port]/path[:tag][@sha256:…]`, with
+//! Docker's defaults (`docker.io`, `library/`, tag `latest`).
+
+use crate::digest::Digest;
+use std::fmt;
+use std::path::PathBuf;
+
+pub const DEFAULT_REGISTRY: &str = "docker.io";
+pub const DEFAULT_TAG: &str = "latest";
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reference {
+    /// An image in a local OCI image layout.
+    Layout {
+        dir: PathBuf,
+        tag: Option<String>,
+        digest: Option<Digest>,
+    },
+    Registry(RegistryRef),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RegistryRef {
+    /// `host[:port]`, normalized (`index.docker.io` → `docker.io`).
+    pub registry: String,
+    /// The repository path, with `library/` added for single-name Docker Hub images.
+    pub repository: String,
+    /// The tag; `latest` when neither tag nor digest was given.
+    pub tag: Option<String>,
+    pub digest: Option<Digest>,
+}
+
+impl Reference {
+    /// Parses a reference; the error says what is wrong and gives the valid forms.
+    pub fn parse(s: &str) -> Result<Reference, String> {
+        if let Some(rest) = s.strip_prefix("oci:") {
+            return parse_layout(rest).map_err(|m| format!("{m} (in {s:?}; layout references are oci:DIR, oci:DIR:TAG or oci:DIR@sha256:…)"));
+        }
+        parse_registry(s)
+            .map(Reference::Registry)
+            .map_err(|m| format!("{m} (in {s:?}; registry references look like host[:port]/path[:tag][@sha256:…], or use oci:DIR for a layout)"))
+    }
+}
+
+fn parse_layout(rest: &str) -> Result<Reference, String> {
+    let (path, digest) = match rest.rsplit_once('@') {
+        Some((p, d)) => (
+            p,
+            Some(Digest::parse(d).ok_or_else(|| format!("{d:?} is not a sha256 digest"))?),
+        ),
+        None => (rest, None),
+    };
+    // A tag follows the last ':' when what follows has no '/': DIR may not end in a tag-like part.
+    let (dir, tag) = match path.rsplit_once(':') {
+        Some((d, t)) if !t.contains('/') && !d.is_empty() => {
+            if !valid_tag(t) {
+                return Err(format!("{t:?} is not a valid tag"));
+            }
+            (d, Some(t.to_string()))
+        }
+        _ => (path, None),
+    };
+    if dir.is_empty() {
+        return Err("the layout directory is missing".into());
+    }
+    Ok(Reference::Layout {
+        dir: PathBuf::from(dir),
+        tag,
+        digest,
+    })
+}
+
+fn parse_registry(s: &str) -> Result<RegistryRef, String> {
+    if s.is_empty() {
+        return Err("the reference is empty".into());
+    }
+    let (name_tag, digest) = match s.split_once('@') {
+        Some((n, d)) => (
+            n,
+            Some(Digest::parse(d).ok_or_else(|| format!("{d:?} is not a sha256 digest"))?),
+        ),
+        None => (s, None),
+    };
+    // The tag is after the last ':' that comes after the last '/' (a port's ':' is before it).
+    let last_slash = name_tag.rfind('/').map_or(0, |i| i + 1);
+    let (name, tag) = match name_tag[last_slash..].rfind(':') {
+        Some(i) => {
+            let t = &name_tag[last_slash + i + 1..];
+            if !valid_tag(t) {
+                return Err(format!("{t:?} is not a valid tag"));
+            }
+            (&name_tag[..last_slash + i], Some(t.to_string()))
+        }
+        None => (name_tag, None),
+    };
+    let (registry, path) = match name.split_once('/') {
+        Some((first, rest))
+            if first.contains(['.', ':'])
+                || first == "localhost"
+                || first.chars().any(|c| c.is_ascii_uppercase()) =>
+        {
+            (first.to_string(), rest.to_string())
+        }
+        _ => (DEFAULT_REGISTRY.to_string(), name.to_string()),
+    };
+    let registry = if registry == "index.docker.io" {
+        DEFAULT_REGISTRY.to_string()
+    } else {
+        registry
+    };
+    if !valid_host(&registry) {
+        return Err(format!("{registry:?} is not a valid registry host"));
+    }
+    let repository = if registry == DEFAULT_REGISTRY && !path.contains('/') {
+        format!("library/{path}")
+    } else {
+        path
+    };
+    if repository.len() > 255 || !repository.split('/').all(valid_component) {
+        return Err(format!(
+            "{repository:?} is not a valid repository: components are lowercase letters and digits, separated by '.', '_', '__' or '-'"
+        ));
+    }
+    let tag = if tag.is_none() && digest.is_none() {
+        Some(DEFAULT_TAG.to_string())
+    } else {
+        tag
+    };
+    Ok(RegistryRef {
+        registry,
+        repository,
+        tag,
+        digest,
+    })
+}
+
+fn valid_tag(t: &str) -> bool {
+    !t.is_empty()
+        && t.len() <= 128
+        && t.as_bytes()[0] != b'.'
+        && t.as_bytes()[0] != b'-'
+        && t.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
+fn valid_host(h: &str) -> bool {
+    let (host, port) = match h.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => (h, Some(p)),
+        _ => (h, None),
+    };
+    let host_ok = if host.starts_with('[') {
+        host.ends_with(']')
+            && host[1..host.len() - 1]
+                .parse::<std::net::Ipv6Addr>()
+                .is_ok()
+    } else {
+        !host.is_empty()
+            && host.split('.').all(|l| {
+                !l.is_empty()
+                    && !l.starts_with('-')
+                    && !l.ends_with('-')
+                    && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            })
+    };
+    host_ok && port.is_none_or(|p| p.parse::<u16>().is_ok())
+}
+
+/// `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*`
+fn valid_component(c: &str) -> bool {
+    let b = c.as_bytes();
+    if b.is_empty() || !is_alnum(b[0]) || !is_alnum(b[b.len() - 1]) {
+        return false;
+    }
+    let mut i = 0;
+    while i < b.len() {
+        if is_alnum(b[i]) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < b.len() && !is_alnum(b[i]) {
+            i += 1;
+        }
+        let sep = &c[start..i];
+        if !(sep == "." || sep == "_" || sep == "__" || sep.bytes().all(|x| x == b'-')) {
+            return false;
+        }
+    }
+    true
+}
+
+fn is_alnum(b: u8) -> bool {
+    b.is_ascii_lowercase() || b.is_ascii_digit()
+}
+
+impl fmt::Display for Reference {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reference::Layout { dir, tag, digest } => {
+                write!(f, "oci:{}", dir.display())?;
+                if let Some(t) = tag {
+                    write!(f, ":{t}")?;
+                }
+                if let Some(d) = digest {
+                    write!(f, "@{d}")?;
+                }
+                Ok(())
+            }
+            Reference::Registry(r) => write!(f, "{r}"),
+        }
+    }
+}
+
+impl fmt::Display for RegistryRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.registry, self.repository)?;
+        if let Some(t) = &self.tag {
+            write!(f, ":{t}")?;
+        }
+        if let Some(d) = &self.digest {
+            write!(f, "@{d}")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reg(s: &str) -> RegistryRef {
+        match Reference::parse(s).unwrap() {
+            Reference::Registry(r) => r,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn docker_hub_defaults_apply_to_short_names() {
+        let r = reg("busybox");
+        assert_eq!(
+            (r.registry.as_str(), r.repository.as_str(), r.tag.as_deref()),
+            ("docker.io", "library/busybox", Some("latest"))
+        );
+        assert_eq!(reg("acme/app:1.2").to_string(), "docker.io/acme/app:1.2");
+        assert_eq!(
+            reg("index.docker.io/library/alpine:3").to_string(),
+            "docker.io/library/alpine:3"
+        );
+    }
+
+    #[test]
+    fn a_host_with_port_is_not_mistaken_for_a_tag() {
+        let r = reg("127.0.0.1:5000/team/app");
+        assert_eq!(
+            (r.registry.as_str(), r.repository.as_str(), r.tag.as_deref()),
+            ("127.0.0.1:5000", "team/app", Some("latest"))
+        );
+        let r = reg("localhost:5000/app:v2");
+        assert_eq!(
+            (r.registry.as_str(), r.tag.as_deref()),
+            ("localhost:5000", Some("v2"))
+        );
+        assert_eq!(reg("localhost/app").registry, "localhost");
+        assert_eq!(reg("[::1]:5000/app").registry, "[::1]:5000");
+    }
+
+    #[test]
+    fn a_digest_alone_means_no_default_tag() {
+        let d = Digest::of(b"x");
+        let r = reg(&format!("ghcr.io/o/r@{d}"));
+        assert_eq!((r.tag, r.digest), (None, Some(d.clone())));
+        let r = reg(&format!("ghcr.io/o/r:t@{d}"));
+        assert_eq!((r.tag.as_deref(), r.digest), (Some("t"), Some(d)));
+    }
+
+    #[test]
+    fn invalid_registry_references_are_rejected_with_the_reason() {
+        let bad_host = |r: &str| Reference::parse(r).unwrap_err().contains("registry host");
+        assert!(bad_host("registry.local:99999/x"));
+        assert!(bad_host("bad_host.io/x"));
+        assert!(Reference::parse("docker.io/Acme/app")
+            .unwrap_err()
+            .contains("not a valid repository"));
+        assert!(Reference::parse("app:bad tag")
+            .unwrap_err()
+            .contains("not a valid tag"));
+        assert!(Reference::parse("app@sha256:123")
+            .unwrap_err()
+            .contains("not a sha256 digest"));
+        assert!(Reference::parse("a//b").is_err());
+        assert!(Reference::parse("").is_err());
+    }
+
+    #[test]
+    fn layout_references_take_a_tag_or_a_digest() {
+        assert_eq!(
+            Reference::parse("oci:out").unwrap(),
+            Reference::Layout {
+                dir: "out".into(),
+                tag: None,
+                digest: None
+            }
+        );
+        assert_eq!(
+            Reference::parse("oci:../x/out:v1").unwrap(),
+            Reference::Layout {
+                dir: "../x/out".into(),
+                tag: Some("v1".into()),
+                digest: None
+            }
+        );
+        let d = Digest::of(b"y");
+        assert_eq!(
+            Reference::parse(&format!("oci:/abs/out@{d}")).unwrap(),
+            Reference::Layout {
+                dir: "/abs/out".into(),
+                tag: None,
+                digest: Some(d)
+            }
+        );
+        assert!(Reference::parse("oci:").is_err());
+        assert!(Reference::parse("oci:out:bad!tag").is_err());
+    }
+}
