@@ -15,6 +15,9 @@ declare -A tools=(
   [git]=git
   [mkfifo]=coreutils
   [chroot]=coreutils
+  [docker-registry]=docker-registry
+  [openssl]=openssl
+  [htpasswd]=apache2-utils
 )
 missing=()
 for t in "${!tools[@]}"; do

@@ -1,0 +1,351 @@
+//! The registry harness (tests/common/registry.rs) against a real `docker-registry`,
+//! with skopeo as the independent client: our layouts pushed with
+//! `skopeo copy --preserve-digests` come back with the digest our build printed, in
+//! every set-up (plain, htpasswd, TLS, TLS + htpasswd), and the set-ups refuse what
+//! they should (wrong credentials, an untrusted CA).
+//!
+//! Tools (Debian): `apt-get install -y docker-registry skopeo openssl apache2-utils`.
+
+mod common;
+
+use common::registry::{Mode, Registry};
+use common::{imgbuild, require_tool, Ctx, Layout};
+use sha2::{Digest, Sha256};
+use std::fs;
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+const USER: &str = "imgbuild-tester";
+const PASSWORD: &str = "pa55-w0rd!";
+
+/// skopeo, isolated from the machine: a permissive policy and an empty auth file of
+/// its own, and a bound on how long any command may take.
+struct Skopeo {
+    dir: tempfile::TempDir,
+}
+
+impl Skopeo {
+    fn new() -> Skopeo {
+        require_tool("skopeo");
+        let dir = tempfile::tempdir().expect("skopeo temp dir");
+        fs::write(
+            dir.path().join("policy.json"),
+            r#"{"default":[{"type":"insecureAcceptAnything"}]}"#,
+        )
+        .expect("policy");
+        fs::write(dir.path().join("auth.json"), "{}").expect("auth file");
+        Skopeo { dir }
+    }
+
+    fn auth_file(&self) -> PathBuf {
+        self.dir.path().join("auth.json")
+    }
+
+    fn run(&self, args: &[String]) -> Output {
+        let mut cmd = Command::new("skopeo");
+        cmd.arg("--policy")
+            .arg(self.dir.path().join("policy.json"))
+            .args(["--command-timeout", "120s"])
+            .args(args)
+            .env("REGISTRY_AUTH_FILE", self.auth_file())
+            .env("HOME", self.dir.path())
+            .env_remove("DOCKER_CONFIG");
+        cmd.output().expect("run skopeo")
+    }
+
+    fn ok(&self, args: &[String], reg: &Registry) -> Output {
+        let o = self.run(args);
+        assert!(
+            o.status.success(),
+            "skopeo {args:?} failed ({}):\n{}\n--- registry log ---\n{}",
+            o.status,
+            String::from_utf8_lossy(&o.stderr),
+            reg.log()
+        );
+        o
+    }
+
+    /// `skopeo copy --preserve-digests [--all] oci:LAYOUT:TAG docker://REG/REPO:TAG`.
+    fn push(&self, reg: &Registry, layout: &Path, tag: &str, repo: &str, all: bool) -> Output {
+        let mut args = strings(&["copy", "--preserve-digests"]);
+        if all {
+            args.push("--all".into());
+        }
+        args.extend(reg.skopeo_flags("dest-"));
+        args.push(format!("oci:{}:{tag}", layout.display()));
+        args.push(format!(
+            "docker://{}",
+            reg.reference(&format!("{repo}:{tag}"))
+        ));
+        self.run(&args)
+    }
+
+    /// `skopeo inspect [--raw] docker://REG/REF` with the registry's flags.
+    fn inspect(&self, reg: &Registry, reference: &str, raw: bool) -> Vec<u8> {
+        let mut args = strings(&["inspect"]);
+        if raw {
+            args.push("--raw".into());
+        }
+        args.extend(reg.skopeo_flags(""));
+        args.push(format!("docker://{}", reg.reference(reference)));
+        self.ok(&args, reg).stdout
+    }
+}
+
+fn strings(a: &[&str]) -> Vec<String> {
+    a.iter().map(|s| s.to_string()).collect()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Builds examples/hello into `out` and returns the digest the build printed.
+fn build_hello(out: &Path) -> String {
+    let recipe = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/hello/recipe.toml");
+    let o = imgbuild()
+        .arg("build")
+        .arg(&recipe)
+        .arg("--out")
+        .arg(out)
+        .output()
+        .expect("run imgbuild");
+    assert!(o.status.success(), "build failed: {}", stderr(&o));
+    let d = String::from_utf8(o.stdout)
+        .expect("utf8")
+        .trim()
+        .to_string();
+    assert!(
+        d.starts_with("sha256:") && d.len() == 71,
+        "not a digest: {d:?}"
+    );
+    d
+}
+
+/// Pushes the hello example with skopeo and checks that `skopeo inspect` reports the
+/// digest our build printed, for both of its tags.
+fn hello_round_trip(mode: Mode) {
+    let reg = Registry::start(mode);
+    let out = tempfile::tempdir().expect("out dir");
+    let layout = out.path().join("layout");
+    let digest = build_hello(&layout);
+    let skopeo = Skopeo::new();
+    for tag in ["1.0.0", "latest"] {
+        let o = skopeo.push(&reg, &layout, tag, "imgbuild/hello", false);
+        assert!(
+            o.status.success(),
+            "skopeo copy to {:?} failed: {}\n--- registry log ---\n{}",
+            reg.mode(),
+            stderr(&o),
+            reg.log()
+        );
+        let info: serde_json::Value =
+            serde_json::from_slice(&skopeo.inspect(&reg, &format!("imgbuild/hello:{tag}"), false))
+                .expect("skopeo inspect json");
+        assert_eq!(
+            info["Digest"], digest,
+            "registry digest for :{tag} differs from the build's: {info}"
+        );
+        // The bytes the registry serves are our manifest's, bit for bit.
+        let raw = skopeo.inspect(&reg, &format!("imgbuild/hello:{tag}"), true);
+        assert_eq!(raw, Layout::new(&layout).blob(&digest), "manifest bytes");
+    }
+}
+
+#[test]
+fn plain_http_registry_serves_the_digest_our_build_printed() {
+    hello_round_trip(Mode::Plain);
+}
+
+#[test]
+fn htpasswd_registry_serves_the_digest_our_build_printed_to_valid_credentials() {
+    hello_round_trip(Mode::htpasswd(USER, PASSWORD));
+}
+
+#[test]
+fn tls_registry_serves_the_digest_our_build_printed_when_the_test_ca_is_trusted() {
+    hello_round_trip(Mode::Tls);
+}
+
+#[test]
+fn tls_htpasswd_registry_serves_the_digest_our_build_printed() {
+    hello_round_trip(Mode::tls_htpasswd(USER, PASSWORD));
+}
+
+#[test]
+fn htpasswd_registry_refuses_wrong_and_missing_credentials_with_401() {
+    let reg = Registry::start(Mode::htpasswd(USER, PASSWORD));
+    let out = tempfile::tempdir().expect("out dir");
+    let layout = out.path().join("layout");
+    build_hello(&layout);
+    let skopeo = Skopeo::new();
+    let dest = format!("docker://{}", reg.reference("imgbuild/hello:1.0.0"));
+    let src = format!("oci:{}:1.0.0", layout.display());
+
+    let wrong = format!("{USER}:not-the-password");
+    let o = skopeo.run(&strings(&[
+        "copy",
+        "--dest-tls-verify=false",
+        "--dest-creds",
+        &wrong,
+        &src,
+        &dest,
+    ]));
+    let e = stderr(&o);
+    assert!(!o.status.success(), "push with a wrong password succeeded");
+    let lower = e.to_lowercase();
+    assert!(
+        lower.contains("401") || lower.contains("unauthorized"),
+        "the refusal does not say 401/unauthorized: {e}"
+    );
+    assert!(!e.contains("not-the-password"), "skopeo echoed the secret");
+    assert!(
+        reg.log().contains("401"),
+        "the registry did not log a 401:\n{}",
+        reg.log()
+    );
+
+    let o = skopeo.run(&strings(&[
+        "copy",
+        "--dest-tls-verify=false",
+        "--dest-no-creds",
+        &src,
+        &dest,
+    ]));
+    let e = stderr(&o).to_lowercase();
+    assert!(!o.status.success(), "anonymous push succeeded");
+    assert!(
+        e.contains("401") || e.contains("unauthorized") || e.contains("authentication required"),
+        "the anonymous refusal does not say why: {e}"
+    );
+}
+
+#[test]
+fn tls_registry_is_refused_with_a_certificate_error_without_the_test_ca() {
+    let reg = Registry::start(Mode::Tls);
+    let out = tempfile::tempdir().expect("out dir");
+    let layout = out.path().join("layout");
+    build_hello(&layout);
+    let skopeo = Skopeo::new();
+    // An empty cert dir: only the system roots, which do not hold the test CA.
+    let empty = tempfile::tempdir().expect("empty cert dir");
+    let o = skopeo.run(&[
+        "copy".into(),
+        "--dest-cert-dir".into(),
+        empty.path().display().to_string(),
+        format!("oci:{}:1.0.0", layout.display()),
+        format!("docker://{}", reg.reference("imgbuild/hello:1.0.0")),
+    ]);
+    let e = stderr(&o);
+    assert!(!o.status.success(), "push to an untrusted CA succeeded");
+    assert!(
+        e.contains("x509") || e.contains("certificate"),
+        "the refusal is not a certificate error: {e}"
+    );
+}
+
+#[test]
+fn multi_platform_index_keeps_its_digest_and_bytes_through_the_registry() {
+    let reg = Registry::start(Mode::Plain);
+    let c = Ctx::new();
+    c.recipe_text(
+        r#"
+[image]
+tags = ["v1"]
+platforms = ["linux/amd64", "linux/arm64"]
+source-date-epoch = 1700000000
+
+[config]
+entrypoint = ["/app/tool"]
+
+[[layer]]
+name = "app"
+
+  [[layer.copy]]
+  src = "bin/{arch}/tool"
+  dst = "/app/tool"
+
+  [[layer.file]]
+  path = "/etc/tool.conf"
+  content = "x = 1\n"
+"#,
+    );
+    c.write_mode("bin/amd64/tool", "amd64 tool\n", 0o755);
+    c.write_mode("bin/arm64/tool", "arm64 tool\n", 0o755);
+    let out = tempfile::tempdir().expect("out dir");
+    let layout_dir = out.path().join("layout");
+    let index_digest = c.build_ok(&layout_dir, &[]);
+    let layout = Layout::new(&layout_dir);
+    let index = layout.json(&index_digest);
+    assert_eq!(
+        index["mediaType"], "application/vnd.oci.image.index.v1+json",
+        "two platforms must build an index"
+    );
+
+    let skopeo = Skopeo::new();
+    let o = skopeo.push(&reg, &layout_dir, "v1", "imgbuild/multi", true);
+    assert!(
+        o.status.success(),
+        "skopeo copy --all failed: {}\n--- registry log ---\n{}",
+        stderr(&o),
+        reg.log()
+    );
+    let raw = skopeo.inspect(&reg, "imgbuild/multi:v1", true);
+    let served = format!("sha256:{:x}", Sha256::digest(&raw));
+    assert_eq!(served, index_digest, "the tag does not name our index");
+    assert_eq!(raw, layout.blob(&index_digest), "index bytes");
+
+    let manifests = index["manifests"].as_array().expect("manifests");
+    assert_eq!(manifests.len(), 2, "{index}");
+    for m in manifests {
+        let d = m["digest"].as_str().expect("child digest");
+        let child = skopeo.inspect(&reg, &format!("imgbuild/multi@{d}"), true);
+        assert_eq!(child, layout.blob(d), "child manifest {d} bytes");
+    }
+}
+
+#[test]
+fn docker_config_json_from_the_harness_authenticates_skopeo() {
+    let reg = Registry::start(Mode::htpasswd(USER, PASSWORD));
+    let out = tempfile::tempdir().expect("out dir");
+    let layout = out.path().join("layout");
+    let digest = build_hello(&layout);
+    let skopeo = Skopeo::new();
+    assert!(skopeo
+        .push(&reg, &layout, "1.0.0", "imgbuild/hello", false)
+        .status
+        .success());
+    // No --creds: only the auth file written from docker_config_json().
+    fs::write(
+        skopeo.auth_file(),
+        serde_json::to_vec(&reg.docker_config_json()).expect("json"),
+    )
+    .expect("write auth file");
+    let info = skopeo.ok(
+        &[
+            "inspect".into(),
+            "--tls-verify=false".into(),
+            format!("docker://{}", reg.reference("imgbuild/hello:1.0.0")),
+        ],
+        &reg,
+    );
+    let info: serde_json::Value = serde_json::from_slice(&info.stdout).expect("json");
+    assert_eq!(info["Digest"], digest);
+}
+
+#[test]
+fn registries_get_distinct_ports_and_stop_when_dropped() {
+    let a = Registry::start(Mode::Plain);
+    let b = Registry::start(Mode::Plain);
+    assert_ne!(a.port(), b.port());
+    let addr = a.host().parse().expect("socket addr");
+    assert!(TcpStream::connect_timeout(&addr, Duration::from_secs(2)).is_ok());
+    drop(a);
+    assert!(
+        TcpStream::connect_timeout(&addr, Duration::from_secs(2)).is_err(),
+        "the registry still listens after drop"
+    );
+    assert!(b.log().contains("listening on 127.0.0.1"), "{}", b.log());
+}
