@@ -28,13 +28,23 @@ fn build(args: BuildArgs, quiet: bool) -> Result<()> {
     } else {
         let mut v = Vec::new();
         for p in &args.platform {
-            let p = Platform::parse(p).map_err(|m| Error::input(format!("--platform: {m}")))?;
+            let p =
+                Platform::parse(p.trim()).map_err(|m| Error::input(format!("--platform: {m}")))?;
             if !v.contains(&p) {
                 v.push(p);
             }
         }
         Some(v)
     };
+    for t in &args.tag {
+        if !imgbuild::recipe::valid_tag(t) {
+            return Err(
+                Error::input(format!("--tag {t:?} is not a valid tag")).with_hint(
+                    "tags are 1-128 characters of [A-Za-z0-9_.-], not starting with '.' or '-'",
+                ),
+            );
+        }
+    }
     let tags = if args.tag.is_empty() {
         None
     } else {

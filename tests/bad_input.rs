@@ -388,3 +388,119 @@ fn out_that_is_a_non_empty_non_layout_directory_is_refused() {
         .collect();
     assert_eq!(names.len(), 1, "nothing was added to it");
 }
+
+#[test]
+fn names_starting_with_wh_are_refused_everywhere() {
+    let c = Ctx::new();
+    c.recipe_text(&layer(
+        "[[layer.file]]\npath = \"/e/.wh.x\"\ncontent = \"\"\n",
+    ));
+    assert!(fails(&c, &[]).contains("whiteout"));
+    c.recipe_text(&layer("remove = [\"/a/.wh..wh..opq\"]\n"));
+    assert!(fails(&c, &[]).contains("whiteout"));
+    c.write("d/.wh.foo", "x");
+    c.recipe_text(&layer("[[layer.copy]]\nsrc = \"d\"\ndst = \"/d\"\n"));
+    let e = fails(&c, &[]);
+    assert!(e.contains("d/.wh.foo") && e.contains("exclude"), "{e}");
+    c.write(
+        "a.tar",
+        common::make_tar(&[("x/.wh.y", Some(&b""[..]), None)]),
+    );
+    c.recipe_text(&layer("[[layer.archive]]\nsrc = \"a.tar\"\n"));
+    assert!(fails(&c, &[]).contains("whiteout"));
+}
+
+#[test]
+fn a_file_or_symlink_at_the_root_or_with_a_trailing_slash_is_refused() {
+    let c = Ctx::new();
+    c.recipe_text(&layer("[[layer.file]]\npath = \"/\"\ncontent = \"\"\n"));
+    assert!(fails(&c, &[]).contains("root directory"));
+    c.recipe_text(&layer("[[layer.symlink]]\npath = \"/\"\ntarget = \"x\"\n"));
+    assert!(fails(&c, &[]).contains("root directory"));
+    c.recipe_text(&layer("[[layer.file]]\npath = \"/x/\"\ncontent = \"\"\n"));
+    let e = fails(&c, &[]);
+    assert!(e.contains("ends in '/'") && e.contains("\"/x\""), "{e}");
+}
+
+#[test]
+fn modes_must_be_written_in_octal() {
+    let c = Ctx::new();
+    c.recipe_text(&layer(
+        "[[layer.file]]\npath = \"/f\"\ncontent = \"\"\nmode = 755\n",
+    ));
+    let e = fails(&c, &[]);
+    assert!(
+        e.contains("not written in octal") && e.contains("0o755"),
+        "{e}"
+    );
+    c.write("d/x", "x");
+    c.recipe_text(&layer(
+        "[[layer.copy]]\nsrc = \"d\"\ndst = \"/d\"\ndir-mode = 493\n",
+    ));
+    let e = fails(&c, &[]);
+    assert!(e.contains("0o755"), "493 is 0o755: {e}");
+    c.recipe_text(&layer(
+        "[[layer.file]]\npath = \"/f\"\ncontent = \"\"\nmode = 0o755\n",
+    ));
+    c.build_ok(&c.path().join("o"), &[]);
+}
+
+#[test]
+fn tag_flags_are_checked_like_recipe_tags() {
+    let c = Ctx::new();
+    c.recipe_text("");
+    for bad in ["bad tag", "", "a/b", "x:y"] {
+        let e = fails(&c, &["--tag", bad]);
+        assert!(
+            e.contains("--tag") && e.contains("not a valid tag"),
+            "{bad:?}: {e}"
+        );
+    }
+    let e = fails(&c, &["--tag", "v1,,v2"]);
+    assert!(e.contains("not a valid tag"), "{e}");
+}
+
+#[test]
+fn platform_flags_tolerate_spaces_after_commas() {
+    let c = Ctx::new();
+    c.recipe_text("");
+    let out = c.path().join("o");
+    let d = c.build_ok(&out, &["--platform", "linux/amd64, linux/arm64"]);
+    let index = common::Layout::new(&out).json(&d);
+    assert_eq!(index["manifests"].as_array().map(Vec::len), Some(2));
+}
+
+#[test]
+fn env_keys_and_stop_signal_are_checked() {
+    let c = Ctx::new();
+    c.recipe_text("[config]\nenv = { \"A=B\" = \"x\" }\n");
+    assert!(fails(&c, &[]).contains("no '='"));
+    c.recipe_text("[config]\nenv = { \"\" = \"x\" }\n");
+    assert!(fails(&c, &[]).contains("non-empty"));
+    c.recipe_text("[config]\nstop-signal = \"\"\n");
+    assert!(fails(&c, &[]).contains("stop-signal is empty"));
+}
+
+#[test]
+fn a_fractional_epoch_gets_a_clear_message() {
+    let c = Ctx::new();
+    c.recipe_text("[image]\nsource-date-epoch = 1.5\n");
+    let e = fails(&c, &[]);
+    assert!(
+        e.contains("whole number of seconds or \"git\"") && !e.contains("EpochSetting"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_path_conflict_shows_the_earlier_item_as_first() {
+    let c = Ctx::new();
+    c.write("d/ok", "x");
+    c.recipe_text(&layer("[[layer.copy]]\nsrc = \"d/\"\ndst = \"/d/\"\n[[layer.file]]\npath = \"/d/ok\"\ncontent = \"\"\n"));
+    let e = fails(&c, &[]);
+    let (main, first) = e.split_once("first written here").expect("two snippets");
+    assert!(
+        main.contains("recipe.toml:6:") && first.contains("recipe.toml:3:"),
+        "{e}"
+    );
+}

@@ -196,6 +196,12 @@ fn member_path(name: &[u8], strip: usize) -> Result<Option<Vec<u8>>, String> {
             String::from_utf8_lossy(name)
         ));
     }
+    if parts.iter().any(|c| c.starts_with(b".wh.")) {
+        return Err(format!(
+            "member {} is a whiteout (.wh.), which imgbuild does not take from archives; use remove = [...]",
+            String::from_utf8_lossy(name)
+        ));
+    }
     if parts.len() <= strip {
         return Ok(None);
     }

@@ -6,7 +6,7 @@ use super::{
 };
 use crate::error::{Error, Result};
 use crate::platform::Platform;
-use crate::recipe::{CopyItem, Recipe};
+use crate::recipe::{CopyItem, Recipe, WHITEOUT_PREFIX};
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 use std::collections::BTreeMap;
 use std::fs;
@@ -144,6 +144,15 @@ impl Walker<'_> {
                     path.display()
                 ));
                 continue;
+            }
+            if name.as_bytes().starts_with(WHITEOUT_PREFIX.as_bytes()) {
+                return Err(self
+                    .recipe
+                    .error_at(self.span.clone(), format!(
+                        "source {} has a name starting with \".wh.\", which every image tool reads as a whiteout",
+                        path.display()
+                    ))
+                    .with_hint("rename it, or add it to this item's exclude list"));
             }
             let target = join(dst, &rel);
             if is_dir {

@@ -308,7 +308,12 @@ impl<'r> LayerBuilder<'r> {
                     if same_dir {
                         return Ok(());
                     }
-                    let first = first.clone();
+                    // Show the two items in recipe order, whatever order they were resolved in.
+                    let (first, span) = if first.start <= span.start {
+                        (first.clone(), span)
+                    } else {
+                        (span, first.clone())
+                    };
                     let detail = format!(
                         "{}\n   = first written here:\n{}",
                         self.recipe.source.snippet(span.clone()),

@@ -199,6 +199,9 @@ fn root() -> Spanned<String> {
     Spanned::new(0..0, "/".to_string())
 }
 
+/// Names starting with this are whiteouts in an OCI layer (SPEC §3.2).
+pub const WHITEOUT_PREFIX: &str = ".wh.";
+
 /// The largest mode a recipe may ask for: permission bits plus setuid, setgid, sticky.
 pub const MAX_MODE: u32 = 0o7777;
 
@@ -345,6 +348,22 @@ impl Recipe {
                     ));
             }
         }
+        for key in self.config.env.keys() {
+            if key.is_empty() || key.contains(['=', '\0']) {
+                return Err(Error::input(format!(
+                    "[config] env has the key {key:?}; keys must be non-empty and contain no '='"
+                ))
+                .with_detail(format!("  --> {}", self.source.path.display()))
+                .with_hint("write env = { NAME = \"value\" }"));
+            }
+        }
+        if let Some(s) = &self.config.stop_signal {
+            if s.get_ref().trim().is_empty() {
+                return Err(self
+                    .error_at(s.span(), "stop-signal is empty")
+                    .with_hint("name a signal, e.g. \"SIGTERM\", or remove the key"));
+            }
+        }
         if let Some(w) = &self.config.workdir {
             self.absolute(w, "workdir")?;
         }
@@ -425,7 +444,7 @@ impl Recipe {
             }
             for s in &l.symlink {
                 let s = s.get_ref();
-                self.absolute(&s.path, "path")?;
+                self.entry_path(&s.path)?;
                 if s.target.get_ref().is_empty() || s.target.get_ref().contains('\0') {
                     return Err(self.error_at(
                         s.target.span(),
@@ -435,7 +454,7 @@ impl Recipe {
             }
             for f in &l.file {
                 let f = f.get_ref();
-                self.absolute(&f.path, "path")?;
+                self.entry_path(&f.path)?;
                 self.mode(f.mode.as_ref())?;
             }
             for a in &l.archive {
@@ -516,14 +535,59 @@ impl Recipe {
                 )
                 .with_hint("write the path without '..'"));
         }
+        if v.split('/').any(|c| c.starts_with(WHITEOUT_PREFIX)) {
+            return Err(self
+                .error_at(value.span(), format!("{what} {v:?} has a name starting with \".wh.\", which every image tool reads as a whiteout"))
+                .with_hint("to hide a path of a lower layer use remove = [\"/path\"]; otherwise rename it"));
+        }
         if v.contains('\0') {
             return Err(self.error_at(value.span(), format!("{what} contains a NUL byte")));
         }
         Ok(())
     }
 
+    /// The path of a file or symlink item: absolute, not the root, no trailing '/'.
+    fn entry_path(&self, value: &Spanned<String>) -> Result<()> {
+        self.absolute(value, "path")?;
+        let v = value.get_ref();
+        if v.trim_matches('/').is_empty() {
+            return Err(self
+                .error_at(
+                    value.span(),
+                    "path names the root directory, which can only be a directory",
+                )
+                .with_hint("name a path below /"));
+        }
+        if v.ends_with('/') {
+            return Err(self
+                .error_at(
+                    value.span(),
+                    format!("path {v:?} ends in '/', which means a directory"),
+                )
+                .with_hint(format!(
+                    "drop the trailing '/': \"{}\"",
+                    v.trim_end_matches('/')
+                )));
+        }
+        Ok(())
+    }
+
     fn mode(&self, mode: Option<&Spanned<u32>>) -> Result<()> {
         if let Some(m) = mode {
+            // Modes are octal: `mode = 755` (decimal, 0o1363) is a typo far more often
+            // than a meant value, so every non-zero mode must be written with 0o.
+            let text = self.source.text.get(m.span()).unwrap_or("").trim();
+            if *m.get_ref() != 0 && !text.starts_with("0o") {
+                let digits = text.replace('_', "");
+                let octal = if digits.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
+                    digits
+                } else {
+                    format!("{:o}", m.get_ref())
+                };
+                return Err(self
+                    .error_at(m.span(), format!("mode {text} is not written in octal"))
+                    .with_hint(format!("write modes with the 0o prefix: 0o{octal}")));
+            }
             if *m.get_ref() > MAX_MODE {
                 return Err(self
                     .error_at(m.span(), format!("mode {:#o} is out of range", m.get_ref()))
@@ -536,7 +600,8 @@ impl Recipe {
     }
 }
 
-fn valid_tag(t: &str) -> bool {
+/// A tag of the OCI distribution grammar: `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
+pub fn valid_tag(t: &str) -> bool {
     !t.is_empty()
         && t.len() <= 128
         && !t.starts_with(['.', '-'])
@@ -561,7 +626,15 @@ fn valid_account_name(n: &str) -> bool {
 fn toml_error(source: &RecipeSource, e: &toml::de::Error) -> Error {
     let message = e.message().trim().to_string();
     let span = e.span().unwrap_or(0..0);
-    let mut err = source.error_at(span, format!("invalid recipe: {message}"));
+    let mut err = source.error_at(span.clone(), format!("invalid recipe: {message}"));
+    if message.contains("EpochSetting") {
+        err = source
+            .error_at(
+                span,
+                "source-date-epoch must be a whole number of seconds or \"git\"",
+            )
+            .with_hint("e.g. source-date-epoch = 1700000000");
+    }
     if let Some((unknown, expected)) = parse_unknown_field(&message) {
         let keys: Vec<&str> = expected.iter().map(String::as_str).collect();
         err = Error::input(format!("unknown key `{unknown}`"))
