@@ -467,11 +467,21 @@ fn check_out_dir(out: &Path) -> Result<()> {
         ))
         .with_hint("name a new or empty directory, or an existing OCI image layout"));
     }
-    let empty = std::fs::read_dir(out)
-        .map_err(|e| Error::io_path("cannot read", out, e))?
-        .next()
-        .is_none();
-    if empty {
+    // Another build may be creating the layout right now: its first entries (before
+    // oci-layout lands) are ones only imgbuild writes.
+    let ours = |name: &std::ffi::OsStr| {
+        let n = name.to_string_lossy();
+        matches!(
+            n.as_ref(),
+            "blobs" | "oci-layout" | "index.json" | ".index.json.lock" | ".imgbuild"
+        ) || n.starts_with(".tmp-")
+    };
+    let mut foreign = false;
+    for entry in std::fs::read_dir(out).map_err(|e| Error::io_path("cannot read", out, e))? {
+        let entry = entry.map_err(|e| Error::io_path("cannot read", out, e))?;
+        foreign |= !ours(&entry.file_name());
+    }
+    if !foreign {
         return Ok(());
     }
     Err(Error::input(format!(

@@ -9,7 +9,7 @@
 mod common;
 
 use common::registry::{Mode, Registry};
-use common::{imgbuild, require_tool, Ctx, Layout};
+use common::{require_tool, Ctx, Layout};
 use sha2::{Digest, Sha256};
 use std::fs;
 use std::net::TcpStream;
@@ -105,23 +105,7 @@ fn stderr(o: &Output) -> String {
 /// Builds examples/hello into `out` and returns the digest the build printed.
 fn build_hello(out: &Path) -> String {
     let recipe = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/hello/recipe.toml");
-    let o = imgbuild()
-        .arg("build")
-        .arg(&recipe)
-        .arg("--out")
-        .arg(out)
-        .output()
-        .expect("run imgbuild");
-    assert!(o.status.success(), "build failed: {}", stderr(&o));
-    let d = String::from_utf8(o.stdout)
-        .expect("utf8")
-        .trim()
-        .to_string();
-    assert!(
-        d.starts_with("sha256:") && d.len() == 71,
-        "not a digest: {d:?}"
-    );
-    d
+    common::build_digest(&recipe, out, &[])
 }
 
 /// Pushes the hello example with skopeo and checks that `skopeo inspect` reports the

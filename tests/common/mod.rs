@@ -93,22 +93,31 @@ impl Ctx {
 
     /// Builds and returns the digest, failing the test with stderr on error.
     pub fn build_ok(&self, out: &Path, args: &[&str]) -> String {
-        let o = self.build(out, args);
-        assert!(
-            o.status.success(),
-            "build failed: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        let d = String::from_utf8(o.stdout)
-            .expect("utf8")
-            .trim()
-            .to_string();
-        assert!(
-            d.starts_with("sha256:") && d.len() == 71,
-            "stdout is not a digest: {d:?}"
-        );
-        d
+        build_digest(&self.recipe(), out, args)
     }
+}
+
+/// Runs `imgbuild build RECIPE --out OUT ARGS…` and returns the digest it printed,
+/// failing the test with its stderr on error.
+pub fn build_digest(recipe: &Path, out: &Path, args: &[&str]) -> String {
+    let o = imgbuild()
+        .arg("build")
+        .arg(recipe)
+        .arg("--out")
+        .arg(out)
+        .args(args)
+        .output()
+        .expect("run imgbuild");
+    assert!(o.status.success(), "build failed: {}", stderr(&o));
+    let d = String::from_utf8(o.stdout)
+        .expect("utf8")
+        .trim()
+        .to_string();
+    assert!(
+        d.starts_with("sha256:") && d.len() == 71,
+        "stdout is not a digest: {d:?}"
+    );
+    d
 }
 
 /// A layout written by imgbuild, read back with nothing but serde_json, flate2, zstd
