@@ -111,7 +111,22 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
         targets.push((plan, base_platform));
     }
 
-    let mut warned: Vec<&String> = Vec::new();
+    let mut empty_layers: Vec<String> = Vec::new();
+    for layer in targets.iter().flat_map(|(plan, _)| &plan.layers) {
+        let note = format!(
+            "layer {:?} is empty: it adds nothing to the image",
+            layer.name
+        );
+        if layer.entries.is_empty() && !empty_layers.contains(&note) {
+            empty_layers.push(note);
+        }
+    }
+    let mut warned: Vec<&String> = empty_layers.iter().collect();
+    if !opts.quiet {
+        for w in &warned {
+            eprintln!("warning: {w}");
+        }
+    }
     for w in targets.iter().flat_map(|(plan, _)| &plan.warnings) {
         if !opts.quiet && !warned.contains(&w) {
             eprintln!("warning: {w}");
@@ -354,6 +369,7 @@ fn assemble(
             .unwrap_or_default();
         config.rootfs.diff_ids = b.rootfs.diff_ids.clone();
         config.history = b.history.clone();
+        config.extra = b.extra.clone();
         layers = bp.layers.clone();
     }
     let c = &recipe.config;

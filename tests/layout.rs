@@ -122,3 +122,53 @@ fn out_inside_a_copied_tree_is_skipped_with_one_warning_that_quiet_silences() {
         common::stderr(&quiet)
     );
 }
+
+#[test]
+fn an_empty_layer_is_built_with_a_warning() {
+    let c = Ctx::new();
+    c.write(
+        "a.tar",
+        common::make_tar(&[("pkg/", None, None), ("pkg/f", Some(&b"x"[..]), None)]),
+    );
+    c.recipe_text("[[layer]]\nname = \"stripped\"\n[[layer.archive]]\nsrc = \"a.tar\"\nstrip-components = 9\n");
+    let o = c.build(&c.path().join("o"), &[]);
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    assert!(
+        common::stderr(&o).contains("warning: layer \"stripped\" is empty"),
+        "{}",
+        common::stderr(&o)
+    );
+}
+
+#[test]
+fn a_base_configs_unmodelled_fields_are_carried_over() {
+    use sha2::Digest as _;
+    let c = Ctx::new();
+    let base = Ctx::new();
+    base.recipe_text("[[layer]]\nname = \"b\"\n[[layer.file]]\npath = \"/b\"\ncontent = \"b\"\n");
+    let base_dir = c.path().join("base");
+    let d = base.build_ok(&base_dir, &[]);
+    // Rewrite the base's config with fields imgbuild does not model, as other
+    // builders write them, and give it a new manifest.
+    let layout = common::Layout::new(&base_dir);
+    let mut manifest = layout.manifest(&d);
+    let mut config = layout.config(&d);
+    config["author"] = "someone@example.com".into();
+    config["os.version"] = "10.0.17763.1".into();
+    let put = |v: &serde_json::Value| {
+        let bytes = serde_json::to_vec(v).expect("json");
+        let hex = format!("{:x}", sha2::Sha256::digest(&bytes));
+        fs::write(base_dir.join("blobs/sha256").join(&hex), &bytes).expect("write");
+        (format!("sha256:{hex}"), bytes.len())
+    };
+    let (cd, cs) = put(&config);
+    manifest["config"]["digest"] = cd.into();
+    manifest["config"]["size"] = cs.into();
+    let (md, _) = put(&manifest);
+    c.recipe_text(&format!("[base]\nimage = \"oci:base@{md}\"\n[[layer]]\nname = \"x\"\n[[layer.file]]\npath = \"/x\"\ncontent = \"x\"\n"));
+    let out = c.path().join("o");
+    let ours = c.build_ok(&out, &[]);
+    let got = common::Layout::new(&out).config(&ours);
+    assert_eq!(got["author"], "someone@example.com");
+    assert_eq!(got["os.version"], "10.0.17763.1");
+}

@@ -103,6 +103,10 @@ pub struct ImageConfig {
     pub rootfs: RootFs,
     #[serde(default)]
     pub history: Vec<Value>,
+    /// A base config's other top-level fields (`author`, `os.version`,
+    /// `os.features`, …), carried over as they are, after the known fields, sorted.
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, Value>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
