@@ -365,8 +365,7 @@ fn assemble(
     let mut layers: Vec<Descriptor> = Vec::new();
     if let Some(bp) = base_platform {
         let b = &bp.config;
-        config.config = serde_json::from_value(serde_json::to_value(&b.config).unwrap_or_default())
-            .unwrap_or_default();
+        config.config = b.config.clone();
         config.rootfs.diff_ids = b.rootfs.diff_ids.clone();
         config.history = b.history.clone();
         config.extra = b.extra.clone();

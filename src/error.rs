@@ -72,10 +72,6 @@ impl Error {
         self
     }
 
-    pub fn class(&self) -> Class {
-        self.class
-    }
-
     pub fn message(&self) -> &str {
         &self.message
     }

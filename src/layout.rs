@@ -9,7 +9,7 @@ use crate::digest::{Digest, HashingWriter};
 use crate::error::{Error, Result};
 use crate::image::{canonical_json, Descriptor, Index, ANNOTATION_REF_NAME, INDEX_V1};
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 pub const OCI_LAYOUT: &str = "{\"imageLayoutVersion\":\"1.0.0\"}";
@@ -96,8 +96,7 @@ impl Layout {
         Ok(bytes)
     }
 
-    /// Copies a blob from another layout, verifying its digest while streaming. A
-    /// hardlink is tried first (same file system, no bytes copied).
+    /// Copies a blob from another layout, verifying its digest while streaming.
     pub fn import_blob(&self, from: &Layout, digest: &Digest) -> Result<()> {
         if self.has_blob(digest) {
             return Ok(());
@@ -242,13 +241,6 @@ impl Write for BlobWriter {
     fn flush(&mut self) -> io::Result<()> {
         self.inner.flush()
     }
-}
-
-/// Reads a whole file (helper for small JSON files outside a layout).
-pub fn read_small(path: &Path) -> io::Result<Vec<u8>> {
-    let mut v = Vec::new();
-    File::open(path)?.read_to_end(&mut v)?;
-    Ok(v)
 }
 
 #[cfg(test)]

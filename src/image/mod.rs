@@ -87,7 +87,7 @@ pub struct Index {
 
 /// The OCI image config. Fields of a base image's config that imgbuild does not
 /// model are carried in `extra` (sorted), so a base's settings survive.
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
 pub struct ImageConfig {
     #[serde(default)]
     pub created: Option<String>,
@@ -109,7 +109,7 @@ pub struct ImageConfig {
     pub extra: BTreeMap<String, Value>,
 }
 
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct ContainerConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -134,7 +134,7 @@ pub struct ContainerConfig {
     pub extra: BTreeMap<String, Value>,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RootFs {
     #[serde(rename = "type")]
     pub kind: String,
