@@ -19,6 +19,7 @@ pub mod plan;
 pub mod platform;
 pub mod recipe;
 pub mod reference;
+pub mod registry;
 mod suggest;
 
 pub use error::{Error, ExitCode, Result};

@@ -1,0 +1,1 @@
+//! Where registry credentials come from (SPEC §4). Filled in by the credentials work.

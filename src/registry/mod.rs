@@ -1,0 +1,3 @@
+//! Talking to OCI registries (SPEC §4): credentials, the client, push and pull.
+
+pub mod credentials;
