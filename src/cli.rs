@@ -16,14 +16,41 @@ pub struct Cli {
     /// Print nothing on stderr but errors.
     #[arg(short, long, global = true, env = "IMGBUILD_QUIET")]
     pub quiet: bool,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// How to reach registries; shared by every command that talks to one.
+#[derive(Debug, Args, Clone, Default)]
+pub struct RegistryArgs {
+    /// Trust the CA certificates in this PEM file too (besides the system roots); repeatable.
+    #[arg(
+        long,
+        global = true,
+        env = "IMGBUILD_REGISTRY_CA",
+        value_name = "FILE",
+        value_delimiter = ','
+    )]
+    pub registry_ca: Vec<PathBuf>,
+    /// Allow plain HTTP to this registry host[:port] (loopback hosts always may); repeatable.
+    #[arg(
+        long,
+        global = true,
+        env = "IMGBUILD_INSECURE_REGISTRY",
+        value_name = "HOST",
+        value_delimiter = ','
+    )]
+    pub insecure_registry: Vec<String>,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Build the recipe into an OCI image layout; print the image digest on stdout.
     Build(BuildArgs),
+    /// Copy an image from an OCI layout to a registry; print its digest on stdout.
+    Push(PushArgs),
     /// Show an image's index, manifests, configs and layers (oci:DIR[:TAG|@DIGEST]).
     Inspect(InspectArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
@@ -38,6 +65,17 @@ pub struct InspectArgs {
     /// oci:DIR, oci:DIR:TAG or oci:DIR@sha256:… (registry references: not yet).
     pub reference: String,
     /// Print one JSON object holding the raw index, manifests and configs.
+    #[arg(long, env = "IMGBUILD_JSON")]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// The image to push: oci:DIR, oci:DIR:TAG or oci:DIR@sha256:….
+    pub source: String,
+    /// Where to: host[:port]/repository[:tag]. Without a tag: the source's TAG, else `latest`.
+    pub destination: String,
+    /// Print one JSON object describing the push instead of the digest.
     #[arg(long, env = "IMGBUILD_JSON")]
     pub json: bool,
 }
@@ -70,6 +108,16 @@ pub struct BuildArgs {
     /// Worker threads (default: the number of CPUs). Never changes the output.
     #[arg(long, env = "IMGBUILD_THREADS", value_name = "N")]
     pub threads: Option<std::num::NonZeroUsize>,
+    /// Also push the image, with every tag, to [image].repository, or to REF (`--push=REF`).
+    #[arg(
+        long,
+        env = "IMGBUILD_PUSH",
+        value_name = "REF",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = ""
+    )]
+    pub push: Option<String>,
     /// Write every layer even when the layer cache in --out says it is unchanged.
     #[arg(long, env = "IMGBUILD_NO_CACHE")]
     pub no_cache: bool,

@@ -1,18 +1,21 @@
 //! One function per subcommand: turns parsed flags into library calls and prints the
 //! result. stdout carries only the result; everything else goes to stderr.
 
-use crate::cli::{BuildArgs, Cli, Command, InspectArgs};
+use crate::cli::{BuildArgs, Cli, Command, InspectArgs, PushArgs, RegistryArgs};
 use imgbuild::build::{self, BuildOptions, BuildResult};
 use imgbuild::epoch;
 use imgbuild::platform::Platform;
-use imgbuild::reference::Reference;
+use imgbuild::reference::{Reference, RegistryRef};
+use imgbuild::registry::client::{self, RegistryClient};
+use imgbuild::registry::push;
 use imgbuild::{Error, Result};
 use std::io::Write;
 
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Build(args) => build(args, cli.quiet),
-        Command::Inspect(args) => inspect(args),
+        Command::Build(args) => build(args, cli.quiet, &cli.registry),
+        Command::Push(args) => push(args, cli.quiet, &cli.registry),
+        Command::Inspect(args) => inspect(args, cli.quiet, &cli.registry),
         Command::Completions { shell } => {
             use clap::CommandFactory;
             let mut cmd = Cli::command();
@@ -22,7 +25,70 @@ pub fn run(cli: Cli) -> Result<()> {
     }
 }
 
-fn build(args: BuildArgs, quiet: bool) -> Result<()> {
+fn registry_options(args: &RegistryArgs, quiet: bool) -> client::Options {
+    client::Options {
+        ca_files: args.registry_ca.clone(),
+        insecure: args.insecure_registry.clone(),
+        verbose: !quiet,
+        ..client::Options::default()
+    }
+}
+
+/// A registry reference given on the command line (exit 2 when it is not one).
+fn registry_ref(text: &str, what: &str) -> Result<RegistryRef> {
+    match Reference::parse(text) {
+        Ok(Reference::Registry(r)) => Ok(r),
+        Ok(Reference::Layout { .. }) => Err(Error::input(format!(
+            "{what} {text:?} is a layout reference; expected host[:port]/repository[:tag]"
+        ))),
+        Err(m) => Err(Error::input(format!("{what}: {m}"))
+            .with_hint("write host[:port]/repository[:tag], e.g. 127.0.0.1:5000/acme/hello:1.0")),
+    }
+}
+
+/// Where `build --push` goes: `--push=REF`, else the recipe's `[image].repository`.
+fn push_target(args: &BuildArgs) -> Result<Option<RegistryRef>> {
+    let Some(push) = &args.push else {
+        return Ok(None);
+    };
+    if !push.is_empty() {
+        let r = registry_ref(push, "--push")?;
+        if r.digest.is_some() {
+            return Err(Error::input(format!(
+                "--push={push}: a push target cannot name a digest (the build decides it)"
+            )));
+        }
+        return Ok(Some(r));
+    }
+    let recipe = imgbuild::recipe::Recipe::load(&args.recipe)?;
+    let Some(repo) = &recipe.image.repository else {
+        return Err(recipe
+            .error_at(
+                0..0,
+                "--push: the recipe names no [image].repository to push to",
+            )
+            .with_hint(
+                "add repository = \"host/path\" under [image], or give --push=host/path[:tag]",
+            ));
+    };
+    match Reference::parse(repo.get_ref()) {
+        Ok(Reference::Registry(r)) if r.tag.is_none() && r.digest.is_none() => Ok(Some(r)),
+        Ok(Reference::Registry(_)) => Err(recipe
+            .error_at(
+                repo.span(),
+                "[image].repository must not carry a tag or digest",
+            )
+            .with_hint("put tags in [image].tags")),
+        Ok(Reference::Layout { .. }) | Err(_) => Err(recipe
+            .error_at(
+                repo.span(),
+                format!("{:?} is not a registry repository", repo.get_ref()),
+            )
+            .with_hint("write host[:port]/path, e.g. registry.example.com/acme/hello")),
+    }
+}
+
+fn build(args: BuildArgs, quiet: bool, registry: &RegistryArgs) -> Result<()> {
     let platforms = if args.platform.is_empty() {
         None
     } else {
@@ -69,9 +135,38 @@ fn build(args: BuildArgs, quiet: bool) -> Result<()> {
         quiet,
         no_cache: args.no_cache,
     };
+    // Check the push target and reach the registry (credentials, TLS) before
+    // building, so that a CI step fails in seconds rather than after the build.
+    let target = push_target(&args)?;
+    let reg_opts = registry_options(registry, quiet);
+    let connection = match &target {
+        Some(t) => {
+            let rt = client::runtime()?;
+            let c = rt.block_on(async {
+                let c = RegistryClient::connect(&t.registry, &t.repository, &reg_opts).await?;
+                c.authorize(&t.repository, true).await?;
+                Ok::<_, Error>(c)
+            })?;
+            Some((rt, c))
+        }
+        None => None,
+    };
     let result = build::build(&opts)?;
+    let mut pushed = None;
+    if let (Some(t), Some((rt, c))) = (&target, &connection) {
+        let mut tags = result.tags.clone();
+        if let Some(tag) = &t.tag {
+            if !tags.contains(tag) {
+                tags.push(tag.clone());
+            }
+        }
+        let layout = imgbuild::layout::Layout::open(&result.layout)?;
+        let root =
+            imgbuild::image::Descriptor::new(result.media_type, result.digest.clone(), result.size);
+        pushed = Some(rt.block_on(push::push(c, &layout, &root, &t.repository, &tags, !quiet))?);
+    }
     let text = if args.json {
-        json(&result)
+        json(&result, pushed.as_ref())
     } else {
         result.digest.to_string()
     };
@@ -80,9 +175,9 @@ fn build(args: BuildArgs, quiet: bool) -> Result<()> {
     Ok(())
 }
 
-fn inspect(args: InspectArgs) -> Result<()> {
+fn inspect(args: InspectArgs, quiet: bool, registry: &RegistryArgs) -> Result<()> {
     let reference = Reference::parse(&args.reference).map_err(Error::input)?;
-    let i = imgbuild::inspect::inspect(&reference)?;
+    let i = imgbuild::inspect::inspect(&reference, &registry_options(registry, quiet))?;
     let text = if args.json {
         serde_json::json!({
             "reference": i.reference,
@@ -190,7 +285,70 @@ fn inspect_text(i: &imgbuild::inspect::Inspected) -> String {
     s
 }
 
-fn json(r: &BuildResult) -> String {
+fn push(args: PushArgs, quiet: bool, registry: &RegistryArgs) -> Result<()> {
+    let source =
+        Reference::parse(&args.source).map_err(|m| Error::input(format!("source: {m}")))?;
+    let Reference::Layout {
+        tag: source_tag, ..
+    } = &source
+    else {
+        return Err(Error::input(format!(
+            "source {:?} is a registry reference; imgbuild push copies from an OCI layout (oci:DIR[:TAG])",
+            args.source
+        )));
+    };
+    let dest = registry_ref(&args.destination, "destination")?;
+    let (layout, digest) = imgbuild::inspect::resolve_layout_image(&source)?;
+    let bytes = layout.read_blob(&digest)?;
+    let media_type = media_type_of(&bytes).ok_or_else(|| {
+        Error::input(format!(
+            "{}: blob {digest} is neither a manifest nor an index",
+            args.source
+        ))
+    })?;
+    let root = imgbuild::image::Descriptor::new(&media_type, digest.clone(), bytes.len() as u64);
+    let tags: Vec<String> = match (&dest.digest, &dest.tag, source_tag) {
+        (Some(d), _, _) if *d != digest => {
+            return Err(Error::input(format!(
+                "destination names {d}, but the source image is {digest}"
+            )))
+        }
+        (Some(_), _, _) => Vec::new(),
+        (None, Some(t), _) => vec![t.clone()],
+        (None, None, Some(t)) => vec![t.clone()],
+        (None, None, None) => vec![imgbuild::reference::DEFAULT_TAG.to_string()],
+    };
+    let reg_opts = registry_options(registry, quiet);
+    let rt = client::runtime()?;
+    let report = rt.block_on(async {
+        let c = RegistryClient::connect(&dest.registry, &dest.repository, &reg_opts).await?;
+        push::push(&c, &layout, &root, &dest.repository, &tags, !quiet).await
+    })?;
+    let text = if args.json {
+        serde_json::to_string(&report).map_err(|e| Error::input(e.to_string()))?
+    } else {
+        digest.to_string()
+    };
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{text}").map_err(|e| Error::io("cannot write to stdout", e))
+}
+
+/// The media type a manifest or index names itself with (or its shape implies).
+fn media_type_of(bytes: &[u8]) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    if let Some(t) = v.get("mediaType").and_then(|t| t.as_str()) {
+        return Some(t.to_string());
+    }
+    if v.get("manifests").is_some() {
+        Some(imgbuild::image::INDEX_V1.to_string())
+    } else if v.get("config").is_some() {
+        Some(imgbuild::image::MANIFEST_V1.to_string())
+    } else {
+        None
+    }
+}
+
+fn json(r: &BuildResult, pushed: Option<&push::PushReport>) -> String {
     let manifests: Vec<_> = r
         .manifests
         .iter()
@@ -215,6 +373,7 @@ fn json(r: &BuildResult) -> String {
         "manifests": manifests,
         "layout": r.layout.display().to_string(),
         "formatVersion": build::FORMAT_VERSION,
+        "pushed": pushed,
     })
     .to_string()
 }

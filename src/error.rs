@@ -57,6 +57,17 @@ impl Error {
         }
     }
 
+    /// A network or registry failure (exit 3). The message names the registry, the
+    /// repository and the HTTP status where there is one; never a secret.
+    pub fn network(message: impl Into<String>) -> Self {
+        Error {
+            class: Class::Io,
+            message: message.into(),
+            detail: None,
+            hint: None,
+        }
+    }
+
     /// An I/O failure on `path` while doing `what` (exit 3).
     pub fn io_path(what: &str, path: &Path, err: io::Error) -> Self {
         Error::io(format!("{what} {}", path.display()), err)

@@ -1,11 +1,13 @@
 //! `imgbuild inspect REF`: the index, manifests, configs and layers of an image, read
-//! back as the exact bytes stored (each blob's digest checked on read).
+//! back as the exact bytes stored (each blob's digest checked on read), from a layout
+//! or a registry.
 
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::image::{ANNOTATION_REF_NAME, DOCKER_MANIFEST_LIST, INDEX_V1};
 use crate::layout::Layout;
 use crate::reference::Reference;
+use crate::registry::client::{self, RegistryClient};
 use serde_json::Value;
 
 #[derive(Debug)]
@@ -28,12 +30,48 @@ pub struct InspectedManifest {
     pub config: Value,
 }
 
-pub fn inspect(reference: &Reference) -> Result<Inspected> {
+/// Inspects a layout or registry image. Registry images are read with `opts`
+/// (CA files, insecure hosts); every manifest and config is checked against its digest.
+pub fn inspect(reference: &Reference, opts: &client::Options) -> Result<Inspected> {
+    match reference {
+        Reference::Layout { .. } => {
+            let (layout, digest) = resolve_layout_image(reference)?;
+            let bytes = layout.read_blob(&digest)?;
+            assemble(reference, digest, bytes, |d, _| layout.read_blob(d))
+        }
+        Reference::Registry(r) => {
+            let rt = client::runtime()?;
+            let c = rt.block_on(async {
+                let c = RegistryClient::connect(&r.registry, &r.repository, opts).await?;
+                c.authorize(&r.repository, false).await?;
+                Ok::<_, Error>(c)
+            })?;
+            let wanted = match (&r.digest, &r.tag) {
+                (Some(d), _) => d.to_string(),
+                (None, Some(t)) => t.clone(),
+                (None, None) => crate::reference::DEFAULT_TAG.to_string(),
+            };
+            let (bytes, digest) = rt.block_on(c.get_manifest(&r.repository, &wanted))?;
+            assemble(reference, digest, bytes, |d, is_manifest| {
+                if is_manifest {
+                    rt.block_on(c.get_manifest(&r.repository, &d.to_string()))
+                        .map(|(b, _)| b)
+                } else {
+                    rt.block_on(c.get_blob(&r.repository, d, None, || Ok(Vec::new())))
+                }
+            })
+        }
+    }
+}
+
+/// The image a layout reference names: by digest, by tag, or the layout's only image.
+pub fn resolve_layout_image(reference: &Reference) -> Result<(Layout, Digest)> {
     let (dir, tag, digest) = match reference {
         Reference::Layout { dir, tag, digest } => (dir, tag, digest),
         Reference::Registry(r) => {
-            return Err(Error::input(format!("cannot inspect {r}: registry references are not supported yet"))
-                .with_hint("copy the image into a layout first (skopeo copy docker://… oci:DIR:TAG) and inspect oci:DIR:TAG"))
+            return Err(Error::input(format!(
+                "{r} is a registry reference; expected oci:DIR[:TAG]"
+            )))
         }
     };
     let layout = Layout::open(dir)?;
@@ -74,7 +112,16 @@ pub fn inspect(reference: &Reference) -> Result<Inspected> {
             "{reference}: the layout holds no blob {digest}"
         )));
     }
-    let bytes = layout.read_blob(&digest)?;
+    Ok((layout, digest))
+}
+
+/// Reads the rest of the image below `top` through `fetch(digest, is_manifest)`.
+fn assemble(
+    reference: &Reference,
+    digest: Digest,
+    bytes: Vec<u8>,
+    mut fetch: impl FnMut(&Digest, bool) -> Result<Vec<u8>>,
+) -> Result<Inspected> {
     let top: Value = json(&bytes, &digest)?;
     let media_type = top
         .get("mediaType")
@@ -102,10 +149,10 @@ pub fn inspect(reference: &Reference) -> Result<Inspected> {
                 }
                 s
             });
-            manifests.push(read_manifest(&layout, d, platform)?);
+            manifests.push(read_manifest(&mut fetch, d, platform)?);
         }
     } else {
-        let mut m = read_manifest(&layout, digest.clone(), None)?;
+        let mut m = read_manifest(&mut fetch, digest.clone(), None)?;
         let c = &m.config;
         m.platform = c["os"]
             .as_str()
@@ -123,17 +170,17 @@ pub fn inspect(reference: &Reference) -> Result<Inspected> {
 }
 
 fn read_manifest(
-    layout: &Layout,
+    fetch: &mut impl FnMut(&Digest, bool) -> Result<Vec<u8>>,
     digest: Digest,
     platform: Option<String>,
 ) -> Result<InspectedManifest> {
-    let bytes = layout.read_blob(&digest)?;
+    let bytes = fetch(&digest, true)?;
     let manifest: Value = json(&bytes, &digest)?;
     let config_digest = manifest["config"]["digest"]
         .as_str()
         .and_then(Digest::parse)
         .ok_or_else(|| corrupt(&digest, "the manifest has no valid config digest"))?;
-    let config = json(&layout.read_blob(&config_digest)?, &config_digest)?;
+    let config = json(&fetch(&config_digest, false)?, &config_digest)?;
     Ok(InspectedManifest {
         platform,
         digest,

@@ -1,3 +1,5 @@
 //! Talking to OCI registries (SPEC §4): credentials, the client, push and pull.
 
+pub mod client;
 pub mod credentials;
+pub mod push;

@@ -1,0 +1,1047 @@
+//! One registry host, spoken to through oci-client, with the parts oci-client leaves
+//! out wrapped around it:
+//!
+//! - **Transport choice.** HTTPS, verified against the system roots plus any
+//!   `--registry-ca` file. Plain HTTP only for loopback hosts (`localhost`,
+//!   `127.0.0.0/8`, `[::1]`) and hosts named with `--insecure-registry`, and only when
+//!   HTTPS does not answer there (as Docker treats such hosts).
+//! - **Credentials** from the sources of [`super::credentials`], handed to oci-client
+//!   as Basic credentials, which it uses directly or trades for a Bearer token.
+//! - **Retries** with exponential backoff and full jitter on connection errors, 408,
+//!   429 and 5xx, for every step (they are all idempotent: blobs are content-addressed,
+//!   a manifest PUT of the same bytes is a no-op).
+//! - **Errors** that name the registry, the repository, the step and the HTTP status,
+//!   with a hint; never a secret (oci-client's own messages carry upload URLs and
+//!   bodies, so they are rewritten here).
+//! - **Cross-repository mounts** with a token that also carries pull scope on the
+//!   source repository (oci-client asks for the target's scope only, so a token
+//!   registry would silently turn every mount into an upload), and a 202 answer
+//!   treated as "not mounted" rather than as a failure.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
+use oci_client::errors::OciDistributionError;
+use oci_client::secrets::RegistryAuth;
+use oci_client::token_cache::{RegistryToken, RegistryTokenType};
+use oci_client::{Client, Reference as OciReference, RegistryOperation};
+use reqwest::header::HeaderValue;
+
+use super::credentials::{self, Credential, Environment};
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+
+/// How a command reaches registries: set from `--registry-ca`, `--insecure-registry`.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// Extra PEM CA certificates trusted besides the system roots.
+    pub ca_files: Vec<PathBuf>,
+    /// Hosts (`host[:port]`) that may be spoken to over plain HTTP.
+    pub insecure: Vec<String>,
+    pub retry: Retry,
+    /// Print retries and other notes on stderr.
+    pub verbose: bool,
+}
+
+/// Backoff for failed requests: attempt n waits a random time in
+/// `[0, min(max, base * 2^(n-1))]` (full jitter).
+#[derive(Clone, Copy, Debug)]
+pub struct Retry {
+    pub attempts: u32,
+    pub base: Duration,
+    pub max: Duration,
+}
+
+impl Default for Retry {
+    fn default() -> Self {
+        Retry {
+            attempts: 6,
+            base: Duration::from_millis(200),
+            max: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Blobs pushed or pulled at once per image.
+pub const CONCURRENCY: usize = 4;
+
+/// Timeout to connect to a registry; reads time out after `READ_TIMEOUT` of silence.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+const READ_TIMEOUT: Duration = Duration::from_secs(120);
+/// Body bytes read from a layout file per chunk when uploading.
+const UPLOAD_CHUNK: usize = 256 * 1024;
+
+/// The challenge a registry answered `GET /v2/` with.
+#[derive(Clone, Debug)]
+enum Challenge {
+    None,
+    Basic,
+    Bearer {
+        realm: String,
+        service: Option<String>,
+    },
+}
+
+/// A connection to one registry host.
+pub struct RegistryClient {
+    /// The host as written in references (`127.0.0.1:5000`, `docker.io`).
+    registry: String,
+    scheme: &'static str,
+    client: Client,
+    http: reqwest::Client,
+    auth: RegistryAuth,
+    /// Where the credentials came from, for error messages; None = anonymous.
+    cred_source: Option<String>,
+    challenge: Challenge,
+    retry: Retry,
+    verbose: bool,
+}
+
+impl std::fmt::Debug for RegistryClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistryClient")
+            .field("registry", &self.registry)
+            .field("scheme", &self.scheme)
+            .field("cred_source", &self.cred_source)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The tokio runtime the registry code runs on: two workers (the machines imgbuild
+/// is designed for have two cores; network waits dominate anyway).
+pub fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Error::io("cannot start the network runtime", e))
+}
+
+/// Whether plain HTTP may be used for `registry` without `--insecure-registry`.
+pub fn is_loopback(registry: &str) -> bool {
+    let host = host_part(registry);
+    if host.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    match host.trim_start_matches('[').trim_end_matches(']').parse() {
+        Ok(std::net::IpAddr::V4(ip)) => ip.is_loopback(),
+        Ok(std::net::IpAddr::V6(ip)) => ip.is_loopback(),
+        Err(_) => false,
+    }
+}
+
+/// `host` of `host[:port]` (IPv6 literals keep their brackets).
+fn host_part(registry: &str) -> &str {
+    if registry.starts_with('[') {
+        match registry.find(']') {
+            Some(end) => &registry[..=end],
+            None => registry,
+        }
+    } else {
+        registry.split(':').next().unwrap_or(registry)
+    }
+}
+
+fn load_certificates(files: &[PathBuf]) -> Result<Vec<Vec<u8>>> {
+    let mut out = Vec::new();
+    for path in files {
+        let pem = std::fs::read(path)
+            .map_err(|e| Error::io_path("cannot read --registry-ca", path, e))
+            .map_err(|e| {
+                let m = e.message().to_string();
+                Error::input(m).with_hint("--registry-ca takes a PEM file of CA certificates")
+            })?;
+        if reqwest::Certificate::from_pem_bundle(&pem).map_or(true, |c| c.is_empty()) {
+            return Err(Error::input(format!(
+                "--registry-ca {}: no PEM certificate in the file",
+                path.display()
+            ))
+            .with_hint("the file must hold one or more -----BEGIN CERTIFICATE----- blocks"));
+        }
+        out.push(pem);
+    }
+    Ok(out)
+}
+
+impl RegistryClient {
+    /// Connects to `registry` (pings `/v2/`, chooses HTTPS or HTTP, finds credentials
+    /// for `repository`).
+    pub async fn connect(registry: &str, repository: &str, opts: &Options) -> Result<Self> {
+        let pems = load_certificates(&opts.ca_files)?;
+        let mut builder = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .read_timeout(READ_TIMEOUT)
+            .user_agent(USER_AGENT);
+        let mut certs = Vec::new();
+        for pem in &pems {
+            certs.extend(reqwest::Certificate::from_pem_bundle(pem).unwrap_or_default());
+        }
+        builder = builder.tls_certs_merge(certs);
+        let http = builder
+            .build()
+            .map_err(|e| Error::network(format!("cannot set up HTTPS: {}", error_chain(&e))))?;
+
+        let found = credentials::find(registry, repository, &Environment::from_process())?;
+        let (auth, cred_source) = match found {
+            Some(found) => match found.credential {
+                Credential::Basic { username, password } => (
+                    RegistryAuth::Basic(username, password.expose().to_string()),
+                    Some(found.source),
+                ),
+                Credential::IdentityToken(_) => {
+                    if opts.verbose {
+                        eprintln!(
+                            "warning: {} holds an identity token for {registry}, which imgbuild cannot use; going on anonymously",
+                            found.source
+                        );
+                    }
+                    (RegistryAuth::Anonymous, None)
+                }
+            },
+            None => (RegistryAuth::Anonymous, None),
+        };
+
+        let plain_allowed = is_loopback(registry) || opts.insecure.iter().any(|h| h == registry);
+        let retry = opts.retry;
+        let https_url = format!("https://{registry}/v2/");
+        let ping = |url: String| {
+            let http = http.clone();
+            async move { http.get(&url).send().await }
+        };
+        // Loopback and --insecure-registry hosts: one HTTPS try, then plain HTTP
+        // (with retries); other hosts: HTTPS only, with retries.
+        let https_retry = if plain_allowed {
+            Retry {
+                attempts: 1,
+                ..retry
+            }
+        } else {
+            retry
+        };
+        let (scheme, response) = match retry_request(https_retry, opts.verbose, registry, || {
+            ping(https_url.clone())
+        })
+        .await
+        {
+            Ok(r) => ("https", r),
+            Err(_) if plain_allowed => {
+                let http_url = format!("http://{registry}/v2/");
+                match retry_request(retry, opts.verbose, registry, || ping(http_url.clone())).await
+                {
+                    Ok(r) => ("http", r),
+                    Err(e) => return Err(connect_error(registry, &e)),
+                }
+            }
+            Err(e) => {
+                let mut err = connect_error(registry, &e);
+                if is_tls_error(&e) {
+                    err = err.with_hint(format!(
+                            "if {registry} serves plain HTTP, name it with --insecure-registry {registry}; if its certificate is signed by a private CA, pass --registry-ca FILE"
+                        ));
+                }
+                return Err(err);
+            }
+        };
+        let challenge = parse_challenge(response.headers().get(reqwest::header::WWW_AUTHENTICATE));
+
+        let mut extra = Vec::new();
+        for pem in pems {
+            extra.push(Certificate {
+                encoding: CertificateEncoding::Pem,
+                data: pem,
+            });
+        }
+        let config = ClientConfig {
+            protocol: if scheme == "http" {
+                ClientProtocol::HttpsExcept(vec![registry.to_string()])
+            } else {
+                ClientProtocol::Https
+            },
+            extra_root_certificates: extra,
+            use_monolithic_push: true,
+            platform_resolver: None,
+            max_concurrent_upload: CONCURRENCY,
+            max_concurrent_download: CONCURRENCY,
+            connect_timeout: Some(CONNECT_TIMEOUT),
+            read_timeout: Some(READ_TIMEOUT),
+            user_agent: USER_AGENT,
+            ..ClientConfig::default()
+        };
+        let client = Client::try_from(config)
+            .map_err(|e| Error::network(format!("cannot set up a client for {registry}: {e}")))?;
+        let this = RegistryClient {
+            registry: registry.to_string(),
+            scheme,
+            client,
+            http,
+            auth,
+            cred_source,
+            challenge,
+            retry,
+            verbose: opts.verbose,
+        };
+        let probe = this.reference(repository, None);
+        this.client
+            .store_auth_if_needed(probe.resolve_registry(), &this.auth)
+            .await;
+        Ok(this)
+    }
+
+    pub fn registry(&self) -> &str {
+        &self.registry
+    }
+
+    /// "https" or "http".
+    pub fn scheme(&self) -> &str {
+        self.scheme
+    }
+
+    fn reference(&self, repository: &str, tag_or_digest: Option<&str>) -> OciReference {
+        match tag_or_digest {
+            Some(d) if d.starts_with("sha256:") => OciReference::with_digest(
+                self.registry.clone(),
+                repository.to_string(),
+                d.to_string(),
+            ),
+            Some(t) => {
+                OciReference::with_tag(self.registry.clone(), repository.to_string(), t.to_string())
+            }
+            None => OciReference::with_tag(
+                self.registry.clone(),
+                repository.to_string(),
+                "latest".to_string(),
+            ),
+        }
+    }
+
+    /// Gets a token for `operation` on `repository` now, so that refused credentials
+    /// fail with a clear message before any work (oci-client would otherwise fall
+    /// back to anonymous requests and report a bare 401 later).
+    pub async fn authorize(&self, repository: &str, push: bool) -> Result<()> {
+        if !matches!(self.challenge, Challenge::Bearer { .. }) {
+            return Ok(());
+        }
+        let reference = self.reference(repository, None);
+        let op = if push {
+            RegistryOperation::Push
+        } else {
+            RegistryOperation::Pull
+        };
+        let what = if push { "push to" } else { "pull from" };
+        self.with_retry(&format!("authorize {repository}"), || async {
+            self.client.auth(&reference, &self.auth, op).await
+        })
+        .await
+        .map(|_| ())
+        .map_err(|e| self.error(&format!("cannot get a token to {what}"), repository, e))
+    }
+
+    /// HEAD: does the repository hold the blob?
+    pub async fn blob_exists(&self, repository: &str, digest: &Digest) -> Result<bool> {
+        let reference = self.reference(repository, None);
+        let d = digest.to_string();
+        self.with_retry(&format!("HEAD blob {d}"), || {
+            self.client.blob_exists(&reference, &d)
+        })
+        .await
+        .map_err(|e| self.error(&format!("cannot check for blob {d}"), repository, e))
+    }
+
+    /// Asks the registry to mount a blob from `from` into `repository`. Ok(false) when
+    /// the registry declined (202, 404 or a refusal): the caller uploads instead.
+    pub async fn mount_blob(&self, repository: &str, from: &str, digest: &Digest) -> Result<bool> {
+        if let Challenge::Bearer { realm, service } = &self.challenge {
+            // A token with pull scope on the source too; without it distribution
+            // answers 202 (an upload session) instead of mounting.
+            let scopes = [
+                format!("repository:{repository}:pull,push"),
+                format!("repository:{from}:pull"),
+            ];
+            if let Some(token) = self.fetch_token(realm, service.as_deref(), &scopes).await {
+                let reference = self.reference(repository, None);
+                self.client
+                    .tokens
+                    .insert(
+                        &reference,
+                        RegistryOperation::Push,
+                        RegistryTokenType::Bearer(RegistryToken::Token { token }),
+                    )
+                    .await;
+            }
+        }
+        let target = self.reference(repository, None);
+        let source = self.reference(from, None);
+        let d = digest.to_string();
+        match self
+            .with_retry(&format!("mount blob {d}"), || {
+                self.client.mount_blob(&target, &source, &d)
+            })
+            .await
+        {
+            Ok(()) => Ok(true),
+            Err(e) if is_connection_error(&e) => {
+                Err(self.error(&format!("cannot mount blob {d}"), repository, e))
+            }
+            Err(_) => Ok(false),
+        }
+    }
+
+    /// A token for `scopes`, asked of the realm with our credentials; None when the
+    /// token server refuses (the caller goes on with the token oci-client gets).
+    async fn fetch_token(
+        &self,
+        realm: &str,
+        service: Option<&str>,
+        scopes: &[String],
+    ) -> Option<String> {
+        let mut query: Vec<(&str, &str)> = scopes.iter().map(|s| ("scope", s.as_str())).collect();
+        if let Some(service) = service {
+            query.push(("service", service));
+        }
+        let mut request = self.http.get(realm).query(&query);
+        if let RegistryAuth::Basic(user, password) = &self.auth {
+            request = request.basic_auth(user, Some(password));
+        }
+        let response = request.send().await.ok()?;
+        if !response.status().is_success() {
+            return None;
+        }
+        let token: RegistryToken = response.json().await.ok()?;
+        Some(token.token().to_string())
+    }
+
+    /// Uploads a blob from a file, streaming (bounded memory), one PUT.
+    pub async fn upload_blob(
+        &self,
+        repository: &str,
+        digest: &Digest,
+        path: &Path,
+        size: u64,
+    ) -> Result<()> {
+        let reference = self.reference(repository, None);
+        let d = digest.to_string();
+        self.with_retry(&format!("upload blob {d}"), || async {
+            let file = tokio::fs::File::open(path).await?;
+            let stream = tokio_util::io::ReaderStream::with_capacity(file, UPLOAD_CHUNK)
+                .map(|chunk| chunk.map_err(OciDistributionError::IoError));
+            self.client
+                .push_blob_stream(&reference, stream, &d, Some(size))
+                .await
+        })
+        .await
+        .map(|_| ())
+        .map_err(|e| self.error(&format!("cannot upload blob {d}"), repository, e))
+    }
+
+    /// PUT a manifest or index, as these exact bytes, under a tag or its digest.
+    pub async fn put_manifest(
+        &self,
+        repository: &str,
+        tag_or_digest: &str,
+        bytes: &[u8],
+        media_type: &str,
+    ) -> Result<()> {
+        let reference = self.reference(repository, Some(tag_or_digest));
+        let content_type = HeaderValue::from_str(media_type).map_err(|_| {
+            Error::input(format!(
+                "media type {media_type:?} is not a valid header value"
+            ))
+        })?;
+        let body = bytes::Bytes::copy_from_slice(bytes);
+        self.with_retry(&format!("PUT manifest {tag_or_digest}"), || {
+            self.client
+                .push_manifest_raw(&reference, body.clone(), content_type.clone())
+        })
+        .await
+        .map(|_| ())
+        .map_err(|e| {
+            self.error(
+                &format!("cannot push manifest {tag_or_digest}"),
+                repository,
+                e,
+            )
+        })
+    }
+
+    /// GET a manifest or index by tag or digest: its exact bytes and digest. When
+    /// asked by digest, the bytes are verified against it.
+    pub async fn get_manifest(
+        &self,
+        repository: &str,
+        tag_or_digest: &str,
+    ) -> Result<(Vec<u8>, Digest)> {
+        let reference = self.reference(repository, Some(tag_or_digest));
+        let (bytes, _) = self
+            .with_retry(&format!("GET manifest {tag_or_digest}"), || {
+                self.client
+                    .pull_manifest_raw(&reference, &self.auth, MANIFEST_TYPES)
+            })
+            .await
+            .map_err(|e| {
+                self.error(
+                    &format!("cannot get manifest {tag_or_digest}"),
+                    repository,
+                    e,
+                )
+            })?;
+        let digest = Digest::of(&bytes);
+        if let Some(expected) = Digest::parse(tag_or_digest) {
+            if expected != digest {
+                return Err(Error::network(format!(
+                    "{}/{repository}: manifest {expected} arrived with digest {digest}",
+                    self.registry
+                ))
+                .with_hint("the registry or something between it and imgbuild altered the manifest; do not trust this registry's answer"));
+            }
+        }
+        Ok((bytes.to_vec(), digest))
+    }
+
+    /// Streams a blob into `out`, verifying its digest and size as it arrives.
+    /// Retries start over (the caller gives a fresh writer each time).
+    pub async fn get_blob<W, F>(
+        &self,
+        repository: &str,
+        digest: &Digest,
+        size: Option<u64>,
+        mut make_writer: F,
+    ) -> Result<W>
+    where
+        W: std::io::Write + Send,
+        F: FnMut() -> Result<W>,
+    {
+        let reference = self.reference(repository, None);
+        let d = digest.to_string();
+        let descriptor = oci_client::manifest::OciDescriptor {
+            digest: d.clone(),
+            size: size.map_or(0, |s| s as i64),
+            ..Default::default()
+        };
+        let mut attempt = 1;
+        loop {
+            let mut out = make_writer()?;
+            let result: std::result::Result<(), BlobError> = async {
+                let mut stream = self
+                    .client
+                    .pull_blob_stream(&reference, &descriptor)
+                    .await
+                    .map_err(BlobError::Oci)?;
+                let mut hasher = crate::digest::HashingWriter::new(std::io::sink());
+                let mut received = 0u64;
+                while let Some(chunk) = stream.next().await {
+                    let chunk = chunk.map_err(BlobError::Stream)?;
+                    received += chunk.len() as u64;
+                    if let Some(size) = size.filter(|s| received > *s) {
+                        return Err(BlobError::Corrupt(format!(
+                            "blob {d} is larger than its descriptor's {size} bytes"
+                        )));
+                    }
+                    std::io::Write::write_all(&mut hasher, &chunk).map_err(BlobError::Write)?;
+                    out.write_all(&chunk).map_err(BlobError::Write)?;
+                }
+                let (_, got, _) = hasher.finish();
+                if got != *digest || size.is_some_and(|s| s != received) {
+                    return Err(BlobError::Corrupt(format!(
+                        "blob {d} arrived as {got} ({received} bytes)"
+                    )));
+                }
+                Ok(())
+            }
+            .await;
+            match result {
+                Ok(()) => return Ok(out),
+                Err(BlobError::Oci(e)) if attempt < self.retry.attempts && is_retryable(&e) => {
+                    self.note_retry(&format!("GET blob {d}"), &e.to_string(), attempt);
+                    tokio::time::sleep(backoff(self.retry, attempt)).await;
+                    attempt += 1;
+                }
+                Err(BlobError::Stream(e)) if attempt < self.retry.attempts => {
+                    self.note_retry(&format!("GET blob {d}"), &e.to_string(), attempt);
+                    tokio::time::sleep(backoff(self.retry, attempt)).await;
+                    attempt += 1;
+                }
+                Err(BlobError::Oci(e)) => {
+                    return Err(self.error(&format!("cannot download blob {d}"), repository, e))
+                }
+                Err(BlobError::Stream(e)) => {
+                    return Err(Error::network(format!(
+                        "cannot download blob {d} at {}/{repository}: {e}",
+                        self.registry
+                    )))
+                }
+                Err(BlobError::Write(e)) => {
+                    return Err(Error::io(format!("cannot store blob {d}"), e))
+                }
+                Err(BlobError::Corrupt(m)) => return Err(Error::network(format!(
+                    "{}/{repository}: {m}",
+                    self.registry
+                ))
+                .with_hint(
+                    "the registry served bytes that do not match the digest; nothing was stored",
+                )),
+            }
+        }
+    }
+
+    async fn with_retry<T, F, Fut>(
+        &self,
+        what: &str,
+        mut f: F,
+    ) -> std::result::Result<T, OciDistributionError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = std::result::Result<T, OciDistributionError>>,
+    {
+        let mut attempt = 1;
+        loop {
+            match f().await {
+                Ok(v) => return Ok(v),
+                Err(e) if attempt < self.retry.attempts && is_retryable(&e) => {
+                    self.note_retry(what, &describe(&e), attempt);
+                    tokio::time::sleep(backoff(self.retry, attempt)).await;
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn note_retry(&self, what: &str, why: &str, attempt: u32) {
+        if self.verbose {
+            eprintln!(
+                "retrying {what} at {} ({why}; attempt {} of {})",
+                self.registry,
+                attempt + 1,
+                self.retry.attempts
+            );
+        }
+    }
+
+    /// Our error for a failed step: what, where (registry/repository), the status,
+    /// and how to fix it.
+    fn error(&self, what: &str, repository: &str, e: OciDistributionError) -> Error {
+        let place = format!("{}/{repository}", self.registry);
+        let status = status_of(&e);
+        let mut err = Error::network(format!("{what} at {place}: {}", describe(&e)));
+        match status {
+            Some(401) | Some(403) => {
+                let creds = match &self.cred_source {
+                    Some(source) => format!("the credentials from {source} were refused"),
+                    None => "no credentials were found for it".to_string(),
+                };
+                let verb = if status == Some(401) {
+                    "authentication failed"
+                } else {
+                    "access denied"
+                };
+                err = Error::network(format!("{what} at {place}: {verb} (HTTP {}): {creds}", status.unwrap_or(401)))
+                    .with_hint(format!(
+                        "log in (docker login {0} / skopeo login {0}), or set IMGBUILD_REGISTRY_USER and IMGBUILD_REGISTRY_PASSWORD",
+                        self.registry
+                    ));
+            }
+            Some(404) => {
+                err = err.with_hint("check the repository name and the tag or digest");
+            }
+            _ if is_connection_error(&e) => {
+                err = Error::network(format!(
+                    "{what} at {place}: lost the connection to {} after {} attempts: {}",
+                    self.registry,
+                    self.retry.attempts,
+                    describe(&e)
+                ))
+                .with_hint(
+                    "check that the registry is up and reachable, then run the command again",
+                );
+            }
+            _ => {}
+        }
+        if let OciDistributionError::AuthenticationFailure(_) = e {
+            err = err.with_hint(format!(
+                "the token server refused the credentials{}; log in again or set IMGBUILD_REGISTRY_USER/_PASSWORD",
+                self.cred_source
+                    .as_ref()
+                    .map(|s| format!(" from {s}"))
+                    .unwrap_or_default()
+            ));
+        }
+        err
+    }
+}
+
+enum BlobError {
+    Oci(OciDistributionError),
+    /// The body broke off (or oci-client's own digest check failed) mid-stream.
+    Stream(std::io::Error),
+    Write(std::io::Error),
+    Corrupt(String),
+}
+
+const USER_AGENT: &str = concat!("imgbuild/", env!("CARGO_PKG_VERSION"));
+
+/// What `get_manifest` accepts: OCI and Docker v2 manifests and indexes.
+const MANIFEST_TYPES: &[&str] = &[
+    crate::image::MANIFEST_V1,
+    crate::image::INDEX_V1,
+    crate::image::DOCKER_MANIFEST_V2,
+    crate::image::DOCKER_MANIFEST_LIST,
+];
+
+fn parse_challenge(header: Option<&HeaderValue>) -> Challenge {
+    let Some(value) = header.and_then(|h| h.to_str().ok()) else {
+        return Challenge::None;
+    };
+    let (scheme, params) = value.split_once(' ').unwrap_or((value, ""));
+    if scheme.eq_ignore_ascii_case("basic") {
+        return Challenge::Basic;
+    }
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Challenge::None;
+    }
+    let mut realm = None;
+    let mut service = None;
+    for (key, val) in challenge_params(params) {
+        match key.to_ascii_lowercase().as_str() {
+            "realm" => realm = Some(val),
+            "service" => service = Some(val),
+            _ => {}
+        }
+    }
+    match realm {
+        Some(realm) => Challenge::Bearer { realm, service },
+        None => Challenge::None,
+    }
+}
+
+/// `key="value", key=value` pairs of a WWW-Authenticate header.
+fn challenge_params(s: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut rest = s.trim();
+    while !rest.is_empty() {
+        let Some((key, after)) = rest.split_once('=') else {
+            break;
+        };
+        let key = key.trim().trim_start_matches(',').trim().to_string();
+        let after = after.trim_start();
+        let (value, next) = if let Some(quoted) = after.strip_prefix('"') {
+            match quoted.find('"') {
+                Some(end) => (quoted[..end].to_string(), &quoted[end + 1..]),
+                None => (quoted.to_string(), ""),
+            }
+        } else {
+            match after.find(',') {
+                Some(end) => (after[..end].trim().to_string(), &after[end..]),
+                None => (after.trim().to_string(), ""),
+            }
+        };
+        out.push((key, value));
+        rest = next.trim_start().trim_start_matches(',').trim_start();
+    }
+    out
+}
+
+async fn retry_request<F, Fut>(
+    retry: Retry,
+    verbose: bool,
+    registry: &str,
+    mut f: F,
+) -> std::result::Result<reqwest::Response, reqwest::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = std::result::Result<reqwest::Response, reqwest::Error>>,
+{
+    let mut attempt = 1;
+    loop {
+        match f().await {
+            Ok(r) if attempt < retry.attempts && retryable_status(r.status().as_u16()) => {
+                if verbose {
+                    eprintln!("retrying GET /v2/ at {registry} (HTTP {})", r.status());
+                }
+            }
+            Ok(r) => return Ok(r),
+            // A TLS handshake failure will not heal by waiting; connection refusals
+            // and resets might (a registry that is starting, a flaky proxy).
+            Err(e)
+                if attempt < retry.attempts
+                    && !is_tls_error(&e)
+                    && (e.is_connect() || e.is_timeout() || e.is_request()) =>
+            {
+                if verbose {
+                    eprintln!("retrying GET /v2/ at {registry} ({})", root_cause(&e));
+                }
+            }
+            Err(e) => return Err(e),
+        }
+        tokio::time::sleep(backoff(retry, attempt)).await;
+        attempt += 1;
+    }
+}
+
+fn connect_error(registry: &str, e: &reqwest::Error) -> Error {
+    Error::network(format!(
+        "cannot reach registry {registry}: {}",
+        root_cause(e)
+    ))
+    .with_hint(
+        "check the host name and port, and that the registry is running and reachable from here",
+    )
+}
+
+/// Whether a failed request failed in the TLS handshake (a plain-HTTP server, an
+/// unknown CA, a wrong host name).
+fn is_tls_error(e: &reqwest::Error) -> bool {
+    let chain = error_chain(e).to_ascii_lowercase();
+    [
+        "certificate",
+        "tls",
+        "handshake",
+        "invalidcontenttype",
+        "corrupt message",
+        "unknownissuer",
+    ]
+    .iter()
+    .any(|w| chain.contains(w))
+}
+
+/// The innermost cause, without "(os error N)": "Connection refused".
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut last = e;
+    while let Some(s) = last.source() {
+        last = s;
+    }
+    let text = last.to_string();
+    let text = match text.find(" (os error") {
+        Some(i) => text[..i].to_string(),
+        None => text,
+    };
+    // rustls' messages are terse; keep the layer above when it says more.
+    if text.len() < 12 {
+        error_chain(e)
+    } else {
+        text
+    }
+}
+
+/// The error and its sources, joined: reqwest's own Display says only "error
+/// sending request for url (…)".
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        source = s.source();
+    }
+    parts.join(": ")
+}
+
+fn retryable_status(code: u16) -> bool {
+    code == 408 || code == 429 || (500..600).contains(&code)
+}
+
+fn status_of(e: &OciDistributionError) -> Option<u16> {
+    match e {
+        OciDistributionError::ServerError { code, .. } => Some(*code),
+        OciDistributionError::UnauthorizedError { .. } => Some(401),
+        OciDistributionError::RequestError(r) => r.status().map(|s| s.as_u16()),
+        OciDistributionError::RegistryError { envelope, .. } => {
+            let codes: Vec<String> = envelope
+                .errors
+                .iter()
+                .map(|e| format!("{:?}", e.code))
+                .collect();
+            if codes.iter().any(|c| c.contains("Unauthorized")) {
+                Some(401)
+            } else if codes.iter().any(|c| c.contains("Denied")) {
+                Some(403)
+            } else if codes.iter().any(|c| c.contains("Unknown")) {
+                Some(404)
+            } else if codes.iter().any(|c| c.contains("Toomanyrequests")) {
+                Some(429)
+            } else {
+                None
+            }
+        }
+        _ => None,
+    }
+}
+
+fn is_connection_error(e: &OciDistributionError) -> bool {
+    match e {
+        OciDistributionError::RequestError(r) => {
+            r.status().is_none()
+                && (r.is_connect() || r.is_timeout() || r.is_request() || r.is_body())
+        }
+        OciDistributionError::IoError(_) => false,
+        _ => false,
+    }
+}
+
+fn is_retryable(e: &OciDistributionError) -> bool {
+    if is_connection_error(e) {
+        return true;
+    }
+    match status_of(e) {
+        Some(code) => retryable_status(code),
+        None => matches!(e, OciDistributionError::RequestError(r) if r.is_decode()),
+    }
+}
+
+/// One line for an oci-client error, without upload URLs (they carry session state)
+/// and without long bodies.
+fn describe(e: &OciDistributionError) -> String {
+    match e {
+        OciDistributionError::ServerError { code, message, .. } => {
+            let reason = reqwest::StatusCode::from_u16(*code)
+                .ok()
+                .and_then(|s| s.canonical_reason())
+                .unwrap_or("");
+            let body = first_line(message);
+            if body.is_empty() {
+                format!("HTTP {code} {reason}")
+            } else {
+                format!("HTTP {code} {reason}: {body}")
+            }
+        }
+        OciDistributionError::UnauthorizedError { .. } => "HTTP 401 Unauthorized".to_string(),
+        OciDistributionError::RegistryError { envelope, .. } => {
+            let parts: Vec<String> = envelope
+                .errors
+                .iter()
+                .map(|e| format!("{:?}: {}", e.code, first_line(&e.message)))
+                .collect();
+            format!("the registry answered {}", parts.join("; "))
+        }
+        OciDistributionError::RequestError(r) => {
+            let mut text = error_chain(r);
+            if let Some(url) = r.url() {
+                text = text.replace(&format!(" for url ({url})"), "");
+            }
+            text
+        }
+        OciDistributionError::AuthenticationFailure(reason) => {
+            format!("the token server refused: {}", first_line(reason))
+        }
+        other => first_line(&other.to_string()),
+    }
+}
+
+fn first_line(s: &str) -> String {
+    let line = s.trim().lines().next().unwrap_or("").trim();
+    if line.len() > 200 {
+        let mut end = 200;
+        while !line.is_char_boundary(end) {
+            end -= 1;
+        }
+        format!("{}…", &line[..end])
+    } else {
+        line.to_string()
+    }
+}
+
+/// Full-jitter exponential backoff. The randomness only spreads retries of parallel
+/// uploads apart; it never reaches a digested byte.
+fn backoff(retry: Retry, attempt: u32) -> Duration {
+    let ceiling = retry
+        .base
+        .saturating_mul(1u32 << attempt.saturating_sub(1).min(16))
+        .min(retry.max);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    // splitmix-style scramble of the clock's low bits: enough to decorrelate workers.
+    let mut x = u64::from(nanos) ^ (u64::from(attempt) << 32) ^ 0x9E37_79B9_7F4A_7C15;
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^= x >> 31;
+    let fraction = (x % 1_000_000) as f64 / 1_000_000.0;
+    ceiling.mul_f64(fraction.max(0.1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_hosts() {
+        for host in [
+            "localhost",
+            "localhost:5000",
+            "127.0.0.1:5000",
+            "127.3.4.5",
+            "[::1]:5000",
+            "[::1]",
+        ] {
+            assert!(is_loopback(host), "{host}");
+        }
+        for host in [
+            "docker.io",
+            "10.0.0.1:5000",
+            "localhost.example.com",
+            "[::2]:80",
+            "128.0.0.1",
+        ] {
+            assert!(!is_loopback(host), "{host}");
+        }
+    }
+
+    #[test]
+    fn bearer_challenge_is_parsed() {
+        let h = HeaderValue::from_static(
+            r#"Bearer realm="http://127.0.0.1:1/token",service="reg, x",scope="repository:a:pull""#,
+        );
+        match parse_challenge(Some(&h)) {
+            Challenge::Bearer { realm, service } => {
+                assert_eq!(realm, "http://127.0.0.1:1/token");
+                assert_eq!(service.as_deref(), Some("reg, x"));
+            }
+            other => panic!("{other:?}"),
+        }
+        let basic = HeaderValue::from_static(r#"Basic realm="Registry Realm""#);
+        assert!(matches!(parse_challenge(Some(&basic)), Challenge::Basic));
+        assert!(matches!(parse_challenge(None), Challenge::None));
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let r = Retry {
+            attempts: 10,
+            base: Duration::from_millis(100),
+            max: Duration::from_secs(1),
+        };
+        for attempt in 1..10 {
+            let ceiling = Duration::from_millis(100 * (1 << (attempt - 1))).min(r.max);
+            let d = backoff(r, attempt);
+            assert!(d <= ceiling, "attempt {attempt}: {d:?} > {ceiling:?}");
+            assert!(d >= ceiling.mul_f64(0.1), "attempt {attempt}: {d:?}");
+        }
+    }
+
+    #[test]
+    fn retryable_statuses() {
+        for code in [408, 429, 500, 502, 503, 504] {
+            assert!(retryable_status(code), "{code}");
+        }
+        for code in [200, 201, 400, 401, 403, 404] {
+            assert!(!retryable_status(code), "{code}");
+        }
+        let e = OciDistributionError::ServerError {
+            code: 503,
+            url: "u".into(),
+            message: String::new(),
+        };
+        assert!(is_retryable(&e));
+        let e = OciDistributionError::ServerError {
+            code: 400,
+            url: "u".into(),
+            message: String::new(),
+        };
+        assert!(!is_retryable(&e));
+    }
+}

@@ -1,0 +1,311 @@
+//! Push: copy one image (a manifest, or an index and its manifests) from an OCI
+//! layout to a registry repository, in the order of SPEC §4:
+//!
+//! 1. every blob (configs and layers), in parallel: skipped when a HEAD says the
+//!    repository has it; mounted from the base image's repository when that lives in
+//!    the same registry; else uploaded, streaming from the layout's file;
+//! 2. the manifests of an index, by digest;
+//! 3. the root (manifest or index) under each tag, or by digest when there is no tag.
+//!
+//! A tag is only written once everything it points at is in the registry, so a push
+//! that fails before step 3 moves no tag. Manifests are pushed as the layout's exact
+//! bytes, never re-serialized.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use futures_util::{StreamExt, TryStreamExt};
+use serde::Serialize;
+
+use super::client::{RegistryClient, CONCURRENCY};
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+use crate::image::{
+    Descriptor, Index, Manifest, ANNOTATION_BASE_DIGEST, ANNOTATION_BASE_NAME,
+    DOCKER_MANIFEST_LIST, INDEX_V1,
+};
+use crate::layout::Layout;
+use crate::reference::Reference;
+
+/// What a push did, for logs and `--json`.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct PushReport {
+    /// `registry/repository`.
+    pub repository: String,
+    pub digest: String,
+    pub tags: Vec<String>,
+    pub blobs: usize,
+    pub uploaded: usize,
+    pub uploaded_bytes: u64,
+    pub mounted: usize,
+    pub skipped: usize,
+}
+
+/// The image graph to push, read from the layout.
+struct Graph {
+    root: Descriptor,
+    root_bytes: Vec<u8>,
+    /// Child manifests of an index: (digest, media type, bytes).
+    children: Vec<(Digest, String, Vec<u8>)>,
+    /// Every config and layer, with its size.
+    blobs: BTreeMap<Digest, u64>,
+    /// The base image, as the manifests' annotations name it.
+    base_name: Option<String>,
+    base_digest: Option<Digest>,
+}
+
+fn is_index(media_type: &str) -> bool {
+    media_type == INDEX_V1 || media_type == DOCKER_MANIFEST_LIST
+}
+
+fn parse<T: serde::de::DeserializeOwned>(layout: &Layout, d: &Digest, bytes: &[u8]) -> Result<T> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        Error::input(format!(
+            "{}: blob {d} is not a valid manifest or index: {e}",
+            layout.root().display()
+        ))
+    })
+}
+
+fn read_graph(layout: &Layout, root: &Descriptor) -> Result<Graph> {
+    let root_bytes = layout.read_blob(&root.digest)?;
+    let mut manifests = Vec::new();
+    let mut children = Vec::new();
+    if is_index(&root.media_type) {
+        let index: Index = parse(layout, &root.digest, &root_bytes)?;
+        for child in &index.manifests {
+            if is_index(&child.media_type) {
+                return Err(Error::input(format!(
+                    "{}: nested index {} is not supported",
+                    layout.root().display(),
+                    child.digest
+                )));
+            }
+            let bytes = layout.read_blob(&child.digest)?;
+            let m: Manifest = parse(layout, &child.digest, &bytes)?;
+            children.push((child.digest.clone(), child.media_type.clone(), bytes));
+            manifests.push(m);
+        }
+    } else {
+        manifests.push(parse(layout, &root.digest, &root_bytes)?);
+    }
+    let mut blobs = BTreeMap::new();
+    let mut base_name = None;
+    let mut base_digest = None;
+    for m in &manifests {
+        blobs.insert(m.config.digest.clone(), m.config.size);
+        for l in &m.layers {
+            blobs.insert(l.digest.clone(), l.size);
+        }
+        if let Some(name) = m.annotations.get(ANNOTATION_BASE_NAME) {
+            base_name = Some(name.clone());
+        }
+        if let Some(d) = m.annotations.get(ANNOTATION_BASE_DIGEST) {
+            base_digest = Digest::parse(d);
+        }
+    }
+    for d in blobs.keys() {
+        if !layout.has_blob(d) {
+            return Err(Error::input(format!(
+                "{}: the image refers to blob {d}, which the layout does not hold",
+                layout.root().display()
+            ))
+            .with_hint("rebuild the image into this layout, or copy the missing blob in"));
+        }
+    }
+    Ok(Graph {
+        root: root.clone(),
+        root_bytes,
+        children,
+        blobs,
+        base_name,
+        base_digest,
+    })
+}
+
+/// Blobs of the base image that the layout holds the manifests of: the candidates
+/// for a cross-repository mount.
+fn base_blobs(layout: &Layout, digest: &Digest) -> BTreeSet<Digest> {
+    let mut out = BTreeSet::new();
+    let Ok(bytes) = layout.read_blob(digest) else {
+        return out;
+    };
+    let mut manifests = Vec::new();
+    if let Ok(index) = serde_json::from_slice::<Index>(&bytes) {
+        if !index.manifests.is_empty() {
+            for child in index.manifests {
+                if let Ok(b) = layout.read_blob(&child.digest) {
+                    manifests.push(b);
+                }
+            }
+        }
+    }
+    if manifests.is_empty() {
+        manifests.push(bytes);
+    }
+    for b in manifests {
+        if let Ok(m) = serde_json::from_slice::<Manifest>(&b) {
+            out.insert(m.config.digest);
+            out.extend(m.layers.into_iter().map(|l| l.digest));
+        }
+    }
+    out
+}
+
+/// How one blob got there.
+enum BlobOutcome {
+    Skipped,
+    Mounted,
+    Uploaded(u64),
+}
+
+/// Pushes the image `root` of `layout` to `repository` on the client's registry,
+/// then writes `tags` (by digest only when `tags` is empty).
+pub async fn push(
+    client: &RegistryClient,
+    layout: &Layout,
+    root: &Descriptor,
+    repository: &str,
+    tags: &[String],
+    verbose: bool,
+) -> Result<PushReport> {
+    let graph = read_graph(layout, root)?;
+    client.authorize(repository, true).await?;
+
+    // A base in another repository of this registry: mount its blobs from there.
+    let mount_from = graph
+        .base_name
+        .as_deref()
+        .and_then(|name| match Reference::parse(name) {
+            Ok(Reference::Registry(r))
+                if r.registry == client.registry() && r.repository != repository =>
+            {
+                Some(r.repository)
+            }
+            _ => None,
+        });
+    let mountable = match (&mount_from, &graph.base_digest) {
+        (Some(_), Some(d)) => base_blobs(layout, d),
+        _ => BTreeSet::new(),
+    };
+
+    let outcomes: Vec<BlobOutcome> = futures_util::stream::iter(graph.blobs.iter())
+        .map(|(digest, size)| {
+            let mount_from = mount_from.as_deref().filter(|_| mountable.contains(digest));
+            async move {
+                if client.blob_exists(repository, digest).await? {
+                    return Ok::<_, Error>(BlobOutcome::Skipped);
+                }
+                if let Some(from) = mount_from {
+                    if client.mount_blob(repository, from, digest).await? {
+                        if verbose {
+                            eprintln!("mounted {digest} from {from}");
+                        }
+                        return Ok(BlobOutcome::Mounted);
+                    }
+                }
+                client
+                    .upload_blob(repository, digest, &layout.blob_path(digest), *size)
+                    .await?;
+                if verbose {
+                    eprintln!("uploaded {digest} ({})", human_size(*size));
+                }
+                Ok(BlobOutcome::Uploaded(*size))
+            }
+        })
+        .buffer_unordered(CONCURRENCY)
+        .try_collect()
+        .await?;
+
+    let mut report = PushReport {
+        repository: format!("{}/{repository}", client.registry()),
+        digest: graph.root.digest.to_string(),
+        tags: tags.to_vec(),
+        blobs: outcomes.len(),
+        ..PushReport::default()
+    };
+    for o in &outcomes {
+        match o {
+            BlobOutcome::Skipped => report.skipped += 1,
+            BlobOutcome::Mounted => report.mounted += 1,
+            BlobOutcome::Uploaded(n) => {
+                report.uploaded += 1;
+                report.uploaded_bytes += n;
+            }
+        }
+    }
+
+    for (digest, media_type, bytes) in &graph.children {
+        client
+            .put_manifest(repository, &digest.to_string(), bytes, media_type)
+            .await?;
+    }
+    if tags.is_empty() {
+        client
+            .put_manifest(
+                repository,
+                &graph.root.digest.to_string(),
+                &graph.root_bytes,
+                &graph.root.media_type,
+            )
+            .await?;
+    }
+    for tag in tags {
+        client
+            .put_manifest(repository, tag, &graph.root_bytes, &graph.root.media_type)
+            .await
+            .map_err(|e| {
+                let done: Vec<&str> = tags
+                    .iter()
+                    .take_while(|t| *t != tag)
+                    .map(String::as_str)
+                    .collect();
+                if done.is_empty() {
+                    e
+                } else {
+                    let note = format!(
+                        "tags already moved to {}: {}",
+                        graph.root.digest,
+                        done.join(", ")
+                    );
+                    let hint = e.hint().map(str::to_string);
+                    let msg = format!("{} ({note})", e.message());
+                    let err = Error::network(msg);
+                    match hint {
+                        Some(h) => err.with_hint(h),
+                        None => err,
+                    }
+                }
+            })?;
+    }
+    if verbose {
+        let target = if tags.is_empty() {
+            format!("{}@{}", report.repository, report.digest)
+        } else {
+            format!("{} (tags {})", report.repository, tags.join(", "))
+        };
+        eprintln!(
+            "pushed {target} ({} blobs: {} uploaded, {}; {} mounted; {} already there)",
+            report.blobs,
+            report.uploaded,
+            human_size(report.uploaded_bytes),
+            report.mounted,
+            report.skipped
+        );
+    }
+    Ok(report)
+}
+
+pub fn human_size(n: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit + 1 < UNITS.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
+}
