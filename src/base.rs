@@ -1,5 +1,7 @@
-//! `[base]`: the image a build starts from. `scratch`, or `oci:DIR@sha256:…` (a local
-//! OCI layout, pinned by digest; DIR is relative to the context). Base layers and base
+//! `[base]`: the image a build starts from. `scratch`, `oci:DIR@sha256:…` (a local
+//! OCI layout, pinned by digest; DIR is relative to the context), or a registry
+//! reference `host/repo[:tag][@sha256:…]`, pulled into the output layout
+//! (`registry::pull`) and then read from there like a layout base. Base layers and base
 //! history are used as they are: never rewritten, never recompressed.
 
 use crate::digest::Digest;
@@ -8,6 +10,7 @@ use crate::image::{Descriptor, ImageConfig, Index, Manifest, DOCKER_MANIFEST_LIS
 use crate::layout::Layout;
 use crate::platform::Platform;
 use crate::recipe::Recipe;
+use crate::reference::{Reference, RegistryRef};
 
 #[derive(Debug)]
 pub struct BaseImage {
@@ -25,8 +28,23 @@ pub struct BasePlatform {
     pub layers: Vec<Descriptor>,
 }
 
+/// Where the base comes from, as the recipe says.
+#[derive(Debug)]
+pub enum BaseSource {
+    /// `oci:DIR@sha256:…`, opened and checked.
+    Layout(BaseImage),
+    /// `host/repo[:tag][@sha256:…]`: pulled into the output layout by the build.
+    Registry {
+        /// As written in the recipe (the base.name annotation).
+        name: String,
+        reference: RegistryRef,
+        /// Where the recipe writes it, for errors about it.
+        span: std::ops::Range<usize>,
+    },
+}
+
 /// Reads `[base] image` from the recipe; `None` for scratch.
-pub fn resolve(recipe: &Recipe) -> Result<Option<BaseImage>> {
+pub fn resolve(recipe: &Recipe) -> Result<Option<BaseSource>> {
     let Some(spanned) = &recipe.base.image else {
         return Ok(None);
     };
@@ -36,8 +54,20 @@ pub fn resolve(recipe: &Recipe) -> Result<Option<BaseImage>> {
     }
     let err = |m: String| recipe.error_at(spanned.span(), m);
     let Some(rest) = name.strip_prefix("oci:") else {
-        return Err(err(format!("base image {name:?} is in a registry; pulling bases from registries is not supported yet"))
-            .with_hint("copy it into a local layout (skopeo copy docker://… oci:base) and use image = \"oci:base@sha256:…\""));
+        return match Reference::parse(name) {
+            Ok(Reference::Registry(reference)) => Ok(Some(BaseSource::Registry {
+                name: name.clone(),
+                reference,
+                span: spanned.span(),
+            })),
+            Ok(Reference::Layout { .. }) | Err(_) => {
+                let why = Reference::parse(name).err().unwrap_or_default();
+                Err(err(format!(
+                    "base image {name:?} is not a valid reference: {why}"
+                ))
+                .with_hint("write \"scratch\", \"host/repo:tag@sha256:…\" or \"oci:DIR@sha256:…\""))
+            }
+        };
     };
     let Some((dir, digest)) = rest.rsplit_once('@') else {
         return Err(err(format!("base image {name:?} is not pinned by digest"))
@@ -56,11 +86,11 @@ pub fn resolve(recipe: &Recipe) -> Result<Option<BaseImage>> {
     if !layout.has_blob(&digest) {
         return Err(err(format!("base layout {dir:?} holds no blob {digest}")));
     }
-    Ok(Some(BaseImage {
+    Ok(Some(BaseSource::Layout(BaseImage {
         name: name.clone(),
         layout,
         digest,
-    }))
+    })))
 }
 
 impl BaseImage {
@@ -77,39 +107,7 @@ impl BaseImage {
         let manifest_digest = if is_index {
             let index: Index =
                 serde_json::from_value(value).map_err(|e| self.bad(format!("{e}")))?;
-            let found = index.manifests.iter().find(|m| {
-                m.platform.as_ref().is_some_and(|p| {
-                    p.os == platform.os
-                        && p.architecture == platform.architecture
-                        && (platform.variant.is_none() || p.variant == platform.variant)
-                })
-            });
-            match found {
-                Some(m) => m.digest.clone(),
-                None => {
-                    let have: Vec<String> = index
-                        .manifests
-                        .iter()
-                        .filter_map(|m| m.platform.as_ref())
-                        .map(|p| {
-                            format!(
-                                "{}/{}{}",
-                                p.os,
-                                p.architecture,
-                                p.variant
-                                    .as_ref()
-                                    .map(|v| format!("/{v}"))
-                                    .unwrap_or_default()
-                            )
-                        })
-                        .collect();
-                    return Err(Error::input(format!(
-                        "base image {} has no manifest for {platform}",
-                        self.name
-                    ))
-                    .with_hint(format!("it has: {}", have.join(", "))));
-                }
-            }
+            select_platform(&index, platform, &self.name)?
         } else {
             self.digest.clone()
         };
@@ -147,5 +145,42 @@ impl BaseImage {
             "base image {} is not a valid OCI image: {what}",
             self.name
         ))
+    }
+}
+
+/// The manifest of `index` for `platform` (a platform without a variant matches any
+/// variant); an error listing the index's platforms when there is none.
+pub fn select_platform(index: &Index, platform: &Platform, name: &str) -> Result<Digest> {
+    let found = index.manifests.iter().find(|m| {
+        m.platform.as_ref().is_some_and(|p| {
+            p.os == platform.os
+                && p.architecture == platform.architecture
+                && (platform.variant.is_none() || p.variant == platform.variant)
+        })
+    });
+    match found {
+        Some(m) => Ok(m.digest.clone()),
+        None => {
+            let have: Vec<String> = index
+                .manifests
+                .iter()
+                .filter_map(|m| m.platform.as_ref())
+                .map(|p| {
+                    format!(
+                        "{}/{}{}",
+                        p.os,
+                        p.architecture,
+                        p.variant
+                            .as_ref()
+                            .map(|v| format!("/{v}"))
+                            .unwrap_or_default()
+                    )
+                })
+                .collect();
+            Err(
+                Error::input(format!("base image {name} has no manifest for {platform}"))
+                    .with_hint(format!("it has: {}", have.join(", "))),
+            )
+        }
     }
 }

@@ -2,7 +2,7 @@
 //! index → layout. Everything that can be wrong with the input is found before the
 //! first byte is written to `--out`.
 
-use crate::base::{self, BaseImage, BasePlatform};
+use crate::base::{self, BaseImage, BasePlatform, BaseSource};
 use crate::cache::LayerCache;
 use crate::compress::Compression;
 use crate::digest::Digest;
@@ -11,9 +11,13 @@ use crate::error::{Error, Result};
 use crate::image::{self, canonical_json, Descriptor, ImageConfig, Index, Manifest, PlatformJson};
 use crate::layer::{self, LayerBlob};
 use crate::layout::Layout;
+use crate::lock::{self, Lock};
 use crate::plan::{self, LayerPlan, Plan, PlanOptions};
 use crate::platform::Platform;
 use crate::recipe::{EpochSetting, Recipe};
+use crate::reference::{RegistryRef, DEFAULT_TAG};
+use crate::registry::client::RegistryClient;
+use crate::registry::pull;
 use std::collections::BTreeMap;
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
@@ -39,6 +43,10 @@ pub struct BuildOptions {
     pub quiet: bool,
     /// Write every layer, ignoring the layer cache (it is still updated).
     pub no_cache: bool,
+    /// How to reach registries (base images, url archives).
+    pub registry: crate::registry::client::Options,
+    /// `--locked`: every floating input must be pinned by a current recipe.lock.
+    pub locked: bool,
 }
 
 #[derive(Debug)]
@@ -70,7 +78,11 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
         None => recipe.platforms()?,
     };
     let compression = recipe.compression()?;
-    let epoch = resolve_epoch(&recipe, opts)?;
+    let lock = Lock::load(&opts.recipe)?;
+    if opts.locked {
+        check_locked(&recipe, &opts.recipe, lock.as_ref())?;
+    }
+    let epoch = resolve_epoch(&recipe, opts, lock.as_ref())?;
     let tags = match &opts.tags {
         Some(t) => t.clone(),
         None => recipe
@@ -96,16 +108,27 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
     };
 
     // Resolve everything that reads the input before writing anything.
-    let base = base::resolve(&recipe)?;
+    let base_source = base::resolve(&recipe)?;
+    let registry_base = match &base_source {
+        Some(BaseSource::Registry {
+            name,
+            reference,
+            span,
+        }) => {
+            let digest = pin_base(&recipe, opts, lock.as_ref(), name, reference, span.clone())?;
+            Some((name.clone(), reference.clone(), digest))
+        }
+        _ => None,
+    };
     let out_dir = absolute(&opts.out);
     let plan_options = PlanOptions {
         out_dir: Some(out_dir.clone()),
     };
     let mut targets = Vec::new();
     for platform in &platforms {
-        let base_platform = match &base {
-            Some(b) => Some(b.for_platform(platform)?),
-            None => None,
+        let base_platform = match &base_source {
+            Some(BaseSource::Layout(b)) => Some(b.for_platform(platform)?),
+            _ => None,
         };
         let plan = plan::resolve(&recipe, platform, &plan_options)?;
         targets.push((plan, base_platform));
@@ -135,6 +158,42 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
     }
     check_out_dir(&opts.out)?;
     let layout = Layout::create(&opts.out)?;
+    let base = match base_source {
+        Some(BaseSource::Layout(b)) => Some(b),
+        Some(BaseSource::Registry { .. }) => {
+            let Some((name, reference, digest)) = registry_base else {
+                return Err(Error::input("internal: registry base without a pin"));
+            };
+            // Pulled into the output layout (a content-addressed store) and read from
+            // there; the base's blobs are verified while they stream in.
+            pull::pull_base(
+                &layout,
+                &name,
+                &reference,
+                &digest,
+                &platforms,
+                &opts.registry,
+            )?;
+            let b = BaseImage {
+                name,
+                layout: layout.clone(),
+                digest,
+            };
+            for (plan, base_platform) in targets.iter_mut() {
+                let bp = b.for_platform(&plan.platform)?;
+                check_platform_pin(
+                    &opts.recipe,
+                    lock.as_ref(),
+                    opts.locked,
+                    &plan.platform,
+                    &bp,
+                )?;
+                *base_platform = Some(bp);
+            }
+            Some(b)
+        }
+        None => None,
+    };
     let log = |msg: String| {
         if !opts.quiet {
             eprintln!("{msg}");
@@ -207,8 +266,162 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
     })
 }
 
-/// SPEC §3.1: flag, else recipe, else `SOURCE_DATE_EPOCH`, else 0.
-fn resolve_epoch(recipe: &Recipe, opts: &BuildOptions) -> Result<SourceDateEpoch> {
+/// The digest a registry base is pinned to: the recipe's own `@sha256:…`, else the
+/// lock's, else (without `--locked`) its tag resolved now, with a warning.
+fn pin_base(
+    recipe: &Recipe,
+    opts: &BuildOptions,
+    lock: Option<&Lock>,
+    name: &str,
+    reference: &RegistryRef,
+    span: std::ops::Range<usize>,
+) -> Result<Digest> {
+    let locked = lock
+        .and_then(|l| l.base.as_ref())
+        .filter(|b| b.image == name)
+        .map(|b| {
+            Digest::parse(&b.digest).ok_or_else(|| {
+                lock::stale(
+                    &opts.recipe,
+                    format!(
+                        "pins base {name} to {:?}, which is not a sha256 digest",
+                        b.digest
+                    ),
+                )
+            })
+        })
+        .transpose()?;
+    if let Some(d) = &reference.digest {
+        if let Some(l) = locked.as_ref().filter(|l| *l != d) {
+            return Err(lock::stale(
+                &opts.recipe,
+                format!("pins base {name} to {l}, but the recipe says {d}"),
+            ));
+        }
+        return Ok(d.clone());
+    }
+    if let Some(d) = locked {
+        return Ok(d);
+    }
+    if opts.locked {
+        return Err(recipe
+            .error_at(span, format!("--locked: base image {name:?} is not pinned"))
+            .with_hint("run `imgbuild lock` to pin it in recipe.lock, or write the digest: image = \"host/repo:tag@sha256:…\""));
+    }
+    let tag = reference
+        .tag
+        .clone()
+        .unwrap_or_else(|| DEFAULT_TAG.to_string());
+    let rt = crate::registry::client::runtime()?;
+    let (_, digest) = rt.block_on(async {
+        let c = RegistryClient::connect(&reference.registry, &reference.repository, &opts.registry)
+            .await?;
+        c.authorize(&reference.repository, false).await?;
+        c.get_manifest(&reference.repository, &tag).await
+    })?;
+    if !opts.quiet {
+        eprintln!(
+            "warning: base image {name} is not pinned; its tag resolved to {digest} today. Pin it with `imgbuild lock` (or write {name}@{digest}) so that the build is reproducible"
+        );
+    }
+    Ok(digest)
+}
+
+/// The platform manifest a base index gave must be the one the lock pinned.
+fn check_platform_pin(
+    recipe: &Path,
+    lock: Option<&Lock>,
+    locked: bool,
+    platform: &Platform,
+    bp: &BasePlatform,
+) -> Result<()> {
+    let Some(base) = lock.and_then(|l| l.base.as_ref()) else {
+        return Ok(());
+    };
+    match base.platforms.get(&platform.to_string()) {
+        Some(d) if *d != bp.manifest_digest.to_string() => Err(lock::stale(
+            recipe,
+            format!(
+                "pins the {platform} manifest of base {} to {d}, but its index gives {}",
+                base.image, bp.manifest_digest
+            ),
+        )),
+        None if locked => Err(lock::stale(
+            recipe,
+            format!("pins no {platform} manifest of base {}", base.image),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// `--locked`: a lock must exist and agree with the recipe's floating inputs.
+fn check_locked(recipe: &Recipe, recipe_path: &Path, lock: Option<&Lock>) -> Result<()> {
+    let Some(lock) = lock else {
+        return Err(Error::input(format!(
+            "--locked: there is no {}",
+            lock::path_for(recipe_path).display()
+        ))
+        .with_hint("run `imgbuild lock` and commit the file it writes"));
+    };
+    let base_name = recipe
+        .base
+        .image
+        .as_ref()
+        .map(|s| s.get_ref().as_str())
+        .filter(|n| *n != "scratch" && !n.starts_with("oci:"));
+    match (&lock.base, base_name) {
+        (Some(b), Some(n)) if b.image != n => {
+            return Err(lock::stale(
+                recipe_path,
+                format!("pins base {}, but the recipe's base is {n}", b.image),
+            ))
+        }
+        (Some(b), None) => {
+            return Err(lock::stale(
+                recipe_path,
+                format!("pins base {}, which the recipe no longer names", b.image),
+            ))
+        }
+        _ => {}
+    }
+    for layer in &recipe.layers {
+        for item in &layer.get_ref().archive {
+            let item = item.get_ref();
+            let (Some(url), Some(sha)) = (&item.url, &item.sha256) else {
+                continue;
+            };
+            let want = sha.get_ref().trim_start_matches("sha256:");
+            match lock.url.iter().find(|u| u.url == *url.get_ref()) {
+                Some(u) if u.sha256.trim_start_matches("sha256:") == want => {}
+                Some(u) => {
+                    return Err(lock::stale(
+                        recipe_path,
+                        format!(
+                            "pins {} to sha256 {}, but the recipe says {want}",
+                            url.get_ref(),
+                            u.sha256
+                        ),
+                    ))
+                }
+                None => {
+                    return Err(lock::stale(
+                        recipe_path,
+                        format!("does not pin {}", url.get_ref()),
+                    ))
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// SPEC §3.1: flag, else recipe, else `SOURCE_DATE_EPOCH`, else 0. A `"git"` epoch
+/// comes from the lock when it pins one.
+fn resolve_epoch(
+    recipe: &Recipe,
+    opts: &BuildOptions,
+    lock: Option<&Lock>,
+) -> Result<SourceDateEpoch> {
     if let Some(s) = opts.epoch {
         return Ok(SourceDateEpoch {
             seconds: epoch::check_range(s, "--source-date-epoch")?,
@@ -221,10 +434,28 @@ fn resolve_epoch(recipe: &Recipe, opts: &BuildOptions) -> Result<SourceDateEpoch
                 seconds: *s as u64,
                 source: EpochSource::Recipe,
             }),
-            EpochSetting::Named(_) => Ok(SourceDateEpoch {
-                seconds: epoch::git_commit_time(&recipe.context)?,
-                source: EpochSource::RecipeGit,
-            }),
+            EpochSetting::Named(_) => {
+                if let Some(pinned) = lock.and_then(|l| l.source_date_epoch.as_ref()) {
+                    return Ok(SourceDateEpoch {
+                        seconds: epoch::check_range(pinned.git, "recipe.lock source-date-epoch")?,
+                        source: EpochSource::RecipeGit,
+                    });
+                }
+                if opts.locked {
+                    return Err(recipe
+                        .error_at(
+                            e.span(),
+                            "--locked: source-date-epoch = \"git\" is not pinned",
+                        )
+                        .with_hint(
+                            "run `imgbuild lock` to record the commit time in recipe.lock",
+                        ));
+                }
+                Ok(SourceDateEpoch {
+                    seconds: epoch::git_commit_time(&recipe.context)?,
+                    source: EpochSource::RecipeGit,
+                })
+            }
         };
     }
     if let Some(v) = opts.env_epoch.as_deref().filter(|v| !v.is_empty()) {

@@ -49,6 +49,8 @@ pub struct RegistryArgs {
 pub enum Command {
     /// Build the recipe into an OCI image layout; print the image digest on stdout.
     Build(BuildArgs),
+    /// Pin the recipe's floating inputs (base tag, url archives, "git" epoch) in recipe.lock.
+    Lock(LockArgs),
     /// Copy an image from an OCI layout to a registry; print its digest on stdout.
     Push(PushArgs),
     /// Show an image's index, manifests, configs and layers (oci:DIR[:TAG|@DIGEST]).
@@ -67,6 +69,13 @@ pub struct InspectArgs {
     /// Print one JSON object holding the raw index, manifests and configs.
     #[arg(long, env = "IMGBUILD_JSON")]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LockArgs {
+    /// The recipe; the lock is written next to it (recipe.toml → recipe.lock).
+    #[arg(default_value = "recipe.toml", env = "IMGBUILD_RECIPE")]
+    pub recipe: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -118,6 +127,9 @@ pub struct BuildArgs {
         default_missing_value = ""
     )]
     pub push: Option<String>,
+    /// Fail (exit 2) unless recipe.lock pins every floating input and is current.
+    #[arg(long, env = "IMGBUILD_LOCKED")]
+    pub locked: bool,
     /// Write every layer even when the layer cache in --out says it is unchanged.
     #[arg(long, env = "IMGBUILD_NO_CACHE")]
     pub no_cache: bool,

@@ -1,7 +1,7 @@
 //! One function per subcommand: turns parsed flags into library calls and prints the
 //! result. stdout carries only the result; everything else goes to stderr.
 
-use crate::cli::{BuildArgs, Cli, Command, InspectArgs, PushArgs, RegistryArgs};
+use crate::cli::{BuildArgs, Cli, Command, InspectArgs, LockArgs, PushArgs, RegistryArgs};
 use imgbuild::build::{self, BuildOptions, BuildResult};
 use imgbuild::epoch;
 use imgbuild::platform::Platform;
@@ -15,6 +15,7 @@ pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Build(args) => build(args, cli.quiet, &cli.registry),
         Command::Push(args) => push(args, cli.quiet, &cli.registry),
+        Command::Lock(args) => lock(args, cli.quiet, &cli.registry),
         Command::Inspect(args) => inspect(args, cli.quiet, &cli.registry),
         Command::Completions { shell } => {
             use clap::CommandFactory;
@@ -134,6 +135,8 @@ fn build(args: BuildArgs, quiet: bool, registry: &RegistryArgs) -> Result<()> {
         threads,
         quiet,
         no_cache: args.no_cache,
+        registry: registry_options(registry, quiet),
+        locked: args.locked,
     };
     // Check the push target and reach the registry (credentials, TLS) before
     // building, so that a CI step fails in seconds rather than after the build.
@@ -283,6 +286,27 @@ fn inspect_text(i: &imgbuild::inspect::Inspected) -> String {
         }
     }
     s
+}
+
+fn lock(args: LockArgs, quiet: bool, registry: &RegistryArgs) -> Result<()> {
+    let (path, lock) = imgbuild::lock::lock(&args.recipe, &registry_options(registry, quiet))?;
+    if !quiet {
+        let mut pinned = Vec::new();
+        if let Some(b) = &lock.base {
+            pinned.push(format!("base {} → {}", b.image, b.digest));
+        }
+        if !lock.url.is_empty() {
+            pinned.push(format!("{} url archive(s)", lock.url.len()));
+        }
+        if let Some(e) = &lock.source_date_epoch {
+            pinned.push(format!("source-date-epoch {}", e.git));
+        }
+        if pinned.is_empty() {
+            pinned.push("nothing floating".to_string());
+        }
+        eprintln!("wrote {} ({})", path.display(), pinned.join("; "));
+    }
+    Ok(())
 }
 
 fn push(args: PushArgs, quiet: bool, registry: &RegistryArgs) -> Result<()> {

@@ -15,6 +15,7 @@ pub mod image;
 pub mod inspect;
 pub mod layer;
 pub mod layout;
+pub mod lock;
 pub mod plan;
 pub mod platform;
 pub mod recipe;

@@ -2,4 +2,5 @@
 
 pub mod client;
 pub mod credentials;
+pub mod pull;
 pub mod push;

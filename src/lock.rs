@@ -1,0 +1,279 @@
+//! `recipe.lock`: every floating input of a recipe, pinned (SPEC §2).
+//!
+//! Written by `imgbuild lock`, read by `build` (which then needs neither the network
+//! to resolve a base tag nor git history to resolve a `"git"` epoch), and enforced by
+//! `build --locked`. The lock sits next to the recipe: `recipe.toml` → `recipe.lock`
+//! (the recipe's file name with `.lock` for its extension). It is TOML:
+//!
+//! ```toml
+//! version = 1
+//! [base]
+//! image = "registry.example.com/acme/base:1.2"   # as the recipe writes it
+//! digest = "sha256:…"                            # what it resolved to (index or manifest)
+//! [base.platforms]                               # the manifest of each platform built
+//! "linux/amd64" = "sha256:…"
+//! [[url]]
+//! url = "https://example.com/vendor.tar.gz"
+//! sha256 = "…"
+//! [source-date-epoch]                            # only when the recipe says "git"
+//! git = 1700000000
+//! commit = "…"                                   # the commit it came from (informative)
+//! ```
+//!
+//! Staleness: the lock is stale when it pins a different base reference than the
+//! recipe names (or a base the recipe no longer has), when the recipe's base carries
+//! a digest that differs from the lock's, when a platform built has no pin, or when
+//! a url of the recipe is missing or has another sha256. The `"git"` epoch is not
+//! compared with the repository's current HEAD: committing the lock itself moves HEAD,
+//! so such a check could never pass; re-run `imgbuild lock` to take a newer commit.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+pub const LOCK_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Lock {
+    pub version: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<LockedBase>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub url: Vec<LockedUrl>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_date_epoch: Option<LockedEpoch>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct LockedBase {
+    pub image: String,
+    pub digest: String,
+    #[serde(default)]
+    pub platforms: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct LockedUrl {
+    pub url: String,
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct LockedEpoch {
+    pub git: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
+}
+
+/// Where the lock of `recipe` lives.
+pub fn path_for(recipe: &Path) -> PathBuf {
+    recipe.with_extension("lock")
+}
+
+impl Lock {
+    /// Reads the lock next to `recipe`; None when there is none.
+    pub fn load(recipe: &Path) -> Result<Option<Lock>> {
+        let path = path_for(recipe);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::io_path("cannot read", &path, e)),
+        };
+        let lock: Lock = toml::from_str(&text).map_err(|e| {
+            let mut err = Error::input(format!("{}: {}", path.display(), e.message()));
+            if let Some(span) = e.span() {
+                let line = text[..span.start].matches('\n').count() + 1;
+                let col = span.start - text[..span.start].rfind('\n').map_or(0, |i| i + 1) + 1;
+                err = Error::input(format!(
+                    "{}:{line}:{col}: {}",
+                    path.display(),
+                    e.message()
+                ));
+            }
+            err.with_hint("recipe.lock is written by `imgbuild lock`; run it again rather than editing the file")
+        })?;
+        if lock.version != LOCK_VERSION {
+            return Err(Error::input(format!(
+                "{}: lock version {} is not supported (this imgbuild writes version {LOCK_VERSION})",
+                path.display(),
+                lock.version
+            ))
+            .with_hint("run `imgbuild lock` to rewrite it"));
+        }
+        Ok(Some(lock))
+    }
+
+    /// Writes the lock next to `recipe`, atomically.
+    pub fn save(&self, recipe: &Path) -> Result<PathBuf> {
+        let path = path_for(recipe);
+        let body = toml::to_string(self)
+            .map_err(|e| Error::input(format!("cannot encode the lock: {e}")))?;
+        let text = format!(
+            "# Written by `imgbuild lock`: the recipe's floating inputs, pinned.\n# Commit it next to the recipe; `imgbuild build --locked` checks it.\n{body}"
+        );
+        let dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let mut temp = tempfile::Builder::new()
+            .prefix(".recipe.lock.")
+            .tempfile_in(dir)
+            .map_err(|e| Error::io_path("cannot write to", dir, e))?;
+        std::io::Write::write_all(&mut temp, text.as_bytes())
+            .map_err(|e| Error::io_path("cannot write", &path, e))?;
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(temp.path(), std::fs::Permissions::from_mode(0o644));
+        }
+        temp.persist(&path)
+            .map_err(|e| Error::io_path("cannot replace", &path, e.error))?;
+        Ok(path)
+    }
+}
+
+/// The error `build --locked` gives for a stale or missing pin.
+pub fn stale(recipe: &Path, what: impl std::fmt::Display) -> Error {
+    Error::input(format!("--locked: {} {what}", path_for(recipe).display()))
+        .with_hint("run `imgbuild lock` and commit recipe.lock, or build without --locked")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_rejects_unknown_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let recipe = dir.path().join("recipe.toml");
+        let lock = Lock {
+            version: 1,
+            base: Some(LockedBase {
+                image: "127.0.0.1:5000/base:1".into(),
+                digest: format!("sha256:{}", "a".repeat(64)),
+                platforms: [(
+                    "linux/amd64".to_string(),
+                    format!("sha256:{}", "b".repeat(64)),
+                )]
+                .into(),
+            }),
+            url: vec![LockedUrl {
+                url: "https://example.com/x.tar".into(),
+                sha256: "c".repeat(64),
+            }],
+            source_date_epoch: Some(LockedEpoch {
+                git: 1_700_000_000,
+                commit: Some("d".repeat(40)),
+            }),
+        };
+        let path = lock.save(&recipe).unwrap();
+        assert_eq!(path, dir.path().join("recipe.lock"));
+        assert_eq!(Lock::load(&recipe).unwrap(), Some(lock));
+
+        std::fs::write(&path, "version = 1\nbase-image = \"x\"\n").unwrap();
+        let e = Lock::load(&recipe).unwrap_err();
+        assert!(e.message().contains("recipe.lock:2:1"), "{}", e.message());
+
+        std::fs::write(&path, "version = 7\n").unwrap();
+        let e = Lock::load(&recipe).unwrap_err();
+        assert!(e.message().contains("lock version 7"), "{}", e.message());
+
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(Lock::load(&recipe).unwrap(), None);
+    }
+}
+
+/// `imgbuild lock`: resolves the recipe's floating inputs and writes the lock.
+pub fn lock(
+    recipe_path: &Path,
+    registry: &crate::registry::client::Options,
+) -> Result<(PathBuf, Lock)> {
+    use crate::base::{select_platform, BaseSource};
+    use crate::digest::Digest;
+    use crate::recipe::{EpochSetting, Recipe};
+    use crate::registry::client::RegistryClient;
+
+    let recipe = Recipe::load(recipe_path)?;
+    let platforms = recipe.platforms()?;
+    let mut lock = Lock {
+        version: LOCK_VERSION,
+        ..Lock::default()
+    };
+    if let Some(BaseSource::Registry {
+        name, reference, ..
+    }) = crate::base::resolve(&recipe)?
+    {
+        let rt = crate::registry::client::runtime()?;
+        let repo = &reference.repository;
+        let wanted = match (&reference.digest, &reference.tag) {
+            (Some(d), _) => d.to_string(),
+            (None, Some(t)) => t.clone(),
+            (None, None) => crate::reference::DEFAULT_TAG.to_string(),
+        };
+        let (bytes, digest): (Vec<u8>, Digest) = rt.block_on(async {
+            let c = RegistryClient::connect(&reference.registry, repo, registry).await?;
+            c.authorize(repo, false).await?;
+            c.get_manifest(repo, &wanted).await
+        })?;
+        let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
+            Error::input(format!(
+                "base image {name}: {digest} is not a manifest or index: {e}"
+            ))
+        })?;
+        let is_index = value.get("manifests").is_some();
+        let mut pins = BTreeMap::new();
+        for p in &platforms {
+            let d = if is_index {
+                let index: crate::image::Index = serde_json::from_value(value.clone())
+                    .map_err(|e| Error::input(format!("base image {name}: bad index: {e}")))?;
+                select_platform(&index, p, &name)?
+            } else {
+                digest.clone()
+            };
+            pins.insert(p.to_string(), d.to_string());
+        }
+        lock.base = Some(LockedBase {
+            image: name,
+            digest: digest.to_string(),
+            platforms: pins,
+        });
+    }
+    for layer in &recipe.layers {
+        for item in &layer.get_ref().archive {
+            let item = item.get_ref();
+            if let (Some(url), Some(sha)) = (&item.url, &item.sha256) {
+                if !lock.url.iter().any(|u| u.url == *url.get_ref()) {
+                    lock.url.push(LockedUrl {
+                        url: url.get_ref().clone(),
+                        sha256: sha.get_ref().trim_start_matches("sha256:").to_string(),
+                    });
+                }
+            }
+        }
+    }
+    if let Some(e) = &recipe.image.source_date_epoch {
+        if let EpochSetting::Named(_) = e.get_ref() {
+            let seconds = crate::epoch::git_commit_time(&recipe.context)?;
+            let commit = std::process::Command::new("git")
+                .arg("-C")
+                .arg(&recipe.context)
+                .args(["rev-parse", "HEAD"])
+                .output()
+                .ok()
+                .filter(|o| o.status.success())
+                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+            lock.source_date_epoch = Some(LockedEpoch {
+                git: seconds,
+                commit,
+            });
+        }
+    }
+    let path = lock.save(recipe_path)?;
+    Ok((path, lock))
+}
