@@ -53,7 +53,10 @@ fn push_target(args: &BuildArgs) -> Result<Option<RegistryRef>> {
         return Ok(None);
     };
     if !push.is_empty() {
-        let r = registry_ref(push, "--push")?;
+        let mut r = registry_ref(push, "--push")?;
+        if !imgbuild::reference::has_explicit_tag(push) {
+            r.tag = None;
+        }
         if r.digest.is_some() {
             return Err(Error::input(format!(
                 "--push={push}: a push target cannot name a digest (the build decides it)"
@@ -73,7 +76,12 @@ fn push_target(args: &BuildArgs) -> Result<Option<RegistryRef>> {
             ));
     };
     match Reference::parse(repo.get_ref()) {
-        Ok(Reference::Registry(r)) if r.tag.is_none() && r.digest.is_none() => Ok(Some(r)),
+        Ok(Reference::Registry(mut r))
+            if !imgbuild::reference::has_explicit_tag(repo.get_ref()) && r.digest.is_none() =>
+        {
+            r.tag = None;
+            Ok(Some(r))
+        }
         Ok(Reference::Registry(_)) => Err(recipe
             .error_at(
                 repo.span(),
@@ -321,7 +329,10 @@ fn push(args: PushArgs, quiet: bool, registry: &RegistryArgs) -> Result<()> {
             args.source
         )));
     };
-    let dest = registry_ref(&args.destination, "destination")?;
+    let mut dest = registry_ref(&args.destination, "destination")?;
+    if !imgbuild::reference::has_explicit_tag(&args.destination) {
+        dest.tag = None;
+    }
     let (layout, digest) = imgbuild::inspect::resolve_layout_image(&source)?;
     let bytes = layout.read_blob(&digest)?;
     let media_type = media_type_of(&bytes).ok_or_else(|| {

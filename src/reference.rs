@@ -43,6 +43,14 @@ impl Reference {
     }
 }
 
+/// Whether a registry reference as typed names a tag (`host/repo:tag`), rather than
+/// getting Docker's default `latest` from [`Reference::parse`].
+pub fn has_explicit_tag(s: &str) -> bool {
+    let name = s.split_once('@').map_or(s, |(n, _)| n);
+    let last = name.rsplit_once('/').map_or(name, |(_, l)| l);
+    last.contains(':')
+}
+
 fn parse_layout(rest: &str) -> Result<Reference, String> {
     let (path, digest) = match rest.rsplit_once('@') {
         Some((p, d)) => (

@@ -17,6 +17,11 @@ pub fn imgbuild() -> Command {
             c.env_remove(k);
         }
     }
+    // Registry credentials come only from what a test sets up.
+    for k in ["DOCKER_CONFIG", "REGISTRY_AUTH_FILE", "XDG_RUNTIME_DIR"] {
+        c.env_remove(k);
+    }
+    c.env("HOME", "/nonexistent/imgbuild-test-home");
     c
 }
 

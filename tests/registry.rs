@@ -1,0 +1,544 @@
+//! imgbuild against a real registry (Debian's `docker-registry`, started by
+//! tests/common/registry.rs on 127.0.0.1): `build --push`, `imgbuild push`,
+//! `inspect` of registry references, base images pulled from a registry, `lock` and
+//! `--locked`, credentials, TLS and failures. skopeo is the independent client that
+//! checks what we pushed.
+//!
+//! Tools (Debian): `apt-get install -y docker-registry skopeo openssl apache2-utils`.
+
+mod common;
+
+use common::registry::{Mode, Registry};
+use common::{imgbuild, require_tool, stderr, Ctx};
+use std::fs;
+use std::path::Path;
+use std::process::{Command, Output};
+
+const USER: &str = "imgbuild-pusher";
+const PASSWORD: &str = "s3cret-Pa55word";
+
+fn recipe(extra: &str) -> String {
+    format!(
+        r#"[image]
+source-date-epoch = 1700000000
+tags = ["1.0"]
+{extra}
+[config]
+entrypoint = ["/app/hello"]
+
+[[layer]]
+name = "app"
+  [[layer.file]]
+  path = "/app/hello"
+  content = "hello from the registry test\n"
+  mode = 0o755
+  [[layer.file]]
+  path = "/etc/motd"
+  content = "welcome\n"
+"#
+    )
+}
+
+fn run(cmd: &mut Command) -> Output {
+    cmd.output().expect("run imgbuild")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+/// `imgbuild` with flags reaching `reg` (its CA when TLS).
+fn imgbuild_for(reg: &Registry) -> Command {
+    let mut c = imgbuild();
+    if let Some(ca) = reg.ca_cert_path() {
+        c.arg("--registry-ca").arg(ca);
+    }
+    c
+}
+
+/// `skopeo inspect --raw`-style check: the digest the registry serves for `reference`.
+fn skopeo_digest(reg: &Registry, reference: &str) -> String {
+    require_tool("skopeo");
+    let mut cmd = Command::new("skopeo");
+    cmd.args(["inspect", "--format", "{{.Digest}}"]);
+    cmd.args(reg.skopeo_flags(""));
+    cmd.arg(format!("docker://{reference}"));
+    let o = cmd.output().expect("run skopeo");
+    assert!(
+        o.status.success(),
+        "skopeo inspect {reference}: {}\n{}",
+        stderr(&o),
+        reg.log()
+    );
+    stdout(&o)
+}
+
+fn skopeo_raw(reg: &Registry, reference: &str) -> Vec<u8> {
+    let mut cmd = Command::new("skopeo");
+    cmd.args(["inspect", "--raw"]);
+    cmd.args(reg.skopeo_flags(""));
+    cmd.arg(format!("docker://{reference}"));
+    let o = cmd.output().expect("run skopeo");
+    assert!(o.status.success(), "skopeo inspect --raw: {}", stderr(&o));
+    o.stdout
+}
+
+fn build_push(ctx: &Ctx, out: &Path, reg: &Registry, target: &str, extra: &[&str]) -> Output {
+    run(imgbuild_for(reg)
+        .arg("build")
+        .arg(ctx.recipe())
+        .arg("--out")
+        .arg(out)
+        .arg(format!("--push={target}"))
+        .args(extra))
+}
+
+#[test]
+fn build_push_plain_registry_gives_the_built_digest_to_skopeo() {
+    let reg = Registry::start(Mode::Plain);
+    let ctx = Ctx::new();
+    ctx.recipe_text(&recipe(""));
+    let out = ctx.path().join("out");
+    let o = build_push(&ctx, &out, &reg, &reg.reference("acme/hello"), &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let digest = stdout(&o);
+    assert!(digest.starts_with("sha256:"), "{digest}");
+    // Every tag points at our digest, and the manifest bytes are ours.
+    assert_eq!(
+        skopeo_digest(&reg, &reg.reference("acme/hello:1.0")),
+        digest
+    );
+    let ours = fs::read(out.join("blobs/sha256").join(&digest[7..])).unwrap();
+    assert_eq!(skopeo_raw(&reg, &reg.reference("acme/hello:1.0")), ours);
+
+    // skopeo copies it back into a layout with the same digest.
+    let back = ctx.path().join("back");
+    let mut cmd = Command::new("skopeo");
+    cmd.args(["copy", "--preserve-digests", "--insecure-policy"]);
+    cmd.args(reg.skopeo_flags("src-"));
+    cmd.arg(format!("docker://{}", reg.reference("acme/hello:1.0")));
+    cmd.arg(format!("oci:{}:copy", back.display()));
+    let o = cmd.output().unwrap();
+    assert!(o.status.success(), "skopeo copy: {}", stderr(&o));
+    let index: serde_json::Value =
+        serde_json::from_slice(&fs::read(back.join("index.json")).unwrap()).unwrap();
+    assert_eq!(index["manifests"][0]["digest"], digest);
+
+    // The same build pushed again: every blob is already there.
+    let o = build_push(&ctx, &out, &reg, &reg.reference("acme/hello"), &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), digest, "pushing must not change the digest");
+    assert!(
+        stderr(&o).contains("0 uploaded") && stderr(&o).contains("already there"),
+        "re-push uploaded something: {}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn push_command_copies_a_layout_image_and_inspect_reads_it_back() {
+    let reg = Registry::start(Mode::Plain);
+    let ctx = Ctx::new();
+    ctx.recipe_text(&recipe("platforms = [\"linux/amd64\", \"linux/arm64\"]"));
+    let out = ctx.path().join("out");
+    let digest = ctx.build_ok(&out, &[]);
+    // No tag on the destination: the source's tag is used.
+    let o = run(imgbuild()
+        .arg("push")
+        .arg(format!("oci:{}:1.0", out.display()))
+        .arg(reg.reference("multi/app"))
+        .arg("--json"));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let report: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(report["digest"], digest);
+    assert_eq!(report["tags"], serde_json::json!(["1.0"]));
+    // An index: skopeo sees our exact index bytes.
+    let ours = fs::read(out.join("blobs/sha256").join(&digest[7..])).unwrap();
+    assert_eq!(skopeo_raw(&reg, &reg.reference("multi/app:1.0")), ours);
+
+    let o = run(imgbuild()
+        .arg("inspect")
+        .arg(reg.reference("multi/app:1.0"))
+        .arg("--json"));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["digest"], digest);
+    let platforms: Vec<&str> = v["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["platform"].as_str().unwrap())
+        .collect();
+    assert_eq!(platforms, ["linux/amd64", "linux/arm64"]);
+    assert_eq!(v["manifests"][1]["config"]["architecture"], "arm64");
+
+    // The layout's inspect and the registry's agree.
+    let local = run(imgbuild()
+        .arg("inspect")
+        .arg(format!("oci:{}:1.0", out.display()))
+        .arg("--json"));
+    let l: serde_json::Value = serde_json::from_str(&stdout(&local)).unwrap();
+    assert_eq!(l["manifests"], v["manifests"]);
+
+    // Pushing by digest only: the destination names the digest.
+    let o = run(imgbuild()
+        .arg("push")
+        .arg(format!("oci:{}@{digest}", out.display()))
+        .arg(format!("{}@{digest}", reg.reference("bydigest/app"))));
+    assert!(o.status.success(), "{}", stderr(&o));
+    // (No tag exists there, so ask for the raw bytes by digest.)
+    assert_eq!(
+        skopeo_raw(&reg, &format!("{}@{digest}", reg.reference("bydigest/app"))),
+        ours
+    );
+}
+
+#[test]
+fn htpasswd_registry_takes_credentials_from_docker_config_and_env() {
+    let reg = Registry::start(Mode::htpasswd(USER, PASSWORD));
+    let ctx = Ctx::new();
+    ctx.recipe_text(&recipe(""));
+    let out = ctx.path().join("out");
+    let home = tempfile::tempdir().unwrap();
+    fs::create_dir_all(home.path().join(".docker")).unwrap();
+    fs::write(
+        home.path().join(".docker/config.json"),
+        reg.docker_config_json().to_string(),
+    )
+    .unwrap();
+
+    // From ~/.docker/config.json (auths).
+    let o = build_push(&ctx, &out, &reg, &reg.reference("private/app"), &[]);
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "no credentials must fail: {}",
+        stderr(&o)
+    );
+    assert!(stderr(&o).contains(&reg.host()), "{}", stderr(&o));
+    assert!(
+        !out.join("index.json").exists(),
+        "a push that cannot authenticate fails before building"
+    );
+    let o = run(imgbuild_for(&reg)
+        .env("HOME", home.path())
+        .arg("build")
+        .arg(ctx.recipe())
+        .arg("--out")
+        .arg(&out)
+        .arg(format!("--push={}", reg.reference("private/app"))));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let digest = stdout(&o);
+    assert_eq!(
+        skopeo_digest(&reg, &reg.reference("private/app:1.0")),
+        digest
+    );
+
+    // From IMGBUILD_REGISTRY_USER/_PASSWORD.
+    let o = run(imgbuild_for(&reg)
+        .env("IMGBUILD_REGISTRY_USER", USER)
+        .env("IMGBUILD_REGISTRY_PASSWORD", PASSWORD)
+        .arg("push")
+        .arg(format!("oci:{}:1.0", out.display()))
+        .arg(reg.reference("private/other:2")));
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    // Wrong credentials: exit 3, the registry named, the secret nowhere.
+    let wrong = "not-the-Pa55word";
+    let o = run(imgbuild_for(&reg)
+        .env("IMGBUILD_REGISTRY_USER", USER)
+        .env("IMGBUILD_REGISTRY_PASSWORD", wrong)
+        .arg("push")
+        .arg(format!("oci:{}:1.0", out.display()))
+        .arg(reg.reference("private/other:3")));
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains(&reg.host()) && err.contains("401"), "{err}");
+    assert!(
+        err.contains("IMGBUILD_REGISTRY_USER"),
+        "the source of the credentials is named: {err}"
+    );
+    assert!(
+        !err.contains(wrong) && !stdout(&o).contains(wrong),
+        "secret leaked: {err}"
+    );
+}
+
+#[test]
+fn htpasswd_registry_takes_credentials_from_a_credential_helper() {
+    let reg = Registry::start(Mode::htpasswd(USER, PASSWORD));
+    let ctx = Ctx::new();
+    ctx.recipe_text(&recipe(""));
+    let out = ctx.path().join("out");
+    let home = tempfile::tempdir().unwrap();
+    let bin = home.path().join("bin");
+    fs::create_dir_all(&bin).unwrap();
+    fs::create_dir_all(home.path().join(".docker")).unwrap();
+    let log = home.path().join("helper.log");
+    let helper = bin.join("docker-credential-imgbuildtest");
+    fs::write(
+        &helper,
+        format!(
+            "#!/bin/sh\n[ \"$1\" = get ] || exit 2\nread server\necho \"$server\" >> {log}\nprintf '{{\"ServerURL\":\"%s\",\"Username\":\"{USER}\",\"Secret\":\"{PASSWORD}\"}}' \"$server\"\n",
+            log = log.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&helper, fs::Permissions::from_mode(0o755)).unwrap();
+    fs::write(
+        home.path().join(".docker/config.json"),
+        serde_json::json!({ "credHelpers": { reg.host(): "imgbuildtest" } }).to_string(),
+    )
+    .unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let o = run(imgbuild_for(&reg)
+        .env("HOME", home.path())
+        .env("PATH", path)
+        .arg("build")
+        .arg(ctx.recipe())
+        .arg("--out")
+        .arg(&out)
+        .arg(format!("--push={}", reg.reference("helped/app"))));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        !stderr(&o).contains(PASSWORD),
+        "secret leaked: {}",
+        stderr(&o)
+    );
+    assert_eq!(
+        skopeo_digest(&reg, &reg.reference("helped/app:1.0")),
+        stdout(&o)
+    );
+    let asked = fs::read_to_string(&log).expect("the helper was run");
+    assert!(asked.contains(&reg.host()), "helper asked for {asked:?}");
+}
+
+#[test]
+fn tls_registry_needs_its_ca_and_works_with_registry_ca() {
+    let reg = Registry::start(Mode::Tls);
+    let ctx = Ctx::new();
+    ctx.recipe_text(&recipe(""));
+    let out = ctx.path().join("out");
+    let digest = ctx.build_ok(&out, &[]);
+    // Without the CA: TLS is verified, so the push fails, and no plain-HTTP fallback
+    // hides the failure.
+    let o = run(imgbuild()
+        .arg("push")
+        .arg(format!("oci:{}:1.0", out.display()))
+        .arg(reg.reference("tls/app:1.0")));
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(stderr(&o).contains(&reg.host()), "{}", stderr(&o));
+    // With it: pushed over HTTPS.
+    let o = run(imgbuild_for(&reg)
+        .arg("push")
+        .arg(format!("oci:{}:1.0", out.display()))
+        .arg(reg.reference("tls/app:1.0")));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(skopeo_digest(&reg, &reg.reference("tls/app:1.0")), digest);
+    // A CA file that holds no certificate is bad input.
+    let bogus = ctx.path().join("bogus.pem");
+    fs::write(&bogus, "not a certificate\n").unwrap();
+    let o = run(imgbuild()
+        .arg("--registry-ca")
+        .arg(&bogus)
+        .arg("push")
+        .arg(format!("oci:{}:1.0", out.display()))
+        .arg(reg.reference("tls/app:1.0")));
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("bogus.pem"), "{}", stderr(&o));
+}
+
+/// Pushes a base image built by imgbuild and returns (its digest, reference by tag).
+fn push_base(reg: &Registry, ctx: &Ctx, repo_tag: &str, greeting: &str) -> String {
+    let base_ctx = Ctx::new();
+    base_ctx.recipe_text(&format!(
+        r#"[image]
+source-date-epoch = 1600000000
+[config]
+env = {{ GREETING = "{greeting}" }}
+[[layer]]
+name = "base"
+  [[layer.file]]
+  path = "/etc/motd"
+  content = "{greeting}\n"
+  [[layer.file]]
+  path = "/etc/os-release"
+  content = "ID=imgbuild-test\n"
+"#
+    ));
+    let out = ctx.path().join(format!("base-out-{greeting}"));
+    let o = run(imgbuild()
+        .arg("build")
+        .arg(base_ctx.recipe())
+        .arg("--out")
+        .arg(&out)
+        .arg(format!("--push={}", reg.reference(repo_tag))));
+    assert!(o.status.success(), "{}", stderr(&o));
+    stdout(&o)
+}
+
+#[test]
+fn base_image_from_a_registry_is_pulled_verified_and_mounted_on_push() {
+    let reg = Registry::start(Mode::Plain);
+    let ctx = Ctx::new();
+    let base_digest = push_base(&reg, &ctx, "lib/base:1", "hi");
+    let base_ref = format!("{}@{base_digest}", reg.reference("lib/base:1"));
+    ctx.recipe_text(&format!(
+        r#"[image]
+source-date-epoch = 1700000000
+[base]
+image = "{base_ref}"
+[[layer]]
+name = "app"
+  [[layer.file]]
+  path = "/app/hello"
+  content = "on top\n"
+[[layer]]
+name = "cleanup"
+remove = ["/etc/motd"]
+"#
+    ));
+    let out = ctx.path().join("out");
+    let digest = ctx.build_ok(&out, &[]);
+    let layout = common::Layout::new(&out);
+    let manifest = layout.manifest(&digest);
+    assert_eq!(
+        manifest["annotations"]["org.opencontainers.image.base.name"],
+        base_ref.as_str()
+    );
+    assert_eq!(
+        manifest["annotations"]["org.opencontainers.image.base.digest"],
+        base_digest.as_str()
+    );
+    // The base's layer comes first, byte for byte (same descriptor as in the registry).
+    let base_manifest: serde_json::Value = serde_json::from_slice(&skopeo_raw(
+        &reg,
+        &format!("{}@{base_digest}", reg.reference("lib/base")),
+    ))
+    .unwrap();
+    assert_eq!(manifest["layers"][0], base_manifest["layers"][0]);
+    assert_eq!(manifest["layers"].as_array().unwrap().len(), 3);
+    let config = layout.config(&digest);
+    assert!(
+        config["config"]["Env"].to_string().contains("GREETING=hi"),
+        "{config}"
+    );
+    // The whiteout against the base's file.
+    let last = layout.layer_digests(&digest)[2].clone();
+    let names: Vec<String> = layout.entries(&last).into_iter().map(|e| e.path).collect();
+    assert!(names.contains(&"etc/.wh.motd".to_string()), "{names:?}");
+
+    // A second build into a fresh layout gives the same digest (the base is pinned).
+    let out2 = ctx.path().join("out2");
+    assert_eq!(ctx.build_ok(&out2, &[]), digest);
+
+    // Pushed to another repository of the same registry: the base layer is mounted.
+    let o = build_push(&ctx, &out, &reg, &reg.reference("apps/derived:1"), &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("1 mounted"), "{}", stderr(&o));
+    assert_eq!(
+        skopeo_digest(&reg, &reg.reference("apps/derived:1")),
+        digest
+    );
+}
+
+#[test]
+fn lock_pins_a_tagged_base_and_locked_builds_enforce_it() {
+    let reg = Registry::start(Mode::Plain);
+    let ctx = Ctx::new();
+    let first = push_base(&reg, &ctx, "lib/moving:stable", "one");
+    let base = reg.reference("lib/moving:stable");
+    ctx.recipe_text(&format!(
+        "[image]\nsource-date-epoch = 1700000000\n[base]\nimage = \"{base}\"\n[[layer]]\nname = \"app\"\n  [[layer.file]]\n  path = \"/app/x\"\n  content = \"x\\n\"\n"
+    ));
+    let out = ctx.path().join("out");
+    // --locked without a lock: exit 2, nothing written.
+    let o = ctx.build(&out, &["--locked"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("recipe.lock"), "{}", stderr(&o));
+    assert!(!out.exists());
+    // Unlocked: the tag is resolved now, with a warning.
+    let o = ctx.build(&out, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("not pinned"), "{}", stderr(&o));
+    let unlocked = stdout(&o);
+
+    let o = run(imgbuild().arg("lock").arg(ctx.recipe()));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).is_empty(), "lock prints nothing on stdout");
+    let lock = fs::read_to_string(ctx.path().join("recipe.lock")).unwrap();
+    assert!(
+        lock.contains(&first) && lock.contains("\"linux/amd64\""),
+        "{lock}"
+    );
+
+    // The tag moves; the locked build still uses the pinned base.
+    push_base(&reg, &ctx, "lib/moving:stable", "two");
+    let fresh = ctx.path().join("fresh");
+    let o = ctx.build(&fresh, &["--locked"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), unlocked);
+
+    // A stale lock: the recipe now names another base.
+    let text = fs::read_to_string(ctx.recipe()).unwrap();
+    fs::write(
+        ctx.recipe(),
+        text.replace("lib/moving:stable", "lib/moving:other"),
+    )
+    .unwrap();
+    let o = ctx.build(&ctx.path().join("stale"), &["--locked"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("lib/moving:stable"), "{}", stderr(&o));
+    assert!(!ctx.path().join("stale").exists());
+}
+
+#[test]
+fn unreachable_registry_fails_with_exit_3_naming_the_host() {
+    let ctx = Ctx::new();
+    ctx.recipe_text(&recipe(""));
+    let out = ctx.path().join("out");
+    let digest = ctx.build_ok(&out, &[]);
+    // A port nothing listens on (bound, then released).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let host = format!("127.0.0.1:{port}");
+    let o = run(imgbuild()
+        .arg("push")
+        .arg(format!("oci:{}@{digest}", out.display()))
+        .arg(format!("{host}/x/y:1")));
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(stderr(&o).contains(&host), "{}", stderr(&o));
+    assert!(stdout(&o).is_empty());
+}
+
+#[test]
+fn bad_push_targets_are_bad_input() {
+    let ctx = Ctx::new();
+    ctx.recipe_text(&recipe(""));
+    let out = ctx.path().join("out");
+    // --push without a repository in the recipe.
+    let o = ctx.build(&out, &["--push"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("repository"), "{}", stderr(&o));
+    assert!(!out.exists(), "nothing is written");
+    // A layout reference as a push target.
+    let o = ctx.build(&out, &["--push=oci:somewhere"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    // A digest in the push target.
+    let o = ctx.build(
+        &out,
+        &[&format!("--push=127.0.0.1:1/x@sha256:{}", "a".repeat(64))],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    // A source that is not a layout reference.
+    let o = run(imgbuild().args(["push", "127.0.0.1:1/a:b", "127.0.0.1:1/c:d"]));
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+}
