@@ -144,51 +144,6 @@ pub fn stale(recipe: &Path, what: impl std::fmt::Display) -> Error {
         .with_hint("run `imgbuild lock` and commit recipe.lock, or build without --locked")
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn round_trips_and_rejects_unknown_keys() {
-        let dir = tempfile::tempdir().unwrap();
-        let recipe = dir.path().join("recipe.toml");
-        let lock = Lock {
-            version: 1,
-            base: Some(LockedBase {
-                image: "127.0.0.1:5000/base:1".into(),
-                digest: format!("sha256:{}", "a".repeat(64)),
-                platforms: [(
-                    "linux/amd64".to_string(),
-                    format!("sha256:{}", "b".repeat(64)),
-                )]
-                .into(),
-            }),
-            url: vec![LockedUrl {
-                url: "https://example.com/x.tar".into(),
-                sha256: "c".repeat(64),
-            }],
-            source_date_epoch: Some(LockedEpoch {
-                git: 1_700_000_000,
-                commit: Some("d".repeat(40)),
-            }),
-        };
-        let path = lock.save(&recipe).unwrap();
-        assert_eq!(path, dir.path().join("recipe.lock"));
-        assert_eq!(Lock::load(&recipe).unwrap(), Some(lock));
-
-        std::fs::write(&path, "version = 1\nbase-image = \"x\"\n").unwrap();
-        let e = Lock::load(&recipe).unwrap_err();
-        assert!(e.message().contains("recipe.lock:2:1"), "{}", e.message());
-
-        std::fs::write(&path, "version = 7\n").unwrap();
-        let e = Lock::load(&recipe).unwrap_err();
-        assert!(e.message().contains("lock version 7"), "{}", e.message());
-
-        std::fs::remove_file(&path).unwrap();
-        assert_eq!(Lock::load(&recipe).unwrap(), None);
-    }
-}
-
 /// `imgbuild lock`: resolves the recipe's floating inputs and writes the lock.
 pub fn lock(
     recipe_path: &Path,
@@ -276,4 +231,49 @@ pub fn lock(
     }
     let path = lock.save(recipe_path)?;
     Ok((path, lock))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_rejects_unknown_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let recipe = dir.path().join("recipe.toml");
+        let lock = Lock {
+            version: 1,
+            base: Some(LockedBase {
+                image: "127.0.0.1:5000/base:1".into(),
+                digest: format!("sha256:{}", "a".repeat(64)),
+                platforms: [(
+                    "linux/amd64".to_string(),
+                    format!("sha256:{}", "b".repeat(64)),
+                )]
+                .into(),
+            }),
+            url: vec![LockedUrl {
+                url: "https://example.com/x.tar".into(),
+                sha256: "c".repeat(64),
+            }],
+            source_date_epoch: Some(LockedEpoch {
+                git: 1_700_000_000,
+                commit: Some("d".repeat(40)),
+            }),
+        };
+        let path = lock.save(&recipe).unwrap();
+        assert_eq!(path, dir.path().join("recipe.lock"));
+        assert_eq!(Lock::load(&recipe).unwrap(), Some(lock));
+
+        std::fs::write(&path, "version = 1\nbase-image = \"x\"\n").unwrap();
+        let e = Lock::load(&recipe).unwrap_err();
+        assert!(e.message().contains("recipe.lock:2:1"), "{}", e.message());
+
+        std::fs::write(&path, "version = 7\n").unwrap();
+        let e = Lock::load(&recipe).unwrap_err();
+        assert!(e.message().contains("lock version 7"), "{}", e.message());
+
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(Lock::load(&recipe).unwrap(), None);
+    }
 }
