@@ -1,17 +1,22 @@
 //! The registry harness (tests/common/registry.rs) against a real `docker-registry`,
 //! with skopeo as the independent client: our layouts pushed with
 //! `skopeo copy --preserve-digests` come back with the digest our build printed, in
-//! every set-up (plain, htpasswd, TLS, TLS + htpasswd), and the set-ups refuse what
-//! they should (wrong credentials, an untrusted CA).
+//! every set-up (plain, htpasswd, TLS, TLS + htpasswd, bearer tokens), and the set-ups
+//! refuse what they should (wrong credentials, an untrusted CA, a token without the
+//! scope or with a bad signature).
 //!
 //! Tools (Debian): `apt-get install -y docker-registry skopeo openssl apache2-utils`.
 
 mod common;
 
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
 use common::registry::{Mode, Registry};
+use common::token;
 use common::{require_tool, Ctx, Layout};
 use sha2::{Digest, Sha256};
 use std::fs;
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -109,8 +114,8 @@ fn build_hello(out: &Path) -> String {
 }
 
 /// Pushes the hello example with skopeo and checks that `skopeo inspect` reports the
-/// digest our build printed, for both of its tags.
-fn hello_round_trip(mode: Mode) {
+/// digest our build printed, for both of its tags. Returns the registry, still running.
+fn hello_round_trip(mode: Mode) -> Registry {
     let reg = Registry::start(mode);
     let out = tempfile::tempdir().expect("out dir");
     let layout = out.path().join("layout");
@@ -136,6 +141,7 @@ fn hello_round_trip(mode: Mode) {
         let raw = skopeo.inspect(&reg, &format!("imgbuild/hello:{tag}"), true);
         assert_eq!(raw, Layout::new(&layout).blob(&digest), "manifest bytes");
     }
+    reg
 }
 
 #[test]
@@ -292,7 +298,16 @@ name = "app"
 
 #[test]
 fn docker_config_json_from_the_harness_authenticates_skopeo() {
-    let reg = Registry::start(Mode::htpasswd(USER, PASSWORD));
+    docker_config_json_authenticates(Mode::htpasswd(USER, PASSWORD));
+}
+
+#[test]
+fn docker_config_json_from_the_harness_authenticates_skopeo_with_tokens() {
+    docker_config_json_authenticates(Mode::token(USER, PASSWORD));
+}
+
+fn docker_config_json_authenticates(mode: Mode) {
+    let reg = Registry::start(mode);
     let out = tempfile::tempdir().expect("out dir");
     let layout = out.path().join("layout");
     let digest = build_hello(&layout);
@@ -317,6 +332,14 @@ fn docker_config_json_from_the_harness_authenticates_skopeo() {
     );
     let info: serde_json::Value = serde_json::from_slice(&info.stdout).expect("json");
     assert_eq!(info["Digest"], digest);
+    if reg.token_realm().is_some() {
+        let log = reg.token_requests();
+        let last = log.last().expect("token requests");
+        assert!(
+            last.granted && last.user.as_deref() == Some(USER),
+            "{log:#?}"
+        );
+    }
 }
 
 #[test]
@@ -332,4 +355,263 @@ fn registries_get_distinct_ports_and_stop_when_dropped() {
         "the registry still listens after drop"
     );
     assert!(b.log().contains("listening on 127.0.0.1"), "{}", b.log());
+}
+
+/// An answer read by [`http`].
+struct Response {
+    status: u16,
+    /// Status line and headers, as text.
+    head: String,
+    body: Vec<u8>,
+}
+
+impl Response {
+    /// The first value of header `name` (case-insensitive).
+    fn header(&self, name: &str) -> Option<&str> {
+        self.head.lines().skip(1).find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// One HTTP/1.1 request on a fresh loopback connection (`Connection: close`), read to
+/// the end; Err when the connection closes without an answer. `body`, when given, is
+/// sent with `Content-Length`.
+fn http(
+    host: &str,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+) -> Result<Response, String> {
+    let addr = host.parse().expect("host is IP:PORT");
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))
+        .map_err(|e| format!("connect {host}: {e}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(20))).ok();
+    s.set_write_timeout(Some(Duration::from_secs(20))).ok();
+    let mut req = format!("{method} {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req += &format!("{k}: {v}\r\n");
+    }
+    if let Some(b) = body {
+        req += &format!("Content-Length: {}\r\n", b.len());
+    }
+    req += "\r\n";
+    s.write_all(req.as_bytes())
+        .map_err(|e| format!("write: {e}"))?;
+    if let Some(b) = body {
+        s.write_all(b).map_err(|e| format!("write body: {e}"))?;
+    }
+    let mut buf = Vec::new();
+    let read = s.read_to_end(&mut buf);
+    if buf.is_empty() {
+        return Err(format!(
+            "the connection closed without an answer ({read:?})"
+        ));
+    }
+    let split = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| format!("no complete head in {:?}", String::from_utf8_lossy(&buf)))?;
+    let head = String::from_utf8_lossy(&buf[..split]).into_owned();
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| format!("not an HTTP status line: {head:?}"))?;
+    Ok(Response {
+        status,
+        head,
+        body: buf[split + 4..].to_vec(),
+    })
+}
+
+fn basic_auth(user: &str, password: &str) -> String {
+    format!("Basic {}", BASE64.encode(format!("{user}:{password}")))
+}
+
+/// A token from the registry's issuer for `scope`, with the test credentials.
+fn fetch_token(reg: &Registry, scope: &str) -> String {
+    let realm = reg.token_realm().expect("token mode");
+    let host = realm
+        .strip_prefix("http://")
+        .and_then(|r| r.strip_suffix("/token"))
+        .expect("realm is http://HOST/token");
+    let target = format!(
+        "/token?service={}&scope={}",
+        token::SERVICE,
+        scope
+            .replace(':', "%3A")
+            .replace('/', "%2F")
+            .replace(',', "%2C")
+    );
+    let auth = basic_auth(USER, PASSWORD);
+    let r = http(host, "GET", &target, &[("Authorization", &auth)], None).expect("token");
+    assert_eq!(r.status, 200, "token refused: {}", r.text());
+    let v: serde_json::Value = serde_json::from_slice(&r.body).expect("token json");
+    assert_eq!(v["token"], v["access_token"], "{v}");
+    assert_eq!(v["expires_in"], 300, "{v}");
+    assert!(
+        v["issued_at"].as_str().is_some_and(|t| t.ends_with('Z')),
+        "{v}"
+    );
+    v["token"].as_str().expect("token string").to_string()
+}
+
+#[test]
+fn token_registry_serves_the_digest_our_build_printed_and_logs_the_push_scope() {
+    let reg = hello_round_trip(Mode::token(USER, PASSWORD));
+    let log = reg.token_requests();
+    let push = log
+        .iter()
+        .find(|r| {
+            r.scopes
+                .iter()
+                .any(|s| s.starts_with("repository:imgbuild/hello:") && s.contains("push"))
+        })
+        .unwrap_or_else(|| panic!("no token request asked to push: {log:#?}"));
+    assert_eq!(push.user.as_deref(), Some(USER), "{push:?}");
+    assert!(push.granted, "{push:?}");
+    assert_eq!(push.service.as_deref(), Some(token::SERVICE), "{push:?}");
+    assert!(log.iter().all(|r| r.granted), "{log:#?}");
+}
+
+#[test]
+fn token_registry_refuses_anonymous_and_wrong_credentials_at_the_issuer() {
+    let reg = Registry::start(Mode::token(USER, PASSWORD));
+    let out = tempfile::tempdir().expect("out dir");
+    let layout = out.path().join("layout");
+    build_hello(&layout);
+    let skopeo = Skopeo::new();
+    let dest = format!("docker://{}", reg.reference("imgbuild/hello:1.0.0"));
+    let src = format!("oci:{}:1.0.0", layout.display());
+
+    let o = skopeo.run(&strings(&[
+        "copy",
+        "--dest-tls-verify=false",
+        "--dest-no-creds",
+        &src,
+        &dest,
+    ]));
+    let e = stderr(&o).to_lowercase();
+    assert!(!o.status.success(), "anonymous push succeeded");
+    assert!(
+        e.contains("401") || e.contains("unauthorized"),
+        "the anonymous refusal does not say why: {e}"
+    );
+    let log = reg.token_requests();
+    assert!(
+        log.iter().any(|r| r.user.is_none()
+            && !r.granted
+            && r.status == 401
+            && r.scopes.iter().any(|s| s.contains("push"))),
+        "no refused anonymous push-scope request in {log:#?}"
+    );
+
+    let wrong = format!("{USER}:not-the-password");
+    let o = skopeo.run(&strings(&[
+        "copy",
+        "--dest-tls-verify=false",
+        "--dest-creds",
+        &wrong,
+        &src,
+        &dest,
+    ]));
+    let e = stderr(&o);
+    assert!(!o.status.success(), "push with a wrong password succeeded");
+    assert!(
+        e.to_lowercase().contains("401") || e.to_lowercase().contains("unauthorized"),
+        "the refusal does not say 401/unauthorized: {e}"
+    );
+    assert!(!e.contains("not-the-password"), "skopeo echoed the secret");
+    let log = reg.token_requests();
+    assert!(
+        log.iter()
+            .any(|r| r.user.as_deref() == Some(USER) && !r.granted && r.status == 401),
+        "no refused request from {USER} in {log:#?}"
+    );
+    assert!(log.iter().all(|r| !r.granted), "{log:#?}");
+}
+
+#[test]
+fn token_registry_checks_the_signature_and_the_scope_of_each_token() {
+    let reg = Registry::start(Mode::token(USER, PASSWORD));
+    let host = reg.host();
+    let tags = "/v2/imgbuild/hello/tags/list";
+
+    let r = http(&host, "GET", "/v2/", &[], None).expect("GET /v2/");
+    assert_eq!(r.status, 401);
+    let challenge = r.header("www-authenticate").unwrap_or_default();
+    assert!(
+        challenge.starts_with("Bearer ")
+            && challenge.contains(&format!("realm=\"{}\"", reg.token_realm().unwrap()))
+            && challenge.contains(&format!("service=\"{}\"", token::SERVICE)),
+        "challenge: {challenge:?}"
+    );
+
+    // A token for another repository: 401 again, naming the scope it lacks.
+    let other = fetch_token(&reg, "repository:imgbuild/other:pull,push");
+    let r = http(
+        &host,
+        "GET",
+        tags,
+        &[("Authorization", &format!("Bearer {other}"))],
+        None,
+    )
+    .expect("GET tags");
+    assert_eq!(r.status, 401, "{}\n{}", r.head, reg.log());
+    let challenge = r.header("www-authenticate").unwrap_or_default();
+    assert!(
+        challenge.contains("scope=\"repository:imgbuild/hello:pull\""),
+        "challenge: {challenge:?}"
+    );
+
+    // The right scope passes authorization (the repository does not exist yet: 404).
+    let good = fetch_token(&reg, "repository:imgbuild/hello:pull");
+    let r = http(
+        &host,
+        "GET",
+        tags,
+        &[("Authorization", &format!("Bearer {good}"))],
+        None,
+    )
+    .expect("GET tags");
+    assert_eq!(
+        r.status,
+        404,
+        "{}\n{}\n--- registry log ---\n{}",
+        r.head,
+        r.text(),
+        reg.log()
+    );
+    assert!(r.text().contains("NAME_UNKNOWN"), "{}", r.text());
+
+    // The same token with its claims altered no longer verifies.
+    let mut parts: Vec<String> = good.split('.').map(str::to_string).collect();
+    let claims = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(&parts[1])
+        .expect("claims");
+    let forged = String::from_utf8(claims)
+        .expect("utf8 claims")
+        .replace("imgbuild/hello", "imgbuild/hellp");
+    parts[1] = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(forged);
+    let r = http(
+        &host,
+        "GET",
+        "/v2/imgbuild/hellp/tags/list",
+        &[("Authorization", &format!("Bearer {}", parts.join(".")))],
+        None,
+    )
+    .expect("GET tags");
+    assert_eq!(r.status, 401, "a forged token was accepted: {}", r.head);
+    assert!(
+        reg.log().contains("invalid RS256 signature"),
+        "the refusal was not for the signature:\n{}",
+        reg.log()
+    );
 }

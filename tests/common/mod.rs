@@ -302,3 +302,4 @@ pub fn make_tar(entries: &[TarMember]) -> Vec<u8> {
     b.into_inner().expect("tar")
 }
 pub mod registry;
+pub mod token;
