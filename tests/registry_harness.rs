@@ -3,7 +3,9 @@
 //! `skopeo copy --preserve-digests` come back with the digest our build printed, in
 //! every set-up (plain, htpasswd, TLS, TLS + htpasswd, bearer tokens), and the set-ups
 //! refuse what they should (wrong credentials, an untrusted CA, a token without the
-//! scope or with a bad signature).
+//! scope or with a bad signature). The fault proxy (tests/common/proxy.rs) relays a
+//! push faithfully, injects the faults it is told to, and logs what it saw; a killed
+//! registry restarts with its content.
 //!
 //! Tools (Debian): `apt-get install -y docker-registry skopeo openssl apache2-utils`.
 
@@ -11,6 +13,7 @@ mod common;
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
+use common::proxy::{Action, Fault, FaultProxy};
 use common::registry::{Mode, Registry};
 use common::token;
 use common::{require_tool, Ctx, Layout};
@@ -74,16 +77,26 @@ impl Skopeo {
 
     /// `skopeo copy --preserve-digests [--all] oci:LAYOUT:TAG docker://REG/REPO:TAG`.
     fn push(&self, reg: &Registry, layout: &Path, tag: &str, repo: &str, all: bool) -> Output {
+        self.push_via(&reg.host(), reg, layout, tag, repo, all)
+    }
+
+    /// As `push`, to `host` (e.g. a proxy in front of `reg`) with `reg`'s flags.
+    fn push_via(
+        &self,
+        host: &str,
+        reg: &Registry,
+        layout: &Path,
+        tag: &str,
+        repo: &str,
+        all: bool,
+    ) -> Output {
         let mut args = strings(&["copy", "--preserve-digests"]);
         if all {
             args.push("--all".into());
         }
         args.extend(reg.skopeo_flags("dest-"));
         args.push(format!("oci:{}:{tag}", layout.display()));
-        args.push(format!(
-            "docker://{}",
-            reg.reference(&format!("{repo}:{tag}"))
-        ));
+        args.push(format!("docker://{host}/{repo}:{tag}"));
         self.run(&args)
     }
 
@@ -96,6 +109,13 @@ impl Skopeo {
         args.extend(reg.skopeo_flags(""));
         args.push(format!("docker://{}", reg.reference(reference)));
         self.ok(&args, reg).stdout
+    }
+
+    /// The `Digest` that `skopeo inspect` reports for `reference` on `reg`.
+    fn digest(&self, reg: &Registry, reference: &str) -> String {
+        let info: serde_json::Value =
+            serde_json::from_slice(&self.inspect(reg, reference, false)).expect("inspect json");
+        info["Digest"].as_str().expect("Digest").to_string()
     }
 }
 
@@ -612,6 +632,327 @@ fn token_registry_checks_the_signature_and_the_scope_of_each_token() {
     assert!(
         reg.log().contains("invalid RS256 signature"),
         "the refusal was not for the signature:\n{}",
+        reg.log()
+    );
+}
+
+#[test]
+fn fault_proxy_relays_a_push_and_a_re_push_only_checks_blobs() {
+    let reg = Registry::start(Mode::Plain);
+    let proxy = FaultProxy::start(reg.addr(), vec![]);
+    let out = tempfile::tempdir().expect("out dir");
+    let layout = out.path().join("layout");
+    let digest = build_hello(&layout);
+    let skopeo = Skopeo::new();
+
+    let o = skopeo.push_via(
+        &proxy.host(),
+        &reg,
+        &layout,
+        "1.0.0",
+        "imgbuild/hello",
+        false,
+    );
+    assert!(
+        o.status.success(),
+        "push through the proxy failed: {}\nproxy log: {:#?}\n--- registry log ---\n{}",
+        stderr(&o),
+        proxy.requests(),
+        reg.log()
+    );
+    assert_eq!(skopeo.digest(&reg, "imgbuild/hello:1.0.0"), digest);
+    let first = proxy.requests();
+    // The upload URLs the registry handed out (Location) led back through the proxy.
+    assert!(
+        first
+            .iter()
+            .any(|(m, p, s)| m == "PUT" && p.contains("/blobs/uploads/") && *s == 201),
+        "blob uploads bypassed the proxy: {first:#?}"
+    );
+    assert!(
+        first.iter().any(|r| *r
+            == (
+                "PUT".to_string(),
+                "/v2/imgbuild/hello/manifests/1.0.0".to_string(),
+                201
+            )),
+        "{first:#?}"
+    );
+    assert!(first.iter().all(|(_, _, s)| *s != 0), "{first:#?}");
+
+    let o = skopeo.push_via(
+        &proxy.host(),
+        &reg,
+        &layout,
+        "1.0.0",
+        "imgbuild/hello",
+        false,
+    );
+    assert!(o.status.success(), "re-push failed: {}", stderr(&o));
+    let again = &proxy.requests()[first.len()..];
+    let blobs = 1 + Layout::new(&layout).layer_digests(&digest).len();
+    let heads = again
+        .iter()
+        .filter(|(m, p, s)| m == "HEAD" && p.contains("/blobs/sha256:") && *s == 200)
+        .count();
+    assert!(
+        heads >= blobs,
+        "{heads} blob HEADs for {blobs} blobs: {again:#?}"
+    );
+    assert!(
+        !again.iter().any(|(_, p, _)| p.contains("/blobs/uploads/")),
+        "the re-push uploaded again: {again:#?}"
+    );
+}
+
+#[test]
+fn fault_proxy_streams_large_and_chunked_bodies_and_keeps_location_on_the_proxy() {
+    let reg = Registry::start(Mode::Plain);
+    let proxy = FaultProxy::start(reg.addr(), vec![]);
+    let host = proxy.host();
+    let blob = common::test_bytes(7, 6 * 1024 * 1024 + 13);
+    let digest = format!("sha256:{:x}", Sha256::digest(&blob));
+
+    let r = http(&host, "POST", "/v2/imgbuild/big/blobs/uploads/", &[], None).expect("POST");
+    assert_eq!(r.status, 202, "{}", r.head);
+    let location = r.header("location").expect("Location").to_string();
+    let prefix = format!("http://{host}/v2/imgbuild/big/blobs/uploads/");
+    assert!(location.starts_with(&prefix), "Location {location}");
+
+    // Chunked request body: three chunks and the last-chunk.
+    let target = format!(
+        "{}&digest={digest}",
+        &location[format!("http://{host}").len()..]
+    );
+    let mut s = TcpStream::connect(host.as_str()).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(20))).ok();
+    write!(
+        s,
+        "PUT {target} HTTP/1.1\r\nHost: {host}\r\nTransfer-Encoding: chunked\r\n\
+         Content-Type: application/octet-stream\r\nConnection: close\r\n\r\n"
+    )
+    .expect("head");
+    for part in blob.chunks(blob.len() / 3 + 1) {
+        write!(s, "{:x}\r\n", part.len()).expect("chunk size");
+        s.write_all(part).expect("chunk");
+        s.write_all(b"\r\n").expect("crlf");
+    }
+    s.write_all(b"0\r\n\r\n").expect("last chunk");
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).expect("answer");
+    assert!(
+        answer.starts_with("HTTP/1.1 201"),
+        "{answer}\n{}",
+        reg.log()
+    );
+
+    // `Expect: 100-continue`: the body goes once the registry's 100 came back.
+    let small = b"expect-continue blob\n";
+    let small_digest = format!("sha256:{:x}", Sha256::digest(small));
+    let r = http(&host, "POST", "/v2/imgbuild/big/blobs/uploads/", &[], None).expect("POST");
+    let location = r.header("location").expect("Location").to_string();
+    let target = format!(
+        "{}&digest={small_digest}",
+        &location[format!("http://{host}").len()..]
+    );
+    let mut s = TcpStream::connect(host.as_str()).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(20))).ok();
+    write!(
+        s,
+        "PUT {target} HTTP/1.1\r\nHost: {host}\r\nContent-Length: {}\r\n\
+         Expect: 100-continue\r\nConnection: close\r\n\r\n",
+        small.len()
+    )
+    .expect("head");
+    let mut interim = [0u8; 25];
+    s.read_exact(&mut interim).expect("100 Continue");
+    assert_eq!(&interim, b"HTTP/1.1 100 Continue\r\n\r\n");
+    s.write_all(small).expect("body");
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).expect("answer");
+    assert!(
+        answer.starts_with("HTTP/1.1 201"),
+        "{answer}\n{}",
+        reg.log()
+    );
+
+    // Back through the proxy, Content-Length framed, byte for byte.
+    let r = http(
+        &host,
+        "GET",
+        &format!("/v2/imgbuild/big/blobs/{digest}"),
+        &[],
+        None,
+    )
+    .expect("GET blob");
+    assert_eq!(r.status, 200, "{}", r.head);
+    assert_eq!(r.body.len(), blob.len());
+    assert!(r.body == blob, "the blob came back altered");
+    let r = http(
+        &host,
+        "HEAD",
+        &format!("/v2/imgbuild/big/blobs/{digest}"),
+        &[],
+        None,
+    )
+    .expect("HEAD blob");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-length"), Some(&*blob.len().to_string()));
+    assert!(r.body.is_empty());
+}
+
+#[test]
+fn fault_proxy_status_faults_reach_the_client_then_pass_through() {
+    let reg = Registry::start(Mode::Plain);
+    let proxy = FaultProxy::start(
+        reg.addr(),
+        vec![
+            Fault::new(Action::Status(500)).method("GET").path("/v2/"),
+            Fault::new(Action::Status(429))
+                .method("PUT")
+                .path("/manifests/")
+                .times(100),
+        ],
+    );
+    let host = proxy.host();
+    let r = http(&host, "GET", "/v2/", &[], None).expect("GET /v2/");
+    assert_eq!(r.status, 500, "{}", r.head);
+    assert!(r.text().contains("fault injected"), "{}", r.text());
+    let r = http(&host, "GET", "/v2/", &[], None).expect("GET /v2/");
+    assert_eq!(r.status, 200, "the fault fired more than once: {}", r.head);
+    assert_eq!(
+        proxy.requests(),
+        vec![
+            ("GET".to_string(), "/v2/".to_string(), 500),
+            ("GET".to_string(), "/v2/".to_string(), 200)
+        ]
+    );
+
+    // skopeo reports the 429 on the manifest, and the tag does not exist.
+    let out = tempfile::tempdir().expect("out dir");
+    let layout = out.path().join("layout");
+    build_hello(&layout);
+    let skopeo = Skopeo::new();
+    let o = skopeo.push_via(&host, &reg, &layout, "1.0.0", "imgbuild/hello", false);
+    assert!(
+        !o.status.success(),
+        "the push ignored a 429 on its manifest"
+    );
+    let e = stderr(&o);
+    assert!(
+        e.contains("429") || e.to_lowercase().contains("too many requests"),
+        "skopeo does not report the 429: {e}"
+    );
+    let log = proxy.requests();
+    assert!(
+        log.iter()
+            .any(|(m, p, s)| m == "PUT" && p.ends_with("/manifests/1.0.0") && *s == 429),
+        "{log:#?}"
+    );
+    let r = http(
+        &reg.host(),
+        "GET",
+        "/v2/imgbuild/hello/tags/list",
+        &[],
+        None,
+    )
+    .expect("tags");
+    assert!(!r.text().contains("1.0.0"), "the tag exists: {}", r.text());
+}
+
+#[test]
+fn fault_proxy_drop_closes_the_connection_without_an_answer() {
+    let reg = Registry::start(Mode::Plain);
+    let proxy = FaultProxy::start(
+        reg.addr(),
+        vec![Fault::new(Action::Drop).method("GET").path("/v2/").times(2)],
+    );
+    let host = proxy.host();
+    for _ in 0..2 {
+        let e = http(&host, "GET", "/v2/", &[], None).err();
+        assert!(
+            e.as_deref()
+                .is_some_and(|e| e.contains("without an answer")),
+            "{e:?}"
+        );
+    }
+    // Other methods are not matched; after two drops GET passes too.
+    assert_eq!(http(&host, "HEAD", "/v2/", &[], None).unwrap().status, 200);
+    assert_eq!(http(&host, "GET", "/v2/", &[], None).unwrap().status, 200);
+    assert_eq!(proxy.faults_left(), 0);
+    let statuses: Vec<u16> = proxy.requests().into_iter().map(|(_, _, s)| s).collect();
+    assert_eq!(statuses, vec![0, 0, 200, 200]);
+}
+
+#[test]
+fn registry_killed_at_the_manifest_put_keeps_the_old_tag_after_restart() {
+    let mut reg = Registry::start(Mode::Plain);
+    let out = tempfile::tempdir().expect("out dir");
+    let old_layout = out.path().join("old");
+    let old = build_hello(&old_layout);
+    let skopeo = Skopeo::new();
+    assert!(skopeo
+        .push(&reg, &old_layout, "1.0.0", "imgbuild/hello", false)
+        .status
+        .success());
+
+    // A different image under the same tag; the registry dies as its manifest arrives.
+    let c = Ctx::new();
+    c.recipe_text(
+        "[image]\ntags = [\"1.0.0\"]\nsource-date-epoch = 1700000000\n\n\
+         [[layer]]\nname = \"x\"\n  [[layer.file]]\n  path = \"/new\"\n  content = \"new\\n\"\n",
+    );
+    let new_layout = out.path().join("new");
+    let new = c.build_ok(&new_layout, &[]);
+    assert_ne!(new, old);
+    let proxy = FaultProxy::start(
+        reg.addr(),
+        vec![Fault::new(Action::Run(Box::new(reg.kill_switch())))
+            .method("PUT")
+            .path("/manifests/")],
+    );
+    let o = skopeo.push_via(
+        &proxy.host(),
+        &reg,
+        &new_layout,
+        "1.0.0",
+        "imgbuild/hello",
+        false,
+    );
+    assert!(
+        !o.status.success(),
+        "the push survived the registry's death"
+    );
+    assert!(!reg.is_running(), "the kill switch did not kill");
+    let log = proxy.requests();
+    assert_eq!(
+        log.last(),
+        Some(&(
+            "PUT".to_string(),
+            "/v2/imgbuild/hello/manifests/1.0.0".to_string(),
+            0
+        )),
+        "{log:#?}"
+    );
+    // With the registry down, the proxy answers 502.
+    let r = http(&proxy.host(), "GET", "/v2/", &[], None).expect("GET /v2/");
+    assert_eq!(r.status, 502, "{}", r.head);
+
+    reg.restart();
+    assert!(reg.is_running());
+    assert_eq!(
+        skopeo.digest(&reg, "imgbuild/hello:1.0.0"),
+        old,
+        "the interrupted push moved the tag"
+    );
+    // kill + restart by hand keeps content too.
+    reg.kill();
+    assert!(!reg.is_running());
+    reg.restart();
+    assert_eq!(skopeo.digest(&reg, "imgbuild/hello:1.0.0"), old);
+    assert!(
+        reg.log().matches("listening on 127.0.0.1").count() >= 3,
+        "{}",
         reg.log()
     );
 }
