@@ -306,4 +306,6 @@ pub fn make_tar(entries: &[TarMember]) -> Vec<u8> {
     }
     b.into_inner().expect("tar")
 }
+pub mod proxy;
 pub mod registry;
+pub mod token;

@@ -1,7 +1,12 @@
 //! A real registry for tests: Debian's `docker-registry` (distribution 2.8) started on
 //! 127.0.0.1 with a free port, its storage in a temp dir, in one of a few set-ups
-//! (plain HTTP, htpasswd Basic auth, TLS with a CA made by openssl here, or both).
+//! (plain HTTP, htpasswd Basic auth, TLS with a CA made by openssl here, both, or
+//! bearer tokens from the issuer in `token.rs`, the flow hosted registries use).
 //! Loopback only; every wait is bounded; failures carry the registry's log.
+//!
+//! A registry can be killed and restarted on the same port and storage
+//! ([`Registry::kill`], [`Registry::restart`], [`Registry::kill_switch`] for a fault
+//! proxy's hook), so a test can check what an interrupted push left behind.
 //!
 //! ```ignore
 //! let reg = Registry::start(Mode::htpasswd("alice", "s3cret"));
@@ -10,16 +15,18 @@
 //! let flags = reg.skopeo_flags("dest-");
 //! ```
 //!
-//! Needs `docker-registry`, `openssl` (TLS) and `htpasswd` (apache2-utils) on PATH.
+//! Needs `docker-registry`, `openssl` (TLS, tokens) and `htpasswd` (apache2-utils) on PATH.
 
 use std::fs;
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::require_tool;
+use super::token::{TokenIssuer, TokenRequest, ISSUER, SERVICE};
 
 /// How long a registry may take to answer `GET /v2/` after it is started.
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -37,6 +44,9 @@ pub enum Mode {
     Tls,
     /// HTTPS and Basic auth.
     TlsHtpasswd { user: String, password: String },
+    /// Plain HTTP, `auth: token`: bearer tokens from a test issuer (plain HTTP too)
+    /// that grants pull and push to this user and refuses everyone else.
+    Token { user: String, password: String },
 }
 
 impl Mode {
@@ -54,6 +64,13 @@ impl Mode {
         }
     }
 
+    pub fn token(user: &str, password: &str) -> Mode {
+        Mode::Token {
+            user: user.into(),
+            password: password.into(),
+        }
+    }
+
     pub fn is_tls(&self) -> bool {
         matches!(self, Mode::Tls | Mode::TlsHtpasswd { .. })
     }
@@ -61,9 +78,9 @@ impl Mode {
     /// The (user, password) the registry accepts, when it requires any.
     pub fn credentials(&self) -> Option<(&str, &str)> {
         match self {
-            Mode::Htpasswd { user, password } | Mode::TlsHtpasswd { user, password } => {
-                Some((user, password))
-            }
+            Mode::Htpasswd { user, password }
+            | Mode::TlsHtpasswd { user, password }
+            | Mode::Token { user, password } => Some((user, password)),
             Mode::Plain | Mode::Tls => None,
         }
     }
@@ -73,10 +90,15 @@ impl Mode {
 pub struct Registry {
     mode: Mode,
     port: u16,
-    child: Option<Child>,
+    /// Shared with [`Registry::kill_switch`] handles.
+    child: Arc<Mutex<Option<Child>>>,
     dir: tempfile::TempDir,
-    log_path: PathBuf,
+    config: PathBuf,
+    /// One log per run: the first start, then each restart.
+    logs: Vec<PathBuf>,
     cert_dir: Option<PathBuf>,
+    /// `Mode::Token`'s issuer: runs for the registry's whole life, across restarts.
+    issuer: Option<TokenIssuer>,
 }
 
 impl Registry {
@@ -92,9 +114,22 @@ impl Registry {
         let storage = root.join("storage");
         fs::create_dir_all(&storage).expect("registry storage dir");
 
-        let htpasswd = mode
-            .credentials()
-            .map(|(user, password)| make_htpasswd(&root, user, password));
+        let issuer = match &mode {
+            Mode::Token { user, password } => {
+                Some(TokenIssuer::start(&root.join("token"), user, password))
+            }
+            _ => None,
+        };
+        let auth = match (&mode, &issuer) {
+            (Mode::Htpasswd { user, password } | Mode::TlsHtpasswd { user, password }, _) => {
+                Auth::Htpasswd(make_htpasswd(&root, user, password))
+            }
+            (_, Some(issuer)) => Auth::Token {
+                realm: issuer.realm(),
+                rootcertbundle: issuer.cert_path().to_path_buf(),
+            },
+            _ => Auth::None,
+        };
         let tls = mode.is_tls().then(|| make_certs(&root));
 
         let cert_dir = tls.as_ref().map(|t| t.cert_dir.clone());
@@ -103,11 +138,8 @@ impl Registry {
         let mut last_log = String::new();
         for attempt in 1..=PORT_ATTEMPTS {
             let port = free_port();
-            fs::write(
-                &config,
-                config_yaml(port, &storage, htpasswd.as_deref(), tls.as_ref()),
-            )
-            .expect("write registry config");
+            fs::write(&config, config_yaml(port, &storage, &auth, tls.as_ref()))
+                .expect("write registry config");
             let log_path = root.join(format!("registry-{attempt}.log"));
             let mut child = spawn(&config, &log_path, &root);
             match wait_ready(&mut child, port, &log_path, ca.as_deref()) {
@@ -115,10 +147,12 @@ impl Registry {
                     return Registry {
                         mode,
                         port,
-                        child: Some(child),
+                        child: Arc::new(Mutex::new(Some(child))),
                         dir,
-                        log_path,
+                        config,
+                        logs: vec![log_path],
                         cert_dir,
+                        issuer,
                     }
                 }
                 Err(Failure::PortTaken) => {
@@ -149,6 +183,11 @@ impl Registry {
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// 127.0.0.1:PORT as a socket address (e.g. a fault proxy's upstream).
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from((Ipv4Addr::LOCALHOST, self.port))
     }
 
     pub fn mode(&self) -> &Mode {
@@ -185,9 +224,23 @@ impl Registry {
         self.dir.path().join("storage")
     }
 
-    /// Everything the registry wrote to stdout and stderr so far.
+    /// Everything the registry wrote to stdout and stderr so far, over all its runs.
     pub fn log(&self) -> String {
-        read_log(&self.log_path)
+        let runs: Vec<String> = self.logs.iter().map(|p| read_log(p)).collect();
+        runs.join("\n--- registry restarted ---\n")
+    }
+
+    /// Every request the token issuer served so far (empty unless `Mode::Token`).
+    pub fn token_requests(&self) -> Vec<TokenRequest> {
+        self.issuer
+            .as_ref()
+            .map(TokenIssuer::requests)
+            .unwrap_or_default()
+    }
+
+    /// The token issuer's realm URL (`Mode::Token` only).
+    pub fn token_realm(&self) -> Option<String> {
+        self.issuer.as_ref().map(TokenIssuer::realm)
     }
 
     /// skopeo flags that reach this registry as configured: `prefix` is `"dest-"` for
@@ -221,15 +274,62 @@ impl Registry {
     }
 
     /// Kills the registry now (for fault tests); idempotent. Drop does the same.
+    /// The same as [`Registry::kill`].
     pub fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            kill(&mut c);
+        self.kill();
+    }
+
+    /// Kills the registry process (SIGKILL, reaped), keeping its storage, config and
+    /// port for [`Registry::restart`]; idempotent. The token issuer keeps running.
+    pub fn kill(&mut self) {
+        kill_shared(&self.child);
+    }
+
+    /// A handle that kills this registry from anywhere (e.g. a fault proxy's
+    /// `Action::Run`, on another thread); does nothing once it is dead.
+    pub fn kill_switch(&self) -> impl Fn() + Send + Sync + 'static {
+        let child = Arc::clone(&self.child);
+        move || kill_shared(&child)
+    }
+
+    /// Starts the registry again with the same mode, port, config and storage (killing
+    /// it first if it still runs), and waits until it answers as [`Registry::start`]
+    /// does; panics with the log if it does not.
+    pub fn restart(&mut self) {
+        self.kill();
+        let log_path = self
+            .dir
+            .path()
+            .join(format!("registry-restart-{}.log", self.logs.len()));
+        let mut child = spawn(&self.config, &log_path, self.dir.path());
+        let ca = self.ca_cert_path();
+        let ready = wait_ready(&mut child, self.port, &log_path, ca.as_deref());
+        self.logs.push(log_path);
+        match ready {
+            Ok(()) => *lock_child(&self.child) = Some(child),
+            Err(why) => {
+                kill(&mut child);
+                let why = match why {
+                    Failure::PortTaken => format!(
+                        "port {} was taken by another process while the registry was down",
+                        self.port
+                    ),
+                    Failure::Fatal(why) => why,
+                };
+                panic!(
+                    "docker-registry ({:?}) did not come back on {}: {why}\n\
+                     --- registry log ---\n{}",
+                    self.mode,
+                    self.host(),
+                    self.log()
+                );
+            }
         }
     }
 
     /// True while the registry process is alive.
     pub fn is_running(&mut self) -> bool {
-        match &mut self.child {
+        match lock_child(&self.child).as_mut() {
             Some(c) => matches!(c.try_wait(), Ok(None)),
             None => false,
         }
@@ -239,6 +339,20 @@ impl Registry {
 impl Drop for Registry {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// Locks the shared child even when poisoned (a panic elsewhere while it was held):
+/// that must not leave the process running.
+fn lock_child(child: &Mutex<Option<Child>>) -> std::sync::MutexGuard<'_, Option<Child>> {
+    child.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Kills and reaps the shared child, if any.
+fn kill_shared(child: &Mutex<Option<Child>>) {
+    let taken = lock_child(child).take();
+    if let Some(mut c) = taken {
+        kill(&mut c);
     }
 }
 
@@ -346,7 +460,17 @@ struct Tls {
     cert_dir: PathBuf,
 }
 
-fn config_yaml(port: u16, storage: &Path, htpasswd: Option<&Path>, tls: Option<&Tls>) -> String {
+/// The registry's `auth` section.
+enum Auth {
+    None,
+    Htpasswd(PathBuf),
+    Token {
+        realm: String,
+        rootcertbundle: PathBuf,
+    },
+}
+
+fn config_yaml(port: u16, storage: &Path, auth: &Auth, tls: Option<&Tls>) -> String {
     let mut y = format!(
         "version: 0.1\n\
          log:\n  level: info\n  formatter: text\n\
@@ -363,11 +487,24 @@ fn config_yaml(port: u16, storage: &Path, htpasswd: Option<&Path>, tls: Option<&
             t.key.display().to_string()
         );
     }
-    if let Some(h) = htpasswd {
-        y += &format!(
-            "auth:\n  htpasswd:\n    realm: imgbuild-test\n    path: {:?}\n",
-            h.display().to_string()
-        );
+    match auth {
+        Auth::None => {}
+        Auth::Htpasswd(h) => {
+            y += &format!(
+                "auth:\n  htpasswd:\n    realm: imgbuild-test\n    path: {:?}\n",
+                h.display().to_string()
+            )
+        }
+        Auth::Token {
+            realm,
+            rootcertbundle,
+        } => {
+            y += &format!(
+                "auth:\n  token:\n    realm: {realm:?}\n    service: {SERVICE:?}\n\
+                 \x20   issuer: {ISSUER:?}\n    rootcertbundle: {:?}\n",
+                rootcertbundle.display().to_string()
+            )
+        }
     }
     y
 }
@@ -445,7 +582,7 @@ fn make_certs(root: &Path) -> Tls {
     }
 }
 
-fn run(cmd: &mut Command) -> Output {
+pub(super) fn run(cmd: &mut Command) -> Output {
     let o = cmd
         .stdin(Stdio::null())
         .output()
@@ -460,7 +597,11 @@ fn run(cmd: &mut Command) -> Output {
 }
 
 /// Runs `cmd` with `input` on stdin, killing it after `timeout`.
-fn run_with_timeout(mut cmd: Command, input: &[u8], timeout: Duration) -> Result<Output, String> {
+pub(super) fn run_with_timeout(
+    mut cmd: Command,
+    input: &[u8],
+    timeout: Duration,
+) -> Result<Output, String> {
     let mut child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
