@@ -542,3 +542,182 @@ fn bad_push_targets_are_bad_input() {
     let o = run(imgbuild().args(["push", "127.0.0.1:1/a:b", "127.0.0.1:1/c:d"]));
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
 }
+
+#[test]
+fn token_auth_registry_push_pull_and_mount_with_source_scope() {
+    let reg = Registry::start(Mode::token(USER, PASSWORD));
+    let ctx = Ctx::new();
+    let creds = |c: &mut Command| {
+        c.env("IMGBUILD_REGISTRY_USER", USER)
+            .env("IMGBUILD_REGISTRY_PASSWORD", PASSWORD);
+    };
+    // A base, pushed with a token.
+    let base_ctx = Ctx::new();
+    base_ctx.recipe_text(
+        "[image]\nsource-date-epoch = 1\n[[layer]]\nname = \"b\"\n  [[layer.file]]\n  path = \"/etc/base\"\n  content = \"base\\n\"\n",
+    );
+    let mut cmd = imgbuild();
+    creds(&mut cmd);
+    let o = run(cmd
+        .arg("build")
+        .arg(base_ctx.recipe())
+        .arg("--out")
+        .arg(ctx.path().join("base-out"))
+        .arg(format!("--push={}", reg.reference("lib/base:1"))));
+    assert!(o.status.success(), "{}\n{}", stderr(&o), reg.log());
+    let base_digest = stdout(&o);
+    assert_eq!(
+        skopeo_digest(&reg, &reg.reference("lib/base:1")),
+        base_digest
+    );
+
+    // Derived from it (pulled with a token), pushed to another repository: mounted,
+    // with a token that asked for pull on the base's repository.
+    ctx.recipe_text(&format!(
+        "[image]\nsource-date-epoch = 1\n[base]\nimage = \"{}@{base_digest}\"\n[[layer]]\nname = \"a\"\n  [[layer.file]]\n  path = \"/app\"\n  content = \"app\\n\"\n",
+        reg.reference("lib/base:1")
+    ));
+    let mut cmd = imgbuild();
+    creds(&mut cmd);
+    let o = run(cmd
+        .arg("build")
+        .arg(ctx.recipe())
+        .arg("--out")
+        .arg(ctx.path().join("out"))
+        .arg(format!("--push={}", reg.reference("apps/derived:1"))));
+    assert!(o.status.success(), "{}\n{}", stderr(&o), reg.log());
+    assert!(stderr(&o).contains("1 mounted"), "{}", stderr(&o));
+    assert_eq!(
+        skopeo_digest(&reg, &reg.reference("apps/derived:1")),
+        stdout(&o)
+    );
+    let asked = reg.token_requests();
+    assert!(
+        asked.iter().any(|r| r.granted
+            && r.scopes.iter().any(|s| s == "repository:lib/base:pull")
+            && r.scopes
+                .iter()
+                .any(|s| s.starts_with("repository:apps/derived:"))),
+        "no token asked for the mount's source scope: {asked:?}"
+    );
+
+    // Wrong password: the token server refuses; exit 3, no secret.
+    let o = run(imgbuild()
+        .env("IMGBUILD_REGISTRY_USER", USER)
+        .env("IMGBUILD_REGISTRY_PASSWORD", "wrong-Pa55")
+        .arg("inspect")
+        .arg(reg.reference("apps/derived:1")));
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("wrong-Pa55"), "{}", stderr(&o));
+    assert!(stderr(&o).contains(&reg.host()), "{}", stderr(&o));
+}
+
+#[test]
+fn push_survives_dropped_connections_500_and_429() {
+    use common::proxy::{Action, Fault, FaultProxy};
+    let reg = Registry::start(Mode::Plain);
+    let proxy = FaultProxy::start(
+        reg.addr(),
+        vec![
+            Fault::new(Action::Drop).method("HEAD").path("/blobs/"),
+            Fault::new(Action::Status(500))
+                .method("POST")
+                .path("/blobs/uploads/"),
+            Fault::new(Action::Status(429))
+                .method("PUT")
+                .path("/blobs/uploads/"),
+            Fault::new(Action::Drop)
+                .method("PUT")
+                .path("/blobs/uploads/"),
+            Fault::new(Action::Status(503))
+                .method("PUT")
+                .path("/manifests/"),
+        ],
+    );
+    let ctx = Ctx::new();
+    ctx.recipe_text(&recipe(""));
+    let out = ctx.path().join("out");
+    let digest = ctx.build_ok(&out, &[]);
+    let target = format!("{}/faulty/app:1.0", proxy.host());
+    let o = run(imgbuild()
+        .arg("push")
+        .arg(format!("oci:{}:1.0", out.display()))
+        .arg(&target));
+    assert!(o.status.success(), "{}\n{:?}", stderr(&o), proxy.requests());
+    assert_eq!(stdout(&o), digest);
+    assert_eq!(
+        proxy.faults_left(),
+        0,
+        "every fault was hit: {:?}",
+        proxy.requests()
+    );
+    assert!(stderr(&o).contains("retrying"), "{}", stderr(&o));
+    assert_eq!(
+        skopeo_digest(&reg, &reg.reference("faulty/app:1.0")),
+        digest
+    );
+
+    // A re-push with nothing new: one HEAD per blob, then the manifest.
+    let before = proxy.requests().len();
+    let o = run(imgbuild()
+        .arg("push")
+        .arg(format!("oci:{}:1.0", out.display()))
+        .arg(&target));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let again: Vec<_> = proxy.requests()[before..].to_vec();
+    let heads = again
+        .iter()
+        .filter(|r| r.0 == "HEAD" && r.1.contains("/blobs/"))
+        .count();
+    let uploads = again
+        .iter()
+        .filter(|r| r.1.contains("/blobs/uploads"))
+        .count();
+    let manifests = again
+        .iter()
+        .filter(|r| r.0 == "PUT" && r.1.contains("/manifests/"))
+        .count();
+    let blobs = common::Layout::new(&out).layer_digests(&digest).len() + 1;
+    assert_eq!(heads, blobs, "one HEAD per blob: {again:?}");
+    assert_eq!(uploads, 0, "{again:?}");
+    assert_eq!(manifests, 1, "{again:?}");
+}
+
+#[test]
+fn registry_killed_mid_push_fails_with_exit_3_and_moves_no_tag() {
+    use common::proxy::{Action, Fault, FaultProxy};
+    let mut reg = Registry::start(Mode::Plain);
+    let ctx = Ctx::new();
+    ctx.recipe_text(&recipe(""));
+    let out = ctx.path().join("out");
+    let old = ctx.build_ok(&out, &[]);
+    // The tag exists, pointing at the old image.
+    let o = run(imgbuild()
+        .arg("push")
+        .arg(format!("oci:{}:1.0", out.display()))
+        .arg(reg.reference("killed/app:1.0")));
+    assert!(o.status.success(), "{}", stderr(&o));
+    // A new image; the registry dies when its first blob upload starts.
+    ctx.recipe_text(&recipe("").replace("hello from the registry test", "a newer build"));
+    let new = ctx.build_ok(&out, &[]);
+    assert_ne!(new, old);
+    let proxy = FaultProxy::start(
+        reg.addr(),
+        vec![Fault::new(Action::Run(Box::new(reg.kill_switch())))
+            .method("POST")
+            .path("/blobs/uploads/")],
+    );
+    let o = run(imgbuild()
+        .arg("push")
+        .arg(format!("oci:{}:1.0", out.display()))
+        .arg(format!("{}/killed/app:1.0", proxy.host())));
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(stderr(&o).contains(&proxy.host()), "{}", stderr(&o));
+    assert!(stdout(&o).is_empty());
+    reg.restart();
+    assert_eq!(
+        skopeo_digest(&reg, &reg.reference("killed/app:1.0")),
+        old,
+        "the tag moved although the push failed"
+    );
+}

@@ -321,6 +321,25 @@ impl RegistryClient {
     /// fail with a clear message before any work (oci-client would otherwise fall
     /// back to anonymous requests and report a bare 401 later).
     pub async fn authorize(&self, repository: &str, push: bool) -> Result<()> {
+        if let Challenge::Basic = self.challenge {
+            // Basic: ask /v2/ again with the credentials (if any).
+            let url = format!("{}://{}/v2/", self.scheme, self.registry);
+            let status = retry_request(self.retry, self.verbose, &self.registry, || {
+                let mut request = self.http.get(&url);
+                if let RegistryAuth::Basic(user, password) = &self.auth {
+                    request = request.basic_auth(user, Some(password));
+                }
+                request.send()
+            })
+            .await
+            .map_err(|e| connect_error(&self.registry, &e))?
+            .status();
+            if status == reqwest::StatusCode::UNAUTHORIZED {
+                let e = OciDistributionError::UnauthorizedError { url };
+                return Err(self.error("cannot log in", repository, e));
+            }
+            return Ok(());
+        }
         if !matches!(self.challenge, Challenge::Bearer { .. }) {
             return Ok(());
         }
