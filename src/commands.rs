@@ -66,14 +66,24 @@ fn push_target(args: &BuildArgs) -> Result<Option<RegistryRef>> {
     }
     let recipe = imgbuild::recipe::Recipe::load(&args.recipe)?;
     let Some(repo) = &recipe.image.repository else {
-        return Err(recipe
-            .error_at(
-                0..0,
-                "--push: the recipe names no [image].repository to push to",
-            )
-            .with_hint(
-                "add repository = \"host/path\" under [image], or give --push=host/path[:tag]",
-            ));
+        let message = "--push: the recipe names no [image].repository to push to";
+        let hint = "add repository = \"host/path\" under [image], or give --push=host/path[:tag]";
+        // Point at the [image] table when there is one; else name the recipe file.
+        let text = &recipe.source.text;
+        let table = text
+            .split_inclusive('\n')
+            .scan(0, |offset, line| {
+                let start = *offset;
+                *offset += line.len();
+                Some((start, line))
+            })
+            .find(|(_, line)| line.trim() == "[image]")
+            .map(|(start, line)| start..start + line.trim_end().len());
+        return Err(match table {
+            Some(span) => recipe.error_at(span, message),
+            None => Error::input(format!("{}: {message}", recipe.source.path.display())),
+        }
+        .with_hint(hint));
     };
     match Reference::parse(repo.get_ref()) {
         Ok(Reference::Registry(mut r))

@@ -522,13 +522,28 @@ fn unreachable_registry_fails_with_exit_3_naming_the_host() {
 #[test]
 fn bad_push_targets_are_bad_input() {
     let ctx = Ctx::new();
-    ctx.recipe_text(&recipe(""));
+    ctx.recipe_text(&format!("# a comment first\n{}", recipe("")));
     let out = ctx.path().join("out");
     // --push without a repository in the recipe.
     let o = ctx.build(&out, &["--push"]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("repository"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("recipe.toml:2:1") && stderr(&o).contains("2 | [image]"),
+        "points at the [image] table: {}",
+        stderr(&o)
+    );
     assert!(!out.exists(), "nothing is written");
+    // Without an [image] table the error names the recipe file.
+    let bare = Ctx::new();
+    bare.recipe_text("[[layer]]\nname = \"a\"\n  [[layer.dir]]\n  path = \"/a\"\n");
+    let o = bare.build(&bare.path().join("out"), &["--push"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("recipe.toml: --push: the recipe names no [image].repository"),
+        "{}",
+        stderr(&o)
+    );
     // A layout reference as a push target.
     let o = ctx.build(&out, &["--push=oci:somewhere"]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
