@@ -6,7 +6,7 @@
 
 use crate::digest::Digest;
 use crate::error::{Error, Result};
-use crate::image::{Descriptor, ImageConfig, Index, Manifest, DOCKER_MANIFEST_LIST, INDEX_V1};
+use crate::image::{Descriptor, ImageConfig, Index, Manifest};
 use crate::layout::Layout;
 use crate::platform::Platform;
 use crate::recipe::Recipe;
@@ -99,11 +99,7 @@ impl BaseImage {
         let bytes = self.layout.read_blob(&self.digest)?;
         let value: serde_json::Value =
             serde_json::from_slice(&bytes).map_err(|e| self.bad(format!("{e}")))?;
-        let is_index = value.get("manifests").is_some()
-            || matches!(
-                value.get("mediaType").and_then(|m| m.as_str()),
-                Some(INDEX_V1 | DOCKER_MANIFEST_LIST)
-            );
+        let is_index = crate::image::is_index_value(&value);
         let manifest_digest = if is_index {
             let index: Index =
                 serde_json::from_value(value).map_err(|e| self.bad(format!("{e}")))?;

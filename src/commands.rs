@@ -381,16 +381,7 @@ fn push(args: PushArgs, quiet: bool, registry: &RegistryArgs) -> Result<()> {
 /// The media type a manifest or index names itself with (or its shape implies).
 fn media_type_of(bytes: &[u8]) -> Option<String> {
     let v: serde_json::Value = serde_json::from_slice(bytes).ok()?;
-    if let Some(t) = v.get("mediaType").and_then(|t| t.as_str()) {
-        return Some(t.to_string());
-    }
-    if v.get("manifests").is_some() {
-        Some(imgbuild::image::INDEX_V1.to_string())
-    } else if v.get("config").is_some() {
-        Some(imgbuild::image::MANIFEST_V1.to_string())
-    } else {
-        None
-    }
+    imgbuild::image::media_type_of(&v)
 }
 
 fn json(r: &BuildResult, pushed: Option<&push::PushReport>) -> String {

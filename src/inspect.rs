@@ -4,7 +4,7 @@
 
 use crate::digest::Digest;
 use crate::error::{Error, Result};
-use crate::image::{ANNOTATION_REF_NAME, DOCKER_MANIFEST_LIST, INDEX_V1};
+use crate::image::ANNOTATION_REF_NAME;
 use crate::layout::Layout;
 use crate::reference::Reference;
 use crate::registry::client::{self, RegistryClient};
@@ -128,8 +128,7 @@ fn assemble(
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_string();
-    let is_index = top.get("manifests").is_some()
-        || matches!(media_type.as_str(), INDEX_V1 | DOCKER_MANIFEST_LIST);
+    let is_index = crate::image::is_index_value(&top);
     let mut manifests = Vec::new();
     if is_index {
         for m in top["manifests"]

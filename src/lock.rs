@@ -181,7 +181,7 @@ pub fn lock(
                 "base image {name}: {digest} is not a manifest or index: {e}"
             ))
         })?;
-        let is_index = value.get("manifests").is_some();
+        let is_index = crate::image::is_index_value(&value);
         let mut pins = BTreeMap::new();
         for p in &platforms {
             let d = if is_index {

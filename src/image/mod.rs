@@ -165,9 +165,64 @@ pub fn history_entry(created: &str, created_by: &str) -> Value {
     Value::Object(m)
 }
 
+/// Whether a media type names an index (OCI image index or Docker manifest list).
+pub fn is_index_media_type(media_type: &str) -> bool {
+    media_type == INDEX_V1 || media_type == DOCKER_MANIFEST_LIST
+}
+
+/// Whether a parsed manifest-or-index JSON value is an index: by its `mediaType`, or,
+/// when it names none (the field is optional in OCI), by its shape (`manifests`).
+/// The one place this question is answered.
+pub fn is_index_value(value: &Value) -> bool {
+    match value.get("mediaType").and_then(Value::as_str) {
+        Some(t) if is_index_media_type(t) => true,
+        Some(MANIFEST_V1 | DOCKER_MANIFEST_V2) => false,
+        _ => value.get("manifests").is_some(),
+    }
+}
+
+/// [`is_index_value`] on raw bytes; bytes that are not JSON are not an index.
+pub fn is_index_bytes(bytes: &[u8]) -> bool {
+    serde_json::from_slice::<Value>(bytes).is_ok_and(|v| is_index_value(&v))
+}
+
+/// The media type a manifest or index names itself with, or the one its shape implies.
+pub fn media_type_of(value: &Value) -> Option<String> {
+    if let Some(t) = value.get("mediaType").and_then(Value::as_str) {
+        return Some(t.to_string());
+    }
+    if value.get("manifests").is_some() {
+        Some(INDEX_V1.to_string())
+    } else if value.get("config").is_some() {
+        Some(MANIFEST_V1.to_string())
+    } else {
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn index_is_told_by_media_type_then_by_shape() {
+        assert!(is_index_value(&serde_json::json!({"mediaType": INDEX_V1})));
+        assert!(is_index_value(
+            &serde_json::json!({"mediaType": DOCKER_MANIFEST_LIST, "manifests": []})
+        ));
+        assert!(is_index_value(&serde_json::json!({"manifests": []})));
+        assert!(!is_index_value(
+            &serde_json::json!({"mediaType": MANIFEST_V1, "config": {}})
+        ));
+        assert!(!is_index_value(&serde_json::json!({"config": {}})));
+        assert!(!is_index_bytes(b"not json"));
+        assert!(is_index_bytes(br#"{"schemaVersion":2,"manifests":[]}"#));
+        assert_eq!(
+            media_type_of(&serde_json::json!({"config": {}})).as_deref(),
+            Some(MANIFEST_V1)
+        );
+        assert_eq!(media_type_of(&serde_json::json!({})), None);
+    }
 
     #[test]
     fn json_maps_are_sorted_and_output_is_compact() {

@@ -11,7 +11,7 @@ use super::client::{Options, RegistryClient, CONCURRENCY};
 use crate::base::select_platform;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
-use crate::image::{Index, Manifest, DOCKER_MANIFEST_LIST, INDEX_V1};
+use crate::image::{Index, Manifest};
 use crate::layout::Layout;
 use crate::platform::Platform;
 use crate::reference::RegistryRef;
@@ -143,16 +143,7 @@ fn holds_everything(
     Ok(true)
 }
 
-fn is_index(bytes: &[u8]) -> bool {
-    let Ok(v) = serde_json::from_slice::<serde_json::Value>(bytes) else {
-        return false;
-    };
-    v.get("manifests").is_some()
-        || matches!(
-            v.get("mediaType").and_then(|m| m.as_str()),
-            Some(INDEX_V1 | DOCKER_MANIFEST_LIST)
-        )
-}
+use crate::image::is_index_bytes as is_index;
 
 fn parse<T: serde::de::DeserializeOwned>(name: &str, digest: &Digest, bytes: &[u8]) -> Result<T> {
     serde_json::from_slice(bytes).map_err(|e| {

@@ -19,10 +19,7 @@ use serde::Serialize;
 use super::client::{RegistryClient, CONCURRENCY};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
-use crate::image::{
-    Descriptor, Index, Manifest, ANNOTATION_BASE_DIGEST, ANNOTATION_BASE_NAME,
-    DOCKER_MANIFEST_LIST, INDEX_V1,
-};
+use crate::image::{Descriptor, Index, Manifest, ANNOTATION_BASE_DIGEST, ANNOTATION_BASE_NAME};
 use crate::layout::Layout;
 use crate::reference::Reference;
 
@@ -53,9 +50,7 @@ struct Graph {
     base_digest: Option<Digest>,
 }
 
-fn is_index(media_type: &str) -> bool {
-    media_type == INDEX_V1 || media_type == DOCKER_MANIFEST_LIST
-}
+use crate::image::is_index_media_type as is_index;
 
 fn parse<T: serde::de::DeserializeOwned>(layout: &Layout, d: &Digest, bytes: &[u8]) -> Result<T> {
     serde_json::from_slice(bytes).map_err(|e| {
