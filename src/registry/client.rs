@@ -184,7 +184,16 @@ impl RegistryClient {
             .build()
             .map_err(|e| Error::network(format!("cannot set up HTTPS: {}", error_chain(&e))))?;
 
-        let found = credentials::find(registry, repository, &Environment::from_process())?;
+        // Credential helpers are programs that may take seconds: run the lookup on a
+        // blocking thread, not on one of the runtime's two workers.
+        let found = {
+            let (registry, repository) = (registry.to_string(), repository.to_string());
+            tokio::task::spawn_blocking(move || {
+                credentials::find(&registry, &repository, &Environment::from_process())
+            })
+            .await
+            .map_err(|e| Error::network(format!("credential lookup stopped: {e}")))??
+        };
         let (auth, cred_source) = match found {
             Some(found) => match found.credential {
                 Credential::Basic { username, password } => (
