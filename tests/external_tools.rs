@@ -4,9 +4,10 @@
 //! daemon answers.
 //!
 //! The tools come from Debian: `apt-get install -y skopeo umoci oci-image-tool
-//! busybox-static`. A missing tool fails the test (the README's test command installs
-//! them); only the Docker test skips, and only when no daemon answers, saying so on
-//! stderr and in the file named by `IMGBUILD_SKIPPED_LOG`.
+//! busybox-static docker-registry`. A missing tool fails the test (the README's test
+//! command installs them); only the two Docker tests (a layout loaded with `docker load`,
+//! an image pushed to a loopback registry and `docker pull`ed) skip, and only when no
+//! daemon answers, saying so on stderr and in the file named by `IMGBUILD_SKIPPED_LOG`.
 
 mod common;
 
@@ -851,17 +852,21 @@ impl Drop for DockerImage {
     }
 }
 
-#[test]
-fn docker_runs_the_image_where_a_daemon_answers() {
-    const NAME: &str = "docker_runs_the_image_where_a_daemon_answers";
-    let daemon = Command::new("docker")
+/// Whether a Docker daemon answers `docker info`.
+fn docker_daemon_answers() -> bool {
+    Command::new("docker")
         .arg("info")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .status()
         .map(|s| s.success())
-        .unwrap_or(false);
-    if !daemon {
+        .unwrap_or(false)
+}
+
+#[test]
+fn docker_runs_the_image_where_a_daemon_answers() {
+    const NAME: &str = "docker_runs_the_image_where_a_daemon_answers";
+    if !docker_daemon_answers() {
         skip(NAME, "no Docker daemon answers (docker info failed)");
         return;
     }
@@ -881,6 +886,51 @@ fn docker_runs_the_image_where_a_daemon_answers() {
     ]));
     run_ok(Command::new("docker").arg("load").arg("-i").arg(&archive));
     let _cleanup = DockerImage(image.clone());
+    let got = run_ok(Command::new("docker").args([
+        "run",
+        "--rm",
+        "--network=none",
+        &image,
+        "/bin/sh",
+        "-c",
+        "cat /etc/greeting; echo ok",
+    ]));
+    assert_eq!(got, format!("{GREETING}ok\n"));
+}
+
+/// The other way an image reaches Docker: `build --push` to a registry on loopback,
+/// then `docker pull` (Docker talks plain HTTP to 127.0.0.0/8 without configuration)
+/// and `docker run`. Docker must report the digest imgbuild printed.
+#[test]
+fn docker_pulls_and_runs_a_pushed_image_where_a_daemon_answers() {
+    const NAME: &str = "docker_pulls_and_runs_a_pushed_image_where_a_daemon_answers";
+    if !docker_daemon_answers() {
+        skip(NAME, "no Docker daemon answers (docker info failed)");
+        return;
+    }
+    let reg = common::registry::Registry::start(common::registry::Mode::Plain);
+    let ctx = busybox_context();
+    let out = tempfile::tempdir().expect("temp dir");
+    let layout = out.path().join("layout");
+    let tag = format!("p{}", std::process::id());
+    let repo = reg.reference("imgbuild-test/busybox");
+    let image = format!("{repo}:{tag}");
+    let digest = ctx.build_ok(&layout, &[&format!("--push={image}")]);
+    assert!(digest.starts_with("sha256:"), "{digest}");
+
+    run_ok(Command::new("docker").args(["pull", &image]));
+    let _cleanup = DockerImage(image.clone());
+    let repo_digests = run_ok(Command::new("docker").args([
+        "image",
+        "inspect",
+        "--format",
+        "{{json .RepoDigests}}",
+        &image,
+    ]));
+    assert!(
+        repo_digests.contains(&format!("{repo}@{digest}")),
+        "docker pulled {repo_digests}, imgbuild pushed {digest}"
+    );
     let got = run_ok(Command::new("docker").args([
         "run",
         "--rm",
