@@ -11,6 +11,8 @@
 #   --keep        keep the scratch directory (and reuse a corpus of the same scale there)
 #   --write-doc   rewrite the results section of docs/benchmarks.md
 #   --no-build    use the existing target/release/imgbuild instead of `cargo build --release`
+#   --no-push     leave out the push contenders (imgbuild push vs skopeo copy to a
+#                 docker-registry on 127.0.0.1)
 #
 # Prints a Markdown table on stdout; progress goes to stderr.
 set -euo pipefail
@@ -22,6 +24,7 @@ WORK=""
 KEEP=0
 WRITE_DOC=0
 BUILD=1
+PUSH=1
 
 die() { echo "bench/run.sh: $*" >&2; exit 1; }
 log() { echo "bench: $*" >&2; }
@@ -37,7 +40,8 @@ while [ $# -gt 0 ]; do
         --keep) KEEP=1; shift ;;
         --write-doc) WRITE_DOC=1; shift ;;
         --no-build) BUILD=0; shift ;;
-        -h|--help) sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        --no-push) PUSH=0; shift ;;
+        -h|--help) sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) die "unknown argument: $1 (try --help)" ;;
     esac
 done
@@ -50,9 +54,10 @@ MAKE_CORPUS=$REPO/../shared/bench/make-corpus.py
 
 # --- tools ---------------------------------------------------------------------------
 # command -> Debian package
-declare -A PKG=([pigz]=pigz [zstd]=zstd [umoci]=umoci [/usr/bin/time]=time)
+declare -A PKG=([pigz]=pigz [zstd]=zstd [umoci]=umoci [/usr/bin/time]=time
+               [skopeo]=skopeo [docker-registry]=docker-registry [curl]=curl)
 missing=()
-for tool in pigz zstd umoci /usr/bin/time; do
+for tool in pigz zstd umoci /usr/bin/time skopeo docker-registry curl; do
     command -v "$tool" >/dev/null 2>&1 || missing+=("${PKG[$tool]}")
 done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -96,7 +101,7 @@ cleanup() {
         rm -rf "$WORK"
     fi
 }
-trap cleanup EXIT
+trap 'reg_stop 2>/dev/null || true; cleanup' EXIT
 
 CORPUS=$WORK/corpus
 if [ -f "$WORK/corpus.scale" ] && [ "$(cat "$WORK/corpus.scale")" = "$SCALE" ] && [ -d "$CORPUS" ]; then
@@ -208,6 +213,85 @@ umoci_run() {
     record "umoci-insert" "$run" "$wall" "$rss" "$size" "-"
 }
 
+# --- push: a docker-registry on loopback, fresh storage for every contender ---------------
+REG_PID=""
+REG_PORT=""
+REG_LOG=""
+reg_start() {
+    local dir=$1
+    rm -rf "$dir"; mkdir -p "$dir/storage"
+    REG_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    cat > "$dir/config.yml" <<EOF
+version: 0.1
+log:
+  level: info
+  formatter: text
+storage:
+  filesystem:
+    rootdirectory: $dir/storage
+  maintenance:
+    uploadpurging:
+      enabled: false
+http:
+  addr: 127.0.0.1:$REG_PORT
+  secret: imgbuild-bench
+EOF
+    REG_LOG=$dir/registry.log
+    docker-registry serve "$dir/config.yml" > "$REG_LOG" 2>&1 &
+    REG_PID=$!
+    local i
+    for i in $(seq 1 100); do
+        curl -fs "http://127.0.0.1:$REG_PORT/v2/" > /dev/null 2>&1 && return 0
+        sleep 0.1
+    done
+    die "docker-registry did not answer on 127.0.0.1:$REG_PORT (log: $REG_LOG)"
+}
+reg_stop() {
+    [ -n "$REG_PID" ] || return 0
+    kill "$REG_PID" 2>/dev/null || true
+    wait "$REG_PID" 2>/dev/null || true
+    REG_PID=""
+}
+# Requests of one method the registry logged so far ("response completed" lines).
+reg_count() { grep -c "response completed.*http.request.method=$1 " "$REG_LOG" || true; }
+
+# push_run NAME RUN CMD... : one timed push; records the bytes of the layout's blobs and,
+# in $WORK/requests.tsv, the requests by method that the registry logged meanwhile.
+push_run() {
+    local name=$1 run=$2 t=$WORK/t.$1.$2; shift 2
+    local before=() m
+    for m in HEAD GET POST PATCH PUT; do before+=("$(reg_count $m)"); done
+    time_cmd "$t" "$@" > "$t.out" 2> "$t.err" || { cat "$t.err" >&2; die "$name failed (run $run)"; }
+    sleep 0.2   # the registry logs a request after answering it
+    local i=0 counts=""
+    for m in HEAD GET POST PATCH PUT; do
+        counts+="$m=$(( $(reg_count $m) - ${before[$i]} )) "; i=$((i + 1))
+    done
+    local wall rss; read -r wall rss < <(tail -n1 "$t")
+    record "$name" "$run" "$wall" "$rss" "$PUSH_BYTES" "-"
+    printf '%s\t%s\t%s\n' "$name" "$run" "${counts% }" >> "$WORK/requests.tsv"
+}
+
+# push_contenders RUN LAYOUT : imgbuild push, then the same push again (nothing new), to a
+# fresh registry; then skopeo copy and its repeat to another fresh registry.
+push_contenders() {
+    local run=$1 layout=$2
+    PUSH_BYTES=$(find "$layout/blobs" -type f -printf '%s\n' | awk '{s+=$1} END {print s}')
+    # Blobs besides the one manifest (a single-platform image: config + layers).
+    echo $(( $(find "$layout/blobs" -type f | wc -l) - 1 )) > "$WORK/push_blobs"
+    reg_start "$WORK/registry"
+    push_run imgbuild-push "$run" "$IMGBUILD" push -q "oci:$layout" "127.0.0.1:$REG_PORT/bench/imgbuild:t"
+    push_run imgbuild-repush "$run" "$IMGBUILD" push -q "oci:$layout" "127.0.0.1:$REG_PORT/bench/imgbuild:t"
+    reg_stop
+    settle
+    reg_start "$WORK/registry"
+    push_run skopeo-copy "$run" skopeo copy --insecure-policy --dest-tls-verify=false \
+        "oci:$layout" "docker://127.0.0.1:$REG_PORT/bench/skopeo:t"
+    push_run skopeo-recopy "$run" skopeo copy --insecure-policy --dest-tls-verify=false \
+        "oci:$layout" "docker://127.0.0.1:$REG_PORT/bench/skopeo:t"
+    reg_stop
+}
+
 log "1/5/15-min load average before the timed runs (includes this script's own build and corpus generation): $(cut -d' ' -f1-3 /proc/loadavg)"
 
 for run in $(seq 1 "$RUNS"); do
@@ -220,6 +304,10 @@ for run in $(seq 1 "$RUNS"); do
     settle
     # Rebuild with nothing changed: the same recipe into the same layout, right away.
     imgbuild_run imgbuild-gzip-rebuild "$run" "$WORK/recipe-gzip.toml" "$d/img-gzip"
+    if [ "$PUSH" -eq 1 ]; then
+        settle
+        push_contenders "$run" "$d/img-gzip"
+    fi
     rm -rf "$d/img-gzip"
 
     settle
@@ -272,6 +360,8 @@ MACHINE=$WORK/machine.txt
     echo "pigz=$(pigz --version 2>&1 | head -n1)"
     echo "zstd=$(zstd --version 2>&1 | head -n1 | sed 's/^\** *//; s/ *\**$//')"
     echo "umoci=$(umoci --version 2>&1 | head -n1)"
+    echo "skopeo=$(skopeo --version 2>&1 | head -n1)"
+    echo "registry=$(docker-registry --version 2>&1 | head -n1)"
     echo "tar=$(tar --version | head -n1)"
     echo "imgbuild=$("$IMGBUILD" --version 2>&1 | head -n1)"
     echo "rustc=$(rustc --version 2>/dev/null || echo unknown)"
@@ -293,6 +383,10 @@ MACHINE=$WORK/machine.txt
     echo
 } > "$MACHINE"
 
+if [ -f "$WORK/requests.tsv" ]; then
+    echo "requests_file=$WORK/requests.tsv" >> "$MACHINE"
+    echo "push_blobs=$(cat "$WORK/push_blobs")" >> "$MACHINE"
+fi
 REPORT_ARGS=("$RES" "$MACHINE")
 [ "$WRITE_DOC" -eq 1 ] && REPORT_ARGS+=(--write-doc "$REPO/docs/benchmarks.md")
 python3 "$REPO/bench/report.py" "${REPORT_ARGS[@]}"
