@@ -336,9 +336,19 @@ fn unwritable_document_paths_are_bad_input_and_nothing_is_built() {
         "{EPOCH}[[layer]]\nname = \"a\"\n  [[layer.file]]\n  path = \"/a\"\n  content = \"a\"\n"
     ));
     let out = ctx.path().join("out");
-    for (flag, value) in [
-        ("--provenance", ctx.path().join("missing-dir/p.json")),
-        ("--sbom", ctx.path().to_path_buf()),
+    let same = ctx.path().join("doc.json");
+    for (flag, value, extra) in [
+        (
+            "--provenance",
+            ctx.path().join("missing-dir/p.json"),
+            vec![],
+        ),
+        ("--sbom", ctx.path().to_path_buf(), vec![]),
+        (
+            "--sbom",
+            same.clone(),
+            vec!["--provenance".to_string(), same.display().to_string()],
+        ),
     ] {
         let o = imgbuild()
             .arg("build")
@@ -347,6 +357,7 @@ fn unwritable_document_paths_are_bad_input_and_nothing_is_built() {
             .arg(&out)
             .arg(flag)
             .arg(&value)
+            .args(&extra)
             .output()
             .unwrap();
         assert_eq!(o.status.code(), Some(2), "{flag}: {}", stderr(&o));
@@ -465,4 +476,126 @@ fn push_attaches_provenance_and_sbom_listed_once_by_the_referrers_fallback_tag()
     let again = push();
     assert_eq!(again["digest"], digest.as_str());
     assert_eq!(check(), listed);
+}
+
+#[test]
+fn multi_platform_push_with_a_registry_base_attaches_to_the_index_and_merges_pushes() {
+    common::require_tool("skopeo");
+    let test = "multi_platform_push_with_a_registry_base_attaches_to_the_index_and_merges_pushes";
+    let reg = Registry::start(Mode::Plain);
+    // A two-platform base image, pushed by imgbuild.
+    let base = Ctx::new();
+    base.recipe_text(&format!(
+        "{EPOCH}platforms = [\"linux/amd64\", \"linux/arm64\"]\n[[layer]]\nname = \"base\"\n  [[layer.file]]\n  path = \"/etc/os-release\"\n  content = \"ID=imgbuild-test\\n\"\n"
+    ));
+    let o = imgbuild()
+        .arg("build")
+        .arg(base.recipe())
+        .arg("--out")
+        .arg(base.path().join("out"))
+        .arg(format!("--push={}", reg.reference("lib/base:1")))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let base_digest = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    let base_ref = format!("{}@{base_digest}", reg.reference("lib/base:1"));
+
+    let ctx = Ctx::new();
+    ctx.write("app/amd64.txt", "amd64\n")
+        .write("app/arm64.txt", "arm64\n");
+    ctx.recipe_text(&format!(
+        "{EPOCH}platforms = [\"linux/amd64\", \"linux/arm64\"]\n[base]\nimage = \"{base_ref}\"\n[[layer]]\nname = \"app\"\n  [[layer.copy]]\n  src = \"app/{{arch}}.txt\"\n  dst = \"/app/arch.txt\"\n"
+    ));
+    let out = ctx.path().join("out");
+    let target = reg.reference("acme/multi:2.0");
+    let push = |docs: &[&str]| {
+        let mut cmd = imgbuild();
+        cmd.arg("build")
+            .arg(ctx.recipe())
+            .arg("--out")
+            .arg(&out)
+            .arg(format!("--push={target}"))
+            .arg("--json");
+        for d in docs {
+            cmd.arg(format!("--{d}"))
+                .arg(ctx.path().join(format!("{d}.json")));
+        }
+        let o = cmd.output().unwrap();
+        assert!(o.status.success(), "{}\n{}", stderr(&o), reg.log());
+        serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()
+    };
+    let first = push(&["provenance"]);
+    let digest = first["digest"].as_str().unwrap().to_string();
+    assert_eq!(
+        first["mediaType"],
+        "application/vnd.oci.image.index.v1+json"
+    );
+    let fallback = format!("{}:sha256-{}", reg.reference("acme/multi"), &digest[7..]);
+    let listed = |n: usize| {
+        let index = skopeo_raw(&reg, &fallback);
+        let m = index["manifests"].as_array().unwrap().clone();
+        assert_eq!(m.len(), n, "{index}");
+        m
+    };
+    assert_eq!(listed(1)[0]["artifactType"], "application/vnd.in-toto+json");
+    // A later push with the SBOM only keeps the provenance listed; both again: no change.
+    push(&["sbom"]);
+    let two = listed(2);
+    push(&["provenance", "sbom"]);
+    assert_eq!(listed(2), two);
+    for m in &two {
+        let a = skopeo_raw(
+            &reg,
+            &format!(
+                "{}@{}",
+                reg.reference("acme/multi"),
+                m["digest"].as_str().unwrap()
+            ),
+        );
+        assert_eq!(
+            a["subject"]["mediaType"],
+            "application/vnd.oci.image.index.v1+json"
+        );
+        assert_eq!(a["subject"]["digest"], digest.as_str());
+    }
+
+    // The provenance names the index and each platform's manifest, and the base.
+    let p = read_json(&ctx.path().join("provenance.json"));
+    let subject = p["subject"].as_array().unwrap();
+    assert_eq!(subject.len(), 3, "{p}");
+    assert_eq!(subject[0]["digest"]["sha256"], digest[7..]);
+    let base_dep = p["predicate"]["buildDefinition"]["resolvedDependencies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["name"] == "base")
+        .unwrap()
+        .clone();
+    assert_eq!(base_dep["uri"], format!("docker://{base_ref}"));
+    assert_eq!(base_dep["digest"]["sha256"], base_digest[7..]);
+    // The SBOM lists both platforms' files, the pulled base's included.
+    let sbom = ctx.path().join("sbom.json");
+    let s = read_json(&sbom);
+    let names: Vec<&str> = s["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["fileName"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names.iter().filter(|n| **n == "./app/arch.txt").count(),
+        2,
+        "{names:?}"
+    );
+    assert!(names.contains(&"./etc/os-release"), "{names:?}");
+    let Some(python) = python_with(test, &["spdx_tools"]) else {
+        return;
+    };
+    let o = run_python(&python, CHECK_SPDX, &[&sbom]);
+    assert!(
+        o.status.success(),
+        "spdx-tools rejected the SBOM:\n{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        stderr(&o)
+    );
 }
