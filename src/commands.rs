@@ -152,6 +152,12 @@ fn build(args: BuildArgs, quiet: bool, registry: &RegistryArgs) -> Result<()> {
     }
     if let Some(p) = &args.sbom {
         imgbuild::provenance::check_output_path(p, "--sbom")?;
+        if args.provenance.as_ref() == Some(p) {
+            return Err(
+                Error::input(format!("--provenance and --sbom both name {}", p.display()))
+                    .with_hint("give each document its own file"),
+            );
+        }
     }
     let params = imgbuild::provenance::Parameters {
         platforms: opts
@@ -179,6 +185,11 @@ fn build(args: BuildArgs, quiet: bool, registry: &RegistryArgs) -> Result<()> {
     };
     let result = build::build(&opts)?;
     let documents = write_documents(&args, &result, &params)?;
+    if !quiet {
+        for (kind, path, _) in &documents {
+            eprintln!("wrote {} to {}", kind.json_key(), path.display());
+        }
+    }
     let mut pushed = None;
     let mut attached = Vec::new();
     if let (Some(t), Some((rt, c))) = (&target, &connection) {
