@@ -37,6 +37,27 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" file >/dev/null
 fi
 
+# The Python validators the SBOM and provenance tests check our documents with
+# (tests/provenance.rs), from PyPI into a venv of their own, pinned.
+venv="${CARGO_TARGET_DIR:-target}/test-venv"
+if ! "$venv/bin/python" -c 'import spdx_tools, in_toto_attestation' 2>/dev/null; then
+  mkdir -p "$(dirname "$venv")"
+  if ! python3 -m venv "$venv" >/dev/null 2>&1; then
+    if [ "$(id -u)" != 0 ]; then
+      echo "python3 cannot make a venv; install python3-venv (apt-get install python3-venv python3-pip) or run as root" >&2
+      exit 1
+    fi
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-venv python3-pip >/dev/null
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+  fi
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check \
+    'spdx-tools==0.8.5' 'in-toto-attestation==0.9.3'
+fi
+export IMGBUILD_TEST_PYTHON
+IMGBUILD_TEST_PYTHON="$(cd "$(dirname "$venv")" && pwd)/$(basename "$venv")/bin/python"
+
 export IMGBUILD_SKIPPED_LOG
 IMGBUILD_SKIPPED_LOG=$(mktemp)
 trap 'rm -f "$IMGBUILD_SKIPPED_LOG"' EXIT

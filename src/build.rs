@@ -59,6 +59,26 @@ pub struct BuildResult {
     pub epoch: SourceDateEpoch,
     pub manifests: Vec<PlatformImage>,
     pub layout: PathBuf,
+    /// What provenance and SBOM need to know about the inputs.
+    pub inputs: BuildInputs,
+}
+
+/// The inputs a build read, for provenance (`provenance.rs`) and the SBOM.
+#[derive(Debug, Default)]
+pub struct BuildInputs {
+    /// The recipe file as loaded, and its context directory.
+    pub recipe: PathBuf,
+    pub context: PathBuf,
+    /// `recipe.lock`, when there is one.
+    pub lock: Option<PathBuf>,
+    /// `[image].repository`, when the recipe names one.
+    pub repository: Option<String>,
+    pub compression: &'static str,
+    /// Every file of the context whose bytes went into a layer (copy sources and
+    /// local archives), sorted and without duplicates.
+    pub files: Vec<PathBuf>,
+    /// The base image: its name as written in the recipe and its root digest.
+    pub base: Option<(String, Digest)>,
 }
 
 #[derive(Debug)]
@@ -69,6 +89,8 @@ pub struct PlatformImage {
     pub config: Digest,
     pub layers: Vec<Descriptor>,
     pub diff_ids: Vec<Digest>,
+    /// How many of `layers` (the first ones) are the base image's.
+    pub base_layers: usize,
 }
 
 pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
@@ -213,6 +235,19 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
         threads: opts.threads,
     };
     let blobs = write_layers(&targets, &settings, cache.as_ref(), &layout, &log)?;
+    let inputs = BuildInputs {
+        recipe: recipe.source.path.clone(),
+        context: recipe.context.clone(),
+        lock: Some(lock::path_for(&recipe.source.path)).filter(|p| p.is_file()),
+        repository: recipe
+            .image
+            .repository
+            .as_ref()
+            .map(|r| r.get_ref().clone()),
+        compression: compression.as_str(),
+        files: input_files(targets.iter().map(|(plan, _)| plan)),
+        base: base.as_ref().map(|b| (b.name.clone(), b.digest.clone())),
+    };
 
     let mut manifests = Vec::new();
     for ((plan, base_platform), layer_blobs) in targets.iter().zip(blobs) {
@@ -263,7 +298,27 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
         epoch,
         manifests,
         layout: opts.out.clone(),
+        inputs,
     })
+}
+
+/// The context files whose bytes the plans read: copy sources and local archives.
+fn input_files<'a>(plans: impl Iterator<Item = &'a Plan>) -> Vec<PathBuf> {
+    let mut files = std::collections::BTreeSet::new();
+    for entry in plans.flat_map(|p| &p.layers).flat_map(|l| &l.entries) {
+        if let plan::EntryKind::File { content, .. } = &entry.kind {
+            match content {
+                plan::Content::Path { path, .. } => {
+                    files.insert(path.clone());
+                }
+                plan::Content::Spool { spool, .. } => {
+                    files.insert(spool.source.clone());
+                }
+                plan::Content::Inline(_) => {}
+            }
+        }
+    }
+    files.into_iter().collect()
 }
 
 /// The digest a registry base is pinned to: the recipe's own `@sha256:…`, else the
@@ -594,6 +649,7 @@ fn assemble(
     let created = epoch.rfc3339();
     let mut config = ImageConfig::default();
     let mut layers: Vec<Descriptor> = Vec::new();
+    let base_layers = base_platform.map_or(0, |bp| bp.layers.len());
     if let Some(bp) = base_platform {
         let b = &bp.config;
         config.config = b.config.clone();
@@ -681,6 +737,7 @@ fn assemble(
         config: config_digest,
         layers,
         diff_ids: config.rootfs.diff_ids.clone(),
+        base_layers,
     })
 }
 

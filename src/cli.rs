@@ -133,4 +133,10 @@ pub struct BuildArgs {
     /// Write every layer even when the layer cache in --out says it is unchanged.
     #[arg(long, env = "IMGBUILD_NO_CACHE")]
     pub no_cache: bool,
+    /// Write an in-toto SLSA v1 provenance statement for the image to FILE (with --push: attach it too).
+    #[arg(long, env = "IMGBUILD_PROVENANCE", value_name = "FILE")]
+    pub provenance: Option<PathBuf>,
+    /// Write an SPDX 2.3 JSON SBOM of every file of every layer to FILE (with --push: attach it too).
+    #[arg(long, env = "IMGBUILD_SBOM", value_name = "FILE")]
+    pub sbom: Option<PathBuf>,
 }

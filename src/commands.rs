@@ -8,6 +8,7 @@ use imgbuild::platform::Platform;
 use imgbuild::reference::{Reference, RegistryRef};
 use imgbuild::registry::client::{self, RegistryClient};
 use imgbuild::registry::push;
+use imgbuild::registry::referrers;
 use imgbuild::{Error, Result};
 use std::io::Write;
 
@@ -156,6 +157,26 @@ fn build(args: BuildArgs, quiet: bool, registry: &RegistryArgs) -> Result<()> {
         registry: registry_options(registry, quiet),
         locked: args.locked,
     };
+    if let Some(p) = &args.provenance {
+        imgbuild::provenance::check_output_path(p, "--provenance")?;
+    }
+    if let Some(p) = &args.sbom {
+        imgbuild::provenance::check_output_path(p, "--sbom")?;
+        if args.provenance.as_ref() == Some(p) {
+            return Err(
+                Error::input(format!("--provenance and --sbom both name {}", p.display()))
+                    .with_hint("give each document its own file"),
+            );
+        }
+    }
+    let params = imgbuild::provenance::Parameters {
+        platforms: opts
+            .platforms
+            .as_ref()
+            .map(|v| v.iter().map(|p| p.to_string()).collect()),
+        tags: opts.tags.clone(),
+        locked: opts.locked,
+    };
     // Check the push target and reach the registry (credentials, TLS) before
     // building, so that a CI step fails in seconds rather than after the build.
     let target = push_target(&args)?;
@@ -173,7 +194,14 @@ fn build(args: BuildArgs, quiet: bool, registry: &RegistryArgs) -> Result<()> {
         None => None,
     };
     let result = build::build(&opts)?;
+    let documents = write_documents(&args, &result, &params)?;
+    if !quiet {
+        for (kind, path, _) in &documents {
+            eprintln!("wrote {} to {}", kind.json_key(), path.display());
+        }
+    }
     let mut pushed = None;
+    let mut attached = Vec::new();
     if let (Some(t), Some((rt, c))) = (&target, &connection) {
         let mut tags = result.tags.clone();
         if let Some(tag) = &t.tag {
@@ -185,9 +213,34 @@ fn build(args: BuildArgs, quiet: bool, registry: &RegistryArgs) -> Result<()> {
         let root =
             imgbuild::image::Descriptor::new(result.media_type, result.digest.clone(), result.size);
         pushed = Some(rt.block_on(push::push(c, &layout, &root, &t.repository, &tags, !quiet))?);
+        let artifacts: Vec<referrers::Artifact> = documents
+            .iter()
+            .map(|(kind, _, bytes)| referrers::Artifact {
+                artifact_type: kind.media_type(),
+                title: kind.title(),
+                bytes,
+            })
+            .collect();
+        if !artifacts.is_empty() {
+            attached = rt.block_on(referrers::attach(
+                c,
+                &layout,
+                &t.repository,
+                &root,
+                &artifacts,
+                !quiet,
+            ))?;
+        }
     }
     let text = if args.json {
-        json(&result, pushed.as_ref())
+        let mut v = json(&result, pushed.as_ref());
+        for (kind, path, _) in &documents {
+            v[kind.json_key()] = serde_json::json!(path.display().to_string());
+        }
+        if target.is_some() {
+            v["attached"] = serde_json::json!(attached);
+        }
+        v.to_string()
     } else {
         result.digest.to_string()
     };
@@ -384,7 +437,58 @@ fn media_type_of(bytes: &[u8]) -> Option<String> {
     imgbuild::image::media_type_of(&v)
 }
 
-fn json(r: &BuildResult, pushed: Option<&push::PushReport>) -> String {
+/// A document `build` writes next to the image.
+#[derive(Clone, Copy)]
+enum Document {
+    Provenance,
+    Sbom,
+}
+
+impl Document {
+    fn media_type(self) -> &'static str {
+        match self {
+            Document::Provenance => imgbuild::provenance::INTOTO_MEDIA_TYPE,
+            Document::Sbom => imgbuild::sbom::SPDX_MEDIA_TYPE,
+        }
+    }
+    fn title(self) -> &'static str {
+        match self {
+            Document::Provenance => "provenance.intoto.json",
+            Document::Sbom => "sbom.spdx.json",
+        }
+    }
+    fn json_key(self) -> &'static str {
+        match self {
+            Document::Provenance => "provenance",
+            Document::Sbom => "sbom",
+        }
+    }
+}
+
+/// `--provenance` and `--sbom`: made from the finished build and written atomically.
+fn write_documents(
+    args: &BuildArgs,
+    result: &BuildResult,
+    params: &imgbuild::provenance::Parameters,
+) -> Result<Vec<(Document, std::path::PathBuf, Vec<u8>)>> {
+    let name = result.inputs.repository.as_deref().unwrap_or("image");
+    let mut docs = Vec::new();
+    if let Some(path) = &args.provenance {
+        let bytes = imgbuild::provenance::statement(result, name, params)?;
+        docs.push((Document::Provenance, path.clone(), bytes));
+    }
+    if let Some(path) = &args.sbom {
+        let layout = imgbuild::layout::Layout::open(&result.layout)?;
+        let bytes = imgbuild::sbom::sbom(&layout, result, name, &result.epoch.rfc3339())?;
+        docs.push((Document::Sbom, path.clone(), bytes));
+    }
+    for (_, path, bytes) in &docs {
+        imgbuild::provenance::write_atomic(path, bytes)?;
+    }
+    Ok(docs)
+}
+
+fn json(r: &BuildResult, pushed: Option<&push::PushReport>) -> serde_json::Value {
     let manifests: Vec<_> = r
         .manifests
         .iter()
@@ -411,5 +515,4 @@ fn json(r: &BuildResult, pushed: Option<&push::PushReport>) -> String {
         "formatVersion": build::FORMAT_VERSION,
         "pushed": pushed,
     })
-    .to_string()
 }

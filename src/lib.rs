@@ -18,9 +18,11 @@ pub mod layout;
 pub mod lock;
 pub mod plan;
 pub mod platform;
+pub mod provenance;
 pub mod recipe;
 pub mod reference;
 pub mod registry;
+pub mod sbom;
 mod suggest;
 
 pub use error::{Error, ExitCode, Result};

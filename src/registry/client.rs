@@ -528,6 +528,81 @@ impl RegistryClient {
         Ok((bytes.to_vec(), digest))
     }
 
+    /// GET a manifest or index by tag: None when the registry does not know the tag
+    /// (404), its bytes otherwise.
+    pub async fn get_manifest_if_any(
+        &self,
+        repository: &str,
+        tag: &str,
+    ) -> Result<Option<Vec<u8>>> {
+        let reference = self.reference(repository, Some(tag));
+        match self
+            .with_retry(&format!("GET manifest {tag}"), || {
+                self.client
+                    .pull_manifest_raw(&reference, &self.auth, MANIFEST_TYPES)
+            })
+            .await
+        {
+            Ok((bytes, _)) => Ok(Some(bytes.to_vec())),
+            Err(e) if status_of(&e) == Some(404) => Ok(None),
+            Err(e) => Err(self.error(&format!("cannot get manifest {tag}"), repository, e)),
+        }
+    }
+
+    /// The referrers API (OCI distribution 1.1): `GET /v2/<name>/referrers/<digest>`.
+    /// Some(index bytes) when the registry answers 200 with an image index; None when
+    /// it does not implement the API (404 or any other answer), which means the
+    /// referrers tag schema. Failures to connect are errors.
+    pub async fn referrers_api(
+        &self,
+        repository: &str,
+        digest: &Digest,
+    ) -> Result<Option<Vec<u8>>> {
+        let url = format!(
+            "{}://{}/v2/{repository}/referrers/{digest}",
+            self.scheme, self.registry
+        );
+        let token = match &self.challenge {
+            Challenge::Bearer { realm, service } => {
+                let scopes = [format!("repository:{repository}:pull")];
+                self.fetch_token(realm, service.as_deref(), &scopes).await
+            }
+            _ => None,
+        };
+        let response = retry_request(self.retry, self.verbose, &self.registry, || {
+            let mut request = self
+                .http
+                .get(&url)
+                .header(reqwest::header::ACCEPT, crate::image::INDEX_V1);
+            match (&token, &self.auth) {
+                (Some(t), _) => request = request.bearer_auth(t),
+                (None, RegistryAuth::Basic(user, password)) => {
+                    request = request.basic_auth(user, Some(password))
+                }
+                _ => {}
+            }
+            request.send()
+        })
+        .await
+        .map_err(|e| connect_error(&self.registry, &e))?;
+        if response.status() != reqwest::StatusCode::OK {
+            return Ok(None);
+        }
+        let is_index = response
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with(crate::image::INDEX_V1));
+        if !is_index {
+            return Ok(None);
+        }
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| connect_error(&self.registry, &e))?;
+        Ok(Some(body.to_vec()))
+    }
+
     /// Streams a blob into `out`, verifying its digest and size as it arrives.
     /// Retries start over (the caller gives a fresh writer each time).
     pub async fn get_blob<W, F>(

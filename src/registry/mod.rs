@@ -4,3 +4,4 @@ pub mod client;
 pub mod credentials;
 pub mod pull;
 pub mod push;
+pub mod referrers;

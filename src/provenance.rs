@@ -1,0 +1,255 @@
+//! `build --provenance FILE`: an in-toto Statement v1 whose predicate is SLSA
+//! Provenance v1, saying which image was built (the subject) from which recipe, lock,
+//! source files and base image (the resolved dependencies), by which imgbuild.
+//!
+//! Nothing in it depends on the time, host or path of the build: no timestamps (the
+//! epoch is recorded as a parameter), paths relative to the context, lists sorted,
+//! keys sorted. The same inputs give the same bytes (docs/provenance.md).
+
+use crate::build::{BuildResult, FORMAT_VERSION};
+use crate::digest::HashingWriter;
+use crate::epoch::EpochSource;
+use crate::error::{Error, Result};
+use serde_json::{json, Value};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+pub const STATEMENT_TYPE: &str = "https://in-toto.io/Statement/v1";
+pub const PREDICATE_TYPE: &str = "https://slsa.dev/provenance/v1";
+/// Our build type: what `externalParameters` and `internalParameters` mean is
+/// described in docs/provenance.md under this name.
+pub const BUILD_TYPE: &str = "https://imgbuild.invalid/provenance/build-type/recipe/v1";
+/// The builder: imgbuild run by whoever ran it (it attests to no platform).
+pub const BUILDER_ID: &str = "https://imgbuild.invalid/provenance/builder/local/v1";
+pub const INTOTO_MEDIA_TYPE: &str = "application/vnd.in-toto+json";
+
+/// What the user asked for that changes the output, as given on the command line.
+#[derive(Debug, Default, Clone)]
+pub struct Parameters {
+    /// `--platform` as resolved (None: the recipe's).
+    pub platforms: Option<Vec<String>>,
+    /// `--tag` (None: the recipe's).
+    pub tags: Option<Vec<String>>,
+    pub locked: bool,
+}
+
+/// The statement for `result`, named `name` in its subject.
+pub fn statement(result: &BuildResult, name: &str, params: &Parameters) -> Result<Vec<u8>> {
+    let inputs = &result.inputs;
+    let mut subject = vec![json!({"name": name, "digest": {"sha256": result.digest.hex()}})];
+    if result.manifests.len() > 1 {
+        for m in &result.manifests {
+            subject.push(json!({
+                "name": format!("{name}@{}", m.platform),
+                "digest": {"sha256": m.digest.hex()},
+            }));
+        }
+    }
+
+    let mut deps = vec![file_descriptor(&inputs.recipe, &inputs.context, "recipe")?];
+    if let Some(lock) = &inputs.lock {
+        deps.push(file_descriptor(lock, &inputs.context, "lock")?);
+    }
+    for f in &inputs.files {
+        deps.push(file_descriptor(f, &inputs.context, "source")?);
+    }
+    if let Some((base, digest)) = &inputs.base {
+        let uri = if base.starts_with("oci:") {
+            base.clone()
+        } else {
+            format!("docker://{base}")
+        };
+        deps.push(json!({
+            "name": "base",
+            "uri": uri,
+            "digest": {"sha256": digest.hex()},
+            "annotations": {"imgbuild.role": "base"},
+        }));
+    }
+
+    let mut external = serde_json::Map::new();
+    external.insert(
+        "recipe".into(),
+        json!(relative(&inputs.recipe, &inputs.context)),
+    );
+    let platforms: Vec<String> = result
+        .manifests
+        .iter()
+        .map(|m| m.platform.to_string())
+        .collect();
+    external.insert("platforms".into(), json!(platforms));
+    external.insert("tags".into(), json!(result.tags));
+    if params.locked {
+        external.insert("locked".into(), json!(true));
+    }
+    let mut flags = serde_json::Map::new();
+    if let Some(p) = &params.platforms {
+        flags.insert("platform".into(), json!(p));
+    }
+    if let Some(t) = &params.tags {
+        flags.insert("tag".into(), json!(t));
+    }
+    if matches!(result.epoch.source, EpochSource::Flag) {
+        flags.insert("sourceDateEpoch".into(), json!(result.epoch.seconds));
+    }
+    if !flags.is_empty() {
+        external.insert("flags".into(), Value::Object(flags));
+    }
+
+    let doc = json!({
+        "_type": STATEMENT_TYPE,
+        "subject": subject,
+        "predicateType": PREDICATE_TYPE,
+        "predicate": {
+            "buildDefinition": {
+                "buildType": BUILD_TYPE,
+                "externalParameters": external,
+                "internalParameters": {
+                    "sourceDateEpoch": {
+                        "seconds": result.epoch.seconds,
+                        "source": epoch_source(result.epoch.source),
+                    },
+                    "compression": inputs.compression,
+                    "formatVersion": FORMAT_VERSION,
+                },
+                "resolvedDependencies": deps,
+            },
+            "runDetails": {
+                "builder": {
+                    "id": BUILDER_ID,
+                    "version": {
+                        "imgbuild": env!("CARGO_PKG_VERSION"),
+                        "format": FORMAT_VERSION.to_string(),
+                    },
+                },
+            },
+        },
+    });
+    let mut bytes = serde_json::to_vec_pretty(&doc)
+        .map_err(|e| Error::io("cannot encode the provenance", io::Error::other(e)))?;
+    bytes.push(b'\n');
+    Ok(bytes)
+}
+
+fn epoch_source(s: EpochSource) -> &'static str {
+    match s {
+        EpochSource::Flag => "flag",
+        EpochSource::Recipe => "recipe",
+        EpochSource::RecipeGit => "git",
+        EpochSource::Environment => "environment",
+        EpochSource::Default => "default",
+    }
+}
+
+/// `path` relative to the context, with `/` separators; absolute when outside it.
+fn relative(path: &Path, context: &Path) -> String {
+    let context = context
+        .canonicalize()
+        .unwrap_or_else(|_| context.to_path_buf());
+    let path = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+    match path.strip_prefix(&context) {
+        Ok(rel) => rel
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join("/"),
+        Err(_) => path.display().to_string(),
+    }
+}
+
+/// A ResourceDescriptor for a context file: its relative path and sha256, read now
+/// (streaming).
+fn file_descriptor(path: &Path, context: &Path, role: &str) -> Result<Value> {
+    let mut file = std::fs::File::open(path)
+        .map_err(|e| Error::io_path("cannot read (for the provenance)", path, e))?;
+    let mut w = HashingWriter::new(io::sink());
+    io::copy(&mut file, &mut w)
+        .map_err(|e| Error::io_path("cannot read (for the provenance)", path, e))?;
+    let (_, digest, _) = w.finish();
+    Ok(json!({
+        "name": relative(path, context),
+        "digest": {"sha256": digest.hex()},
+        "annotations": {"imgbuild.role": role},
+    }))
+}
+
+/// Writes `bytes` to `path` atomically: a temp file beside it, then a rename, so the
+/// path holds the old file or the whole new one, never a part.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".tmp-imgbuild-")
+        .tempfile_in(&dir)
+        .map_err(|e| Error::io_path("cannot create a temporary file in", &dir, e))?;
+    tmp.write_all(bytes)
+        .and_then(|_| tmp.as_file().sync_all())
+        .map_err(|e| Error::io_path("cannot write", tmp.path(), e))?;
+    tmp.persist(path)
+        .map_err(|e| Error::io_path("cannot write", path, e.error))?;
+    Ok(())
+}
+
+/// Checks, before the build, that `path` can be written: its directory exists and
+/// it is not a directory itself (exit 2 otherwise; nothing is built).
+pub fn check_output_path(path: &Path, flag: &str) -> Result<()> {
+    if path.is_dir() {
+        return Err(
+            Error::input(format!("{flag} {}: is a directory", path.display())).with_hint(format!(
+                "give {flag} a file name, e.g. {flag} out/{}.json",
+                flag.trim_start_matches('-')
+            )),
+        );
+    }
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    if !dir.is_dir() {
+        return Err(Error::input(format!(
+            "{flag} {}: directory {} does not exist",
+            path.display(),
+            dir.display()
+        ))
+        .with_hint("create the directory first, or write the file elsewhere"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_paths_use_slashes_and_stay_inside_the_context() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("a/b")).unwrap();
+        std::fs::write(dir.path().join("a/b/c.txt"), "x").unwrap();
+        assert_eq!(
+            relative(&dir.path().join("a/b/c.txt"), dir.path()),
+            "a/b/c.txt"
+        );
+    }
+
+    #[test]
+    fn file_descriptor_digests_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("f"), "abc").unwrap();
+        let d = file_descriptor(&dir.path().join("f"), dir.path(), "source").unwrap();
+        assert_eq!(
+            d["digest"]["sha256"],
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(d["name"], "f");
+    }
+
+    #[test]
+    fn output_path_in_a_missing_directory_is_bad_input() {
+        let e =
+            check_output_path(Path::new("/nonexistent-dir/p.json"), "--provenance").unwrap_err();
+        assert_eq!(e.exit_code() as i32, 2);
+        assert!(e.message().contains("/nonexistent-dir"), "{}", e.message());
+    }
+}
