@@ -123,7 +123,7 @@ pub fn fetch(recipe: &Recipe, pins: &[UrlPin], out: &Path, opts: &Options) -> Re
         return Ok(downloads);
     }
     let dir = out.join(DOWNLOADS);
-    let mut rt = None;
+    let mut network: Option<(tokio::runtime::Runtime, reqwest::Client)> = None;
     for (pin, url) in wanted {
         let path = dir.join(&pin.sha256);
         if path.is_file() {
@@ -151,14 +151,13 @@ pub fn fetch(recipe: &Recipe, pins: &[UrlPin], out: &Path, opts: &Options) -> Re
         }
         std::fs::create_dir_all(&dir)
             .map_err(|e| Error::io_path("cannot create the download cache", &dir, e))?;
-        if rt.is_none() {
-            rt = Some(client::runtime()?);
+        if network.is_none() {
+            network = Some((client::runtime()?, http_client(opts)?));
         }
-        let Some(runtime) = rt.as_ref() else {
+        let Some((runtime, http)) = network.as_ref() else {
             return Err(Error::network("cannot start the network runtime"));
         };
-        let http = http_client(opts)?;
-        let size = runtime.block_on(download(recipe, &http, pin, url, &dir, opts))?;
+        let size = runtime.block_on(download(recipe, http, pin, url, &dir, opts))?;
         if opts.verbose {
             eprintln!("url {} fetched ({size} bytes)", pin.url);
         }
@@ -178,6 +177,17 @@ fn allowed_url(recipe: &Recipe, pin: &UrlPin, opts: &Options) -> Result<reqwest:
             )
             .with_hint("write a full url: url = \"https://host/path/file.tar.gz\"")
     })?;
+    if !url.username().is_empty() || url.password().is_some() {
+        let mut shown = url.clone();
+        let _ = shown.set_username("");
+        let _ = shown.set_password(None);
+        return Err(recipe
+            .error_at(
+                pin.url_span.clone(),
+                format!("url {shown} carries credentials (user:password@), which would end up in recipe.lock and in logs"),
+            )
+            .with_hint("serve the file without authentication, or download it into the context and use src = \"…\""));
+    }
     match url.scheme() {
         "https" => Ok(url),
         "http" if plain_http_allowed(&url, opts) => Ok(url),

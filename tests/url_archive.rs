@@ -108,10 +108,11 @@ impl HttpServer {
             .insert(format!("/{path}"), statuses.to_vec());
     }
 
-    fn redirect(&self, from: &str, to: &str) {
+    /// Answers `from` with a 302 to `location` (a path or a whole url).
+    fn redirect(&self, from: &str, location: &str) {
         self.lock()
             .redirects
-            .insert(format!("/{from}"), format!("/{to}"));
+            .insert(format!("/{from}"), location.to_string());
     }
 
     fn requests(&self, path: &str) -> usize {
@@ -480,7 +481,7 @@ fn redirects_are_followed() {
     let server = HttpServer::start();
     let bytes = archive("moved");
     server.put("new/t.tar.gz", bytes.clone());
-    server.redirect("old/t.tar.gz", "new/t.tar.gz");
+    server.redirect("old/t.tar.gz", "/new/t.tar.gz");
     let ctx = Ctx::new();
     ctx.recipe_text(&url_recipe(
         &server.url("old/t.tar.gz"),
@@ -489,6 +490,42 @@ fn redirects_are_followed() {
     build_ok(&ctx, &ctx.path().join("out"), &[]);
     assert_eq!(server.requests("old/t.tar.gz"), 1);
     assert_eq!(server.requests("new/t.tar.gz"), 1);
+}
+
+#[test]
+fn redirect_to_plain_http_on_a_non_loopback_host_is_refused() {
+    let server = HttpServer::start();
+    server.redirect("t.tar.gz", "http://example.invalid/t.tar.gz");
+    let ctx = Ctx::new();
+    let url = server.url("t.tar.gz");
+    ctx.recipe_text(&url_recipe(&url, &"a".repeat(64)));
+    let o = build(&ctx, &ctx.path().join("out"), &[]);
+    let err = stderr(&o);
+    assert_eq!(exit_code(&o), Some(3), "{err}");
+    assert!(
+        err.contains(&format!("cannot download {url}")) && err.contains("redirected to plain HTTP"),
+        "{err}"
+    );
+    assert_eq!(
+        server.requests("t.tar.gz"),
+        1,
+        "a refused redirect is not retried"
+    );
+}
+
+#[test]
+fn url_with_credentials_is_refused_without_showing_the_password() {
+    let ctx = Ctx::new();
+    ctx.recipe_text(&url_recipe(
+        "https://user:s3cret@127.0.0.1:1/t.tar.gz",
+        &"a".repeat(64),
+    ));
+    let o = build(&ctx, &ctx.path().join("out"), &[]);
+    let err = stderr(&o);
+    assert_eq!(exit_code(&o), Some(2), "{err}");
+    let first_line = err.lines().next().unwrap_or("");
+    assert!(first_line.contains("carries credentials"), "{err}");
+    assert!(!first_line.contains("s3cret"), "{err}");
 }
 
 #[test]
