@@ -8,6 +8,7 @@ use crate::compress::Compression;
 use crate::digest::Digest;
 use crate::epoch::{self, EpochSource, SourceDateEpoch};
 use crate::error::{Error, Result};
+use crate::fetch;
 use crate::image::{self, canonical_json, Descriptor, ImageConfig, Index, Manifest, PlatformJson};
 use crate::layer::{self, LayerBlob};
 use crate::layout::Layout;
@@ -75,8 +76,11 @@ pub struct BuildInputs {
     pub repository: Option<String>,
     pub compression: &'static str,
     /// Every file of the context whose bytes went into a layer (copy sources and
-    /// local archives), sorted and without duplicates.
+    /// local archives), sorted and without duplicates. Url archives are in `urls`.
     pub files: Vec<PathBuf>,
+    /// Every url archive, as `(url, sha256 hex)`, sorted and without duplicates (a
+    /// url with `{arch}` appears once per distinct expansion).
+    pub urls: Vec<(String, String)>,
     /// The base image: its name as written in the recipe and its root digest.
     pub base: Option<(String, Digest)>,
 }
@@ -101,8 +105,9 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
     };
     let compression = recipe.compression()?;
     let lock = Lock::load(&opts.recipe)?;
+    let url_pins = fetch::pins(&recipe, &platforms)?;
     if opts.locked {
-        check_locked(&recipe, &opts.recipe, lock.as_ref())?;
+        check_locked(&recipe, &opts.recipe, lock.as_ref(), &url_pins)?;
     }
     let epoch = resolve_epoch(&recipe, opts, lock.as_ref())?;
     let tags = match &opts.tags {
@@ -143,8 +148,19 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
         _ => None,
     };
     let out_dir = absolute(&opts.out);
+    // Url archives are input too: fetched (and verified) before planning. Their cache
+    // in `--out` is content-addressed and only ever holds verified files.
+    let downloads = if url_pins.is_empty() {
+        fetch::Downloads::new()
+    } else {
+        check_out_dir(&opts.out)?;
+        fetch::fetch(&recipe, &url_pins, &opts.out, &opts.registry)?
+    };
+    // The downloads are inputs by url, not files of the context.
+    let download_paths: std::collections::BTreeSet<PathBuf> = downloads.values().cloned().collect();
     let plan_options = PlanOptions {
         out_dir: Some(out_dir.clone()),
+        downloads,
     };
     let mut targets = Vec::new();
     for platform in &platforms {
@@ -245,7 +261,16 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
             .as_ref()
             .map(|r| r.get_ref().clone()),
         compression: compression.as_str(),
-        files: input_files(targets.iter().map(|(plan, _)| plan)),
+        files: input_files(targets.iter().map(|(plan, _)| plan))
+            .into_iter()
+            .filter(|f| !download_paths.contains(f))
+            .collect(),
+        urls: url_pins
+            .iter()
+            .map(|p| (p.url.clone(), p.sha256.clone()))
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect(),
         base: base.as_ref().map(|b| (b.name.clone(), b.digest.clone())),
     };
 
@@ -410,7 +435,12 @@ fn check_platform_pin(
 }
 
 /// `--locked`: a lock must exist and agree with the recipe's floating inputs.
-fn check_locked(recipe: &Recipe, recipe_path: &Path, lock: Option<&Lock>) -> Result<()> {
+fn check_locked(
+    recipe: &Recipe,
+    recipe_path: &Path,
+    lock: Option<&Lock>,
+    url_pins: &[fetch::UrlPin],
+) -> Result<()> {
     let Some(lock) = lock else {
         return Err(Error::input(format!(
             "--locked: there is no {}",
@@ -439,31 +469,23 @@ fn check_locked(recipe: &Recipe, recipe_path: &Path, lock: Option<&Lock>) -> Res
         }
         _ => {}
     }
-    for layer in &recipe.layers {
-        for item in &layer.get_ref().archive {
-            let item = item.get_ref();
-            let (Some(url), Some(sha)) = (&item.url, &item.sha256) else {
-                continue;
-            };
-            let want = sha.get_ref().trim_start_matches("sha256:");
-            match lock.url.iter().find(|u| u.url == *url.get_ref()) {
-                Some(u) if u.sha256.trim_start_matches("sha256:") == want => {}
-                Some(u) => {
-                    return Err(lock::stale(
-                        recipe_path,
-                        format!(
-                            "pins {} to sha256 {}, but the recipe says {want}",
-                            url.get_ref(),
-                            u.sha256
-                        ),
-                    ))
-                }
-                None => {
-                    return Err(lock::stale(
-                        recipe_path,
-                        format!("does not pin {}", url.get_ref()),
-                    ))
-                }
+    for pin in url_pins {
+        match lock.url.iter().find(|u| u.url == pin.url) {
+            Some(u) if u.sha256.trim_start_matches("sha256:") == pin.sha256 => {}
+            Some(u) => {
+                return Err(lock::stale(
+                    recipe_path,
+                    format!(
+                        "pins {} to sha256 {}, but the recipe says {}",
+                        pin.url, u.sha256, pin.sha256
+                    ),
+                ))
+            }
+            None => {
+                return Err(lock::stale(
+                    recipe_path,
+                    format!("does not pin {} ({})", pin.url, pin.platform),
+                ))
             }
         }
     }

@@ -11,6 +11,7 @@ pub mod compress;
 pub mod digest;
 pub mod epoch;
 pub mod error;
+pub mod fetch;
 pub mod image;
 pub mod inspect;
 pub mod layer;

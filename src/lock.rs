@@ -23,9 +23,10 @@
 //! Staleness: the lock is stale when it pins a different base reference than the
 //! recipe names (or a base the recipe no longer has), when the recipe's base carries
 //! a digest that differs from the lock's, when a platform built has no pin, or when
-//! a url of the recipe is missing or has another sha256. The `"git"` epoch is not
-//! compared with the repository's current HEAD: committing the lock itself moves HEAD,
-//! so such a check could never pass; re-run `imgbuild lock` to take a newer commit.
+//! a url of the recipe (as each platform built expands it) is missing or has another
+//! sha256. The `"git"` epoch is not compared with the repository's current HEAD:
+//! committing the lock itself moves HEAD, so such a check could never pass; re-run
+//! `imgbuild lock` to take a newer commit.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -199,17 +200,13 @@ pub fn lock(
             platforms: pins,
         });
     }
-    for layer in &recipe.layers {
-        for item in &layer.get_ref().archive {
-            let item = item.get_ref();
-            if let (Some(url), Some(sha)) = (&item.url, &item.sha256) {
-                if !lock.url.iter().any(|u| u.url == *url.get_ref()) {
-                    lock.url.push(LockedUrl {
-                        url: url.get_ref().clone(),
-                        sha256: sha.get_ref().trim_start_matches("sha256:").to_string(),
-                    });
-                }
-            }
+    // Every url as each platform expands it: a url with {arch} is one pin per file.
+    for pin in crate::fetch::pins(&recipe, &platforms)? {
+        if !lock.url.iter().any(|u| u.url == pin.url) {
+            lock.url.push(LockedUrl {
+                url: pin.url,
+                sha256: pin.sha256,
+            });
         }
     }
     if let Some(e) = &recipe.image.source_date_epoch {

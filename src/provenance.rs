@@ -53,6 +53,13 @@ pub fn statement(result: &BuildResult, name: &str, params: &Parameters) -> Resul
     for f in &inputs.files {
         deps.push(file_descriptor(f, &inputs.context, "source")?);
     }
+    for (url, sha256) in &inputs.urls {
+        deps.push(json!({
+            "uri": url,
+            "digest": {"sha256": sha256},
+            "annotations": {"imgbuild.role": "archive"},
+        }));
+    }
     if let Some((base, digest)) = &inputs.base {
         let uri = if base.starts_with("oci:") {
             base.clone()

@@ -1,4 +1,5 @@
-//! `[[layer.archive]]`: the entries of a local `.tar`, `.tar.gz` or `.tar.zst`.
+//! `[[layer.archive]]`: the entries of a `.tar`, `.tar.gz` or `.tar.zst` — a file in
+//! the context (`src`) or a verified download (`url`, fetched by `crate::fetch`).
 //!
 //! The archive's modes and numeric owners are kept (masked to the permission and
 //! setuid/setgid/sticky bits); its mtimes, user and group names, xattrs and PAX
@@ -6,9 +7,11 @@
 //! file; entries point into it by offset, so memory stays bounded.
 
 use super::{
-    image_path, join, normalize_hardlinks, resolve_src, Content, EntryKind, Item, Meta, Spool,
+    image_path, join, normalize_hardlinks, resolve_src, Content, EntryKind, Item, Meta,
+    PlanOptions, Spool,
 };
 use crate::error::{Error, Result};
+use crate::platform::Platform;
 use crate::recipe::{ArchiveItem, Recipe};
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -17,43 +20,27 @@ use std::path::Path;
 use std::sync::Arc;
 use toml::Spanned;
 
-pub(crate) fn resolve(recipe: &Recipe, item: &Spanned<ArchiveItem>) -> Result<Vec<Item>> {
+pub(crate) fn resolve(
+    recipe: &Recipe,
+    item: &Spanned<ArchiveItem>,
+    platform: &Platform,
+    options: &PlanOptions,
+) -> Result<Vec<Item>> {
     let a = item.get_ref();
-    let Some(src) = &a.src else {
-        let url = a.url.as_ref().map_or(0..0, |u| u.span());
-        return Err(recipe
-            .error_at(url, "archives fetched by url are not supported yet")
-            .with_hint(
-                "download the archive into the context, check its sha256, and use src = \"…\"",
-            ));
+    let (src, spool) = match (&a.src, &a.url) {
+        (Some(src), _) => (src, local(recipe, src)?),
+        (None, Some(url)) => (url, downloaded(recipe, a, url, platform, options)?),
+        (None, None) => {
+            return Err(recipe.error_at(item.span(), "an archive needs src or url with sha256"))
+        }
     };
-    let path = resolve_src(recipe, src, src.get_ref())?;
-    let real = path
-        .canonicalize()
-        .map_err(|e| Error::io_path("cannot read archive", &path, e))?;
-    if !real.starts_with(&recipe.context) {
-        return Err(recipe.error_at(
-            src.span(),
-            format!(
-                "archive {:?} is a symlink to {} outside the context",
-                src.get_ref(),
-                real.display()
-            ),
-        ));
-    }
-    if !real.is_file() {
-        return Err(recipe.error_at(
-            src.span(),
-            format!("archive {:?} is not a regular file", src.get_ref()),
-        ));
-    }
-    let spool = spool(&real).map_err(|e| {
-        Error::io_path("cannot read archive", &real, e)
-            .with_detail(recipe.source.snippet(src.span()))
-    })?;
+    let archive_name = match &a.url {
+        Some(url) if a.src.is_none() => platform.expand(url.get_ref()),
+        _ => src.get_ref().clone(),
+    };
     let bad = |msg: String| {
         recipe
-            .error_at(src.span(), format!("archive {}: {msg}", src.get_ref()))
+            .error_at(src.span(), format!("archive {archive_name}: {msg}"))
             .with_hint(
                 "repack the archive as a plain tar of files, directories, symlinks and hardlinks",
             )
@@ -181,6 +168,61 @@ pub(crate) fn resolve(recipe: &Recipe, item: &Spanned<ArchiveItem>) -> Result<Ve
     }
     normalize_hardlinks(&mut items, groups);
     Ok(items)
+}
+
+/// A `src` archive: inside the context, a regular file, spooled.
+fn local(recipe: &Recipe, src: &Spanned<String>) -> Result<Arc<Spool>> {
+    let path = resolve_src(recipe, src, src.get_ref())?;
+    let real = path
+        .canonicalize()
+        .map_err(|e| Error::io_path("cannot read archive", &path, e))?;
+    if !real.starts_with(&recipe.context) {
+        return Err(recipe.error_at(
+            src.span(),
+            format!(
+                "archive {:?} is a symlink to {} outside the context",
+                src.get_ref(),
+                real.display()
+            ),
+        ));
+    }
+    if !real.is_file() {
+        return Err(recipe.error_at(
+            src.span(),
+            format!("archive {:?} is not a regular file", src.get_ref()),
+        ));
+    }
+    spool(&real).map_err(|e| {
+        Error::io_path("cannot read archive", &real, e)
+            .with_detail(recipe.source.snippet(src.span()))
+    })
+}
+
+/// A `url` archive: the verified download `fetch` left for this platform's sha256,
+/// spooled like a local archive (compression told by magic bytes, as there).
+fn downloaded(
+    recipe: &Recipe,
+    a: &ArchiveItem,
+    url: &Spanned<String>,
+    platform: &Platform,
+    options: &PlanOptions,
+) -> Result<Arc<Spool>> {
+    let path = a
+        .sha256_for(platform)
+        .and_then(|hex| options.downloads.get(hex))
+        .ok_or_else(|| {
+            recipe.error_at(
+                url.span(),
+                format!(
+                    "internal: {} was not downloaded before planning",
+                    platform.expand(url.get_ref())
+                ),
+            )
+        })?;
+    spool(path).map_err(|e| {
+        Error::io_path("cannot read downloaded archive", path, e)
+            .with_detail(recipe.source.snippet(url.span()))
+    })
 }
 
 /// The member's path relative to `dst`: `./` and `/` prefixes dropped, then `strip`

@@ -109,6 +109,9 @@ pub struct PlanOptions {
     /// The canonical `--out` directory: never copied into a layer, even when it lies
     /// inside a copied tree (its contents must not change the digest).
     pub out_dir: Option<PathBuf>,
+    /// Verified url archives by sha256 hex (`fetch::fetch`): the plan reads them
+    /// like local archives and never downloads anything itself.
+    pub downloads: crate::fetch::Downloads,
 }
 
 /// Resolves every layer of `recipe` for `platform`.
@@ -198,7 +201,7 @@ fn resolve_layer(
         }
     }
     for a in &l.archive {
-        for item in archive::resolve(recipe, a)? {
+        for item in archive::resolve(recipe, a, platform, options)? {
             b.insert(item.path, item.kind, item.meta, a.span())?;
         }
     }

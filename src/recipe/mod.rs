@@ -188,11 +188,34 @@ pub struct FileItem {
 pub struct ArchiveItem {
     pub src: Option<Spanned<String>>,
     pub url: Option<Spanned<String>>,
-    pub sha256: Option<Spanned<String>>,
+    pub sha256: Option<Spanned<Sha256Pin>>,
     #[serde(default = "root")]
     pub dst: Spanned<String>,
     #[serde(default)]
     pub strip_components: u32,
+}
+
+/// `sha256` of a url archive: one hash, or one per platform when the url has
+/// `{os}`/`{arch}`/`{variant}` placeholders and so names a different file per platform.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum Sha256Pin {
+    One(String),
+    PerPlatform(BTreeMap<String, String>),
+}
+
+impl ArchiveItem {
+    /// The sha256 (64 lowercase hex digits) that pins this item's download for
+    /// `platform`; None when the table form has no entry for it.
+    pub fn sha256_for(&self, platform: &Platform) -> Option<&str> {
+        match self.sha256.as_ref()?.get_ref() {
+            Sha256Pin::One(h) => Some(h.as_str()),
+            Sha256Pin::PerPlatform(t) => t
+                .iter()
+                .find(|(k, _)| Platform::parse(k).is_ok_and(|p| p == *platform))
+                .map(|(_, h)| h.as_str()),
+        }
+    }
 }
 
 fn root() -> Spanned<String> {
@@ -492,22 +515,56 @@ impl Recipe {
                     (Some(_), None) => {}
                 }
                 if let Some(h) = &a.sha256 {
-                    let hex = h.get_ref();
-                    if hex.len() != 64
-                        || !hex
-                            .bytes()
-                            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
-                    {
-                        return Err(
-                            self.error_at(h.span(), "sha256 must be 64 lowercase hex digits")
-                        );
-                    }
+                    self.sha256_pin(h)?;
                 }
             }
             for r in &l.remove {
                 self.absolute(r, "a removed path")?;
                 if r.get_ref().trim_matches('/').is_empty() {
                     return Err(self.error_at(r.span(), "the root directory cannot be removed"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `sha256 = "…"` or `sha256 = { "linux/amd64" = "…", … }`: every hash is 64
+    /// lowercase hex digits, every key a platform.
+    fn sha256_pin(&self, pin: &Spanned<Sha256Pin>) -> Result<()> {
+        let valid = |hex: &str| {
+            hex.len() == 64
+                && hex
+                    .bytes()
+                    .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        };
+        let bad_hash = || {
+            self.error_at(pin.span(), "sha256 must be 64 lowercase hex digits")
+                .with_hint(
+                    "write the hash sha256sum prints for the file, without a \"sha256:\" prefix",
+                )
+        };
+        match pin.get_ref() {
+            Sha256Pin::One(hex) if !valid(hex) => return Err(bad_hash()),
+            Sha256Pin::One(_) => {}
+            Sha256Pin::PerPlatform(table) => {
+                if table.is_empty() {
+                    return Err(self
+                        .error_at(pin.span(), "the sha256 table is empty")
+                        .with_hint("pin every platform built: sha256 = { \"linux/amd64\" = \"…\", \"linux/arm64\" = \"…\" }"));
+                }
+                for (key, hex) in table {
+                    Platform::parse(key).map_err(|m| {
+                        self.error_at(pin.span(), format!("sha256 table key {key:?}: {m}"))
+                            .with_hint("key the table by platform: { \"linux/amd64\" = \"…\" }")
+                    })?;
+                    if !valid(hex) {
+                        return Err(self
+                            .error_at(
+                                pin.span(),
+                                format!("sha256 for {key} must be 64 lowercase hex digits"),
+                            )
+                            .with_hint("write the hash sha256sum prints for the file, without a \"sha256:\" prefix"));
+                    }
                 }
             }
         }
@@ -627,6 +684,11 @@ fn toml_error(source: &RecipeSource, e: &toml::de::Error) -> Error {
     let message = e.message().trim().to_string();
     let span = e.span().unwrap_or(0..0);
     let mut err = source.error_at(span.clone(), format!("invalid recipe: {message}"));
+    if message.contains("Sha256Pin") {
+        err = source
+            .error_at(span.clone(), "sha256 must be a string or a table of platform = string")
+            .with_hint("write sha256 = \"<64 hex digits>\", or sha256 = { \"linux/amd64\" = \"…\", \"linux/arm64\" = \"…\" } when the url has {arch}");
+    }
     if message.contains("EpochSetting") {
         err = source
             .error_at(
@@ -767,6 +829,74 @@ mod tests {
     fn url_archive_requires_sha256() {
         let e = err("[[layer]]\nname = \"a\"\n[[layer.archive]]\nurl = \"https://x/y.tar\"\n");
         assert!(e.contains("needs sha256"), "{e}");
+    }
+
+    const ARCHIVE: &str =
+        "[[layer]]\nname = \"a\"\n[[layer.archive]]\nurl = \"https://x/{arch}.tar\"\n";
+
+    #[test]
+    fn url_archive_sha256_table_pins_each_platform() {
+        let a = "a".repeat(64);
+        let b = "b".repeat(64);
+        let r = parse(&format!(
+            "{ARCHIVE}sha256 = {{ \"linux/amd64\" = \"{a}\", \"linux/arm64\" = \"{b}\" }}\n"
+        ))
+        .unwrap();
+        let item = r.layers[0].get_ref().archive[0].get_ref();
+        let arm64 = Platform::parse("linux/arm64").unwrap();
+        let s390x = Platform::parse("linux/s390x").unwrap();
+        assert_eq!(item.sha256_for(&Platform::linux_amd64()), Some(a.as_str()));
+        assert_eq!(item.sha256_for(&arm64), Some(b.as_str()));
+        assert_eq!(item.sha256_for(&s390x), None);
+    }
+
+    #[test]
+    fn url_archive_sha256_string_pins_every_platform() {
+        let a = "0".repeat(64);
+        let r = parse(&format!("{ARCHIVE}sha256 = \"{a}\"\n")).unwrap();
+        let item = r.layers[0].get_ref().archive[0].get_ref();
+        let arm64 = Platform::parse("linux/arm64").unwrap();
+        assert_eq!(item.sha256_for(&arm64), Some(a.as_str()));
+    }
+
+    #[test]
+    fn url_archive_sha256_table_rejects_bad_keys_and_hashes() {
+        let a = "a".repeat(64);
+        let e = err(&format!(
+            "{ARCHIVE}sha256 = {{ \"linux/amd46\" = \"{a}\" }}\n"
+        ));
+        assert!(
+            e.contains("sha256 table key \"linux/amd46\"") && e.contains("recipe.toml:5:10"),
+            "{e}"
+        );
+        let e = err(&format!(
+            "{ARCHIVE}sha256 = {{ \"linux/amd64\" = \"ABC\" }}\n"
+        ));
+        assert!(
+            e.contains("sha256 for linux/amd64 must be 64 lowercase hex digits"),
+            "{e}"
+        );
+        let e = err(&format!("{ARCHIVE}sha256 = {{}}\n"));
+        assert!(e.contains("the sha256 table is empty"), "{e}");
+        let e = err(&format!(
+            "{ARCHIVE}sha256 = {{ \"linux/arm64\" = \"{a}\", \"linux/arm64/\" = \"{a}\" }}\n"
+        ));
+        assert!(e.contains("sha256 table key"), "{e}");
+    }
+
+    #[test]
+    fn url_archive_sha256_of_another_type_says_what_is_expected() {
+        let e = err(&format!("{ARCHIVE}sha256 = 5\n"));
+        assert!(
+            e.contains("sha256 must be a string or a table of platform = string")
+                && e.contains("recipe.toml:5:"),
+            "{e}"
+        );
+        let e = err(&format!(
+            "{ARCHIVE}sha256 = \"sha256:{}\"\n",
+            "a".repeat(64)
+        ));
+        assert!(e.contains("sha256 must be 64 lowercase hex digits"), "{e}");
     }
 
     #[test]

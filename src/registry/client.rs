@@ -166,21 +166,27 @@ fn load_certificates(files: &[PathBuf]) -> Result<Vec<Vec<u8>>> {
     Ok(out)
 }
 
+/// A reqwest client builder with imgbuild's timeouts and user agent, trusting the
+/// system roots plus every `--registry-ca` file. Registries and url archives share it,
+/// so that one flag covers both.
+pub(crate) fn http_client_builder(opts: &Options) -> Result<reqwest::ClientBuilder> {
+    let mut certs = Vec::new();
+    for pem in load_certificates(&opts.ca_files)? {
+        certs.extend(reqwest::Certificate::from_pem_bundle(&pem).unwrap_or_default());
+    }
+    Ok(reqwest::Client::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .read_timeout(READ_TIMEOUT)
+        .user_agent(USER_AGENT)
+        .tls_certs_merge(certs))
+}
+
 impl RegistryClient {
     /// Connects to `registry` (pings `/v2/`, chooses HTTPS or HTTP, finds credentials
     /// for `repository`).
     pub async fn connect(registry: &str, repository: &str, opts: &Options) -> Result<Self> {
         let pems = load_certificates(&opts.ca_files)?;
-        let mut builder = reqwest::Client::builder()
-            .connect_timeout(CONNECT_TIMEOUT)
-            .read_timeout(READ_TIMEOUT)
-            .user_agent(USER_AGENT);
-        let mut certs = Vec::new();
-        for pem in &pems {
-            certs.extend(reqwest::Certificate::from_pem_bundle(pem).unwrap_or_default());
-        }
-        builder = builder.tls_certs_merge(certs);
-        let http = builder
+        let http = http_client_builder(opts)?
             .build()
             .map_err(|e| Error::network(format!("cannot set up HTTPS: {}", error_chain(&e))))?;
 
@@ -895,7 +901,7 @@ fn connect_error(registry: &str, e: &reqwest::Error) -> Error {
 
 /// Whether a failed request failed in the TLS handshake (a plain-HTTP server, an
 /// unknown CA, a wrong host name).
-fn is_tls_error(e: &reqwest::Error) -> bool {
+pub(crate) fn is_tls_error(e: &reqwest::Error) -> bool {
     let chain = error_chain(e).to_ascii_lowercase();
     [
         "certificate",
@@ -910,7 +916,7 @@ fn is_tls_error(e: &reqwest::Error) -> bool {
 }
 
 /// The innermost cause, without "(os error N)": "Connection refused".
-fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
     let mut last = e;
     while let Some(s) = last.source() {
         last = s;
@@ -930,7 +936,7 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
 
 /// The error and its sources, joined: reqwest's own Display says only "error
 /// sending request for url (…)".
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut parts = vec![e.to_string()];
     let mut source = e.source();
     while let Some(s) = source {
@@ -943,7 +949,7 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     parts.join(": ")
 }
 
-fn retryable_status(code: u16) -> bool {
+pub(crate) fn retryable_status(code: u16) -> bool {
     code == 408 || code == 429 || (500..600).contains(&code)
 }
 
@@ -1049,7 +1055,7 @@ fn first_line(s: &str) -> String {
 
 /// Full-jitter exponential backoff. The randomness only spreads retries of parallel
 /// uploads apart; it never reaches a digested byte.
-fn backoff(retry: Retry, attempt: u32) -> Duration {
+pub(crate) fn backoff(retry: Retry, attempt: u32) -> Duration {
     let ceiling = retry
         .base
         .saturating_mul(1u32 << attempt.saturating_sub(1).min(16))

@@ -453,11 +453,11 @@ fn spawn(config: &Path, log_path: &Path, home: &Path) -> Child {
         .unwrap_or_else(|e| panic!("cannot start docker-registry: {e}"))
 }
 
-struct Tls {
-    key: PathBuf,
-    cert: PathBuf,
+pub struct Tls {
+    pub key: PathBuf,
+    pub cert: PathBuf,
     /// Holds only ca.crt.
-    cert_dir: PathBuf,
+    pub cert_dir: PathBuf,
 }
 
 /// The registry's `auth` section.
@@ -519,7 +519,7 @@ fn make_htpasswd(root: &Path, user: &str, password: &str) -> PathBuf {
 
 /// A CA and a server certificate for IP:127.0.0.1 and DNS:localhost signed by it
 /// (P-256 keys: fast to make).
-fn make_certs(root: &Path) -> Tls {
+pub fn make_certs(root: &Path) -> Tls {
     require_tool("openssl");
     let tls = root.join("tls");
     let cert_dir = root.join("certs");
