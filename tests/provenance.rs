@@ -7,36 +7,21 @@
 //! Debian's docker-registry.
 //!
 //! The Python packages come from scripts/test.sh (a venv under target/, named by
-//! IMGBUILD_TEST_PYTHON). Without them these tests are skipped, loudly, through
-//! IMGBUILD_SKIPPED_LOG — never passed silently.
+//! IMGBUILD_TEST_PYTHON); without them these tests fail, as with any missing tool.
 
 mod common;
 
 use common::registry::{Mode, Registry};
 use common::{imgbuild, make_tar, stderr, test_bytes, Ctx};
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 const EPOCH: &str = "[image]\nsource-date-epoch = 1700000000\n";
 
-fn skip(test: &str, why: &str) {
-    let line = format!("SKIPPED: {test}: {why}");
-    eprintln!("{line}");
-    if let Some(log) = std::env::var_os("IMGBUILD_SKIPPED_LOG") {
-        let mut f = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .unwrap_or_else(|e| panic!("cannot open IMGBUILD_SKIPPED_LOG {log:?}: {e}"));
-        writeln!(f, "{line}").expect("write IMGBUILD_SKIPPED_LOG");
-    }
-}
-
-/// The Python that has `modules` (IMGBUILD_TEST_PYTHON, else python3); None (after
-/// logging the skip) when there is none.
-fn python_with(test: &str, modules: &[&str]) -> Option<String> {
+/// The Python that has `modules` (IMGBUILD_TEST_PYTHON, else python3). A missing
+/// validator fails the test, like any other missing tool: scripts/test.sh installs them.
+fn python_with(test: &str, modules: &[&str]) -> String {
     let python = std::env::var("IMGBUILD_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
     let import = format!("import {}", modules.join(", "));
     let ok = Command::new(&python)
@@ -44,17 +29,13 @@ fn python_with(test: &str, modules: &[&str]) -> Option<String> {
         .output()
         .map(|o| o.status.success())
         .unwrap_or(false);
-    if ok {
-        Some(python)
-    } else {
-        skip(
-            test,
-            &format!(
-                "{python} cannot `{import}`; scripts/test.sh installs them (pip install spdx-tools in-toto-attestation)"
-            ),
-        );
-        None
-    }
+    assert!(
+        ok,
+        "{test}: {python} cannot `{import}`; run the tests with `bash scripts/test.sh`, which \
+         installs them into a venv, or set IMGBUILD_TEST_PYTHON to a python that has them \
+         (pip install spdx-tools==0.8.5 in-toto-attestation==0.9.3)"
+    );
+    python
 }
 
 fn run_python(python: &str, script: &str, args: &[&Path]) -> Output {
@@ -210,9 +191,7 @@ fn provenance_is_a_valid_slsa_v1_statement_naming_the_image_and_its_inputs() {
         env!("CARGO_PKG_VERSION")
     );
 
-    let Some(python) = python_with(test, &["in_toto_attestation", "google.protobuf"]) else {
-        return;
-    };
+    let python = python_with(test, &["in_toto_attestation", "google.protobuf"]);
     let o = run_python(&python, CHECK_PROVENANCE, &[&path]);
     assert!(
         o.status.success(),
@@ -282,9 +261,7 @@ fn sbom_passes_spdx_tools_and_lists_every_file_with_its_sha256() {
             && r["relationshipType"] == "CONTAINS"
             && r["relatedSpdxElement"] == base_file_id));
 
-    let Some(python) = python_with(test, &["spdx_tools"]) else {
-        return;
-    };
+    let python = python_with(test, &["spdx_tools"]);
     let o = run_python(&python, CHECK_SPDX, &[&path]);
     assert!(
         o.status.success(),
@@ -588,9 +565,7 @@ fn multi_platform_push_with_a_registry_base_attaches_to_the_index_and_merges_pus
         "{names:?}"
     );
     assert!(names.contains(&"./etc/os-release"), "{names:?}");
-    let Some(python) = python_with(test, &["spdx_tools"]) else {
-        return;
-    };
+    let python = python_with(test, &["spdx_tools"]);
     let o = run_python(&python, CHECK_SPDX, &[&sbom]);
     assert!(
         o.status.success(),
