@@ -11,12 +11,16 @@ use imgbuild::registry::push;
 use imgbuild::{Error, Result};
 use std::io::Write;
 
+mod audit;
+
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Build(args) => build(args, cli.quiet, &cli.registry),
         Command::Push(args) => push(args, cli.quiet, &cli.registry),
         Command::Lock(args) => lock(args, cli.quiet, &cli.registry),
         Command::Inspect(args) => inspect(args, cli.quiet, &cli.registry),
+        Command::Verify(args) => audit::verify(args, cli.quiet, &cli.registry),
+        Command::Diff(args) => audit::diff(args, cli.quiet, &cli.registry),
         Command::Completions { shell } => {
             use clap::CommandFactory;
             let mut cmd = Cli::command();
@@ -145,6 +149,7 @@ fn build(args: BuildArgs, quiet: bool, registry: &RegistryArgs) -> Result<()> {
         no_cache: args.no_cache,
         registry: registry_options(registry, quiet),
         locked: args.locked,
+        context_out: None,
     };
     // Check the push target and reach the registry (credentials, TLS) before
     // building, so that a CI step fails in seconds rather than after the build.

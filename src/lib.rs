@@ -8,6 +8,7 @@ pub mod base;
 pub mod build;
 pub mod cache;
 pub mod compress;
+pub mod diff;
 pub mod digest;
 pub mod epoch;
 pub mod error;
@@ -22,5 +23,6 @@ pub mod recipe;
 pub mod reference;
 pub mod registry;
 mod suggest;
+pub mod verify;
 
 pub use error::{Error, ExitCode, Result};

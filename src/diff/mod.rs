@@ -1,0 +1,917 @@
+//! `imgbuild diff A B`: how two images differ, level by level — index, platforms,
+//! manifests, configs (JSON paths), layers (digest and diff_id), tar entries (header
+//! fields and content sha256) — read from layouts or registries through the same
+//! types as `inspect`.
+//!
+//! The algorithm (docs/auditing.md says it for users):
+//! 1. Equal root digests: identical, nothing else is read.
+//! 2. Index: its JSON without `manifests`; one side an index and the other a single
+//!    manifest is a `mediaType` difference.
+//! 3. Manifests are matched by platform (`os/arch[/variant]`); a platform on one side
+//!    only is reported and not descended into. Equal manifest digests end there.
+//! 4. Manifest JSON without the config and layer descriptors; config JSON without
+//!    `rootfs.diff_ids` (the layers carry those).
+//! 5. Layer i is compared with layer i. Equal digests: the same layer (only its
+//!    descriptor's other fields are compared). Equal diff_ids: a recompression, the
+//!    tars are not read. Else both tars are walked (in parallel, streaming) and their
+//!    entries compared by path. Layers past the shorter list are added or removed.
+//!
+//! Every difference is one record; `--ignore` globs drop entry records whose path
+//! they match (counted as ignored), and a layer whose every entry difference is
+//! ignored is not reported either.
+
+pub mod json;
+pub mod tar;
+
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+use crate::inspect::{self, Inspected, InspectedManifest};
+use crate::layout::Layout;
+use crate::reference::Reference;
+use crate::registry::client::{self, RegistryClient};
+use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
+use json::JsonChange;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::io::{Seek, SeekFrom};
+use tar::{EntryMeta, FieldChange, Walked};
+
+#[derive(Clone, Debug, Default)]
+pub struct DiffOptions {
+    /// Entry path globs (`/var/log/**`) whose differences are accepted.
+    pub ignore: Vec<String>,
+    pub registry: client::Options,
+}
+
+/// One side of a diff.
+#[derive(Clone, Debug)]
+pub struct Side {
+    pub reference: String,
+    pub digest: Digest,
+    pub media_type: String,
+}
+
+/// The level a difference is found at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    Index,
+    Platform,
+    Manifest,
+    Config,
+    Layer,
+    Entry,
+}
+
+impl Level {
+    pub const ALL: [Level; 6] = [
+        Level::Index,
+        Level::Platform,
+        Level::Manifest,
+        Level::Config,
+        Level::Layer,
+        Level::Entry,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Index => "index",
+            Level::Platform => "platform",
+            Level::Manifest => "manifest",
+            Level::Config => "config",
+            Level::Layer => "layer",
+            Level::Entry => "entry",
+        }
+    }
+}
+
+/// What happened to a thing present on one side or both.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Change {
+    Added,
+    Removed,
+    Changed,
+}
+
+impl Change {
+    fn of<T>(old: &Option<T>, new: &Option<T>) -> Change {
+        match (old, new) {
+            (None, _) => Change::Added,
+            (_, None) => Change::Removed,
+            _ => Change::Changed,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Change::Added => "added",
+            Change::Removed => "removed",
+            Change::Changed => "changed",
+        }
+    }
+}
+
+/// A layer as its manifest and config describe it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LayerInfo {
+    pub digest: Digest,
+    pub diff_id: Option<Digest>,
+    pub media_type: String,
+    pub size: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LayerChange {
+    /// Same diff_id, other digest: the same tar, compressed differently.
+    Recompressed,
+    /// Other diff_id: the entries below say how.
+    Changed,
+    Added,
+    Removed,
+}
+
+impl LayerChange {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LayerChange::Recompressed => "recompressed",
+            LayerChange::Changed => "changed",
+            LayerChange::Added => "added",
+            LayerChange::Removed => "removed",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub enum Difference {
+    /// Index, manifest or config JSON (`platform` is None at the index level).
+    Json {
+        level: Level,
+        platform: Option<String>,
+        change: JsonChange,
+    },
+    /// A platform whose manifest only one side has.
+    Platform {
+        platform: String,
+        change: Change,
+        digest: Digest,
+    },
+    Layer {
+        platform: String,
+        layer: usize,
+        change: LayerChange,
+        old: Option<LayerInfo>,
+        new: Option<LayerInfo>,
+        /// Why a changed layer has no entry differences (order, tar encoding).
+        note: Option<String>,
+    },
+    Entry {
+        platform: String,
+        layer: usize,
+        path: String,
+        change: Change,
+        fields: Vec<FieldChange>,
+        old: Option<Box<EntryMeta>>,
+        new: Option<Box<EntryMeta>>,
+    },
+}
+
+impl Difference {
+    pub fn level(&self) -> Level {
+        match self {
+            Difference::Json { level, .. } => *level,
+            Difference::Platform { .. } => Level::Platform,
+            Difference::Layer { .. } => Level::Layer,
+            Difference::Entry { .. } => Level::Entry,
+        }
+    }
+
+    fn platform(&self) -> Option<&str> {
+        match self {
+            Difference::Json { platform, .. } => platform.as_deref(),
+            Difference::Platform { platform, .. }
+            | Difference::Layer { platform, .. }
+            | Difference::Entry { platform, .. } => Some(platform),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Report {
+    pub a: Side,
+    pub b: Side,
+    pub differences: Vec<Difference>,
+    /// Entry differences an `--ignore` glob matched.
+    pub ignored: usize,
+}
+
+/// Compares two images. Bad references and invalid globs are exit-2 errors; a
+/// difference is not an error (see [`Report::identical`]).
+pub fn diff(a: &Reference, b: &Reference, opts: &DiffOptions) -> Result<Report> {
+    let ignore = ignore_set(&opts.ignore)?;
+    let ia = inspect::inspect(a, &opts.registry)?;
+    let ib = inspect::inspect(b, &opts.registry)?;
+    let mut report = Report {
+        a: side(&ia),
+        b: side(&ib),
+        differences: Vec::new(),
+        ignored: 0,
+    };
+    if ia.digest == ib.digest {
+        return Ok(report);
+    }
+    let sources = (BlobSource::open(a, opts)?, BlobSource::open(b, opts)?);
+    let mut d = Differ {
+        sources: &sources,
+        ignore: &ignore,
+        a_name: &ia.reference,
+        b_name: &ib.reference,
+        out: Vec::new(),
+        ignored: 0,
+    };
+    d.compare(&ia, &ib)?;
+    report.differences = d.out;
+    report.ignored = d.ignored;
+    if report.differences.is_empty() && report.ignored == 0 {
+        report
+            .differences
+            .push(bytes_only(Level::Index, None, &ia.digest, &ib.digest));
+    }
+    Ok(report)
+}
+
+fn side(i: &Inspected) -> Side {
+    Side {
+        reference: i.reference.clone(),
+        digest: i.digest.clone(),
+        media_type: i.media_type.clone(),
+    }
+}
+
+fn ignore_set(globs: &[String]) -> Result<GlobSet> {
+    let mut set = GlobSetBuilder::new();
+    for g in globs {
+        let pattern = if g.starts_with('/') {
+            g.clone()
+        } else {
+            format!("/{g}")
+        };
+        let glob = GlobBuilder::new(&pattern)
+            .literal_separator(true)
+            .build()
+            .map_err(|e| {
+                Error::input(format!("--ignore {g:?} is not a valid glob: {}", e.kind()))
+                    .with_hint("globs match entry paths like /var/log/app.log: `*` stays within one directory, `**` crosses them")
+            })?;
+        set.add(glob);
+    }
+    set.build()
+        .map_err(|e| Error::input(format!("--ignore: {e}")))
+}
+
+/// "The two documents are equal as JSON, but not byte for byte."
+fn bytes_only(level: Level, platform: Option<String>, old: &Digest, new: &Digest) -> Difference {
+    Difference::Json {
+        level,
+        platform,
+        change: JsonChange {
+            path: "(bytes)".to_string(),
+            old: Some(Value::String(old.to_string())),
+            new: Some(Value::String(new.to_string())),
+        },
+    }
+}
+
+struct Differ<'a> {
+    sources: &'a (BlobSource, BlobSource),
+    ignore: &'a GlobSet,
+    a_name: &'a str,
+    b_name: &'a str,
+    out: Vec<Difference>,
+    ignored: usize,
+}
+
+impl Differ<'_> {
+    fn compare(&mut self, a: &Inspected, b: &Inspected) -> Result<()> {
+        match (&a.index, &b.index) {
+            (Some(x), Some(y)) => self.json(
+                Level::Index,
+                None,
+                "",
+                &without_manifests(x),
+                &without_manifests(y),
+            ),
+            (None, None) => {}
+            _ => self.out.push(Difference::Json {
+                level: Level::Index,
+                platform: None,
+                change: JsonChange {
+                    path: "mediaType".to_string(),
+                    old: Some(Value::String(a.media_type.clone())),
+                    new: Some(Value::String(b.media_type.clone())),
+                },
+            }),
+        }
+        let pa = by_platform(&a.manifests);
+        let pb = by_platform(&b.manifests);
+        for (p, m) in &pa {
+            if !pb.contains_key(p) {
+                self.out.push(Difference::Platform {
+                    platform: p.clone(),
+                    change: Change::Removed,
+                    digest: m.digest.clone(),
+                });
+            }
+        }
+        for (p, m) in &pb {
+            if !pa.contains_key(p) {
+                self.out.push(Difference::Platform {
+                    platform: p.clone(),
+                    change: Change::Added,
+                    digest: m.digest.clone(),
+                });
+            }
+        }
+        for (p, ma) in &pa {
+            if let Some(mb) = pb.get(p) {
+                self.platform(p, ma, mb)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn json(&mut self, level: Level, platform: Option<&str>, prefix: &str, a: &Value, b: &Value) {
+        for change in json::changes(prefix, a, b) {
+            self.out.push(Difference::Json {
+                level,
+                platform: platform.map(str::to_string),
+                change,
+            });
+        }
+    }
+
+    fn platform(&mut self, p: &str, a: &InspectedManifest, b: &InspectedManifest) -> Result<()> {
+        if a.digest == b.digest {
+            return Ok(());
+        }
+        let (before, ignored_before) = (self.out.len(), self.ignored);
+        self.json(
+            Level::Manifest,
+            Some(p),
+            "",
+            &manifest_shell(&a.manifest),
+            &manifest_shell(&b.manifest),
+        );
+        let config_digest = |m: &Value| m["config"]["digest"].clone();
+        if config_digest(&a.manifest) != config_digest(&b.manifest) {
+            let n = self.out.len();
+            self.json(
+                Level::Config,
+                Some(p),
+                "",
+                &without_diff_ids(&a.config),
+                &without_diff_ids(&b.config),
+            );
+            if self.out.len() == n
+                && a.config["rootfs"]["diff_ids"] == b.config["rootfs"]["diff_ids"]
+            {
+                let d = |m: &Value| m["config"]["digest"].as_str().and_then(Digest::parse);
+                if let (Some(x), Some(y)) = (d(&a.manifest), d(&b.manifest)) {
+                    self.out
+                        .push(bytes_only(Level::Config, Some(p.to_string()), &x, &y));
+                }
+            }
+        }
+        let la = layers(a);
+        let lb = layers(b);
+        for i in 0..la.len().max(lb.len()) {
+            match (la.get(i), lb.get(i)) {
+                (Some((x, dx)), Some((y, dy))) => {
+                    let ignore_digest = x.digest != y.digest;
+                    self.json(
+                        Level::Manifest,
+                        Some(p),
+                        &format!("layers[{i}]"),
+                        &descriptor_rest(dx, ignore_digest),
+                        &descriptor_rest(dy, ignore_digest),
+                    );
+                    if x.digest != y.digest {
+                        self.layer(p, i, x, y)?;
+                    }
+                }
+                (x, y) => self.out.push(Difference::Layer {
+                    platform: p.to_string(),
+                    layer: i,
+                    change: if x.is_some() {
+                        LayerChange::Removed
+                    } else {
+                        LayerChange::Added
+                    },
+                    old: x.map(|l| l.0.clone()),
+                    new: y.map(|l| l.0.clone()),
+                    note: None,
+                }),
+            }
+        }
+        if self.out.len() == before && self.ignored == ignored_before {
+            self.out.push(bytes_only(
+                Level::Manifest,
+                Some(p.to_string()),
+                &a.digest,
+                &b.digest,
+            ));
+        }
+        Ok(())
+    }
+
+    fn layer(&mut self, p: &str, i: usize, a: &LayerInfo, b: &LayerInfo) -> Result<()> {
+        let record = |change, note| Difference::Layer {
+            platform: p.to_string(),
+            layer: i,
+            change,
+            old: Some(a.clone()),
+            new: Some(b.clone()),
+            note,
+        };
+        if a.diff_id.is_some() && a.diff_id == b.diff_id {
+            self.out.push(record(LayerChange::Recompressed, None));
+            return Ok(());
+        }
+        let what_a = format!("layer {i} of {} ({p})", self.a_name);
+        let what_b = format!("layer {i} of {} ({p})", self.b_name);
+        let (sa, sb) = self.sources;
+        let (wa, wb) = std::thread::scope(|s| {
+            let ha = s.spawn(|| sa.walk(a, &what_a));
+            let wb = sb.walk(b, &what_b);
+            let wa = ha
+                .join()
+                .unwrap_or_else(|_| Err(Error::input(format!("{what_a}: the reader panicked"))));
+            (wa, wb)
+        });
+        let (wa, wb) = (wa?, wb?);
+        let entries = entry_differences(p, i, &wa, &wb);
+        let (shown, ignored): (Vec<_>, Vec<_>) = entries.into_iter().partition(|d| match d {
+            Difference::Entry { path, .. } => !self.ignore.is_match(path),
+            _ => true,
+        });
+        self.ignored += ignored.len();
+        if shown.is_empty() && !ignored.is_empty() {
+            return Ok(());
+        }
+        let note = shown.is_empty().then(|| {
+            let reordered = wa
+                .entries
+                .iter()
+                .zip(&wb.entries)
+                .any(|((_, x), (_, y))| x.position != y.position);
+            if reordered {
+                "the same entries in another order".to_string()
+            } else {
+                "the same entries, encoded differently in the tar (header format, padding or duplicates)"
+                    .to_string()
+            }
+        });
+        self.out.push(record(LayerChange::Changed, note));
+        self.out.extend(shown);
+        Ok(())
+    }
+}
+
+/// Entry differences between two walked layers, in path order.
+fn entry_differences(p: &str, layer: usize, a: &Walked, b: &Walked) -> Vec<Difference> {
+    let mut paths: Vec<&String> = a.entries.keys().chain(b.entries.keys()).collect();
+    paths.sort();
+    paths.dedup();
+    let mut out = Vec::new();
+    for path in paths {
+        let (old, new) = (a.entries.get(path), b.entries.get(path));
+        let fields = match (old, new) {
+            (Some(x), Some(y)) => {
+                let f = tar::field_changes(x, y);
+                if f.is_empty() {
+                    continue;
+                }
+                f
+            }
+            _ => Vec::new(),
+        };
+        let (old, new) = (old.cloned().map(Box::new), new.cloned().map(Box::new));
+        out.push(Difference::Entry {
+            platform: p.to_string(),
+            layer,
+            path: path.clone(),
+            change: Change::of(&old, &new),
+            fields,
+            old,
+            new,
+        });
+    }
+    out
+}
+
+/// Manifests by platform; a second manifest of the same platform is `PLATFORM #2`.
+fn by_platform(manifests: &[InspectedManifest]) -> BTreeMap<String, &InspectedManifest> {
+    let mut out = BTreeMap::new();
+    for m in manifests {
+        let base = m
+            .platform
+            .clone()
+            .unwrap_or_else(|| "(no platform)".to_string());
+        let mut key = base.clone();
+        let mut n = 1;
+        while out.contains_key(&key) {
+            n += 1;
+            key = format!("{base} #{n}");
+        }
+        out.insert(key, m);
+    }
+    out
+}
+
+fn without_manifests(index: &Value) -> Value {
+    let mut v = index.clone();
+    if let Some(o) = v.as_object_mut() {
+        o.remove("manifests");
+    }
+    v
+}
+
+/// A manifest without what the config and layer levels compare.
+fn manifest_shell(manifest: &Value) -> Value {
+    let mut v = manifest.clone();
+    if let Some(o) = v.as_object_mut() {
+        o.remove("layers");
+        if let Some(c) = o.get_mut("config").and_then(Value::as_object_mut) {
+            c.remove("digest");
+            c.remove("size");
+        }
+    }
+    v
+}
+
+/// A layer descriptor's fields besides digest and size (and mediaType, which a
+/// layer record shows, when the digests differ).
+fn descriptor_rest(descriptor: &Value, digests_differ: bool) -> Value {
+    let mut v = descriptor.clone();
+    if let Some(o) = v.as_object_mut() {
+        o.remove("digest");
+        o.remove("size");
+        if digests_differ {
+            o.remove("mediaType");
+        }
+    }
+    v
+}
+
+fn without_diff_ids(config: &Value) -> Value {
+    let mut v = config.clone();
+    if let Some(r) = v.get_mut("rootfs").and_then(Value::as_object_mut) {
+        r.remove("diff_ids");
+    }
+    v
+}
+
+fn layers(m: &InspectedManifest) -> Vec<(LayerInfo, Value)> {
+    let diff_ids = m.config["rootfs"]["diff_ids"].as_array();
+    m.manifest["layers"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+        .filter_map(|(i, l)| {
+            let digest = l["digest"].as_str().and_then(Digest::parse)?;
+            Some((
+                LayerInfo {
+                    digest,
+                    diff_id: diff_ids
+                        .and_then(|d| d.get(i))
+                        .and_then(Value::as_str)
+                        .and_then(Digest::parse),
+                    media_type: l["mediaType"].as_str().unwrap_or_default().to_string(),
+                    size: l["size"].as_u64().unwrap_or_default(),
+                },
+                l.clone(),
+            ))
+        })
+        .collect()
+}
+
+/// Where layer blobs are read from. Registry blobs are downloaded (verified) into an
+/// anonymous temporary file, walked, and dropped: disk use is one layer per side at
+/// a time, memory stays bounded.
+enum BlobSource {
+    Layout { name: String, layout: Layout },
+    Registry(Box<RegistryBlobs>),
+}
+
+struct RegistryBlobs {
+    runtime: tokio::runtime::Runtime,
+    client: RegistryClient,
+    repository: String,
+}
+
+impl BlobSource {
+    fn open(reference: &Reference, opts: &DiffOptions) -> Result<BlobSource> {
+        match reference {
+            Reference::Layout { dir, .. } => Ok(BlobSource::Layout {
+                name: reference.to_string(),
+                layout: Layout::open(dir)?,
+            }),
+            Reference::Registry(r) => {
+                let runtime = client::runtime()?;
+                let client = runtime.block_on(async {
+                    let c =
+                        RegistryClient::connect(&r.registry, &r.repository, &opts.registry).await?;
+                    c.authorize(&r.repository, false).await?;
+                    Ok::<_, Error>(c)
+                })?;
+                Ok(BlobSource::Registry(Box::new(RegistryBlobs {
+                    runtime,
+                    client,
+                    repository: r.repository.clone(),
+                })))
+            }
+        }
+    }
+
+    fn walk(&self, layer: &LayerInfo, what: &str) -> Result<Walked> {
+        match self {
+            BlobSource::Layout { name, layout } => {
+                if !layout.has_blob(&layer.digest) {
+                    return Err(Error::input(format!(
+                        "{name}: the layout holds no blob {} ({what})",
+                        layer.digest
+                    )));
+                }
+                let path = layout.blob_path(&layer.digest);
+                let file = std::fs::File::open(&path)
+                    .map_err(|e| Error::io_path("cannot open", &path, e))?;
+                tar::walk_layer(file, layer.diff_id.as_ref(), what)
+            }
+            BlobSource::Registry(r) => {
+                let mut file = r.runtime.block_on(r.client.get_blob(
+                    &r.repository,
+                    &layer.digest,
+                    Some(layer.size),
+                    || {
+                        tempfile::tempfile()
+                            .map_err(|e| Error::io("cannot create a temporary file", e))
+                    },
+                ))?;
+                file.seek(SeekFrom::Start(0))
+                    .map_err(|e| Error::io("cannot read a temporary file", e))?;
+                tar::walk_layer(file, layer.diff_id.as_ref(), what)
+            }
+        }
+    }
+}
+
+impl Report {
+    pub fn identical(&self) -> bool {
+        self.differences.is_empty()
+    }
+
+    /// Records per level, in [`Level::ALL`] order.
+    pub fn counts(&self) -> Vec<(Level, usize)> {
+        Level::ALL
+            .iter()
+            .map(|l| {
+                (
+                    *l,
+                    self.differences.iter().filter(|d| d.level() == *l).count(),
+                )
+            })
+            .collect()
+    }
+
+    /// The first line of the text form: `identical` or `N differences: …`.
+    pub fn summary(&self) -> String {
+        let ignored = match self.ignored {
+            0 => String::new(),
+            n => format!(" ({n} ignored)"),
+        };
+        if self.identical() {
+            return format!("identical{ignored}");
+        }
+        let n = self.differences.len();
+        let by_level: Vec<String> = self
+            .counts()
+            .into_iter()
+            .filter(|(_, c)| *c > 0)
+            .map(|(l, c)| format!("{c} {}", l.as_str()))
+            .collect();
+        format!(
+            "{n} difference{}: {}{ignored}",
+            if n == 1 { "" } else { "s" },
+            by_level.join(", ")
+        )
+    }
+
+    /// The human form: the summary, both sides, then every difference grouped by
+    /// platform.
+    pub fn to_text(&self) -> String {
+        let mut s = format!(
+            "{}\nA  {}  {}\nB  {}  {}\n",
+            self.summary(),
+            self.a.reference,
+            self.a.digest,
+            self.b.reference,
+            self.b.digest
+        );
+        let mut heading = None;
+        for d in &self.differences {
+            let h = match d {
+                Difference::Platform { .. } => "platforms",
+                _ => d.platform().unwrap_or("index"),
+            };
+            if heading != Some(h) {
+                s.push_str(&format!("\n{h}\n"));
+                heading = Some(h);
+            }
+            s.push_str(&text_line(d));
+        }
+        s
+    }
+
+    /// The machine form; its schema is documented in docs/auditing.md and stable.
+    pub fn to_json(&self) -> Value {
+        let side = |s: &Side| json!({"reference": s.reference, "digest": s.digest, "mediaType": s.media_type});
+        let mut summary = serde_json::Map::new();
+        summary.insert("differences".into(), json!(self.differences.len()));
+        summary.insert("ignored".into(), json!(self.ignored));
+        for (l, c) in self.counts() {
+            summary.insert(l.as_str().into(), json!(c));
+        }
+        json!({
+            "identical": self.identical(),
+            "a": side(&self.a),
+            "b": side(&self.b),
+            "summary": summary,
+            "differences": self.differences.iter().map(difference_json).collect::<Vec<_>>(),
+        })
+    }
+}
+
+fn text_line(d: &Difference) -> String {
+    match d {
+        Difference::Json { level, change, .. } => format!(
+            "  {:<9} {}: {} → {}\n",
+            level.as_str(),
+            change.path,
+            json::show(&change.old),
+            json::show(&change.new)
+        ),
+        Difference::Platform {
+            platform,
+            change,
+            digest,
+        } => format!(
+            "  {platform}  only in {} ({digest})\n",
+            if *change == Change::Removed { "A" } else { "B" }
+        ),
+        Difference::Layer {
+            layer,
+            change,
+            old,
+            new,
+            note,
+            ..
+        } => {
+            let head = format!("  layer {layer:<3}");
+            let mut s = match (change, old, new) {
+                (LayerChange::Recompressed, Some(x), Some(y)) => format!(
+                    "{head} recompressed: same diff_id {}; digest {} → {}; {} → {}; {} → {} bytes\n",
+                    opt_digest(&x.diff_id),
+                    x.digest,
+                    y.digest,
+                    x.media_type,
+                    y.media_type,
+                    x.size,
+                    y.size
+                ),
+                (LayerChange::Changed, Some(x), Some(y)) => format!(
+                    "{head} changed: diff_id {} → {}; digest {} → {}\n",
+                    opt_digest(&x.diff_id),
+                    opt_digest(&y.diff_id),
+                    x.digest,
+                    y.digest
+                ),
+                (_, x, y) => {
+                    let l = x.as_ref().or(y.as_ref());
+                    format!(
+                        "{head} {}: {} (diff_id {})\n",
+                        if x.is_some() { "only in A" } else { "only in B" },
+                        l.map(|l| l.digest.to_string()).unwrap_or_default(),
+                        l.map(|l| opt_digest(&l.diff_id)).unwrap_or_default()
+                    )
+                }
+            };
+            if let Some(n) = note {
+                s.push_str(&format!("      {n}\n"));
+            }
+            s
+        }
+        Difference::Entry {
+            path,
+            change,
+            fields,
+            old,
+            new,
+            ..
+        } => match change {
+            Change::Changed => format!(
+                "    ~ {path}  {}\n",
+                fields
+                    .iter()
+                    .map(|f| format!(
+                        "{} {} → {}",
+                        f.field,
+                        f.old.as_deref().unwrap_or("(absent)"),
+                        f.new.as_deref().unwrap_or("(absent)")
+                    ))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ),
+            Change::Added => format!(
+                "    + {path}  {}\n",
+                new.as_deref().map(EntryMeta::summary).unwrap_or_default()
+            ),
+            Change::Removed => format!(
+                "    - {path}  {}\n",
+                old.as_deref().map(EntryMeta::summary).unwrap_or_default()
+            ),
+        },
+    }
+}
+
+fn opt_digest(d: &Option<Digest>) -> String {
+    d.as_ref()
+        .map(Digest::to_string)
+        .unwrap_or_else(|| "(none)".to_string())
+}
+
+fn difference_json(d: &Difference) -> Value {
+    let level = d.level().as_str();
+    match d {
+        Difference::Json {
+            platform, change, ..
+        } => json!({
+            "level": level,
+            "platform": platform,
+            "path": change.path,
+            "change": Change::of(&change.old, &change.new).as_str(),
+            "old": change.old,
+            "new": change.new,
+        }),
+        Difference::Platform {
+            platform,
+            change,
+            digest,
+        } => json!({
+            "level": level, "platform": platform, "change": change.as_str(), "digest": digest,
+        }),
+        Difference::Layer {
+            platform,
+            layer,
+            change,
+            old,
+            new,
+            note,
+        } => {
+            let info = |l: &Option<LayerInfo>| {
+                l.as_ref().map(|l| {
+                    json!({"digest": l.digest, "diffId": l.diff_id, "mediaType": l.media_type, "size": l.size})
+                })
+            };
+            json!({
+                "level": level, "platform": platform, "layer": layer, "change": change.as_str(),
+                "old": info(old), "new": info(new), "note": note,
+            })
+        }
+        Difference::Entry {
+            platform,
+            layer,
+            path,
+            change,
+            fields,
+            old,
+            new,
+        } => {
+            let entry = |e: &Option<Box<EntryMeta>>| {
+                e.as_ref().map(|e| {
+                    json!({
+                        "type": e.kind, "mode": e.mode, "uid": e.uid,
+                        "gid": e.gid, "uname": e.uname, "gname": e.gname, "mtime": e.mtime,
+                        "size": e.size, "linkname": e.linkname, "device": e.device,
+                        "content": e.content, "pax": e.pax,
+                    })
+                })
+            };
+            json!({
+                "level": level, "platform": platform, "layer": layer, "path": path,
+                "change": change.as_str(),
+                "fields": fields.iter().map(|f| json!({"field": f.field, "old": f.old, "new": f.new})).collect::<Vec<_>>(),
+                "old": entry(old), "new": entry(new),
+            })
+        }
+    }
+}
