@@ -461,3 +461,106 @@ fn bad_references_and_globs_exit_2() {
         assert!(o.stdout.is_empty());
     }
 }
+
+/// The layer blob of a single-platform layout image (its first layer).
+fn first_layer_blob(layout: &Path) -> PathBuf {
+    let index: Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).expect("index"))
+            .expect("json");
+    let digest = index["manifests"][0]["digest"].as_str().expect("digest");
+    let l = common::Layout::new(layout);
+    let layer = l.layer_digests(digest)[0].clone();
+    layout.join("blobs/sha256").join(&layer[7..])
+}
+
+fn overwrite(path: &Path, bytes: &[u8]) {
+    let mut perms = std::fs::metadata(path).expect("blob").permissions();
+    #[allow(clippy::permissions_set_readonly_false)]
+    perms.set_readonly(false);
+    std::fs::set_permissions(path, perms).expect("chmod");
+    std::fs::write(path, bytes).expect("overwrite blob");
+}
+
+#[test]
+fn layers_with_the_same_diff_id_are_not_read() {
+    let c = Case::new();
+    let a = c.build("a");
+    c.ctx
+        .recipe_text(&recipe("compression = \"zstd\"", "A = \"1\"", ""));
+    let b = c.build("b");
+    // Were B's layer read, this would be a corrupt-layer error (exit 2).
+    overwrite(&first_layer_blob(&b), b"not a layer at all");
+    let (code, v) = diff_json(&oci(&a), &oci(&b), &[]);
+    assert_eq!(code, 1);
+    assert_eq!(differences(&v)[0]["change"], "recompressed", "{v:#}");
+}
+
+#[test]
+fn a_corrupt_layer_is_bad_input_naming_the_layer() {
+    let c = Case::new();
+    let a = c.build("a");
+    c.ctx.write("app/hello", "HELLO\n");
+    let b = c.build("b");
+    overwrite(&first_layer_blob(&b), b"not a layer at all");
+    let o = run_diff(&oci(&a), &oci(&b), &[]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains(&format!("layer 0 of {}", oci(&b))), "{err}");
+    assert!(o.stdout.is_empty());
+}
+
+#[test]
+fn an_index_against_a_single_manifest_is_a_media_type_difference() {
+    let c = Case::new();
+    let a = c.build("a");
+    c.ctx.recipe_text(&recipe(
+        "platforms = [\"linux/amd64\", \"linux/arm64\"]",
+        "A = \"1\"",
+        "",
+    ));
+    let b = c.build("b");
+    let (code, v) = diff_json(&oci(&a), &oci(&b), &[]);
+    assert_eq!(code, 1);
+    let d = differences(&v);
+    assert_eq!(d.len(), 2, "{v:#}");
+    assert_eq!(
+        (&d[0]["level"], &d[0]["path"]),
+        (&"index".into(), &"mediaType".into())
+    );
+    assert_eq!(d[0]["old"], "application/vnd.oci.image.manifest.v1+json");
+    assert_eq!(d[0]["new"], "application/vnd.oci.image.index.v1+json");
+    assert_eq!(
+        (&d[1]["level"], &d[1]["platform"], &d[1]["change"]),
+        (&"platform".into(), &"linux/arm64".into(), &"added".into())
+    );
+}
+
+#[test]
+fn a_whiteout_in_a_later_layer_is_an_added_entry_of_that_layer() {
+    let c = Case::new();
+    let cleanup = |remove: &str| {
+        format!("[[layer]]\nname = \"cleanup\"\n{remove}[[layer.file]]\npath = \"/keep\"\ncontent = \"k\"\n")
+    };
+    c.ctx.recipe_text(&recipe("", "A = \"1\"", &cleanup("")));
+    let a = c.build("a");
+    c.ctx.recipe_text(&recipe(
+        "",
+        "A = \"1\"",
+        &cleanup("remove = [\"/app/data.txt\"]\n"),
+    ));
+    let b = c.build("b");
+    let (_, v) = diff_json(&oci(&a), &oci(&b), &[]);
+    // The whiteout and its implicit parent directory, both new in layer 1.
+    let entries: Vec<(&Value, &Value, &Value)> = of_level(&v, "entry")
+        .iter()
+        .map(|e| (&e["layer"], &e["path"], &e["change"]))
+        .collect();
+    assert_eq!(
+        entries,
+        [
+            (&1.into(), &"/app".into(), &"added".into()),
+            (&1.into(), &"/app/.wh.data.txt".into(), &"added".into())
+        ],
+        "{v:#}"
+    );
+}

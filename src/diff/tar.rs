@@ -6,8 +6,10 @@
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use sha2::{Digest as _, Sha256};
+use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::io::{self, BufRead, BufReader, Read};
+use std::rc::Rc;
 
 /// Bytes read from the compressed blob at a time.
 const READ_BUFFER: usize = 256 * 1024;
@@ -127,6 +129,20 @@ pub struct Walked {
 /// Walks one layer blob read from `blob`. `what` names it in errors (`layer 2 of
 /// oci:out@sha256:…`); the uncompressed bytes must hash to `diff_id` when given.
 pub fn walk_layer(blob: impl Read, diff_id: Option<&Digest>, what: &str) -> Result<Walked> {
+    let source_failed = Rc::new(Cell::new(false));
+    let blob = SourceReader {
+        inner: blob,
+        failed: source_failed.clone(),
+    };
+    // Errors reading the blob itself are I/O failures (exit 3); anything the decoders
+    // or the tar reader complain about is a corrupt layer (exit 2).
+    let read_error = |what: &str, e: io::Error| {
+        if source_failed.get() {
+            Error::io(format!("cannot read {what}"), e)
+        } else {
+            Error::input(format!("{what} is not a valid layer: {e}"))
+        }
+    };
     let mut buffered = BufReader::with_capacity(READ_BUFFER, blob);
     let head = buffered
         .fill_buf()
@@ -271,13 +287,19 @@ pub fn normalize(raw: &[u8]) -> String {
     format!("/{}", parts.join("/"))
 }
 
-/// Corrupt data is bad input (exit 2); anything else is an I/O failure (exit 3).
-fn read_error(what: &str, e: io::Error) -> Error {
-    match e.kind() {
-        io::ErrorKind::InvalidData | io::ErrorKind::InvalidInput | io::ErrorKind::UnexpectedEof => {
-            Error::input(format!("{what} is not a valid layer: {e}"))
-        }
-        _ => Error::io(format!("cannot read {what}"), e),
+/// The blob as read from disk or a temporary file; remembers whether reading it failed.
+struct SourceReader<R> {
+    inner: R,
+    failed: Rc<Cell<bool>>,
+}
+
+impl<R: Read> Read for SourceReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.inner.read(buf).inspect_err(|e| {
+            if e.kind() != io::ErrorKind::Interrupted {
+                self.failed.set(true);
+            }
+        })
     }
 }
 
