@@ -564,3 +564,29 @@ fn a_whiteout_in_a_later_layer_is_an_added_entry_of_that_layer() {
         "{v:#}"
     );
 }
+
+#[test]
+fn a_change_in_a_layer_shared_by_platforms_is_reported_for_each_platform() {
+    let c = Case::new();
+    let both = "platforms = [\"linux/amd64\", \"linux/arm64\"]";
+    c.ctx.recipe_text(&recipe(both, "A = \"1\"", ""));
+    let a = c.build("a");
+    c.ctx.write("app/hello", "HELLO\n");
+    let b = c.build("b");
+    let (code, v) = diff_json(&oci(&a), &oci(&b), &[]);
+    assert_eq!(code, 1);
+    let entries: Vec<(&Value, &Value, &Value)> = of_level(&v, "entry")
+        .iter()
+        .map(|e| (&e["platform"], &e["path"], &e["fields"][0]["new"]))
+        .collect();
+    let new = sha256(b"HELLO\n").into();
+    assert_eq!(
+        entries,
+        [
+            (&"linux/amd64".into(), &"/app/hello".into(), &new),
+            (&"linux/arm64".into(), &"/app/hello".into(), &new)
+        ],
+        "{v:#}"
+    );
+    assert_eq!(of_level(&v, "layer").len(), 2, "{v:#}");
+}

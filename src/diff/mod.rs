@@ -32,7 +32,7 @@ use crate::registry::client::{self, RegistryClient};
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 use json::JsonChange;
 use serde_json::{json, Value};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{Seek, SeekFrom};
 use tar::{EntryMeta, FieldChange, Walked};
 
@@ -226,6 +226,7 @@ pub fn diff(a: &Reference, b: &Reference, opts: &DiffOptions) -> Result<Report> 
         b_name: &ib.reference,
         out: Vec::new(),
         ignored: 0,
+        walked: HashMap::new(),
     };
     d.compare(&ia, &ib)?;
     report.differences = d.out;
@@ -287,6 +288,8 @@ struct Differ<'a> {
     b_name: &'a str,
     out: Vec<Difference>,
     ignored: usize,
+    /// Layer pairs already walked (by digests): their records and ignored count.
+    walked: HashMap<(Digest, Digest), (Vec<Difference>, usize)>,
 }
 
 impl Differ<'_> {
@@ -423,18 +426,44 @@ impl Differ<'_> {
     }
 
     fn layer(&mut self, p: &str, i: usize, a: &LayerInfo, b: &LayerInfo) -> Result<()> {
-        let record = |change, note| Difference::Layer {
-            platform: p.to_string(),
-            layer: i,
-            change,
-            old: Some(a.clone()),
-            new: Some(b.clone()),
-            note,
-        };
         if a.diff_id.is_some() && a.diff_id == b.diff_id {
-            self.out.push(record(LayerChange::Recompressed, None));
+            self.out.push(Difference::Layer {
+                platform: p.to_string(),
+                layer: i,
+                change: LayerChange::Recompressed,
+                old: Some(a.clone()),
+                new: Some(b.clone()),
+                note: None,
+            });
             return Ok(());
         }
+        // Platforms often share layers: a pair of blobs is walked once.
+        let key = (a.digest.clone(), b.digest.clone());
+        let (records, ignored) = match self.walked.get(&key) {
+            Some((records, ignored)) => {
+                (records.iter().map(|d| relabel(d, p, i)).collect(), *ignored)
+            }
+            None => {
+                let found = self.walk_pair(p, i, a, b)?;
+                self.walked.insert(key, found.clone());
+                found
+            }
+        };
+        self.ignored += ignored;
+        self.out.extend(records);
+        Ok(())
+    }
+
+    /// Walks two layers with different diff_ids: the records to report (the layer
+    /// and its shown entries, or nothing when every entry difference is ignored) and
+    /// how many entry differences were ignored.
+    fn walk_pair(
+        &self,
+        p: &str,
+        i: usize,
+        a: &LayerInfo,
+        b: &LayerInfo,
+    ) -> Result<(Vec<Difference>, usize)> {
         let what_a = format!("layer {i} of {} ({p})", self.a_name);
         let what_b = format!("layer {i} of {} ({p})", self.b_name);
         let (sa, sb) = self.sources;
@@ -452,9 +481,8 @@ impl Differ<'_> {
             Difference::Entry { path, .. } => !self.ignore.is_match(path),
             _ => true,
         });
-        self.ignored += ignored.len();
         if shown.is_empty() && !ignored.is_empty() {
-            return Ok(());
+            return Ok((Vec::new(), ignored.len()));
         }
         let note = shown.is_empty().then(|| {
             let reordered = wa
@@ -469,10 +497,35 @@ impl Differ<'_> {
                     .to_string()
             }
         });
-        self.out.push(record(LayerChange::Changed, note));
-        self.out.extend(shown);
-        Ok(())
+        let mut records = vec![Difference::Layer {
+            platform: p.to_string(),
+            layer: i,
+            change: LayerChange::Changed,
+            old: Some(a.clone()),
+            new: Some(b.clone()),
+            note,
+        }];
+        records.extend(shown);
+        Ok((records, ignored.len()))
     }
+}
+
+/// A layer or entry record found for one platform and position, for another.
+fn relabel(d: &Difference, p: &str, i: usize) -> Difference {
+    let mut d = d.clone();
+    match &mut d {
+        Difference::Layer {
+            platform, layer, ..
+        }
+        | Difference::Entry {
+            platform, layer, ..
+        } => {
+            *platform = p.to_string();
+            *layer = i;
+        }
+        Difference::Json { .. } | Difference::Platform { .. } => {}
+    }
+    d
 }
 
 /// Entry differences between two walked layers, in path order.
