@@ -9,8 +9,9 @@
 //!    manifest is a `mediaType` difference.
 //! 3. Manifests are matched by platform (`os/arch[/variant]`); a platform on one side
 //!    only is reported and not descended into. Equal manifest digests end there.
-//! 4. Manifest JSON without the config and layer descriptors; config JSON without
-//!    `rootfs.diff_ids` (the layers carry those).
+//! 4. Manifest JSON without the config and layer digests and sizes; config JSON
+//!    without `rootfs.diff_ids` (the layers carry those, but for a diff_id changed
+//!    under an unchanged blob).
 //! 5. Layer i is compared with layer i. Equal digests: the same layer (only its
 //!    descriptor's other fields are compared). Equal diff_ids: a recompression, the
 //!    tars are not read. Else both tars are walked (in parallel, streaming) and their
@@ -363,6 +364,19 @@ impl Differ<'_> {
             &manifest_shell(&a.manifest),
             &manifest_shell(&b.manifest),
         );
+        let la = layers(a);
+        let lb = layers(b);
+        let common = la.len().min(lb.len());
+        for (i, ((x, dx), (y, dy))) in la.iter().zip(&lb).enumerate() {
+            let digests_differ = x.digest != y.digest;
+            self.json(
+                Level::Manifest,
+                Some(p),
+                &format!("layers[{i}]"),
+                &descriptor_rest(dx, digests_differ),
+                &descriptor_rest(dy, digests_differ),
+            );
+        }
         let config_digest = |m: &Value| m["config"]["digest"].clone();
         if config_digest(&a.manifest) != config_digest(&b.manifest) {
             let n = self.out.len();
@@ -373,6 +387,23 @@ impl Differ<'_> {
                 &without_diff_ids(&a.config),
                 &without_diff_ids(&b.config),
             );
+            // diff_ids are the layer level's, but one that changed under the same
+            // layer blob can only be told here.
+            for (i, ((x, _), (y, _))) in la.iter().zip(&lb).enumerate() {
+                if x.digest == y.digest && x.diff_id != y.diff_id {
+                    let id =
+                        |l: &LayerInfo| l.diff_id.as_ref().map(|d| Value::String(d.to_string()));
+                    self.out.push(Difference::Json {
+                        level: Level::Config,
+                        platform: Some(p.to_string()),
+                        change: JsonChange {
+                            path: format!("rootfs.diff_ids[{i}]"),
+                            old: id(x),
+                            new: id(y),
+                        },
+                    });
+                }
+            }
             if self.out.len() == n
                 && a.config["rootfs"]["diff_ids"] == b.config["rootfs"]["diff_ids"]
             {
@@ -383,36 +414,25 @@ impl Differ<'_> {
                 }
             }
         }
-        let la = layers(a);
-        let lb = layers(b);
-        for i in 0..la.len().max(lb.len()) {
-            match (la.get(i), lb.get(i)) {
-                (Some((x, dx)), Some((y, dy))) => {
-                    let ignore_digest = x.digest != y.digest;
-                    self.json(
-                        Level::Manifest,
-                        Some(p),
-                        &format!("layers[{i}]"),
-                        &descriptor_rest(dx, ignore_digest),
-                        &descriptor_rest(dy, ignore_digest),
-                    );
-                    if x.digest != y.digest {
-                        self.layer(p, i, x, y)?;
-                    }
-                }
-                (x, y) => self.out.push(Difference::Layer {
-                    platform: p.to_string(),
-                    layer: i,
-                    change: if x.is_some() {
-                        LayerChange::Removed
-                    } else {
-                        LayerChange::Added
-                    },
-                    old: x.map(|l| l.0.clone()),
-                    new: y.map(|l| l.0.clone()),
-                    note: None,
-                }),
+        for (i, ((x, _), (y, _))) in la.iter().zip(&lb).enumerate() {
+            if x.digest != y.digest {
+                self.layer(p, i, x, y)?;
             }
+        }
+        for i in common..la.len().max(lb.len()) {
+            let (x, y) = (la.get(i), lb.get(i));
+            self.out.push(Difference::Layer {
+                platform: p.to_string(),
+                layer: i,
+                change: if x.is_some() {
+                    LayerChange::Removed
+                } else {
+                    LayerChange::Added
+                },
+                old: x.map(|l| l.0.clone()),
+                new: y.map(|l| l.0.clone()),
+                note: None,
+            });
         }
         if self.out.len() == before && self.ignored == ignored_before {
             self.out.push(bytes_only(
