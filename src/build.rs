@@ -48,6 +48,9 @@ pub struct BuildOptions {
     pub registry: crate::registry::client::Options,
     /// `--locked`: every floating input must be pinned by a current recipe.lock.
     pub locked: bool,
+    /// The directory context walks leave out, when it is not `out` (`verify` writes
+    /// to a temporary layout but must see the context as `build --out` would).
+    pub context_out: Option<PathBuf>,
 }
 
 #[derive(Debug)]
@@ -147,7 +150,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
         }
         _ => None,
     };
-    let out_dir = absolute(&opts.out);
+    let out_dir = absolute(opts.context_out.as_ref().unwrap_or(&opts.out));
     // Url archives are input too: fetched (and verified) before planning. Their cache
     // in `--out` is content-addressed and only ever holds verified files.
     let downloads = if url_pins.is_empty() {

@@ -55,6 +55,10 @@ pub enum Command {
     Push(PushArgs),
     /// Show an image's index, manifests, configs and layers (oci:DIR[:TAG|@DIGEST]).
     Inspect(InspectArgs),
+    /// Rebuild the recipe in a temporary layout and compare it, bit for bit, with REF.
+    Verify(VerifyArgs),
+    /// Explain how two images differ: index, manifests, configs, layers, tar entries.
+    Diff(DiffArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions {
         #[arg(value_enum)]
@@ -139,4 +143,51 @@ pub struct BuildArgs {
     /// Write an SPDX 2.3 JSON SBOM of every file of every layer to FILE (with --push: attach it too).
     #[arg(long, env = "IMGBUILD_SBOM", value_name = "FILE")]
     pub sbom: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// The first image: oci:DIR[:TAG|@sha256:…] or a registry reference.
+    pub a: String,
+    /// The second image, in the same forms.
+    pub b: String,
+    /// Print one JSON object (schema in docs/auditing.md) instead of text.
+    #[arg(long, env = "IMGBUILD_JSON")]
+    pub json: bool,
+    /// Accept differences in entries whose path matches GLOB (e.g. '/var/log/**'); repeatable.
+    #[arg(long, value_name = "GLOB", env = "IMGBUILD_IGNORE")]
+    pub ignore: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The recipe to rebuild.
+    #[arg(default_value = "recipe.toml", env = "IMGBUILD_RECIPE")]
+    pub recipe: PathBuf,
+    /// The published image: a registry reference (tag or digest) or oci:DIR[:TAG|@sha256:…].
+    #[arg(long, value_name = "REF", env = "IMGBUILD_AGAINST")]
+    pub against: String,
+    /// The --out the image was built with: left out of the context, as build does. Never written.
+    #[arg(long, default_value = "out", env = "IMGBUILD_OUT", value_name = "DIR")]
+    pub out: PathBuf,
+    /// Print the diff's JSON object (schema in docs/auditing.md) instead of text.
+    #[arg(long, env = "IMGBUILD_JSON")]
+    pub json: bool,
+    /// Platforms to build (os/arch[/variant]), replacing the recipe's; repeat or comma-separate.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        env = "IMGBUILD_PLATFORM",
+        value_name = "PLATFORM"
+    )]
+    pub platform: Vec<String>,
+    /// Seconds since 1970 for every timestamp; overrides the recipe and SOURCE_DATE_EPOCH.
+    #[arg(long, env = "IMGBUILD_SOURCE_DATE_EPOCH", value_name = "SECONDS")]
+    pub source_date_epoch: Option<String>,
+    /// Worker threads (default: the number of CPUs). Never changes the output.
+    #[arg(long, env = "IMGBUILD_THREADS", value_name = "N")]
+    pub threads: Option<std::num::NonZeroUsize>,
+    /// Fail (exit 2) unless recipe.lock pins every floating input and is current.
+    #[arg(long, env = "IMGBUILD_LOCKED")]
+    pub locked: bool,
 }

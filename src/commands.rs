@@ -12,12 +12,16 @@ use imgbuild::registry::referrers;
 use imgbuild::{Error, Result};
 use std::io::Write;
 
+mod audit;
+
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Build(args) => build(args, cli.quiet, &cli.registry),
         Command::Push(args) => push(args, cli.quiet, &cli.registry),
         Command::Lock(args) => lock(args, cli.quiet, &cli.registry),
         Command::Inspect(args) => inspect(args, cli.quiet, &cli.registry),
+        Command::Verify(args) => audit::verify(args, cli.quiet, &cli.registry),
+        Command::Diff(args) => audit::diff(args, cli.quiet, &cli.registry),
         Command::Completions { shell } => {
             use clap::CommandFactory;
             let mut cmd = Cli::command();
@@ -156,6 +160,7 @@ fn build(args: BuildArgs, quiet: bool, registry: &RegistryArgs) -> Result<()> {
         no_cache: args.no_cache,
         registry: registry_options(registry, quiet),
         locked: args.locked,
+        context_out: None,
     };
     if let Some(p) = &args.provenance {
         imgbuild::provenance::check_output_path(p, "--provenance")?;

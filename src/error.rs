@@ -24,6 +24,8 @@ pub enum ExitCode {
 pub enum Class {
     BadInput,
     Io,
+    /// `verify`/`diff` found a difference (exit 1).
+    Different,
 }
 
 #[derive(Debug)]
@@ -68,6 +70,17 @@ impl Error {
         }
     }
 
+    /// `verify`/`diff` found a difference (exit 1). The explanation is the command's
+    /// result, on stdout; `message` (may be empty) is a line for stderr.
+    pub fn differs(message: impl Into<String>) -> Self {
+        Error {
+            class: Class::Different,
+            message: message.into(),
+            detail: None,
+            hint: None,
+        }
+    }
+
     /// An I/O failure on `path` while doing `what` (exit 3).
     pub fn io_path(what: &str, path: &Path, err: io::Error) -> Self {
         Error::io(format!("{what} {}", path.display()), err)
@@ -95,6 +108,7 @@ impl Error {
         match self.class {
             Class::BadInput => ExitCode::BadInput,
             Class::Io => ExitCode::Failure,
+            Class::Different => ExitCode::Different,
         }
     }
 }

@@ -8,6 +8,7 @@ pub mod base;
 pub mod build;
 pub mod cache;
 pub mod compress;
+pub mod diff;
 pub mod digest;
 pub mod epoch;
 pub mod error;
@@ -25,5 +26,6 @@ pub mod reference;
 pub mod registry;
 pub mod sbom;
 mod suggest;
+pub mod verify;
 
 pub use error::{Error, ExitCode, Result};

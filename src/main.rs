@@ -11,7 +11,11 @@ fn main() -> std::process::ExitCode {
     let code = match commands::run(cli) {
         Ok(()) => ExitCode::Success,
         Err(e) => {
-            eprintln!("{e}");
+            // A difference found by verify/diff is a result, not an error: its
+            // explanation is on stdout already, and its message may be empty.
+            if !e.message().is_empty() {
+                eprintln!("{e}");
+            }
             e.exit_code()
         }
     };

@@ -1,0 +1,102 @@
+//! `imgbuild verify` and `imgbuild diff`: flags → `imgbuild::verify` / `imgbuild::diff`,
+//! and their output. A difference is exit 1 (`Error::differs`) with the explanation
+//! on stdout.
+
+use super::registry_options;
+use crate::cli::{DiffArgs, RegistryArgs, VerifyArgs};
+use imgbuild::build::BuildOptions;
+use imgbuild::diff::{DiffOptions, Report};
+use imgbuild::platform::Platform;
+use imgbuild::reference::Reference;
+use imgbuild::verify::Verdict;
+use imgbuild::{epoch, Error, Result};
+use std::io::Write;
+
+pub fn diff(args: DiffArgs, quiet: bool, registry: &RegistryArgs) -> Result<()> {
+    let a = reference(&args.a, "A")?;
+    let b = reference(&args.b, "B")?;
+    let opts = DiffOptions {
+        ignore: args.ignore.clone(),
+        registry: registry_options(registry, quiet),
+    };
+    let report = imgbuild::diff::diff(&a, &b, &opts)?;
+    print(&report, args.json)?;
+    if report.identical() {
+        Ok(())
+    } else {
+        Err(Error::differs(""))
+    }
+}
+
+pub fn verify(args: VerifyArgs, quiet: bool, registry: &RegistryArgs) -> Result<()> {
+    let against = reference(&args.against, "--against")?;
+    let mut platforms: Vec<Platform> = Vec::new();
+    for p in &args.platform {
+        let p = Platform::parse(p.trim()).map_err(|m| Error::input(format!("--platform: {m}")))?;
+        if !platforms.contains(&p) {
+            platforms.push(p);
+        }
+    }
+    let epoch = match &args.source_date_epoch {
+        Some(s) => Some(epoch::parse_epoch(s, "--source-date-epoch")?),
+        None => None,
+    };
+    let threads = args
+        .threads
+        .or_else(|| std::thread::available_parallelism().ok())
+        .unwrap_or(std::num::NonZeroUsize::MIN);
+    let build = BuildOptions {
+        recipe: args.recipe.clone(),
+        out: args.out.clone(),
+        platforms: (!platforms.is_empty()).then_some(platforms),
+        tags: None,
+        epoch,
+        env_epoch: std::env::var("SOURCE_DATE_EPOCH").ok(),
+        threads,
+        quiet,
+        no_cache: true,
+        registry: registry_options(registry, quiet),
+        locked: args.locked,
+        context_out: None,
+    };
+    let opts = DiffOptions {
+        ignore: Vec::new(),
+        registry: registry_options(registry, quiet),
+    };
+    match imgbuild::verify::verify(&build, &against, &opts)? {
+        Verdict::Verified(report) => {
+            if args.json {
+                print(&report, true)
+            } else {
+                let mut out = std::io::stdout().lock();
+                writeln!(out, "verified {}", report.b.digest)
+                    .map_err(|e| Error::io("cannot write to stdout", e))
+            }
+        }
+        Verdict::Differs(report) => {
+            print(&report, args.json)?;
+            Err(Error::differs(format!(
+                "the rebuild ({}) is not {} ({})",
+                report.a.digest, args.against, report.b.digest
+            )))
+        }
+    }
+}
+
+fn reference(text: &str, what: &str) -> Result<Reference> {
+    Reference::parse(text).map_err(|m| {
+        Error::input(format!("{what}: {m}")).with_hint(
+            "write oci:DIR, oci:DIR:TAG, oci:DIR@sha256:… or host[:port]/repository[:tag][@sha256:…]",
+        )
+    })
+}
+
+fn print(report: &Report, json: bool) -> Result<()> {
+    let text = if json {
+        report.to_json().to_string()
+    } else {
+        report.to_text()
+    };
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{}", text.trim_end()).map_err(|e| Error::io("cannot write to stdout", e))
+}

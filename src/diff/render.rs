@@ -1,0 +1,260 @@
+//! The two forms of a diff report: text for people (summary first, then the
+//! differences grouped by platform) and the JSON object of docs/auditing.md, whose
+//! schema is stable.
+
+use super::json::show;
+use super::tar::EntryMeta;
+use super::{Change, Difference, LayerChange, LayerInfo, Level, Report, Side};
+use crate::digest::Digest;
+use serde_json::{json, Value};
+
+impl Report {
+    pub fn identical(&self) -> bool {
+        self.differences.is_empty()
+    }
+
+    /// Records per level, in [`Level::ALL`] order.
+    pub fn counts(&self) -> Vec<(Level, usize)> {
+        Level::ALL
+            .iter()
+            .map(|l| {
+                (
+                    *l,
+                    self.differences.iter().filter(|d| d.level() == *l).count(),
+                )
+            })
+            .collect()
+    }
+
+    /// The first line of the text form: `identical` or `N differences: …`.
+    pub fn summary(&self) -> String {
+        let ignored = match self.ignored {
+            0 => String::new(),
+            n => format!(" ({n} ignored)"),
+        };
+        if self.identical() {
+            return format!("identical{ignored}");
+        }
+        let n = self.differences.len();
+        let by_level: Vec<String> = self
+            .counts()
+            .into_iter()
+            .filter(|(_, c)| *c > 0)
+            .map(|(l, c)| format!("{c} {}", l.as_str()))
+            .collect();
+        format!(
+            "{n} difference{}: {}{ignored}",
+            if n == 1 { "" } else { "s" },
+            by_level.join(", ")
+        )
+    }
+
+    /// The human form: the summary, both sides, then every difference grouped by
+    /// platform.
+    pub fn to_text(&self) -> String {
+        let mut s = format!(
+            "{}\nA  {}  {}\nB  {}  {}\n",
+            self.summary(),
+            self.a.reference,
+            self.a.digest,
+            self.b.reference,
+            self.b.digest
+        );
+        let mut heading = None;
+        for d in &self.differences {
+            let h = match d {
+                Difference::Platform { .. } => "platforms",
+                _ => d.platform().unwrap_or("index"),
+            };
+            if heading != Some(h) {
+                s.push_str(&format!("\n{h}\n"));
+                heading = Some(h);
+            }
+            s.push_str(&text_line(d));
+        }
+        s
+    }
+
+    /// The machine form; its schema is documented in docs/auditing.md and stable.
+    pub fn to_json(&self) -> Value {
+        let side = |s: &Side| json!({"reference": s.reference, "digest": s.digest, "mediaType": s.media_type});
+        let mut summary = serde_json::Map::new();
+        summary.insert("differences".into(), json!(self.differences.len()));
+        summary.insert("ignored".into(), json!(self.ignored));
+        for (l, c) in self.counts() {
+            summary.insert(l.as_str().into(), json!(c));
+        }
+        json!({
+            "identical": self.identical(),
+            "a": side(&self.a),
+            "b": side(&self.b),
+            "summary": summary,
+            "differences": self.differences.iter().map(difference_json).collect::<Vec<_>>(),
+        })
+    }
+}
+
+fn text_line(d: &Difference) -> String {
+    match d {
+        Difference::Json { level, change, .. } => format!(
+            "  {:<9} {}: {} → {}\n",
+            level.as_str(),
+            change.path,
+            show(&change.old),
+            show(&change.new)
+        ),
+        Difference::Platform {
+            platform,
+            change,
+            digest,
+        } => format!(
+            "  {platform}  only in {} ({digest})\n",
+            if *change == Change::Removed { "A" } else { "B" }
+        ),
+        Difference::Layer {
+            layer,
+            change,
+            old,
+            new,
+            note,
+            ..
+        } => {
+            let head = format!("  layer {layer:<3}");
+            let mut s = match (change, old, new) {
+                (LayerChange::Recompressed, Some(x), Some(y)) => format!(
+                    "{head} recompressed: same diff_id {}; digest {} → {}; {} → {}; {} → {} bytes\n",
+                    opt_digest(&x.diff_id),
+                    x.digest,
+                    y.digest,
+                    x.media_type,
+                    y.media_type,
+                    x.size,
+                    y.size
+                ),
+                (LayerChange::Changed, Some(x), Some(y)) => format!(
+                    "{head} changed: diff_id {} → {}; digest {} → {}\n",
+                    opt_digest(&x.diff_id),
+                    opt_digest(&y.diff_id),
+                    x.digest,
+                    y.digest
+                ),
+                (_, x, y) => {
+                    let l = x.as_ref().or(y.as_ref());
+                    format!(
+                        "{head} {}: {} (diff_id {})\n",
+                        if x.is_some() { "only in A" } else { "only in B" },
+                        l.map(|l| l.digest.to_string()).unwrap_or_default(),
+                        l.map(|l| opt_digest(&l.diff_id)).unwrap_or_default()
+                    )
+                }
+            };
+            if let Some(n) = note {
+                s.push_str(&format!("      {n}\n"));
+            }
+            s
+        }
+        Difference::Entry {
+            path,
+            change,
+            fields,
+            old,
+            new,
+            ..
+        } => match change {
+            Change::Changed => format!(
+                "    ~ {path}  {}\n",
+                fields
+                    .iter()
+                    .map(|f| format!(
+                        "{} {} → {}",
+                        f.field,
+                        f.old.as_deref().unwrap_or("(absent)"),
+                        f.new.as_deref().unwrap_or("(absent)")
+                    ))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ),
+            Change::Added => format!(
+                "    + {path}  {}\n",
+                new.as_deref().map(EntryMeta::summary).unwrap_or_default()
+            ),
+            Change::Removed => format!(
+                "    - {path}  {}\n",
+                old.as_deref().map(EntryMeta::summary).unwrap_or_default()
+            ),
+        },
+    }
+}
+
+fn opt_digest(d: &Option<Digest>) -> String {
+    d.as_ref()
+        .map(Digest::to_string)
+        .unwrap_or_else(|| "(none)".to_string())
+}
+
+fn difference_json(d: &Difference) -> Value {
+    let level = d.level().as_str();
+    match d {
+        Difference::Json {
+            platform, change, ..
+        } => json!({
+            "level": level,
+            "platform": platform,
+            "path": change.path,
+            "change": Change::of(&change.old, &change.new).as_str(),
+            "old": change.old,
+            "new": change.new,
+        }),
+        Difference::Platform {
+            platform,
+            change,
+            digest,
+        } => json!({
+            "level": level, "platform": platform, "change": change.as_str(), "digest": digest,
+        }),
+        Difference::Layer {
+            platform,
+            layer,
+            change,
+            old,
+            new,
+            note,
+        } => {
+            let info = |l: &Option<LayerInfo>| {
+                l.as_ref().map(|l| {
+                    json!({"digest": l.digest, "diffId": l.diff_id, "mediaType": l.media_type, "size": l.size})
+                })
+            };
+            json!({
+                "level": level, "platform": platform, "layer": layer, "change": change.as_str(),
+                "old": info(old), "new": info(new), "note": note,
+            })
+        }
+        Difference::Entry {
+            platform,
+            layer,
+            path,
+            change,
+            fields,
+            old,
+            new,
+        } => {
+            let entry = |e: &Option<Box<EntryMeta>>| {
+                e.as_ref().map(|e| {
+                    json!({
+                        "type": e.kind, "mode": e.mode, "uid": e.uid,
+                        "gid": e.gid, "uname": e.uname, "gname": e.gname, "mtime": e.mtime,
+                        "size": e.size, "linkname": e.linkname, "device": e.device,
+                        "content": e.content, "pax": e.pax,
+                    })
+                })
+            };
+            json!({
+                "level": level, "platform": platform, "layer": layer, "path": path,
+                "change": change.as_str(),
+                "fields": fields.iter().map(|f| json!({"field": f.field, "old": f.old, "new": f.new})).collect::<Vec<_>>(),
+                "old": entry(old), "new": entry(new),
+            })
+        }
+    }
+}

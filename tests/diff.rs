@@ -1,0 +1,592 @@
+//! `imgbuild diff A B`: two images built from recipes that differ in one thing each;
+//! the diff must find exactly that thing, at the right level, and exit 1 (0 when
+//! identical after --ignore).
+
+mod common;
+
+use common::registry::{Mode, Registry};
+use common::{imgbuild, stderr, Ctx};
+use serde_json::Value;
+use sha2::{Digest as _, Sha256};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn recipe(image_extra: &str, env: &str, more_layers: &str) -> String {
+    format!(
+        "[image]\nsource-date-epoch = 1700000000\n{image_extra}\n[config]\nenv = {{ {env} }}\n\
+         [[layer]]\nname = \"app\"\n[[layer.copy]]\nsrc = \"app/\"\ndst = \"/app/\"\n{more_layers}"
+    )
+}
+
+/// A context with the standard sources and recipe; `out` dirs live outside it.
+struct Case {
+    ctx: Ctx,
+    outs: tempfile::TempDir,
+}
+
+impl Case {
+    fn new() -> Case {
+        let ctx = Ctx::new();
+        ctx.write("app/hello", "hello\n")
+            .write_mode("app/run.sh", "#!/bin/sh\n", 0o644)
+            .write("app/data.txt", "data\n")
+            .recipe_text(&recipe("", "A = \"1\"", ""));
+        Case {
+            ctx,
+            outs: tempfile::tempdir().expect("tmp"),
+        }
+    }
+
+    /// Builds the context as it is now into a fresh layout named `name`.
+    fn build(&self, name: &str) -> PathBuf {
+        let out = self.outs.path().join(name);
+        self.ctx.build_ok(&out, &[]);
+        out
+    }
+}
+
+fn oci(p: &Path) -> String {
+    format!("oci:{}", p.display())
+}
+
+fn run_diff(a: &str, b: &str, extra: &[&str]) -> Output {
+    imgbuild()
+        .args(["diff", a, b])
+        .args(extra)
+        .output()
+        .expect("run imgbuild diff")
+}
+
+/// `diff --json`: the exit code and the parsed object.
+fn diff_json(a: &str, b: &str, extra: &[&str]) -> (i32, Value) {
+    let o = run_diff(a, b, &[&["--json"], extra].concat());
+    let code = o.status.code().expect("exit code");
+    assert!(
+        code == 0 || code == 1,
+        "diff failed ({code}): {}",
+        stderr(&o)
+    );
+    let v = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not JSON ({e}): {:?}",
+            String::from_utf8_lossy(&o.stdout)
+        )
+    });
+    (code, v)
+}
+
+fn differences(v: &Value) -> &Vec<Value> {
+    v["differences"].as_array().expect("differences array")
+}
+
+fn of_level<'a>(v: &'a Value, level: &str) -> Vec<&'a Value> {
+    differences(v)
+        .iter()
+        .filter(|d| d["level"] == level)
+        .collect()
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    format!("sha256:{:x}", Sha256::digest(bytes))
+}
+
+#[test]
+fn identical_images_exit_0_and_say_identical() {
+    let c = Case::new();
+    let a = c.build("a");
+    let b = c.build("b");
+    let o = run_diff(&oci(&a), &oci(&b), &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(text.lines().next(), Some("identical"), "{text}");
+    let (code, v) = diff_json(&oci(&a), &oci(&b), &[]);
+    assert_eq!((code, &v["identical"]), (0, &Value::Bool(true)));
+    assert!(differences(&v).is_empty());
+}
+
+#[test]
+fn a_changed_file_shows_its_content_sha256_old_to_new() {
+    let c = Case::new();
+    let a = c.build("a");
+    c.ctx.write("app/hello", "HELLO\n");
+    let b = c.build("b");
+    let (code, v) = diff_json(&oci(&a), &oci(&b), &[]);
+    assert_eq!(code, 1);
+    let entries = of_level(&v, "entry");
+    assert_eq!(entries.len(), 1, "{v:#}");
+    let e = entries[0];
+    assert_eq!(
+        (&e["path"], &e["change"]),
+        (&"/app/hello".into(), &"changed".into())
+    );
+    assert_eq!(
+        e["fields"],
+        serde_json::json!([{"field": "content", "old": sha256(b"hello\n"), "new": sha256(b"HELLO\n")}])
+    );
+    // The layer that holds it is named once; nothing else differs.
+    let layers = of_level(&v, "layer");
+    assert_eq!(layers.len(), 1, "{v:#}");
+    assert_eq!(layers[0]["change"], "changed");
+    assert_ne!(layers[0]["old"]["diffId"], layers[0]["new"]["diffId"]);
+    assert_eq!(v["summary"]["differences"], 2, "{v:#}");
+
+    let o = run_diff(&oci(&a), &oci(&b), &[]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(
+        text.lines().next(),
+        Some("2 differences: 1 layer, 1 entry"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "~ /app/hello  content {} → {}",
+            sha256(b"hello\n"),
+            sha256(b"HELLO\n")
+        )),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_mode_change_shows_only_the_mode_field() {
+    let c = Case::new();
+    let a = c.build("a");
+    c.ctx.write_mode("app/run.sh", "#!/bin/sh\n", 0o755);
+    let b = c.build("b");
+    let (code, v) = diff_json(&oci(&a), &oci(&b), &[]);
+    assert_eq!(code, 1);
+    let entries = of_level(&v, "entry");
+    assert_eq!(entries.len(), 1, "{v:#}");
+    assert_eq!(entries[0]["path"], "/app/run.sh");
+    assert_eq!(
+        entries[0]["fields"],
+        serde_json::json!([{"field": "mode", "old": "0644", "new": "0755"}])
+    );
+}
+
+#[test]
+fn an_env_change_is_one_config_json_path_old_to_new() {
+    let c = Case::new();
+    let a = c.build("a");
+    c.ctx.recipe_text(&recipe("", "A = \"2\"", ""));
+    let b = c.build("b");
+    let (code, v) = diff_json(&oci(&a), &oci(&b), &[]);
+    assert_eq!(code, 1);
+    assert_eq!(differences(&v).len(), 1, "{v:#}");
+    let d = &differences(&v)[0];
+    assert_eq!(d["level"], "config");
+    assert!(
+        d["path"].as_str().expect("path").starts_with("config.Env["),
+        "{d}"
+    );
+    assert_eq!((&d["old"], &d["new"]), (&"A=1".into(), &"A=2".into()));
+    let text = String::from_utf8_lossy(&run_diff(&oci(&a), &oci(&b), &[]).stdout).into_owned();
+    let line = format!("{}: \"A=1\" → \"A=2\"", d["path"].as_str().expect("path"));
+    assert!(text.contains(&line), "{line} not in:\n{text}");
+}
+
+#[test]
+fn an_added_file_is_an_added_entry() {
+    let c = Case::new();
+    let a = c.build("a");
+    c.ctx.write("app/new.txt", "new\n");
+    let b = c.build("b");
+    let (_, v) = diff_json(&oci(&a), &oci(&b), &[]);
+    let entries = of_level(&v, "entry");
+    assert_eq!(entries.len(), 1, "{v:#}");
+    assert_eq!(
+        (&entries[0]["path"], &entries[0]["change"]),
+        (&"/app/new.txt".into(), &"added".into())
+    );
+    assert!(entries[0]["old"].is_null());
+    assert_eq!(entries[0]["new"]["type"], "file");
+    assert_eq!(entries[0]["new"]["content"], sha256(b"new\n"));
+}
+
+#[test]
+fn a_removed_file_is_a_removed_entry() {
+    let c = Case::new();
+    let a = c.build("a");
+    std::fs::remove_file(c.ctx.path().join("app/data.txt")).expect("rm");
+    let b = c.build("b");
+    let (code, v) = diff_json(&oci(&a), &oci(&b), &[]);
+    assert_eq!(code, 1);
+    let entries = of_level(&v, "entry");
+    assert_eq!(entries.len(), 1, "{v:#}");
+    assert_eq!(
+        (&entries[0]["path"], &entries[0]["change"]),
+        (&"/app/data.txt".into(), &"removed".into())
+    );
+    assert!(entries[0]["new"].is_null());
+    let text = String::from_utf8_lossy(&run_diff(&oci(&a), &oci(&b), &[]).stdout).into_owned();
+    assert!(
+        text.contains("- /app/data.txt  file 0644 0:0 5 bytes"),
+        "{text}"
+    );
+}
+
+#[test]
+fn recompression_is_the_same_diff_id_under_another_digest_with_no_entry_differences() {
+    let c = Case::new();
+    let a = c.build("a");
+    c.ctx
+        .recipe_text(&recipe("compression = \"zstd\"", "A = \"1\"", ""));
+    let b = c.build("b");
+    let (code, v) = diff_json(&oci(&a), &oci(&b), &[]);
+    assert_eq!(code, 1);
+    assert_eq!(differences(&v).len(), 1, "{v:#}");
+    let l = &differences(&v)[0];
+    assert_eq!(
+        (&l["level"], &l["change"]),
+        (&"layer".into(), &"recompressed".into())
+    );
+    assert_eq!(l["old"]["diffId"], l["new"]["diffId"]);
+    assert_ne!(l["old"]["digest"], l["new"]["digest"]);
+    assert_eq!(
+        l["old"]["mediaType"],
+        "application/vnd.oci.image.layer.v1.tar+gzip"
+    );
+    assert_eq!(
+        l["new"]["mediaType"],
+        "application/vnd.oci.image.layer.v1.tar+zstd"
+    );
+    assert!(of_level(&v, "entry").is_empty());
+}
+
+#[test]
+fn an_extra_layer_is_reported_as_added_after_the_common_ones() {
+    let c = Case::new();
+    let a = c.build("a");
+    c.ctx.recipe_text(&recipe(
+        "",
+        "A = \"1\"",
+        "[[layer]]\nname = \"more\"\n[[layer.file]]\npath = \"/more\"\ncontent = \"m\"\n",
+    ));
+    let b = c.build("b");
+    let (_, v) = diff_json(&oci(&a), &oci(&b), &[]);
+    let layers = of_level(&v, "layer");
+    assert_eq!(layers.len(), 1, "{v:#}");
+    assert_eq!(
+        (&layers[0]["layer"], &layers[0]["change"]),
+        (&1.into(), &"added".into())
+    );
+    assert!(layers[0]["old"].is_null());
+    // The history gained an entry: a config difference, named by its path.
+    assert!(
+        of_level(&v, "config")
+            .iter()
+            .any(|d| d["path"].as_str().unwrap_or("").starts_with("history[1]")),
+        "{v:#}"
+    );
+}
+
+#[test]
+fn ignore_hides_the_only_difference_and_turns_exit_1_into_0() {
+    let c = Case::new();
+    let a = c.build("a");
+    c.ctx.write("app/hello", "HELLO\n");
+    let b = c.build("b");
+    assert_eq!(run_diff(&oci(&a), &oci(&b), &[]).status.code(), Some(1));
+    for glob in ["/app/hello", "app/*"] {
+        let o = run_diff(&oci(&a), &oci(&b), &["--ignore", glob]);
+        assert_eq!(o.status.code(), Some(0), "--ignore {glob}: {}", stderr(&o));
+        let text = String::from_utf8_lossy(&o.stdout);
+        assert_eq!(text.lines().next(), Some("identical (1 ignored)"), "{text}");
+        let (code, v) = diff_json(&oci(&a), &oci(&b), &["--ignore", glob]);
+        assert_eq!((code, &v["summary"]["ignored"]), (0, &1.into()));
+        assert!(differences(&v).is_empty(), "{v:#}");
+    }
+    // A glob that matches something else hides nothing.
+    let (code, _) = diff_json(&oci(&a), &oci(&b), &["--ignore", "/var/**"]);
+    assert_eq!(code, 1);
+}
+
+#[test]
+fn json_output_parses_with_python_and_has_the_documented_fields() {
+    common::require_tool("python3");
+    let c = Case::new();
+    let a = c.build("a");
+    c.ctx.write("app/hello", "HELLO\n");
+    c.ctx.recipe_text(&recipe("", "A = \"2\"", ""));
+    let b = c.build("b");
+    let o = run_diff(&oci(&a), &oci(&b), &["--json"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let check = r#"
+import json, sys
+v = json.load(sys.stdin)
+assert v["identical"] is False
+for side in ("a", "b"):
+    assert set(v[side]) == {"reference", "digest", "mediaType"}, v[side]
+assert set(v["summary"]) == {"differences", "ignored", "index", "platform", "manifest", "config", "layer", "entry"}, v["summary"]
+assert v["summary"]["differences"] == len(v["differences"])
+keys = {
+    "config": {"level", "platform", "path", "change", "old", "new"},
+    "layer": {"level", "platform", "layer", "change", "old", "new", "note"},
+    "entry": {"level", "platform", "layer", "path", "change", "fields", "old", "new"},
+}
+seen = set()
+for d in v["differences"]:
+    assert set(d) == keys[d["level"]], d
+    seen.add(d["level"])
+assert seen == {"config", "layer", "entry"}, seen
+print("ok")
+"#;
+    let mut py = Command::new("python3")
+        .args(["-c", check])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3");
+    std::io::Write::write_all(&mut py.stdin.take().expect("stdin"), &o.stdout).expect("pipe");
+    let r = py.wait_with_output().expect("python3");
+    assert!(
+        r.status.success(),
+        "python3: {}",
+        String::from_utf8_lossy(&r.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&r.stdout).trim(), "ok");
+}
+
+#[test]
+fn a_platform_on_one_side_only_is_reported_and_shared_ones_match() {
+    let c = Case::new();
+    c.ctx.recipe_text(&recipe(
+        "platforms = [\"linux/amd64\", \"linux/arm64\"]",
+        "A = \"1\"",
+        "",
+    ));
+    let a = c.build("a");
+    c.ctx.recipe_text(&recipe(
+        "platforms = [\"linux/amd64\", \"linux/arm/v7\"]",
+        "A = \"1\"",
+        "",
+    ));
+    let b = c.build("b");
+    let (code, v) = diff_json(&oci(&a), &oci(&b), &[]);
+    assert_eq!(code, 1);
+    let platforms: Vec<(String, String)> = differences(&v)
+        .iter()
+        .map(|d| {
+            assert_eq!(d["level"], "platform", "only platforms differ: {v:#}");
+            (
+                d["platform"].as_str().unwrap_or("").into(),
+                d["change"].as_str().unwrap_or("").into(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        platforms,
+        [
+            ("linux/arm64".to_string(), "removed".to_string()),
+            ("linux/arm/v7".to_string(), "added".to_string())
+        ]
+    );
+    let text = String::from_utf8_lossy(&run_diff(&oci(&a), &oci(&b), &[]).stdout).into_owned();
+    assert!(
+        text.contains("\nplatforms\n  linux/arm64  only in A (sha256:"),
+        "{text}"
+    );
+    assert!(
+        text.contains("\n  linux/arm/v7  only in B (sha256:"),
+        "{text}"
+    );
+}
+
+fn push(layout: &Path, dest: &str) {
+    let o = imgbuild()
+        .args(["push", &oci(layout), dest])
+        .output()
+        .expect("run imgbuild push");
+    assert!(o.status.success(), "push: {}", stderr(&o));
+}
+
+#[test]
+fn a_layout_and_the_same_image_pushed_to_a_registry_are_identical() {
+    let reg = Registry::start(Mode::Plain);
+    let c = Case::new();
+    let a = c.build("a");
+    let dest = reg.reference("acme/diff:1");
+    push(&a, &dest);
+    let o = run_diff(&oci(&a), &dest, &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).lines().next(),
+        Some("identical")
+    );
+}
+
+#[test]
+fn registry_layers_are_streamed_and_walked_like_layout_ones() {
+    let reg = Registry::start(Mode::Plain);
+    let c = Case::new();
+    let a = c.build("a");
+    push(&a, &reg.reference("acme/diff:a"));
+    c.ctx.write("app/hello", "HELLO\n");
+    let b = c.build("b");
+    push(&b, &reg.reference("acme/diff:b"));
+    let from_layouts = diff_json(&oci(&a), &oci(&b), &[]).1;
+    let across = diff_json(&reg.reference("acme/diff:a"), &oci(&b), &[]).1;
+    let registries = diff_json(
+        &reg.reference("acme/diff:a"),
+        &reg.reference("acme/diff:b"),
+        &[],
+    )
+    .1;
+    assert_eq!(of_level(&from_layouts, "entry").len(), 1);
+    assert_eq!(from_layouts["differences"], across["differences"]);
+    assert_eq!(from_layouts["differences"], registries["differences"]);
+}
+
+#[test]
+fn bad_references_and_globs_exit_2() {
+    let c = Case::new();
+    let a = c.build("a");
+    let missing = c.outs.path().join("missing");
+    for (x, y, extra) in [
+        (oci(&missing), oci(&a), vec![]),
+        (oci(&a), "Not A Reference!".to_string(), vec![]),
+        (format!("{}:no-such-tag", oci(&a)), oci(&a), vec![]),
+        (oci(&a), oci(&a), vec!["--ignore", "/a/[b"]),
+    ] {
+        let o = run_diff(&x, &y, &extra);
+        assert_eq!(
+            o.status.code(),
+            Some(2),
+            "{x} {y} {extra:?}: {}",
+            stderr(&o)
+        );
+        assert!(stderr(&o).starts_with("error: "), "{}", stderr(&o));
+        assert!(o.stdout.is_empty());
+    }
+}
+
+/// The layer blob of a single-platform layout image (its first layer).
+fn first_layer_blob(layout: &Path) -> PathBuf {
+    let index: Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).expect("index"))
+            .expect("json");
+    let digest = index["manifests"][0]["digest"].as_str().expect("digest");
+    let l = common::Layout::new(layout);
+    let layer = l.layer_digests(digest)[0].clone();
+    layout.join("blobs/sha256").join(&layer[7..])
+}
+
+fn overwrite(path: &Path, bytes: &[u8]) {
+    let mut perms = std::fs::metadata(path).expect("blob").permissions();
+    #[allow(clippy::permissions_set_readonly_false)]
+    perms.set_readonly(false);
+    std::fs::set_permissions(path, perms).expect("chmod");
+    std::fs::write(path, bytes).expect("overwrite blob");
+}
+
+#[test]
+fn layers_with_the_same_diff_id_are_not_read() {
+    let c = Case::new();
+    let a = c.build("a");
+    c.ctx
+        .recipe_text(&recipe("compression = \"zstd\"", "A = \"1\"", ""));
+    let b = c.build("b");
+    // Were B's layer read, this would be a corrupt-layer error (exit 2).
+    overwrite(&first_layer_blob(&b), b"not a layer at all");
+    let (code, v) = diff_json(&oci(&a), &oci(&b), &[]);
+    assert_eq!(code, 1);
+    assert_eq!(differences(&v)[0]["change"], "recompressed", "{v:#}");
+}
+
+#[test]
+fn a_corrupt_layer_is_bad_input_naming_the_layer() {
+    let c = Case::new();
+    let a = c.build("a");
+    c.ctx.write("app/hello", "HELLO\n");
+    let b = c.build("b");
+    overwrite(&first_layer_blob(&b), b"not a layer at all");
+    let o = run_diff(&oci(&a), &oci(&b), &[]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains(&format!("layer 0 of {}", oci(&b))), "{err}");
+    assert!(o.stdout.is_empty());
+}
+
+#[test]
+fn an_index_against_a_single_manifest_is_a_media_type_difference() {
+    let c = Case::new();
+    let a = c.build("a");
+    c.ctx.recipe_text(&recipe(
+        "platforms = [\"linux/amd64\", \"linux/arm64\"]",
+        "A = \"1\"",
+        "",
+    ));
+    let b = c.build("b");
+    let (code, v) = diff_json(&oci(&a), &oci(&b), &[]);
+    assert_eq!(code, 1);
+    let d = differences(&v);
+    assert_eq!(d.len(), 2, "{v:#}");
+    assert_eq!(
+        (&d[0]["level"], &d[0]["path"]),
+        (&"index".into(), &"mediaType".into())
+    );
+    assert_eq!(d[0]["old"], "application/vnd.oci.image.manifest.v1+json");
+    assert_eq!(d[0]["new"], "application/vnd.oci.image.index.v1+json");
+    assert_eq!(
+        (&d[1]["level"], &d[1]["platform"], &d[1]["change"]),
+        (&"platform".into(), &"linux/arm64".into(), &"added".into())
+    );
+}
+
+#[test]
+fn a_whiteout_in_a_later_layer_is_an_added_entry_of_that_layer() {
+    let c = Case::new();
+    let cleanup = |remove: &str| {
+        format!("[[layer]]\nname = \"cleanup\"\n{remove}[[layer.file]]\npath = \"/keep\"\ncontent = \"k\"\n")
+    };
+    c.ctx.recipe_text(&recipe("", "A = \"1\"", &cleanup("")));
+    let a = c.build("a");
+    c.ctx.recipe_text(&recipe(
+        "",
+        "A = \"1\"",
+        &cleanup("remove = [\"/app/data.txt\"]\n"),
+    ));
+    let b = c.build("b");
+    let (_, v) = diff_json(&oci(&a), &oci(&b), &[]);
+    // The whiteout and its implicit parent directory, both new in layer 1.
+    let entries: Vec<(&Value, &Value, &Value)> = of_level(&v, "entry")
+        .iter()
+        .map(|e| (&e["layer"], &e["path"], &e["change"]))
+        .collect();
+    assert_eq!(
+        entries,
+        [
+            (&1.into(), &"/app".into(), &"added".into()),
+            (&1.into(), &"/app/.wh.data.txt".into(), &"added".into())
+        ],
+        "{v:#}"
+    );
+}
+
+#[test]
+fn a_change_in_a_layer_shared_by_platforms_is_reported_for_each_platform() {
+    let c = Case::new();
+    let both = "platforms = [\"linux/amd64\", \"linux/arm64\"]";
+    c.ctx.recipe_text(&recipe(both, "A = \"1\"", ""));
+    let a = c.build("a");
+    c.ctx.write("app/hello", "HELLO\n");
+    let b = c.build("b");
+    let (code, v) = diff_json(&oci(&a), &oci(&b), &[]);
+    assert_eq!(code, 1);
+    let entries: Vec<(&Value, &Value, &Value)> = of_level(&v, "entry")
+        .iter()
+        .map(|e| (&e["platform"], &e["path"], &e["fields"][0]["new"]))
+        .collect();
+    let new = sha256(b"HELLO\n").into();
+    assert_eq!(
+        entries,
+        [
+            (&"linux/amd64".into(), &"/app/hello".into(), &new),
+            (&"linux/arm64".into(), &"/app/hello".into(), &new)
+        ],
+        "{v:#}"
+    );
+    assert_eq!(of_level(&v, "layer").len(), 2, "{v:#}");
+}
