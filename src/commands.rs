@@ -112,20 +112,32 @@ fn push_target(args: &BuildArgs) -> Result<Option<RegistryRef>> {
     }
 }
 
-fn build(args: BuildArgs, quiet: bool, registry: &RegistryArgs) -> Result<()> {
-    let platforms = if args.platform.is_empty() {
-        None
-    } else {
-        let mut v = Vec::new();
-        for p in &args.platform {
-            let p =
-                Platform::parse(p.trim()).map_err(|m| Error::input(format!("--platform: {m}")))?;
-            if !v.contains(&p) {
-                v.push(p);
-            }
+/// `--platform` values, parsed, without duplicates; None when none was given.
+fn platform_flags(flags: &[String]) -> Result<Option<Vec<Platform>>> {
+    let mut v = Vec::new();
+    for p in flags {
+        let p = Platform::parse(p.trim()).map_err(|m| Error::input(format!("--platform: {m}")))?;
+        if !v.contains(&p) {
+            v.push(p);
         }
-        Some(v)
-    };
+    }
+    Ok((!v.is_empty()).then_some(v))
+}
+
+/// `--source-date-epoch`, parsed.
+fn epoch_flag(flag: Option<&String>) -> Result<Option<u64>> {
+    flag.map(|s| epoch::parse_epoch(s, "--source-date-epoch"))
+        .transpose()
+}
+
+/// `--threads`, else every core the system gives us.
+fn threads_flag(flag: Option<std::num::NonZeroUsize>) -> std::num::NonZeroUsize {
+    flag.or_else(|| std::thread::available_parallelism().ok())
+        .unwrap_or(std::num::NonZeroUsize::MIN)
+}
+
+fn build(args: BuildArgs, quiet: bool, registry: &RegistryArgs) -> Result<()> {
+    let platforms = platform_flags(&args.platform)?;
     for t in &args.tag {
         if !imgbuild::recipe::valid_tag(t) {
             return Err(
@@ -140,14 +152,8 @@ fn build(args: BuildArgs, quiet: bool, registry: &RegistryArgs) -> Result<()> {
     } else {
         Some(args.tag.clone())
     };
-    let epoch = match &args.source_date_epoch {
-        Some(s) => Some(epoch::parse_epoch(s, "--source-date-epoch")?),
-        None => None,
-    };
-    let threads = args
-        .threads
-        .or_else(|| std::thread::available_parallelism().ok())
-        .unwrap_or(std::num::NonZeroUsize::MIN);
+    let epoch = epoch_flag(args.source_date_epoch.as_ref())?;
+    let threads = threads_flag(args.threads);
     let opts = BuildOptions {
         recipe: args.recipe.clone(),
         out: args.out.clone(),

@@ -863,6 +863,20 @@ fn docker_daemon_answers() -> bool {
         .unwrap_or(false)
 }
 
+/// `docker run`s the busybox image (no network) and checks what its shell prints.
+fn assert_docker_runs_the_greeting(image: &str) {
+    let got = run_ok(Command::new("docker").args([
+        "run",
+        "--rm",
+        "--network=none",
+        image,
+        "/bin/sh",
+        "-c",
+        "cat /etc/greeting; echo ok",
+    ]));
+    assert_eq!(got, format!("{GREETING}ok\n"));
+}
+
 #[test]
 fn docker_runs_the_image_where_a_daemon_answers() {
     const NAME: &str = "docker_runs_the_image_where_a_daemon_answers";
@@ -886,16 +900,7 @@ fn docker_runs_the_image_where_a_daemon_answers() {
     ]));
     run_ok(Command::new("docker").arg("load").arg("-i").arg(&archive));
     let _cleanup = DockerImage(image.clone());
-    let got = run_ok(Command::new("docker").args([
-        "run",
-        "--rm",
-        "--network=none",
-        &image,
-        "/bin/sh",
-        "-c",
-        "cat /etc/greeting; echo ok",
-    ]));
-    assert_eq!(got, format!("{GREETING}ok\n"));
+    assert_docker_runs_the_greeting(&image);
 }
 
 /// The other way an image reaches Docker: `build --push` to a registry on loopback,
@@ -931,14 +936,5 @@ fn docker_pulls_and_runs_a_pushed_image_where_a_daemon_answers() {
         repo_digests.contains(&format!("{repo}@{digest}")),
         "docker pulled {repo_digests}, imgbuild pushed {digest}"
     );
-    let got = run_ok(Command::new("docker").args([
-        "run",
-        "--rm",
-        "--network=none",
-        &image,
-        "/bin/sh",
-        "-c",
-        "cat /etc/greeting; echo ok",
-    ]));
-    assert_eq!(got, format!("{GREETING}ok\n"));
+    assert_docker_runs_the_greeting(&image);
 }

@@ -2,14 +2,13 @@
 //! and their output. A difference is exit 1 (`Error::differs`) with the explanation
 //! on stdout.
 
-use super::registry_options;
+use super::{epoch_flag, platform_flags, registry_options, threads_flag};
 use crate::cli::{DiffArgs, RegistryArgs, VerifyArgs};
 use imgbuild::build::BuildOptions;
 use imgbuild::diff::{DiffOptions, Report};
-use imgbuild::platform::Platform;
 use imgbuild::reference::Reference;
 use imgbuild::verify::Verdict;
-use imgbuild::{epoch, Error, Result};
+use imgbuild::{Error, Result};
 use std::io::Write;
 
 pub fn diff(args: DiffArgs, quiet: bool, registry: &RegistryArgs) -> Result<()> {
@@ -30,29 +29,14 @@ pub fn diff(args: DiffArgs, quiet: bool, registry: &RegistryArgs) -> Result<()> 
 
 pub fn verify(args: VerifyArgs, quiet: bool, registry: &RegistryArgs) -> Result<()> {
     let against = reference(&args.against, "--against")?;
-    let mut platforms: Vec<Platform> = Vec::new();
-    for p in &args.platform {
-        let p = Platform::parse(p.trim()).map_err(|m| Error::input(format!("--platform: {m}")))?;
-        if !platforms.contains(&p) {
-            platforms.push(p);
-        }
-    }
-    let epoch = match &args.source_date_epoch {
-        Some(s) => Some(epoch::parse_epoch(s, "--source-date-epoch")?),
-        None => None,
-    };
-    let threads = args
-        .threads
-        .or_else(|| std::thread::available_parallelism().ok())
-        .unwrap_or(std::num::NonZeroUsize::MIN);
     let build = BuildOptions {
         recipe: args.recipe.clone(),
         out: args.out.clone(),
-        platforms: (!platforms.is_empty()).then_some(platforms),
+        platforms: platform_flags(&args.platform)?,
         tags: None,
-        epoch,
+        epoch: epoch_flag(args.source_date_epoch.as_ref())?,
         env_epoch: std::env::var("SOURCE_DATE_EPOCH").ok(),
-        threads,
+        threads: threads_flag(args.threads),
         quiet,
         no_cache: true,
         registry: registry_options(registry, quiet),
