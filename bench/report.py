@@ -144,7 +144,7 @@ def requests_table(m):
     return "\n".join(lines)
 
 
-def verdicts(s, m=None):
+def verdicts(s, mach=None):
     """SPEC §7 targets: (target, measured, verdict)."""
     out = []
 
@@ -189,9 +189,9 @@ def verdicts(s, m=None):
                  f"{0.05 * s['imgbuild-gzip']['wall']:.2f} s)")
         out.append(("rebuild, nothing changed ≤ 5% of cold", f"{ratio * 100:.1f}% of the cold gzip build", v))
     wall_target("push to a loopback registry ≤ 1.1 × skopeo copy", "imgbuild-push", "skopeo-copy", 1.1)
-    req = requests(m or {}).get("imgbuild-repush")
-    if req and m.get("push_blobs"):
-        blobs = int(m["push_blobs"])
+    req = requests(mach or {}).get("imgbuild-repush")
+    if req and mach.get("push_blobs"):
+        blobs = int(mach["push_blobs"])
         ok = all(r.get("HEAD") == blobs and r.get("PUT") == 1
                  and not any(r.get(k) for k in ("GET", "POST", "PATCH")) for r in req)
         got = "; ".join(", ".join(f"{k} {v}" for k, v in r.items() if v) for r in req)

@@ -692,10 +692,17 @@ fn push_survives_dropped_connections_500_and_429() {
         .iter()
         .filter(|r| r.0 == "PUT" && r.1.contains("/manifests/"))
         .count();
+    let pings = again
+        .iter()
+        .filter(|r| r.0 == "GET" && r.1 == "/v2/")
+        .count();
     let blobs = common::Layout::new(&out).layer_digests(&digest).len() + 1;
     assert_eq!(heads, blobs, "one HEAD per blob: {again:?}");
     assert_eq!(uploads, 0, "{again:?}");
     assert_eq!(manifests, 1, "{again:?}");
+    // And nothing else but the one version check that finds how to talk to it.
+    assert_eq!(pings, 1, "one GET /v2/: {again:?}");
+    assert_eq!(again.len(), heads + manifests + pings, "{again:?}");
 }
 
 #[test]
