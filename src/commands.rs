@@ -112,6 +112,19 @@ fn push_target(args: &BuildArgs) -> Result<Option<RegistryRef>> {
     }
 }
 
+/// Writes a report to stdout. A reader that stopped reading (`imgbuild diff A B | head`)
+/// is not an error: the command's result stands (exit 0 or 1), without a message about
+/// the broken pipe. Every other write failure is exit 3.
+fn write_report(text: &str) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    match writeln!(out, "{}", text.trim_end()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(Error::io("cannot write to stdout", e))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// `--platform` values, parsed, without duplicates; None when none was given.
 fn platform_flags(flags: &[String]) -> Result<Option<Vec<Platform>>> {
     let mut v = Vec::new();
@@ -279,8 +292,7 @@ fn inspect(args: InspectArgs, quiet: bool, registry: &RegistryArgs) -> Result<()
     } else {
         inspect_text(&i)
     };
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "{}", text.trim_end()).map_err(|e| Error::io("cannot write to stdout", e))
+    write_report(&text)
 }
 
 fn inspect_text(i: &imgbuild::inspect::Inspected) -> String {

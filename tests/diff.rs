@@ -590,3 +590,37 @@ fn a_change_in_a_layer_shared_by_platforms_is_reported_for_each_platform() {
     );
     assert_eq!(of_level(&v, "layer").len(), 2, "{v:#}");
 }
+
+/// `imgbuild diff A B | head -1`: the reader stops early; the exit code is still the
+/// comparison's (1), and no "Broken pipe" error is printed.
+#[test]
+fn a_reader_that_stops_early_keeps_exit_1_and_gets_no_broken_pipe_error() {
+    use std::io::{BufRead, BufReader};
+    let case = Case::new();
+    let a = case.build("a");
+    // Enough changed files that the report is far larger than a pipe's buffer.
+    for i in 0..3000 {
+        case.ctx
+            .write(&format!("app/many/file-{i:04}.txt"), "new\n");
+    }
+    let b = case.build("b");
+    let mut child = imgbuild()
+        .args(["diff", &oci(&a), &oci(&b)])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run imgbuild diff");
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut first)
+        .expect("read the summary line");
+    // The reader is dropped here: the pipe closes with most of the report unread.
+    let o = child.wait_with_output().expect("wait");
+    assert!(first.contains("differences"), "{first}");
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        !stderr(&o).to_lowercase().contains("broken pipe"),
+        "{}",
+        stderr(&o)
+    );
+}

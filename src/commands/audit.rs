@@ -2,14 +2,13 @@
 //! and their output. A difference is exit 1 (`Error::differs`) with the explanation
 //! on stdout.
 
-use super::{epoch_flag, platform_flags, registry_options, threads_flag};
+use super::{epoch_flag, platform_flags, registry_options, threads_flag, write_report};
 use crate::cli::{DiffArgs, RegistryArgs, VerifyArgs};
 use imgbuild::build::BuildOptions;
 use imgbuild::diff::{DiffOptions, Report};
 use imgbuild::reference::Reference;
 use imgbuild::verify::Verdict;
 use imgbuild::{Error, Result};
-use std::io::Write;
 
 pub fn diff(args: DiffArgs, quiet: bool, registry: &RegistryArgs) -> Result<()> {
     let a = reference(&args.a, "A")?;
@@ -52,9 +51,7 @@ pub fn verify(args: VerifyArgs, quiet: bool, registry: &RegistryArgs) -> Result<
             if args.json {
                 print(&report, true)
             } else {
-                let mut out = std::io::stdout().lock();
-                writeln!(out, "verified {}", report.b.digest)
-                    .map_err(|e| Error::io("cannot write to stdout", e))
+                write_report(&format!("verified {}", report.b.digest))
             }
         }
         Verdict::Differs(report) => {
@@ -81,6 +78,5 @@ fn print(report: &Report, json: bool) -> Result<()> {
     } else {
         report.to_text()
     };
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "{}", text.trim_end()).map_err(|e| Error::io("cannot write to stdout", e))
+    write_report(&text)
 }
