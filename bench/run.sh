@@ -262,7 +262,9 @@ push_run() {
     local before=() m
     for m in HEAD GET POST PATCH PUT; do before+=("$(reg_count $m)"); done
     time_cmd "$t" "$@" > "$t.out" 2> "$t.err" || { cat "$t.err" >&2; die "$name failed (run $run)"; }
-    sleep 0.2   # the registry logs a request after answering it
+    # The registry logs a request after answering it: wait until its log stops growing.
+    local n=-1
+    while [ "$n" != "$(wc -l < "$REG_LOG")" ]; do n=$(wc -l < "$REG_LOG"); sleep 0.3; done
     local i=0 counts=""
     for m in HEAD GET POST PATCH PUT; do
         counts+="$m=$(( $(reg_count $m) - ${before[$i]} )) "; i=$((i + 1))
