@@ -743,3 +743,82 @@ fn registry_killed_mid_push_fails_with_exit_3_and_moves_no_tag() {
         "the tag moved although the push failed"
     );
 }
+
+/// `docker login` to some registries (Azure ACR among them) stores an OAuth2 refresh
+/// token, `identitytoken`, instead of a password. imgbuild exchanges it at the token
+/// realm (`POST`, `grant_type=refresh_token`) for access tokens: push, a base pulled
+/// back, and a wrong token refused with exit 3 without showing it.
+#[test]
+fn token_registry_takes_a_docker_identity_token() {
+    let reg = Registry::start(Mode::token(USER, PASSWORD));
+    let identity = reg
+        .identity_token()
+        .expect("token mode has an identity token");
+    let home = tempfile::tempdir().unwrap();
+    let config = |token: &str| {
+        fs::create_dir_all(home.path().join(".docker")).unwrap();
+        let auth = base64_basic("<token>", "");
+        fs::write(
+            home.path().join(".docker/config.json"),
+            serde_json::json!({
+                "auths": { reg.host(): { "auth": auth, "identitytoken": token } }
+            })
+            .to_string(),
+        )
+        .unwrap();
+    };
+    config(&identity);
+    let ctx = Ctx::new();
+    ctx.recipe_text(&recipe(""));
+    let out = ctx.path().join("out");
+    let o = run(imgbuild_for(&reg)
+        .env("HOME", home.path())
+        .arg("build")
+        .arg(ctx.recipe())
+        .arg("--out")
+        .arg(&out)
+        .arg(format!("--push={}", reg.reference("acr/app"))));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let digest = stdout(&o);
+    assert_eq!(skopeo_digest(&reg, &reg.reference("acr/app:1.0")), digest);
+    let grants: Vec<_> = reg
+        .token_requests()
+        .into_iter()
+        .filter(|r| r.grant.as_deref() == Some("refresh_token"))
+        .collect();
+    assert!(
+        grants
+            .iter()
+            .any(|r| r.granted && r.scopes.iter().any(|s| s == "repository:acr/app:pull,push")),
+        "no refresh-token grant with push scope: {:?}",
+        reg.token_requests()
+    );
+
+    // The same credentials read it back (inspect pulls with a token of its own).
+    let o = run(imgbuild_for(&reg)
+        .env("HOME", home.path())
+        .args(["inspect", &reg.reference("acr/app:1.0")]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains(&digest));
+
+    // A revoked token: exit 3, naming the file, never the token.
+    let wrong = "revoked-identity-token-0123456789";
+    config(wrong);
+    let o = run(imgbuild_for(&reg)
+        .env("HOME", home.path())
+        .arg("push")
+        .arg(format!("oci:{}:1.0", out.display()))
+        .arg(reg.reference("acr/other:1.0")));
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(stderr(&o).contains("config.json"), "{}", stderr(&o));
+    assert!(
+        !stderr(&o).contains(wrong),
+        "the token leaked: {}",
+        stderr(&o)
+    );
+}
+
+fn base64_basic(user: &str, password: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+}

@@ -95,6 +95,9 @@ pub struct RegistryClient {
     auth: RegistryAuth,
     /// Where the credentials came from, for error messages; None = anonymous.
     cred_source: Option<String>,
+    /// A Docker identity token (`docker login` with an OAuth refresh token, as Azure
+    /// ACR gives): exchanged at the Bearer realm for access tokens.
+    identity_token: Option<credentials::Secret>,
     challenge: Challenge,
     retry: Retry,
     verbose: bool,
@@ -200,23 +203,18 @@ impl RegistryClient {
             .await
             .map_err(|e| Error::network(format!("credential lookup stopped: {e}")))??
         };
-        let (auth, cred_source) = match found {
+        let (auth, cred_source, identity_token) = match found {
             Some(found) => match found.credential {
                 Credential::Basic { username, password } => (
                     RegistryAuth::Basic(username, password.expose().to_string()),
                     Some(found.source),
+                    None,
                 ),
-                Credential::IdentityToken(_) => {
-                    if opts.verbose {
-                        eprintln!(
-                            "warning: {} holds an identity token for {registry}, which imgbuild cannot use; going on anonymously",
-                            found.source
-                        );
-                    }
-                    (RegistryAuth::Anonymous, None)
+                Credential::IdentityToken(token) => {
+                    (RegistryAuth::Anonymous, Some(found.source), Some(token))
                 }
             },
-            None => (RegistryAuth::Anonymous, None),
+            None => (RegistryAuth::Anonymous, None, None),
         };
 
         let plain_allowed = is_loopback(registry) || opts.insecure.iter().any(|h| h == registry);
@@ -261,6 +259,20 @@ impl RegistryClient {
             }
         };
         let challenge = parse_challenge(response.headers().get(reqwest::header::WWW_AUTHENTICATE));
+        // An identity token is only good for the Bearer token flow.
+        let (cred_source, identity_token) = match (identity_token, &challenge) {
+            (token @ Some(_), Challenge::Bearer { .. }) => (cred_source, token),
+            (None, _) => (cred_source, None),
+            (Some(_), _) => {
+                if opts.verbose {
+                    eprintln!(
+                        "warning: {} holds an identity token for {registry}, which asks for no token auth; going on anonymously",
+                        cred_source.as_deref().unwrap_or("the credentials file")
+                    );
+                }
+                (None, None)
+            }
+        };
 
         let mut extra = Vec::new();
         for pem in pems {
@@ -294,6 +306,7 @@ impl RegistryClient {
             http,
             auth,
             cred_source,
+            identity_token,
             challenge,
             retry,
             verbose: opts.verbose,
@@ -355,9 +368,9 @@ impl RegistryClient {
             }
             return Ok(());
         }
-        if !matches!(self.challenge, Challenge::Bearer { .. }) {
+        let Challenge::Bearer { realm, service } = &self.challenge else {
             return Ok(());
-        }
+        };
         let reference = self.reference(repository, None);
         let op = if push {
             RegistryOperation::Push
@@ -365,6 +378,37 @@ impl RegistryClient {
             RegistryOperation::Pull
         };
         let what = if push { "push to" } else { "pull from" };
+        if let Some(identity) = &self.identity_token {
+            // oci-client knows Basic credentials only: exchange the identity token for
+            // an access token ourselves, and hand it over for every later request.
+            let actions = if push { "pull,push" } else { "pull" };
+            let scopes = [format!("repository:{repository}:{actions}")];
+            let token = self
+                .exchange_identity_token(identity, realm, service.as_deref(), &scopes)
+                .await
+                .map_err(|e| self.error(&format!("cannot get a token to {what}"), repository, e))?;
+            self.client
+                .store_auth_if_needed(&self.registry, &RegistryAuth::Anonymous)
+                .await;
+            let ops: &[RegistryOperation] = if push {
+                &[RegistryOperation::Pull, RegistryOperation::Push]
+            } else {
+                &[RegistryOperation::Pull]
+            };
+            for op in ops {
+                self.client
+                    .tokens
+                    .insert(
+                        &reference,
+                        *op,
+                        RegistryTokenType::Bearer(RegistryToken::Token {
+                            token: token.clone(),
+                        }),
+                    )
+                    .await;
+            }
+            return Ok(());
+        }
         self.with_retry(&format!("authorize {repository}"), || async {
             self.client.auth(&reference, &self.auth, op).await
         })
@@ -483,6 +527,58 @@ impl RegistryClient {
         }
     }
 
+    /// The OAuth2 refresh-token grant of Docker's token protocol: POST the identity
+    /// token to the realm (form-encoded) and get an access token for `scopes`.
+    async fn exchange_identity_token(
+        &self,
+        identity: &credentials::Secret,
+        realm: &str,
+        service: Option<&str>,
+        scopes: &[String],
+    ) -> std::result::Result<String, OciDistributionError> {
+        let mut form = reqwest::Url::parse("http://form.invalid/")
+            .map_err(|e| OciDistributionError::GenericError(Some(format!("form encoding: {e}"))))?;
+        {
+            let mut pairs = form.query_pairs_mut();
+            pairs.append_pair("grant_type", "refresh_token");
+            pairs.append_pair("client_id", "imgbuild");
+            if let Some(service) = service {
+                pairs.append_pair("service", service);
+            }
+            for scope in scopes {
+                pairs.append_pair("scope", scope);
+            }
+            pairs.append_pair("refresh_token", identity.expose());
+        }
+        let body = form.query().unwrap_or_default().to_string();
+        let response = retry_request(self.retry, self.verbose, &self.registry, || {
+            self.http
+                .post(realm)
+                .header(
+                    reqwest::header::CONTENT_TYPE,
+                    "application/x-www-form-urlencoded",
+                )
+                .body(body.clone())
+                .send()
+        })
+        .await?;
+        let code = response.status().as_u16();
+        if code == 401 || code == 403 {
+            return Err(OciDistributionError::UnauthorizedError {
+                url: realm.to_string(),
+            });
+        }
+        if !response.status().is_success() {
+            return Err(OciDistributionError::ServerError {
+                code,
+                url: realm.to_string(),
+                message: String::new(),
+            });
+        }
+        let token: RegistryToken = response.json().await?;
+        Ok(token.token().to_string())
+    }
+
     /// A token for `scopes`, asked of the realm with our credentials; None when the
     /// token server refuses (the caller goes on with the token oci-client gets).
     async fn fetch_token(
@@ -491,6 +587,12 @@ impl RegistryClient {
         service: Option<&str>,
         scopes: &[String],
     ) -> Option<String> {
+        if let Some(identity) = &self.identity_token {
+            return self
+                .exchange_identity_token(identity, realm, service, scopes)
+                .await
+                .ok();
+        }
         let mut query: Vec<(&str, &str)> = scopes.iter().map(|s| ("scope", s.as_str())).collect();
         if let Some(service) = service {
             query.push(("service", service));

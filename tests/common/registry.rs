@@ -238,6 +238,11 @@ impl Registry {
             .unwrap_or_default()
     }
 
+    /// The refresh token (Docker "identity token") the issuer honours (`Mode::Token`).
+    pub fn identity_token(&self) -> Option<String> {
+        self.issuer.as_ref().map(TokenIssuer::identity_token)
+    }
+
     /// The token issuer's realm URL (`Mode::Token` only).
     pub fn token_realm(&self) -> Option<String> {
         self.issuer.as_ref().map(TokenIssuer::realm)

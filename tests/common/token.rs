@@ -10,6 +10,10 @@
 //! certificate is both the registry's `rootcertbundle` and the JWT header's `x5c[0]`.
 //! distribution 2.8 takes `aud` as a single string (3.x also takes an array).
 //!
+//! It also takes Docker's OAuth2 form: `POST /token` with `grant_type=refresh_token` and
+//! `refresh_token=…` (what `docker login` stores as an `identitytoken`, e.g. for Azure
+//! ACR); the one refresh token it honours is [`TokenIssuer::identity_token`].
+//!
 //! Policy: the one user/password given gets every `pull`/`push` it asks for on every
 //! `repository` scope; anyone else (anonymous, wrong password) gets `401` with a JSON
 //! error body, so a client reports a clear failure. Every request is logged
@@ -53,6 +57,8 @@ pub struct TokenRequest {
     pub scopes: Vec<String>,
     /// The Basic-auth user name sent, right or wrong; `None` for anonymous.
     pub user: Option<String>,
+    /// `grant_type` of a `POST /token` (`refresh_token`); `None` for a `GET`.
+    pub grant: Option<String>,
     /// The `service` parameter.
     pub service: Option<String>,
     /// The `account` parameter.
@@ -83,6 +89,11 @@ struct Shared {
 }
 
 impl TokenIssuer {
+    /// The refresh token (a Docker "identity token") this issuer honours.
+    pub fn identity_token(&self) -> String {
+        identity_token_for(&self.shared.password)
+    }
+
     /// Makes a signing key and certificate in `dir` and starts serving on a free port.
     pub fn start(dir: &Path, user: &str, password: &str) -> TokenIssuer {
         require_tool("openssl");
@@ -176,6 +187,10 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
     }
 }
 
+fn identity_token_for(password: &str) -> String {
+    format!("imgbuild-test-identity-{password}")
+}
+
 fn serve(stream: TcpStream, shared: &Shared) {
     let _ = stream.set_nonblocking(false);
     let _ = stream.set_read_timeout(Some(READ_TIMEOUT));
@@ -188,14 +203,13 @@ fn serve(stream: TcpStream, shared: &Shared) {
     let Some((method, target, headers)) = read_request_head(&mut reader) else {
         return;
     };
-    // A body (nobody should send one) is read so that closing does not reset the
-    // connection under the client before it reads our answer.
+    // The body: the form of a POST (and read in any case, so that closing does not
+    // reset the connection under the client before it reads our answer).
+    let mut body = Vec::new();
     if let Some(n) = header(&headers, "content-length").and_then(|v| v.parse::<u64>().ok()) {
-        let _ = std::io::copy(
-            &mut (&mut reader).take(n.min(MAX_HEAD)),
-            &mut std::io::sink(),
-        );
+        let _ = (&mut reader).take(n.min(MAX_HEAD)).read_to_end(&mut body);
     }
+    let body = String::from_utf8_lossy(&body).into_owned();
     let (path, query) = target.split_once('?').unwrap_or((&target, ""));
     if path != "/token" {
         respond(
@@ -205,12 +219,21 @@ fn serve(stream: TcpStream, shared: &Shared) {
         );
         return;
     }
-    if method != "GET" {
-        respond(&mut out, 405, &error_body("UNSUPPORTED", "only GET /token"));
+    if method != "GET" && method != "POST" {
+        respond(
+            &mut out,
+            405,
+            &error_body("UNSUPPORTED", "only GET and POST /token"),
+        );
         return;
     }
+    let form = if method == "POST" {
+        body.as_str()
+    } else {
+        query
+    };
 
-    let params: Vec<(String, String)> = query
+    let params: Vec<(String, String)> = form
         .split('&')
         .filter(|p| !p.is_empty())
         .map(|p| {
@@ -231,15 +254,24 @@ fn serve(stream: TcpStream, shared: &Shared) {
         .collect();
     let creds = header(&headers, "authorization").and_then(basic_credentials);
     let user = creds.as_ref().map(|(u, _)| u.clone());
-    let ok = creds
-        .as_ref()
-        .is_some_and(|(u, p)| *u == shared.user && *p == shared.password);
+    let grant = (method == "POST").then(|| param("grant_type").unwrap_or_default());
+    let ok = match &grant {
+        Some(g) => {
+            g == "refresh_token"
+                && param("refresh_token") == Some(identity_token_for(&shared.password))
+        }
+        None => creds
+            .as_ref()
+            .is_some_and(|(u, p)| *u == shared.user && *p == shared.password),
+    };
 
     let (status, body) = if ok {
         match issue(shared, user.as_deref().unwrap_or_default(), &scopes) {
             Ok(body) => (200, body),
             Err(e) => (500, error_body("UNKNOWN", &format!("signing failed: {e}"))),
         }
+    } else if grant.is_some() {
+        (401, error_body("UNAUTHORIZED", "invalid refresh token"))
     } else if user.is_some() {
         (
             401,
@@ -257,6 +289,7 @@ fn serve(stream: TcpStream, shared: &Shared) {
     shared.log.lock().expect("token log").push(TokenRequest {
         scopes,
         user,
+        grant,
         service: param("service"),
         account: param("account"),
         granted: status == 200,
