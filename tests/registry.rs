@@ -822,3 +822,69 @@ fn base64_basic(user: &str, password: &str) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
 }
+
+/// Hosted registries combine the two: HTTPS and Bearer tokens. Here with a private CA:
+/// build --push with credentials from the environment, skopeo reads it back over
+/// verified TLS, and a registry base is pulled and mounted through the same flow.
+#[test]
+fn tls_and_token_auth_together_push_pull_and_mount() {
+    let reg = Registry::start(Mode::tls_token(USER, PASSWORD));
+    let creds = |c: &mut Command| {
+        c.env("IMGBUILD_REGISTRY_USER", USER)
+            .env("IMGBUILD_REGISTRY_PASSWORD", PASSWORD);
+    };
+    let ctx = Ctx::new();
+    ctx.recipe_text(&recipe(""));
+    let out = ctx.path().join("out");
+    let mut cmd = imgbuild_for(&reg);
+    creds(&mut cmd);
+    let o = run(cmd
+        .arg("build")
+        .arg(ctx.recipe())
+        .arg("--out")
+        .arg(&out)
+        .arg(format!("--push={}", reg.reference("hosted/app"))));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let digest = stdout(&o);
+    assert_eq!(
+        skopeo_digest(&reg, &reg.reference("hosted/app:1.0")),
+        digest
+    );
+
+    // The pushed image as a base, in another repository of the same registry.
+    let derived = Ctx::new();
+    derived.recipe_text(&format!(
+        "[image]\nsource-date-epoch = 1\n[base]\nimage = \"{}\"\n[[layer]]\nname = \"more\"\n  [[layer.file]]\n  path = \"/etc/more\"\n  content = \"more\\n\"\n",
+        reg.reference(&format!("hosted/app@{digest}"))
+    ));
+    let mut cmd = imgbuild_for(&reg);
+    creds(&mut cmd);
+    let o = run(cmd
+        .arg("build")
+        .arg(derived.recipe())
+        .arg("--out")
+        .arg(derived.path().join("out"))
+        .arg(format!("--push={}", reg.reference("hosted/derived:1"))));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let derived_digest = stdout(&o);
+    let err = stderr(&o);
+    let mounted: u32 = err
+        .split(" mounted")
+        .next()
+        .and_then(|before| before.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no mount count in: {err}"));
+    assert!(
+        mounted >= 1,
+        "the base's layer is mounted, not uploaded: {err}"
+    );
+    assert_eq!(
+        skopeo_digest(&reg, &reg.reference("hosted/derived:1")),
+        derived_digest
+    );
+    assert!(
+        reg.token_requests().iter().all(|r| r.status == 200),
+        "every token request was granted: {:?}",
+        reg.token_requests()
+    );
+}

@@ -47,6 +47,9 @@ pub enum Mode {
     /// Plain HTTP, `auth: token`: bearer tokens from a test issuer (plain HTTP too)
     /// that grants pull and push to this user and refuses everyone else.
     Token { user: String, password: String },
+    /// HTTPS (the test CA) and `auth: token`, the set-up of hosted registries; the
+    /// issuer stays plain HTTP on loopback.
+    TlsToken { user: String, password: String },
 }
 
 impl Mode {
@@ -71,8 +74,18 @@ impl Mode {
         }
     }
 
+    pub fn tls_token(user: &str, password: &str) -> Mode {
+        Mode::TlsToken {
+            user: user.into(),
+            password: password.into(),
+        }
+    }
+
     pub fn is_tls(&self) -> bool {
-        matches!(self, Mode::Tls | Mode::TlsHtpasswd { .. })
+        matches!(
+            self,
+            Mode::Tls | Mode::TlsHtpasswd { .. } | Mode::TlsToken { .. }
+        )
     }
 
     /// The (user, password) the registry accepts, when it requires any.
@@ -80,7 +93,8 @@ impl Mode {
         match self {
             Mode::Htpasswd { user, password }
             | Mode::TlsHtpasswd { user, password }
-            | Mode::Token { user, password } => Some((user, password)),
+            | Mode::Token { user, password }
+            | Mode::TlsToken { user, password } => Some((user, password)),
             Mode::Plain | Mode::Tls => None,
         }
     }
@@ -115,7 +129,7 @@ impl Registry {
         fs::create_dir_all(&storage).expect("registry storage dir");
 
         let issuer = match &mode {
-            Mode::Token { user, password } => {
+            Mode::Token { user, password } | Mode::TlsToken { user, password } => {
                 Some(TokenIssuer::start(&root.join("token"), user, password))
             }
             _ => None,
