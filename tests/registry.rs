@@ -888,3 +888,64 @@ fn tls_and_token_auth_together_push_pull_and_mount() {
         reg.token_requests()
     );
 }
+
+/// A registry that declines a mount answers 202 and opens an upload session; imgbuild
+/// uploads instead and cancels that session, leaving nothing half-open behind.
+#[test]
+fn a_declined_mount_falls_back_to_upload_and_cancels_the_session_it_opened() {
+    let reg = Registry::start(Mode::Plain);
+    let ctx = Ctx::new();
+    let base_digest = push_base(&reg, &ctx, "lib/gone:1", "bye");
+    let base_ref = format!("{}@{base_digest}", reg.reference("lib/gone"));
+    ctx.recipe_text(&format!(
+        "[image]\nsource-date-epoch = 1700000000\n[base]\nimage = \"{base_ref}\"\n\
+         [[layer]]\nname = \"app\"\n  [[layer.file]]\n  path = \"/app/x\"\n  content = \"x\\n\"\n"
+    ));
+    let out = ctx.path().join("out");
+    let digest = ctx.build_ok(&out, &[]);
+    // The base repository forgets its layer (the registry keeps the data): a mount
+    // from it is declined with 202.
+    let base_layer = common::Layout::new(&out).layer_digests(&digest)[0].clone();
+    let o = run(Command::new("python3")
+        .arg("-c")
+        .arg(
+            "import sys, urllib.request as u\n\
+         r = u.urlopen(u.Request(sys.argv[1], method='DELETE'))\n\
+         print(r.status)",
+        )
+        .arg(format!("{}/v2/lib/gone/blobs/{base_layer}", reg.base_url())));
+    assert!(
+        o.status.success(),
+        "DELETE of the base blob: {}",
+        stderr(&o)
+    );
+
+    let o = run(imgbuild()
+        .arg("push")
+        .arg(format!("oci:{}", out.display()))
+        .arg(reg.reference("apps/fallback:1")));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("0 mounted"), "{}", stderr(&o));
+    assert_eq!(
+        skopeo_digest(&reg, &reg.reference("apps/fallback:1")),
+        digest
+    );
+    // A live session has a `startedat` file (distribution 2.8; a cancelled one keeps
+    // only hash-state debris, a completed one nothing).
+    let uploads = reg
+        .storage_dir()
+        .join("docker/registry/v2/repositories/apps/fallback/_uploads");
+    let open: Vec<_> = fs::read_dir(&uploads)
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .filter(|e| e.path().join("startedat").exists())
+                .map(|e| e.file_name())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(
+        open.is_empty(),
+        "upload sessions left open: {open:?}\n{}",
+        reg.log()
+    );
+}

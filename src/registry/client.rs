@@ -219,7 +219,7 @@ impl RegistryClient {
 
         let plain_allowed = is_loopback(registry) || opts.insecure.iter().any(|h| h == registry);
         let retry = opts.retry;
-        let https_url = format!("https://{registry}/v2/");
+        let https_url = format!("https://{}/v2/", api_host(registry));
         let ping = |url: String| {
             let http = http.clone();
             async move { http.get(&url).send().await }
@@ -241,7 +241,7 @@ impl RegistryClient {
         {
             Ok(r) => ("https", r),
             Err(_) if plain_allowed => {
-                let http_url = format!("http://{registry}/v2/");
+                let http_url = format!("http://{}/v2/", api_host(registry));
                 match retry_request(retry, opts.verbose, registry, || ping(http_url.clone())).await
                 {
                     Ok(r) => ("http", r),
@@ -351,7 +351,7 @@ impl RegistryClient {
     pub async fn authorize(&self, repository: &str, push: bool) -> Result<()> {
         if let Challenge::Basic = self.challenge {
             // Basic: ask /v2/ again with the credentials (if any).
-            let url = format!("{}://{}/v2/", self.scheme, self.registry);
+            let url = self.api_url("");
             let status = retry_request(self.retry, self.verbose, &self.registry, || {
                 let mut request = self.http.get(&url);
                 if let RegistryAuth::Basic(user, password) = &self.auth {
@@ -442,7 +442,7 @@ impl RegistryClient {
     }
 
     fn api_url(&self, path: &str) -> String {
-        format!("{}://{}/v2/{path}", self.scheme, self.registry)
+        format!("{}://{}/v2/{path}", self.scheme, api_host(&self.registry))
     }
 
     /// HEAD a blob on an open registry: Ok(true) for 2xx, Ok(false) for 404.
@@ -490,40 +490,75 @@ impl RegistryClient {
 
     /// Asks the registry to mount a blob from `from` into `repository`. Ok(false) when
     /// the registry declined (202, 404 or a refusal): the caller uploads instead.
+    ///
+    /// The POST is ours, not oci-client's: a registry that declines by answering 202
+    /// has opened an upload session (its `Location`), which we cancel with a DELETE
+    /// rather than leave for the registry's purge.
     pub async fn mount_blob(&self, repository: &str, from: &str, digest: &Digest) -> Result<bool> {
-        if let Challenge::Bearer { realm, service } = &self.challenge {
-            // A token with pull scope on the source too; without it distribution
-            // answers 202 (an upload session) instead of mounting.
-            let scopes = [
-                format!("repository:{repository}:pull,push"),
-                format!("repository:{from}:pull"),
-            ];
-            if let Some(token) = self.fetch_token(realm, service.as_deref(), &scopes).await {
-                let reference = self.reference(repository, None);
-                self.client
-                    .tokens
-                    .insert(
-                        &reference,
-                        RegistryOperation::Push,
-                        RegistryTokenType::Bearer(RegistryToken::Token { token }),
-                    )
-                    .await;
+        let bearer = match &self.challenge {
+            Challenge::Bearer { realm, service } => {
+                // A token with pull scope on the source too; without it distribution
+                // answers 202 (an upload session) instead of mounting.
+                let scopes = [
+                    format!("repository:{repository}:pull,push"),
+                    format!("repository:{from}:pull"),
+                ];
+                match self.fetch_token(realm, service.as_deref(), &scopes).await {
+                    Some(token) => Some(token),
+                    // No token for both scopes: upload instead.
+                    None => return Ok(false),
+                }
             }
-        }
-        let target = self.reference(repository, None);
-        let source = self.reference(from, None);
+            _ => None,
+        };
+        let authorize = |request: reqwest::RequestBuilder| match (&bearer, &self.auth) {
+            (Some(token), _) => request.bearer_auth(token),
+            (None, RegistryAuth::Basic(user, password)) => request.basic_auth(user, Some(password)),
+            (None, _) => request,
+        };
+        let url = self.api_url(&format!("{repository}/blobs/uploads/"));
         let d = digest.to_string();
-        match self
-            .with_retry(&format!("mount blob {d}"), || {
-                self.client.mount_blob(&target, &source, &d)
+        let query = [("mount", d.as_str()), ("from", from)];
+        let response = match self
+            .with_retry(&format!("mount blob {d}"), || async {
+                let response = authorize(self.http.post(&url).query(&query))
+                    .header(reqwest::header::CONTENT_LENGTH, "0")
+                    .send()
+                    .await?;
+                let code = response.status().as_u16();
+                if retryable_status(code) {
+                    return Err(OciDistributionError::ServerError {
+                        code,
+                        url: url.clone(),
+                        message: String::new(),
+                    });
+                }
+                Ok(response)
             })
             .await
         {
-            Ok(()) => Ok(true),
+            Ok(response) => response,
             Err(e) if is_connection_error(&e) => {
-                Err(self.error(&format!("cannot mount blob {d}"), repository, e))
+                return Err(self.error(&format!("cannot mount blob {d}"), repository, e))
             }
-            Err(_) => Ok(false),
+            Err(_) => return Ok(false),
+        };
+        match response.status().as_u16() {
+            201 => Ok(true),
+            202 => {
+                // Declined, with an upload session opened for us: cancel it (best
+                // effort; the registry purges abandoned sessions eventually anyway).
+                let location = response
+                    .headers()
+                    .get(reqwest::header::LOCATION)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|l| reqwest::Url::parse(&url).ok()?.join(l).ok());
+                if let Some(location) = location {
+                    let _ = authorize(self.http.delete(location)).send().await;
+                }
+                Ok(false)
+            }
+            _ => Ok(false),
         }
     }
 
@@ -739,7 +774,8 @@ impl RegistryClient {
     ) -> Result<Option<Vec<u8>>> {
         let url = format!(
             "{}://{}/v2/{repository}/referrers/{digest}",
-            self.scheme, self.registry
+            self.scheme,
+            api_host(&self.registry)
         );
         let token = match &self.challenge {
             Challenge::Bearer { realm, service } => {
@@ -1153,6 +1189,16 @@ fn status_of(e: &OciDistributionError) -> Option<u16> {
     }
 }
 
+/// The host that serves the registry API: Docker Hub's references say `docker.io`, its
+/// API answers at `index.docker.io` (where oci-client sends its own requests too).
+fn api_host(registry: &str) -> &str {
+    if registry == "docker.io" {
+        "index.docker.io"
+    } else {
+        registry
+    }
+}
+
 fn is_connection_error(e: &OciDistributionError) -> bool {
     match e {
         OciDistributionError::RequestError(r) => {
@@ -1249,6 +1295,13 @@ pub(crate) fn backoff(retry: Retry, attempt: u32) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn docker_hub_api_is_index_docker_io() {
+        assert_eq!(api_host("docker.io"), "index.docker.io");
+        assert_eq!(api_host("ghcr.io"), "ghcr.io");
+        assert_eq!(api_host("127.0.0.1:5000"), "127.0.0.1:5000");
+    }
 
     #[test]
     fn loopback_hosts() {
