@@ -79,7 +79,10 @@ pub fn pins(recipe: &Recipe, platforms: &[Platform]) -> Result<Vec<UrlPin>> {
                         )));
                 }
             }
+            let first_pin = out.len();
             for platform in platforms {
+                let expanded = platform.expand(url.get_ref());
+                url_shape(recipe, &expanded, url.span())?;
                 let hex = a.sha256_for(platform).ok_or_else(|| {
                     recipe
                         .error_at(
@@ -91,8 +94,26 @@ pub fn pins(recipe: &Recipe, platforms: &[Platform]) -> Result<Vec<UrlPin>> {
                             platform.expand(url.get_ref())
                         ))
                 })?;
+                // One file, one hash: a table that pins the same url differently for
+                // two platforms cannot be satisfied (nor recorded in recipe.lock).
+                if let Some(other) = out[first_pin..]
+                    .iter()
+                    .find(|p: &&UrlPin| p.url == expanded && p.sha256 != hex)
+                {
+                    return Err(recipe
+                        .error_at(
+                            sha.span(),
+                            format!(
+                                "the sha256 table gives {} and {platform} different hashes for the same url {expanded}",
+                                other.platform
+                            ),
+                        )
+                        .with_hint(
+                            "one file has one hash: give one sha256 = \"…\", or put {arch} in the url if the platforms get different files",
+                        ));
+                }
                 out.push(UrlPin {
-                    url: platform.expand(url.get_ref()),
+                    url: expanded,
                     sha256: hex.to_string(),
                     platform: platform.clone(),
                     url_span: url.span(),
@@ -130,7 +151,7 @@ pub fn fetch(recipe: &Recipe, pins: &[UrlPin], out: &Path, opts: &Options) -> Re
             match hash_file(&path) {
                 Ok(hex) if hex == pin.sha256 => {
                     if opts.verbose {
-                        eprintln!("url {} (cached)", pin.url);
+                        eprintln!("url {} (cached)", for_log(&pin.url));
                     }
                     downloads.insert(pin.sha256.clone(), path);
                     continue;
@@ -140,7 +161,7 @@ pub fn fetch(recipe: &Recipe, pins: &[UrlPin], out: &Path, opts: &Options) -> Re
                         eprintln!(
                             "warning: cached download {} has sha256 {hex}, not its name; fetching {} again",
                             path.display(),
-                            pin.url
+                            for_log(&pin.url)
                         );
                     }
                     std::fs::remove_file(&path)
@@ -159,21 +180,21 @@ pub fn fetch(recipe: &Recipe, pins: &[UrlPin], out: &Path, opts: &Options) -> Re
         };
         let size = runtime.block_on(download(recipe, http, pin, url, &dir, opts))?;
         if opts.verbose {
-            eprintln!("url {} fetched ({size} bytes)", pin.url);
+            eprintln!("url {} fetched ({size} bytes)", for_log(&pin.url));
         }
         downloads.insert(pin.sha256.clone(), path);
     }
     Ok(downloads)
 }
 
-/// Parses the url and applies the transport rules: https always; http only to
-/// loopback hosts and `--insecure-registry` hosts.
-fn allowed_url(recipe: &Recipe, pin: &UrlPin, opts: &Options) -> Result<reqwest::Url> {
-    let url = reqwest::Url::parse(&pin.url).map_err(|e| {
+/// Checks what can be checked of a url without the network, for `build`, `verify` and
+/// `lock` alike: it parses, carries no credentials, and is https or http.
+fn url_shape(recipe: &Recipe, text: &str, span: Range<usize>) -> Result<reqwest::Url> {
+    let url = reqwest::Url::parse(text).map_err(|e| {
         recipe
             .error_at(
-                pin.url_span.clone(),
-                format!("url {:?} is not a valid url: {e}", pin.url),
+                span.clone(),
+                format!("url {text:?} is not a valid url: {e}"),
             )
             .with_hint("write a full url: url = \"https://host/path/file.tar.gz\"")
     })?;
@@ -181,36 +202,58 @@ fn allowed_url(recipe: &Recipe, pin: &UrlPin, opts: &Options) -> Result<reqwest:
         let mut shown = url.clone();
         let _ = shown.set_username("");
         let _ = shown.set_password(None);
-        return Err(recipe
-            .error_at(
-                pin.url_span.clone(),
-                format!("url {shown} carries credentials (user:password@), which would end up in recipe.lock and in logs"),
-            )
-            .with_hint("serve the file without authentication, or download it into the context and use src = \"…\""));
+        // The recipe line is shown too, with the secret blanked out.
+        let mut snippet = recipe.source.snippet(span);
+        for secret in [url.password().unwrap_or(""), url.username()] {
+            if !secret.is_empty() {
+                snippet = snippet.replace(secret, "<redacted>");
+            }
+        }
+        return Err(Error::input(format!(
+            "url {shown} carries credentials (user:password@), which would end up in recipe.lock, the provenance and logs"
+        ))
+        .with_detail(snippet)
+        .with_hint("serve the file without authentication, or download it into the context and use src = \"…\""));
     }
     match url.scheme() {
-        "https" => Ok(url),
-        "http" if plain_http_allowed(&url, opts) => Ok(url),
-        "http" => {
+        "https" | "http" => Ok(url),
+        other => Err(recipe
+            .error_at(
+                span,
+                format!("url {text} has scheme {other:?}; imgbuild downloads over https (or http to loopback hosts)"),
+            )
+            .with_hint("for a file on this machine, copy it into the context and use src = \"…\"")),
+    }
+}
+
+/// The url for logs: without its query, which may carry a token.
+fn for_log(url: &str) -> String {
+    match url.split_once('?') {
+        Some((base, _)) => format!("{base}?…"),
+        None => url.to_string(),
+    }
+}
+
+/// Parses the url and applies the transport rules: https always; http only to
+/// loopback hosts and `--insecure-registry` hosts.
+fn allowed_url(recipe: &Recipe, pin: &UrlPin, opts: &Options) -> Result<reqwest::Url> {
+    let url = url_shape(recipe, &pin.url, pin.url_span.clone())?;
+    match url.scheme() {
+        "http" if !plain_http_allowed(&url, opts) => {
             let host = host_port(&url);
             Err(recipe
                 .error_at(
                     pin.url_span.clone(),
                     format!(
                         "url {} uses plain HTTP to {host}, which imgbuild allows only for loopback hosts and hosts named with --insecure-registry",
-                        pin.url
+                        for_log(&pin.url)
                     ),
                 )
                 .with_hint(format!(
                     "use https://, or if {host} is a trusted mirror on your network, pass --insecure-registry {host}"
                 )))
         }
-        other => Err(recipe
-            .error_at(
-                pin.url_span.clone(),
-                format!("url {} has scheme {other:?}; imgbuild downloads over https (or http to loopback hosts)", pin.url),
-            )
-            .with_hint("for a file on this machine, copy it into the context and use src = \"…\"")),
+        _ => Ok(url),
     }
 }
 
@@ -290,7 +333,7 @@ async fn download(
                             pin.sha256_span.clone(),
                             format!(
                                 "the download of {} has sha256 {hex}, but the recipe pins {}",
-                                pin.url, pin.sha256
+                                for_log(&pin.url), pin.sha256
                             ),
                         )
                         .with_hint(
@@ -307,14 +350,14 @@ async fn download(
                 if opts.verbose {
                     eprintln!(
                         "retrying {} ({why}; attempt {} of {})",
-                        pin.url,
+                        for_log(&pin.url),
                         attempt + 1,
                         retry.attempts
                     );
                 }
             }
             Err(Failure::Retry(why)) => {
-                return Err(Error::network(format!("cannot download {}: {why}", pin.url))
+                return Err(Error::network(format!("cannot download {}: {why}", for_log(&pin.url)))
                     .with_detail(recipe.source.snippet(pin.url_span.clone()))
                     .with_hint(format!(
                         "gave up after {} attempts; check that the server is up and reachable from here",
@@ -341,7 +384,7 @@ async fn attempt_download(
             return Err(Failure::Fatal(
                 Error::network(format!(
                     "cannot download {}: {}",
-                    pin.url,
+                    for_log(&pin.url),
                     client::root_cause(&e)
                 ))
                 .with_detail(recipe.source.snippet(pin.url_span.clone()))
@@ -354,7 +397,7 @@ async fn attempt_download(
             return Err(Failure::Fatal(
                 Error::network(format!(
                     "cannot download {}: {}",
-                    pin.url,
+                    for_log(&pin.url),
                     client::error_chain(&e)
                 ))
                 .with_detail(recipe.source.snippet(pin.url_span.clone()))
@@ -375,7 +418,7 @@ async fn attempt_download(
             return Err(Failure::Retry(text));
         }
         return Err(Failure::Fatal(
-            Error::network(format!("cannot download {}: {text}", pin.url))
+            Error::network(format!("cannot download {}: {text}", for_log(&pin.url)))
                 .with_detail(recipe.source.snippet(pin.url_span.clone()))
                 .with_hint("check the url (and any {os}/{arch}/{variant} in it) and that the server serves the file"),
         ));
@@ -389,7 +432,7 @@ async fn attempt_download(
                 size += bytes.len() as u64;
                 file.write_all(&bytes).map_err(|e| {
                     Failure::Fatal(Error::io(
-                        format!("cannot store the download of {}", pin.url),
+                        format!("cannot store the download of {}", for_log(&pin.url)),
                         e,
                     ))
                 })?;
@@ -400,7 +443,7 @@ async fn attempt_download(
     }
     file.flush().map_err(|e| {
         Failure::Fatal(Error::io(
-            format!("cannot store the download of {}", pin.url),
+            format!("cannot store the download of {}", for_log(&pin.url)),
             e,
         ))
     })?;

@@ -525,7 +525,53 @@ fn url_with_credentials_is_refused_without_showing_the_password() {
     assert_eq!(exit_code(&o), Some(2), "{err}");
     let first_line = err.lines().next().unwrap_or("");
     assert!(first_line.contains("carries credentials"), "{err}");
-    assert!(!first_line.contains("s3cret"), "{err}");
+    assert!(
+        !err.contains("s3cret"),
+        "not even in the recipe excerpt: {err}"
+    );
+    assert!(
+        err.contains("recipe.toml:"),
+        "the place is still named: {err}"
+    );
+    // `imgbuild lock` refuses it too, and writes no recipe.lock holding the password.
+    let o = imgbuild().arg("lock").arg(ctx.recipe()).output().unwrap();
+    assert_eq!(exit_code(&o), Some(2), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("s3cret"), "{}", stderr(&o));
+    assert!(!ctx.path().join("recipe.lock").exists());
+}
+
+#[test]
+fn lock_refuses_urls_that_build_would_refuse() {
+    for (url, says) in [
+        ("ftp://127.0.0.1/t.tar.gz", "scheme"),
+        ("127.0.0.1/t.tar.gz", "not a valid url"),
+    ] {
+        let ctx = Ctx::new();
+        ctx.recipe_text(&url_recipe(url, &"a".repeat(64)));
+        let o = imgbuild().arg("lock").arg(ctx.recipe()).output().unwrap();
+        assert_eq!(exit_code(&o), Some(2), "{url}: {}", stderr(&o));
+        assert!(stderr(&o).contains(says), "{url}: {}", stderr(&o));
+        assert!(!ctx.path().join("recipe.lock").exists(), "{url}");
+    }
+}
+
+#[test]
+fn a_sha256_table_with_two_hashes_for_one_url_is_refused() {
+    let ctx = Ctx::new();
+    ctx.recipe_text(&format!(
+        "[image]\nplatforms = [\"linux/amd64\", \"linux/arm64\"]\n[[layer]]\nname = \"tool\"\n\
+         [[layer.archive]]\nurl = \"https://127.0.0.1:1/same.tar.gz\"\n\
+         sha256 = {{ \"linux/amd64\" = \"{}\", \"linux/arm64\" = \"{}\" }}\n",
+        "a".repeat(64),
+        "b".repeat(64)
+    ));
+    let o = build(&ctx, &ctx.path().join("out"), &[]);
+    assert_eq!(exit_code(&o), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("different hashes for the same url"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
