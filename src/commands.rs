@@ -186,11 +186,15 @@ fn build(args: BuildArgs, quiet: bool, registry: &RegistryArgs) -> Result<()> {
     }
     if let Some(p) = &args.sbom {
         imgbuild::provenance::check_output_path(p, "--sbom")?;
-        if args.provenance.as_ref() == Some(p) {
-            return Err(
-                Error::input(format!("--provenance and --sbom both name {}", p.display()))
-                    .with_hint("give each document its own file"),
-            );
+        if let Some(q) = &args.provenance {
+            if imgbuild::provenance::same_output(q, p) {
+                return Err(Error::input(format!(
+                    "--provenance {} and --sbom {} name the same file",
+                    q.display(),
+                    p.display()
+                ))
+                .with_hint("give each document its own file"));
+            }
         }
     }
     let params = imgbuild::provenance::Parameters {
