@@ -189,7 +189,7 @@ fn relative(path: &Path, context: &Path) -> String {
         }
         return name.to_string_lossy().into_owned();
     }
-    // No file name (`..`, `/`): nothing to name but the role.
+    // No file name (`..`, `/`): no name that is not a host path.
     String::from("(outside the context)")
 }
 
