@@ -70,7 +70,7 @@ fn push_target(args: &BuildArgs) -> Result<Option<RegistryRef>> {
         return Ok(Some(r));
     }
     let recipe = imgbuild::recipe::Recipe::load(&args.recipe)?;
-    let Some(repo) = &recipe.image.repository else {
+    if recipe.image.repository.is_none() {
         let message = "--push: the recipe names no [image].repository to push to";
         let hint = "add repository = \"host/path\" under [image], or give --push=host/path[:tag]";
         // Point at the [image] table when there is one; else name the recipe file.
@@ -89,27 +89,9 @@ fn push_target(args: &BuildArgs) -> Result<Option<RegistryRef>> {
             None => Error::input(format!("{}: {message}", recipe.source.path.display())),
         }
         .with_hint(hint));
-    };
-    match Reference::parse(repo.get_ref()) {
-        Ok(Reference::Registry(mut r))
-            if !imgbuild::reference::has_explicit_tag(repo.get_ref()) && r.digest.is_none() =>
-        {
-            r.tag = None;
-            Ok(Some(r))
-        }
-        Ok(Reference::Registry(_)) => Err(recipe
-            .error_at(
-                repo.span(),
-                "[image].repository must not carry a tag or digest",
-            )
-            .with_hint("put tags in [image].tags")),
-        Ok(Reference::Layout { .. }) | Err(_) => Err(recipe
-            .error_at(
-                repo.span(),
-                format!("{:?} is not a registry repository", repo.get_ref()),
-            )
-            .with_hint("write host[:port]/path, e.g. registry.example.com/acme/hello")),
     }
+    // Recipe::load validated it (the same checks, at the value's line:col).
+    recipe.repository()
 }
 
 /// Writes a report to stdout. A reader that stopped reading (`imgbuild diff A B | head`)
@@ -186,11 +168,15 @@ fn build(args: BuildArgs, quiet: bool, registry: &RegistryArgs) -> Result<()> {
     }
     if let Some(p) = &args.sbom {
         imgbuild::provenance::check_output_path(p, "--sbom")?;
-        if args.provenance.as_ref() == Some(p) {
-            return Err(
-                Error::input(format!("--provenance and --sbom both name {}", p.display()))
-                    .with_hint("give each document its own file"),
-            );
+        if let Some(q) = &args.provenance {
+            if imgbuild::provenance::same_output(q, p) {
+                return Err(Error::input(format!(
+                    "--provenance {} and --sbom {} name the same file",
+                    q.display(),
+                    p.display()
+                ))
+                .with_hint("give each document its own file"));
+            }
         }
     }
     let params = imgbuild::provenance::Parameters {

@@ -148,20 +148,49 @@ fn epoch_source(s: EpochSource) -> &'static str {
     }
 }
 
-/// `path` relative to the context, with `/` separators; absolute when outside it.
+/// `path` relative to the context, with `/` separators. The path is taken as given
+/// (a symlink is not followed: a recipe linked from elsewhere is named where it was
+/// found); only its directory is resolved, as the context itself was. A path that is
+/// still outside the context is named by its file name alone: the document never
+/// holds an absolute host path.
 fn relative(path: &Path, context: &Path) -> String {
-    let context = context
-        .canonicalize()
-        .unwrap_or_else(|_| context.to_path_buf());
-    let path = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
-    match path.strip_prefix(&context) {
-        Ok(rel) => rel
-            .components()
+    let join = |rel: &Path| {
+        rel.components()
             .map(|c| c.as_os_str().to_string_lossy().into_owned())
             .collect::<Vec<_>>()
-            .join("/"),
-        Err(_) => path.display().to_string(),
+            .join("/")
+    };
+    let inside = |rel: &Path| {
+        !rel.as_os_str().is_empty()
+            && rel
+                .components()
+                .all(|c| matches!(c, std::path::Component::Normal(_)))
+    };
+    if let Ok(rel) = path.strip_prefix(context) {
+        if inside(rel) {
+            return join(rel);
+        }
     }
+    let real_context = context
+        .canonicalize()
+        .unwrap_or_else(|_| context.to_path_buf());
+    if let Some(name) = path.file_name() {
+        let dir = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        if let Ok(dir) = dir.canonicalize() {
+            let resolved = dir.join(name);
+            if let Ok(rel) = resolved.strip_prefix(&real_context) {
+                if inside(rel) {
+                    return join(rel);
+                }
+            }
+        }
+        return name.to_string_lossy().into_owned();
+    }
+    // No file name (`..`, `/`): no name that is not a host path.
+    String::from("(outside the context)")
 }
 
 /// A ResourceDescriptor for a context file: its relative path and sha256, read now
@@ -181,33 +210,99 @@ fn file_descriptor(path: &Path, context: &Path, role: &str) -> Result<Value> {
 }
 
 /// Writes `bytes` to `path` atomically: a temp file beside it, then a rename, so the
-/// path holds the old file or the whole new one, never a part.
+/// path holds the old file or the whole new one, never a part. A symlink (to a
+/// regular file) is written through: the rename lands on its target, in the target's
+/// directory, and the link stays. The new file gets mode 0666 less the umask, as any
+/// file the user creates would. Anything else that is not a regular file is refused
+/// (exit 2): [`check_output_path`] says so before the build.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = match path.parent() {
+    use std::os::unix::fs::PermissionsExt;
+    let target = output_target(path, "--provenance/--sbom")?;
+    let dir = match target.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
     let mut tmp = tempfile::Builder::new()
         .prefix(".tmp-imgbuild-")
+        // The kernel masks the mode with the umask, as for any new file.
+        .permissions(std::fs::Permissions::from_mode(0o666))
         .tempfile_in(&dir)
         .map_err(|e| Error::io_path("cannot create a temporary file in", &dir, e))?;
     tmp.write_all(bytes)
         .and_then(|_| tmp.as_file().sync_all())
         .map_err(|e| Error::io_path("cannot write", tmp.path(), e))?;
-    tmp.persist(path)
-        .map_err(|e| Error::io_path("cannot write", path, e.error))?;
+    tmp.persist(&target)
+        .map_err(|e| Error::io_path("cannot write", &target, e.error))?;
     Ok(())
 }
 
-/// Checks, before the build, that `path` can be written: its directory exists and
-/// it is not a directory itself (exit 2 otherwise; nothing is built).
+/// Where a document for `path` lands: `path` itself when it does not exist or is a
+/// regular file; a symlink's resolved target when that is a regular file. Anything
+/// else (a FIFO, a device such as /dev/null, a socket, a directory, a dangling
+/// symlink) is bad input: replacing it with a regular file is never what was meant.
+fn output_target(path: &Path, flag: &str) -> Result<PathBuf> {
+    let shown = path.display();
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(path.to_path_buf()),
+        Err(e) => return Err(Error::io_path("cannot examine", path, e)),
+    };
+    let (meta, target) = if meta.file_type().is_symlink() {
+        match path
+            .canonicalize()
+            .and_then(|t| Ok((std::fs::metadata(&t)?, t)))
+        {
+            Ok((m, t)) => (m, t),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(Error::input(format!(
+                    "{flag} {shown}: is a symlink to nothing (its target does not exist)"
+                ))
+                .with_hint("remove the dangling symlink, or point it at a file"))
+            }
+            Err(e) => return Err(Error::io_path("cannot resolve", path, e)),
+        }
+    } else {
+        (meta, path.to_path_buf())
+    };
+    if meta.is_file() {
+        return Ok(target);
+    }
+    let what = {
+        use std::os::unix::fs::FileTypeExt;
+        let t = meta.file_type();
+        if t.is_dir() {
+            "a directory"
+        } else if t.is_fifo() {
+            "a FIFO"
+        } else if t.is_char_device() {
+            "a character device"
+        } else if t.is_block_device() {
+            "a block device"
+        } else if t.is_socket() {
+            "a socket"
+        } else {
+            "not a regular file"
+        }
+    };
+    Err(Error::input(format!("{flag} {shown}: is {what}, not a regular file"))
+        .with_hint(format!(
+            "give {flag} the name of a regular file (it is replaced whole), e.g. {flag} out/{}.json",
+            flag.trim_start_matches('-')
+        )))
+}
+
+/// Checks, before the build, that `path` can be written: it names a file (not
+/// `dir/`), its directory exists, and it is absent, a regular file or a symlink to
+/// one (exit 2 otherwise; nothing is built).
 pub fn check_output_path(path: &Path, flag: &str) -> Result<()> {
-    if path.is_dir() {
+    let example = format!("{flag} out/{}.json", flag.trim_start_matches('-'));
+    let text = path.as_os_str().as_encoded_bytes();
+    let names_a_dir =
+        path.file_name().is_none() || text.ends_with(b"/") || text.ends_with(b"/.") || text == b".";
+    if names_a_dir || path.is_dir() {
         return Err(
-            Error::input(format!("{flag} {}: is a directory", path.display())).with_hint(format!(
-                "give {flag} a file name, e.g. {flag} out/{}.json",
-                flag.trim_start_matches('-')
-            )),
+            Error::input(format!("{flag} {}: is a directory", path.display()))
+                .with_hint(format!("give {flag} a file name, e.g. {example}")),
         );
     }
     let dir = match path.parent() {
@@ -222,7 +317,35 @@ pub fn check_output_path(path: &Path, flag: &str) -> Result<()> {
         ))
         .with_hint("create the directory first, or write the file elsewhere"));
     }
+    output_target(path, flag)?;
     Ok(())
+}
+
+/// Whether two output paths name the same file however they are spelled
+/// (`p.json`, `./p.json`, `dir/../p.json`, a symlink or hard link to it): the same
+/// resolved directory and file name, or, for files that exist, the same device and
+/// inode.
+pub fn same_output(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    fn resolved(p: &Path) -> Option<PathBuf> {
+        if let Ok(real) = p.canonicalize() {
+            return Some(real);
+        }
+        let dir = match p.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        Some(dir.canonicalize().ok()?.join(p.file_name()?))
+    }
+    if a == b {
+        return true;
+    }
+    if let (Ok(ma), Ok(mb)) = (std::fs::metadata(a), std::fs::metadata(b)) {
+        if ma.dev() == mb.dev() && ma.ino() == mb.ino() {
+            return true;
+        }
+    }
+    matches!((resolved(a), resolved(b)), (Some(x), Some(y)) if x == y)
 }
 
 #[cfg(test)]
@@ -250,6 +373,54 @@ mod tests {
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
         assert_eq!(d["name"], "f");
+    }
+
+    #[test]
+    fn a_symlinked_file_is_named_where_it_was_found_and_never_absolutely() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = dir.path().join("svc");
+        std::fs::create_dir_all(&ctx).unwrap();
+        std::fs::create_dir_all(dir.path().join("common")).unwrap();
+        std::fs::write(dir.path().join("common/recipe.toml"), "x").unwrap();
+        std::os::unix::fs::symlink("../common/recipe.toml", ctx.join("recipe.toml")).unwrap();
+        assert_eq!(relative(&ctx.join("recipe.toml"), &ctx), "recipe.toml");
+        // Outside the context: the file name alone.
+        assert_eq!(
+            relative(&dir.path().join("common/recipe.toml"), &ctx),
+            "recipe.toml"
+        );
+        assert_eq!(
+            relative(&ctx.join("../common/recipe.toml"), &ctx),
+            "recipe.toml"
+        );
+    }
+
+    #[test]
+    fn output_paths_ending_in_a_slash_are_bad_input() {
+        for p in ["newdir/", "a/b/", ".", "x/."] {
+            let e = check_output_path(Path::new(p), "--sbom").unwrap_err();
+            assert_eq!(e.exit_code() as i32, 2, "{p}");
+            assert!(
+                e.message().contains("is a directory"),
+                "{p}: {}",
+                e.message()
+            );
+        }
+    }
+
+    #[test]
+    fn same_output_sees_through_spelling_and_links() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::create_dir(d.join("sub")).unwrap();
+        assert!(same_output(&d.join("p.json"), &d.join("sub/../p.json")));
+        assert!(same_output(&d.join("p.json"), &d.join("./p.json")));
+        assert!(!same_output(&d.join("p.json"), &d.join("q.json")));
+        std::fs::write(d.join("p.json"), "x").unwrap();
+        std::fs::hard_link(d.join("p.json"), d.join("h.json")).unwrap();
+        std::os::unix::fs::symlink("p.json", d.join("l.json")).unwrap();
+        assert!(same_output(&d.join("p.json"), &d.join("h.json")));
+        assert!(same_output(&d.join("l.json"), &d.join("p.json")));
     }
 
     #[test]

@@ -16,8 +16,10 @@ use crate::layout::Layout;
 use serde_json::{json, Value};
 use sha1::Sha1;
 use sha2::{Digest as _, Sha256};
+use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, Read, Write};
+use std::rc::Rc;
 
 pub const SPDX_MEDIA_TYPE: &str = "application/spdx+json";
 
@@ -216,17 +218,37 @@ fn hex(bytes: &[u8]) -> String {
 /// are not files in SPDX's sense and are left out.
 pub fn layer_files(layout: &Layout, layer: &Descriptor) -> Result<Vec<LayerFile>> {
     let path = layout.blob_path(&layer.digest);
+    let failed = Rc::new(Cell::new(false));
+    // Failing to read the blob file is an I/O error (exit 3); a blob the decoder or
+    // the tar reader rejects is a corrupt layer, bad input (exit 2), as in `diff`.
     let bad = |e: io::Error| {
-        Error::io(
-            format!(
-                "cannot read layer {} ({}) for the SBOM",
+        if failed.get() {
+            Error::io(
+                format!(
+                    "cannot read layer {} ({}) for the SBOM",
+                    layer.digest,
+                    path.display()
+                ),
+                e,
+            )
+        } else {
+            Error::input(format!(
+                "layer {} ({}) is not a valid {} layer: {e}",
                 layer.digest,
-                path.display()
-            ),
-            e,
-        )
+                path.display(),
+                layer.media_type
+            ))
+            .with_hint("the layout is corrupt: build into a fresh --out, or re-pull the base image")
+        }
     };
-    let file = std::fs::File::open(&path).map_err(bad)?;
+    let file = std::fs::File::open(&path).map_err(|e| {
+        failed.set(true);
+        bad(e)
+    })?;
+    let file = FailureFlag {
+        inner: file,
+        failed: failed.clone(),
+    };
     let reader = io::BufReader::new(file);
     let mt = layer.media_type.as_str();
     let decoded: Box<dyn Read> = if mt.ends_with("gzip") {
@@ -275,6 +297,19 @@ pub fn layer_files(layout: &Layout, layer: &Descriptor) -> Result<Vec<LayerFile>
     Ok(files)
 }
 
+/// A reader that remembers whether its source (the blob file) failed, so that an
+/// error surfacing through the decoder can be told apart from a corrupt blob.
+struct FailureFlag<R> {
+    inner: R,
+    failed: Rc<Cell<bool>>,
+}
+
+impl<R: Read> Read for FailureFlag<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.inner.read(buf).inspect_err(|_| self.failed.set(true))
+    }
+}
+
 fn normalize(path: &str) -> String {
     path.trim_start_matches("./")
         .trim_start_matches('/')
@@ -309,6 +344,28 @@ impl Write for DualHasher {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_corrupt_layer_is_bad_input_naming_the_layer() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::create(dir.path()).unwrap();
+        // A gzip header, then bytes that are not deflate data.
+        let mut blob = vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
+        blob.extend(std::iter::repeat_n(0xffu8, 64));
+        let digest = layout.write_blob(&blob).unwrap();
+        let layer = Descriptor::new(
+            "application/vnd.oci.image.layer.v1.tar+gzip",
+            digest.clone(),
+            blob.len() as u64,
+        );
+        let e = layer_files(&layout, &layer).unwrap_err();
+        assert_eq!(e.exit_code() as i32, 2, "{}", e.message());
+        assert!(e.message().contains(&digest.to_string()), "{}", e.message());
+        // A missing blob is still an I/O failure.
+        std::fs::remove_file(layout.blob_path(&digest)).unwrap();
+        let e = layer_files(&layout, &layer).unwrap_err();
+        assert_eq!(e.exit_code() as i32, 3, "{}", e.message());
+    }
 
     #[test]
     fn verification_code_sorts_before_hashing() {

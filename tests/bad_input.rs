@@ -285,6 +285,51 @@ fn bad_source_date_epoch_is_rejected() {
 }
 
 #[test]
+fn invalid_image_repository_is_rejected_at_its_line_even_without_push() {
+    for (repository, says) in [
+        (
+            "registry.example.com/acme/Hello:1.0@sha256:zz",
+            "must not carry a tag or digest",
+        ),
+        (
+            "registry.example.com/acme/hello:1.0",
+            "must not carry a tag or digest",
+        ),
+        (
+            "registry.example.com/acme/Hello",
+            "is not a registry repository",
+        ),
+        ("oci:some/dir", "is not a registry repository"),
+    ] {
+        let c = Ctx::new();
+        c.recipe_text(&format!(
+            "[image]\nrepository = \"{repository}\"\n{}",
+            layer("  [[layer.file]]\n  path = \"/a\"\n  content = \"a\"\n")
+        ));
+        let docs = c.path().join("docs");
+        std::fs::create_dir(&docs).unwrap();
+        let provenance = docs.join("p.json");
+        let sbom = docs.join("s.json");
+        let e = fails(
+            &c,
+            &[
+                "--provenance",
+                provenance.to_str().unwrap(),
+                "--sbom",
+                sbom.to_str().unwrap(),
+            ],
+        );
+        assert!(e.contains(says), "{repository}: {e}");
+        assert!(e.contains("recipe.toml:2:14"), "{repository}: {e}");
+        assert!(e.contains("help:"), "{repository}: {e}");
+        assert!(
+            !provenance.exists() && !sbom.exists(),
+            "{repository}: a document was written"
+        );
+    }
+}
+
+#[test]
 fn unknown_user_name_in_config_is_rejected() {
     let c = Ctx::new();
     c.recipe_text("[config]\nuser = \"nobody-here\"\n");

@@ -347,6 +347,156 @@ fn unwritable_document_paths_are_bad_input_and_nothing_is_built() {
     }
 }
 
+const SMALL: &str = "[image]\nsource-date-epoch = 1700000000\n[[layer]]\nname = \"a\"\n  [[layer.file]]\n  path = \"/a\"\n  content = \"a\"\n";
+
+#[test]
+fn symlinked_recipe_is_named_relative_to_its_context_never_by_a_host_path() {
+    let ctx = Ctx::new();
+    ctx.write("mono/common/recipe.toml", SMALL)
+        .symlink("../common/recipe.toml", "mono/svc/recipe.toml");
+    let via_link = ctx.path().join("via-link.json");
+    let direct = ctx.path().join("direct.json");
+    for (recipe, doc) in [
+        ("mono/svc/recipe.toml", &via_link),
+        ("mono/common/recipe.toml", &direct),
+    ] {
+        let o = imgbuild()
+            .arg("build")
+            .arg(ctx.path().join(recipe))
+            .arg("--out")
+            .arg(ctx.path().join("out"))
+            .arg("--provenance")
+            .arg(doc)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{recipe}: {}", stderr(&o));
+    }
+    let text = fs::read_to_string(&via_link).unwrap();
+    let real = ctx.path().canonicalize().unwrap();
+    for host in [ctx.path(), real.as_path()] {
+        assert!(
+            !text.contains(&*host.to_string_lossy()),
+            "the provenance holds the host path {}:\n{text}",
+            host.display()
+        );
+    }
+    let doc = read_json(&via_link);
+    let definition = &doc["predicate"]["buildDefinition"];
+    assert_eq!(definition["externalParameters"]["recipe"], "recipe.toml");
+    assert_eq!(definition["resolvedDependencies"][0]["name"], "recipe.toml");
+    assert!(
+        fs::read(&direct).unwrap() == text.as_bytes(),
+        "the provenance of the linked recipe differs from the recipe's own:\n{text}\n{}",
+        fs::read_to_string(&direct).unwrap()
+    );
+}
+
+#[test]
+fn document_paths_that_are_not_regular_files_or_name_a_directory_are_bad_input_before_the_build() {
+    let ctx = Ctx::new();
+    ctx.recipe_text(SMALL)
+        .symlink("/dev/null", "null.json")
+        .write("same.json", "old\n");
+    let fifo = ctx.path().join("fifo.json");
+    let o = Command::new("mkfifo").arg(&fifo).output().expect("mkfifo");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = ctx.path().join("out");
+    let cases: [(&[&str], &str); 5] = [
+        (&["--provenance", "fifo.json"], "FIFO"),
+        (&["--sbom", "null.json"], "character device"),
+        (&["--provenance", "newdir/"], "newdir/: is a directory"),
+        (
+            &["--provenance", "same.json", "--sbom", "./same.json"],
+            "name the same file",
+        ),
+        (
+            &["--provenance", "p.json", "--sbom", "sub/../p.json"],
+            "name the same file",
+        ),
+    ];
+    fs::create_dir(ctx.path().join("sub")).unwrap();
+    for (args, says) in cases {
+        let o = imgbuild()
+            .current_dir(ctx.path())
+            .arg("build")
+            .arg("recipe.toml")
+            .arg("--out")
+            .arg(&out)
+            .args(args)
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains(says), "{args:?}: {}", stderr(&o));
+        assert!(!out.exists(), "{args:?}: built before refusing");
+    }
+    use std::os::unix::fs::FileTypeExt;
+    assert!(fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo());
+    assert!(fs::symlink_metadata(ctx.path().join("null.json"))
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert_eq!(fs::read(ctx.path().join("same.json")).unwrap(), b"old\n");
+    assert!(!ctx.path().join("p.json").exists());
+}
+
+#[test]
+fn documents_are_written_through_a_symlink_and_get_the_umask_mode() {
+    use std::os::unix::fs::PermissionsExt;
+    let ctx = Ctx::new();
+    ctx.recipe_text(SMALL)
+        .write("docs/provenance.json", "old\n")
+        .symlink("docs/provenance.json", "link.json");
+    // umask 022 for imgbuild, set by the shell that runs it; the environment as
+    // common::imgbuild() leaves it.
+    let mut sh = Command::new("sh");
+    for (k, _) in std::env::vars() {
+        if k.starts_with("IMGBUILD_") {
+            sh.env_remove(k);
+        }
+    }
+    let o = sh
+        .env_remove("SOURCE_DATE_EPOCH")
+        .env("HOME", "/nonexistent/imgbuild-test-home")
+        .arg("-c")
+        .arg("umask 022 && exec \"$@\"")
+        .arg("sh")
+        .arg(env!("CARGO_BIN_EXE_imgbuild"))
+        .arg("build")
+        .arg(ctx.recipe())
+        .arg("--out")
+        .arg(ctx.path().join("out"))
+        .arg("--provenance")
+        .arg(ctx.path().join("link.json"))
+        .arg("--sbom")
+        .arg(ctx.path().join("sbom.json"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let link = ctx.path().join("link.json");
+    assert!(
+        fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink(),
+        "the symlink was replaced by a file"
+    );
+    let doc = read_json(&ctx.path().join("docs/provenance.json"));
+    assert_eq!(doc["_type"], "https://in-toto.io/Statement/v1");
+    for file in ["docs/provenance.json", "sbom.json"] {
+        let mode = fs::metadata(ctx.path().join(file))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o644, "{file}: mode {:o}", mode & 0o777);
+    }
+    let leftovers: Vec<_> = fs::read_dir(ctx.path().join("docs"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n != "provenance.json")
+        .collect();
+    assert!(leftovers.is_empty(), "left behind: {leftovers:?}");
+}
+
 /// A blob fetched with a plain HTTP GET (Python's urllib: not our client).
 fn fetch_blob(python: &str, reg: &Registry, repo: &str, digest: &str, to: &Path) {
     let url = format!("{}/v2/{repo}/blobs/{digest}", reg.base_url());

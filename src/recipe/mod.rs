@@ -11,6 +11,7 @@ pub use diagnostic::RecipeSource;
 use crate::compress::Compression;
 use crate::error::{Error, Result};
 use crate::platform::Platform;
+use crate::reference::{has_explicit_tag, Reference, RegistryRef};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -337,9 +338,53 @@ impl Recipe {
         }
     }
 
+    /// `[image].repository` as a registry repository (no tag: the reference's default
+    /// `latest` is dropped); None when the recipe names none. Exit 2 at the value
+    /// when it is not `host[:port]/path` or carries a tag or digest.
+    pub fn repository(&self) -> Result<Option<RegistryRef>> {
+        let Some(repo) = &self.image.repository else {
+            return Ok(None);
+        };
+        let text = repo.get_ref();
+        let not_registry = |message: String| {
+            self.error_at(repo.span(), message)
+                .with_hint("write host[:port]/path, e.g. registry.example.com/acme/hello")
+        };
+        if text.starts_with("oci:") {
+            return Err(not_registry(format!(
+                "{text:?} is not a registry repository (it is a layout reference)"
+            )));
+        }
+        if text.contains('@') || has_explicit_tag(text) {
+            return Err(self
+                .error_at(
+                    repo.span(),
+                    "[image].repository must not carry a tag or digest",
+                )
+                .with_hint("put tags in [image].tags; the build decides the digest"));
+        }
+        match Reference::parse(text) {
+            Ok(Reference::Registry(mut r)) => {
+                r.tag = None;
+                Ok(Some(r))
+            }
+            Ok(Reference::Layout { .. }) => Err(not_registry(format!(
+                "{text:?} is not a registry repository"
+            ))),
+            Err(m) => {
+                // The parser's own "(in …; forms…)" tail: the hint says it better here.
+                let why = m.split(" (in ").next().unwrap_or(&m);
+                Err(not_registry(format!(
+                    "{text:?} is not a registry repository: {why}"
+                )))
+            }
+        }
+    }
+
     fn validate(&self) -> Result<()> {
         self.platforms()?;
         self.compression()?;
+        self.repository()?;
         if let Some(e) = &self.image.source_date_epoch {
             match e.get_ref() {
                 EpochSetting::Seconds(s) if *s < 0 || *s as u64 > crate::epoch::MAX_EPOCH => {
