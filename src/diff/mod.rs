@@ -84,6 +84,18 @@ impl Level {
             Level::Entry => "entry",
         }
     }
+
+    /// The level's name after a count in the summary: `1 layer`, `2 layers`,
+    /// `3 entries`; `index` and `config` (differences within one document) stay.
+    pub fn counted(self, n: usize) -> &'static str {
+        match (self, n) {
+            (_, 1) | (Level::Index | Level::Config, _) => self.as_str(),
+            (Level::Platform, _) => "platforms",
+            (Level::Manifest, _) => "manifests",
+            (Level::Layer, _) => "layers",
+            (Level::Entry, _) => "entries",
+        }
+    }
 }
 
 /// What happened to a thing present on one side or both.
