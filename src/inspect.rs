@@ -153,9 +153,13 @@ fn assemble(
     } else {
         let mut m = read_manifest(&mut fetch, digest.clone(), None)?;
         let c = &m.config;
-        m.platform = c["os"]
-            .as_str()
-            .map(|os| format!("{os}/{}", c["architecture"].as_str().unwrap_or("?")));
+        m.platform = c["os"].as_str().map(|os| {
+            let mut s = format!("{os}/{}", c["architecture"].as_str().unwrap_or("?"));
+            if let Some(v) = c["variant"].as_str() {
+                s.push_str(&format!("/{v}"));
+            }
+            s
+        });
         manifests.push(m);
     }
     Ok(Inspected {

@@ -624,3 +624,34 @@ fn a_reader_that_stops_early_keeps_exit_1_and_gets_no_broken_pipe_error() {
         stderr(&o)
     );
 }
+
+#[test]
+fn a_single_arm_v7_manifest_matches_the_same_manifest_in_an_index() {
+    let c = Case::new();
+    c.ctx
+        .recipe_text(&recipe("platforms = [\"linux/arm/v7\"]", "A = \"1\"", ""));
+    let a = c.build("a");
+    c.ctx.recipe_text(&recipe(
+        "platforms = [\"linux/amd64\", \"linux/arm/v7\"]",
+        "A = \"1\"",
+        "",
+    ));
+    let b = c.build("b");
+    let (code, v) = diff_json(&oci(&a), &oci(&b), &[]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        v["a"]["mediaType"],
+        "application/vnd.oci.image.manifest.v1+json"
+    );
+    // The variant comes from A's config: linux/arm/v7 is on both sides, the same
+    // manifest; only linux/amd64 is B's alone.
+    let platforms: Vec<(&Value, &Value)> = of_level(&v, "platform")
+        .iter()
+        .map(|d| (&d["platform"], &d["change"]))
+        .collect();
+    assert_eq!(
+        platforms,
+        [(&"linux/amd64".into(), &"added".into())],
+        "{v:#}"
+    );
+}
