@@ -208,9 +208,13 @@ fn tags_hint(layout: &Layout) -> Result<String> {
         .iter()
         .filter_map(|m| m.annotations.get(ANNOTATION_REF_NAME).cloned())
         .collect();
+    let by_digest = format!("oci:{}@sha256:…", layout.root().display());
     Ok(if tags.is_empty() {
-        "name the image by digest: oci:DIR@sha256:…".to_string()
+        format!("name the image by digest: {by_digest}")
     } else {
-        format!("tags in this layout: {}", tags.join(", "))
+        format!(
+            "tags in this layout: {}; or name the image by digest: {by_digest}",
+            tags.join(", ")
+        )
     })
 }

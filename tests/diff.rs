@@ -655,3 +655,22 @@ fn a_single_arm_v7_manifest_matches_the_same_manifest_in_an_index() {
         "{v:#}"
     );
 }
+
+#[test]
+fn a_layout_directory_that_does_not_exist_is_named_as_such() {
+    let c = Case::new();
+    let a = c.build("a");
+    let missing = c.outs.path().join("missing");
+    for (x, y) in [(oci(&missing), oci(&a)), (oci(&a), oci(&missing))] {
+        let o = run_diff(&x, &y, &[]);
+        assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+        let err = stderr(&o);
+        assert!(
+            err.contains(&format!(
+                "the directory {} does not exist",
+                missing.display()
+            )) && !err.contains("oci-layout"),
+            "{err}"
+        );
+    }
+}

@@ -221,6 +221,17 @@ pub struct Report {
 /// difference is not an error (see [`Report::identical`]).
 pub fn diff(a: &Reference, b: &Reference, opts: &DiffOptions) -> Result<Report> {
     let ignore = ignore_set(&opts.ignore)?;
+    for r in [a, b] {
+        if let Reference::Layout { dir, .. } = r {
+            if !dir.exists() {
+                return Err(Error::input(format!(
+                    "{r}: the directory {} does not exist",
+                    dir.display()
+                ))
+                .with_hint("check the path; a layout is a directory written by `imgbuild build --out DIR`, `skopeo copy … oci:DIR` or `umoci`"));
+            }
+        }
+    }
     let ia = inspect::inspect(a, &opts.registry)?;
     let ib = inspect::inspect(b, &opts.registry)?;
     let mut report = Report {
