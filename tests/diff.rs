@@ -674,3 +674,138 @@ fn a_layout_directory_that_does_not_exist_is_named_as_such() {
         );
     }
 }
+
+/// Writes `bytes` as a blob of the layout; its digest.
+fn put_blob(layout: &Path, bytes: &[u8]) -> String {
+    let d = sha256(bytes);
+    let path = layout.join("blobs/sha256").join(&d[7..]);
+    if !path.exists() {
+        std::fs::write(&path, bytes).expect("write blob");
+    }
+    d
+}
+
+/// The JSON of the layout's (first) root: a manifest or an index.
+fn root_json(layout: &Path) -> Value {
+    let index: Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).expect("index"))
+            .expect("json");
+    let digest = index["manifests"][0]["digest"].as_str().expect("digest");
+    common::Layout::new(layout).json(digest)
+}
+
+/// Makes `v` the layout's root (index.json's first descriptor).
+fn set_root(layout: &Path, v: &Value) {
+    let bytes = serde_json::to_vec(v).expect("json");
+    let digest = put_blob(layout, &bytes);
+    let path = layout.join("index.json");
+    let mut index: Value =
+        serde_json::from_slice(&std::fs::read(&path).expect("index")).expect("json");
+    index["manifests"][0]["digest"] = digest.into();
+    index["manifests"][0]["size"] = bytes.len().into();
+    overwrite(&path, &serde_json::to_vec(&index).expect("json"));
+}
+
+/// Replaces the only layer of the layout's single-manifest image by the plain tar
+/// `tar` (manifest descriptor and config diff_id follow).
+fn set_layer_tar(layout: &Path, tar: &[u8]) {
+    let mut m = root_json(layout);
+    let digest = put_blob(layout, tar);
+    m["layers"] = serde_json::json!([{
+        "mediaType": "application/vnd.oci.image.layer.v1.tar",
+        "digest": digest,
+        "size": tar.len(),
+    }]);
+    let l = common::Layout::new(layout);
+    let mut config = l.json(m["config"]["digest"].as_str().expect("config digest"));
+    config["rootfs"]["diff_ids"] = serde_json::json!([digest]);
+    let config = serde_json::to_vec(&config).expect("json");
+    m["config"]["digest"] = put_blob(layout, &config).into();
+    m["config"]["size"] = config.len().into();
+    set_root(layout, &m);
+}
+
+#[test]
+fn a_layer_digest_that_is_not_sha256_is_bad_input_naming_the_layer() {
+    let c = Case::new();
+    let a = c.build("a");
+    let b = c.build("b");
+    let mut m = root_json(&b);
+    m["layers"][0]["digest"] = format!("sha512:{}", "ab".repeat(64)).into();
+    set_root(&b, &m);
+    let o = run_diff(&oci(&a), &oci(&b), &[]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains(&format!("layer 0 of {}", oci(&b))) && err.contains("sha512:"),
+        "{err}"
+    );
+    assert!(o.stdout.is_empty());
+}
+
+/// PAX records (`LEN KEY=VALUE\n`), values as raw bytes.
+fn pax_records(records: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (k, v) in records {
+        let body = 1 + k.len() + 1 + v.len() + 1;
+        let mut len = body + 1;
+        while body + len.to_string().len() != len {
+            len = body + len.to_string().len();
+        }
+        out.extend_from_slice(format!("{len} {k}=").as_bytes());
+        out.extend_from_slice(v);
+        out.push(b'\n');
+    }
+    out
+}
+
+/// A plain tar: an optional PAX global header, then regular files (raw path bytes,
+/// their PAX records, content), each 0644 0:0 mtime 1.
+type Pax<'a> = &'a [(&'a str, &'a [u8])];
+fn pax_tar(global: Option<Pax>, files: &[(&[u8], Pax, &[u8])]) -> Vec<u8> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut b = tar::Builder::new(Vec::new());
+    let mut append = |kind: tar::EntryType, path: &[u8], data: &[u8]| {
+        let mut h = tar::Header::new_ustar();
+        h.set_entry_type(kind);
+        h.set_path(std::ffi::OsStr::from_bytes(path)).expect("path");
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(1);
+        h.set_cksum();
+        b.append(&h, data).expect("append");
+    };
+    if let Some(g) = global {
+        append(
+            tar::EntryType::XGlobalHeader,
+            b"pax_global_header",
+            &pax_records(g),
+        );
+    }
+    for (path, pax, data) in files {
+        if !pax.is_empty() {
+            append(tar::EntryType::XHeader, b"PaxHeader", &pax_records(pax));
+        }
+        append(tar::EntryType::Regular, path, data);
+    }
+    b.into_inner().expect("tar")
+}
+
+#[test]
+fn a_pax_global_header_alone_is_an_encoding_difference_not_a_reordering() {
+    let c = Case::new();
+    let a = c.build("a");
+    let b = c.build("b");
+    let files: &[(&[u8], Pax, &[u8])] = &[(b"f", &[], b"x"), (b"g", &[], b"y")];
+    set_layer_tar(&a, &pax_tar(None, files));
+    set_layer_tar(&b, &pax_tar(Some(&[("comment", b"built by me")]), files));
+    let (code, v) = diff_json(&oci(&a), &oci(&b), &[]);
+    assert_eq!(code, 1);
+    let layers = of_level(&v, "layer");
+    assert_eq!(layers.len(), 1, "{v:#}");
+    assert!(of_level(&v, "entry").is_empty(), "{v:#}");
+    let note = layers[0]["note"].as_str().unwrap_or_default();
+    assert!(note.contains("encoded differently"), "{v:#}");
+}

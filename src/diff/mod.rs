@@ -388,8 +388,8 @@ impl Differ<'_> {
             &manifest_shell(&a.manifest),
             &manifest_shell(&b.manifest),
         );
-        let la = layers(a);
-        let lb = layers(b);
+        let la = layers(a, &format!("{} ({p})", self.a_name))?;
+        let lb = layers(b, &format!("{} ({p})", self.b_name))?;
         let common = la.len().min(lb.len());
         for (i, ((x, dx), (y, dy))) in la.iter().zip(&lb).enumerate() {
             let digests_differ = x.digest != y.digest;
@@ -666,7 +666,10 @@ fn without_diff_ids(config: &Value) -> Value {
     v
 }
 
-fn layers(m: &InspectedManifest) -> Vec<(LayerInfo, Value)> {
+/// The manifest's layers with their diff_ids; `what` names the manifest in the error
+/// for a layer digest that is not a sha256 one (bad input: the layers after it would
+/// otherwise be compared with the wrong ones).
+fn layers(m: &InspectedManifest, what: &str) -> Result<Vec<(LayerInfo, Value)>> {
     let diff_ids = m.config["rootfs"]["diff_ids"].as_array();
     m.manifest["layers"]
         .as_array()
@@ -674,9 +677,18 @@ fn layers(m: &InspectedManifest) -> Vec<(LayerInfo, Value)> {
         .unwrap_or_default()
         .iter()
         .enumerate()
-        .filter_map(|(i, l)| {
-            let digest = l["digest"].as_str().and_then(Digest::parse)?;
-            Some((
+        .map(|(i, l)| {
+            let digest = l["digest"]
+                .as_str()
+                .and_then(Digest::parse)
+                .ok_or_else(|| {
+                    Error::input(format!(
+                        "layer {i} of {what}: its digest {} is not a sha256 digest",
+                        l["digest"]
+                    ))
+                    .with_hint("imgbuild reads sha256 images only (sha256:<64 hex digits>)")
+                })?;
+            Ok((
                 LayerInfo {
                     digest,
                     diff_id: diff_ids

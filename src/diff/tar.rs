@@ -165,12 +165,16 @@ pub fn walk_layer(blob: impl Read, diff_id: Option<&Digest>, what: &str) -> Resu
     {
         let mut archive = tar::Archive::new(&mut hashing);
         let entries = archive.entries().map_err(|e| read_error(what, e))?;
-        for (position, entry) in entries.enumerate() {
+        // Positions count entries only: a PAX global header (skipped) is not one, so
+        // a tar that differs by one does not look reordered.
+        let mut position = 0;
+        for (index, entry) in entries.enumerate() {
             let mut entry = entry.map_err(|e| read_error(what, e))?;
             if let Some((path, meta)) = read_entry(&mut entry, position)
-                .map_err(|e| read_error(&format!("{what}, entry {position}"), e))?
+                .map_err(|e| read_error(&format!("{what}, entry {index}"), e))?
             {
                 walked.entries.insert(path, meta);
+                position += 1;
             }
         }
     }
