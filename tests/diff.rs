@@ -809,3 +809,63 @@ fn a_pax_global_header_alone_is_an_encoding_difference_not_a_reordering() {
     let note = layers[0]["note"].as_str().unwrap_or_default();
     assert!(note.contains("encoded differently"), "{v:#}");
 }
+
+#[test]
+fn binary_xattr_values_are_compared_as_bytes_and_shown_in_hex() {
+    let c = Case::new();
+    let a = c.build("a");
+    let b = c.build("b");
+    let cap = "SCHILY.xattr.security.capability";
+    // Two capability sets that differ in one byte >= 0x80 (no valid UTF-8 either).
+    let tar_with = |last: u8| {
+        let value = [0x01, 0x00, 0x00, 0x02, last];
+        pax_tar(None, &[(b"bin/ping", &[(cap, &value[..])], b"ping")])
+    };
+    set_layer_tar(&a, &tar_with(0x80));
+    set_layer_tar(&b, &tar_with(0xc0));
+    let (code, v) = diff_json(&oci(&a), &oci(&b), &[]);
+    assert_eq!(code, 1);
+    let entries = of_level(&v, "entry");
+    assert_eq!(entries.len(), 1, "{v:#}");
+    assert_eq!(entries[0]["path"], "/bin/ping");
+    assert_eq!(
+        entries[0]["fields"],
+        serde_json::json!([{"field": format!("pax:{cap}"), "old": "hex:0100000280", "new": "hex:01000002c0"}])
+    );
+    assert_eq!(entries[0]["old"]["pax"][cap], "hex:0100000280");
+    assert!(of_level(&v, "layer")[0]["note"].is_null(), "{v:#}");
+    let text = String::from_utf8_lossy(&run_diff(&oci(&a), &oci(&b), &[]).stdout).into_owned();
+    assert!(
+        text.contains(&format!(
+            "    ~ /bin/ping  pax:{cap} hex:0100000280 → hex:01000002c0\n"
+        )),
+        "{text}"
+    );
+}
+
+#[test]
+fn non_utf8_paths_stay_apart_and_are_shown_in_hex() {
+    let c = Case::new();
+    let a = c.build("a");
+    let b = c.build("b");
+    // Lossy conversion would make both names `/x\u{fffd}`.
+    set_layer_tar(
+        &a,
+        &pax_tar(None, &[(b"x\xe9", &[], b"1"), (b"x\xe8", &[], b"2")]),
+    );
+    set_layer_tar(&b, &pax_tar(None, &[(b"x\xe9", &[], b"1")]));
+    let (code, v) = diff_json(&oci(&a), &oci(&b), &[]);
+    assert_eq!(code, 1);
+    let entries: Vec<(&Value, &Value)> = of_level(&v, "entry")
+        .iter()
+        .map(|e| (&e["path"], &e["change"]))
+        .collect();
+    assert_eq!(
+        entries,
+        [(&"hex:2f78e8".into(), &"removed".into())],
+        "{v:#}"
+    );
+    // Globs match the path's bytes.
+    let (code, v) = diff_json(&oci(&a), &oci(&b), &["--ignore", "/x*"]);
+    assert_eq!((code, &v["summary"]["ignored"]), (0, &1.into()), "{v:#}");
+}

@@ -35,7 +35,10 @@ use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 use json::JsonChange;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
+use std::ffi::OsStr;
 use std::io::{Seek, SeekFrom};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
 use tar::{EntryMeta, FieldChange, Walked};
 
 #[derive(Clone, Debug, Default)]
@@ -520,13 +523,9 @@ impl Differ<'_> {
             (wa, wb)
         });
         let (wa, wb) = (wa?, wb?);
-        let entries = entry_differences(p, i, &wa, &wb);
-        let (shown, ignored): (Vec<_>, Vec<_>) = entries.into_iter().partition(|d| match d {
-            Difference::Entry { path, .. } => !self.ignore.is_match(path),
-            _ => true,
-        });
-        if shown.is_empty() && !ignored.is_empty() {
-            return Ok((Vec::new(), ignored.len()));
+        let (shown, ignored) = entry_differences(p, i, &wa, &wb, self.ignore);
+        if shown.is_empty() && ignored > 0 {
+            return Ok((Vec::new(), ignored));
         }
         let note = shown.is_empty().then(|| {
             let reordered = wa
@@ -550,7 +549,7 @@ impl Differ<'_> {
             note,
         }];
         records.extend(shown);
-        Ok((records, ignored.len()))
+        Ok((records, ignored))
     }
 }
 
@@ -572,12 +571,20 @@ fn relabel(d: &Difference, p: &str, i: usize) -> Difference {
     d
 }
 
-/// Entry differences between two walked layers, in path order.
-fn entry_differences(p: &str, layer: usize, a: &Walked, b: &Walked) -> Vec<Difference> {
-    let mut paths: Vec<&String> = a.entries.keys().chain(b.entries.keys()).collect();
+/// Entry differences between two walked layers, in path order (paths compared as
+/// bytes), but for those an `--ignore` glob matches: only counted.
+fn entry_differences(
+    p: &str,
+    layer: usize,
+    a: &Walked,
+    b: &Walked,
+    ignore: &GlobSet,
+) -> (Vec<Difference>, usize) {
+    let mut paths: Vec<&tar::Bytes> = a.entries.keys().chain(b.entries.keys()).collect();
     paths.sort();
     paths.dedup();
     let mut out = Vec::new();
+    let mut ignored = 0;
     for path in paths {
         let (old, new) = (a.entries.get(path), b.entries.get(path));
         let fields = match (old, new) {
@@ -590,18 +597,22 @@ fn entry_differences(p: &str, layer: usize, a: &Walked, b: &Walked) -> Vec<Diffe
             }
             _ => Vec::new(),
         };
+        if ignore.is_match(Path::new(OsStr::from_bytes(path.as_bytes()))) {
+            ignored += 1;
+            continue;
+        }
         let (old, new) = (old.cloned().map(Box::new), new.cloned().map(Box::new));
         out.push(Difference::Entry {
             platform: p.to_string(),
             layer,
-            path: path.clone(),
+            path: path.to_string(),
             change: Change::of(&old, &new),
             fields,
             old,
             new,
         });
     }
-    out
+    (out, ignored)
 }
 
 /// Manifests by platform; a second manifest of the same platform is `PLATFORM #2`.

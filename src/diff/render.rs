@@ -241,11 +241,17 @@ fn difference_json(d: &Difference) -> Value {
         } => {
             let entry = |e: &Option<Box<EntryMeta>>| {
                 e.as_ref().map(|e| {
+                    let pax: serde_json::Map<String, Value> = e
+                        .pax
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), Value::String(v.to_string())))
+                        .collect();
                     json!({
                         "type": e.kind, "mode": e.mode, "uid": e.uid,
-                        "gid": e.gid, "uname": e.uname, "gname": e.gname, "mtime": e.mtime,
-                        "size": e.size, "linkname": e.linkname, "device": e.device,
-                        "content": e.content, "pax": e.pax,
+                        "gid": e.gid, "uname": e.uname.to_string(),
+                        "gname": e.gname.to_string(), "mtime": e.mtime, "size": e.size,
+                        "linkname": e.linkname.as_ref().map(ToString::to_string),
+                        "device": e.device, "content": e.content, "pax": pax,
                     })
                 })
             };
