@@ -366,8 +366,31 @@ fn a_platform_on_one_side_only_is_reported_and_shared_ones_match() {
     let b = c.build("b");
     let (code, v) = diff_json(&oci(&a), &oci(&b), &[]);
     assert_eq!(code, 1);
+    // The index's second descriptor names another platform; nothing else differs
+    // but the platforms themselves.
+    let index: Vec<(&Value, &Value, &Value)> = of_level(&v, "index")
+        .iter()
+        .map(|d| (&d["path"], &d["old"], &d["new"]))
+        .collect();
+    assert_eq!(
+        index,
+        [
+            (
+                &"manifests[1].platform.architecture".into(),
+                &"arm64".into(),
+                &"arm".into()
+            ),
+            (
+                &"manifests[1].platform.variant".into(),
+                &Value::Null,
+                &"v7".into()
+            )
+        ],
+        "{v:#}"
+    );
     let platforms: Vec<(String, String)> = differences(&v)
         .iter()
+        .filter(|d| d["level"] != "index")
         .map(|d| {
             assert_eq!(d["level"], "platform", "only platforms differ: {v:#}");
             (
@@ -868,4 +891,59 @@ fn non_utf8_paths_stay_apart_and_are_shown_in_hex() {
     // Globs match the path's bytes.
     let (code, v) = diff_json(&oci(&a), &oci(&b), &["--ignore", "/x*"]);
     assert_eq!((code, &v["summary"]["ignored"]), (0, &1.into()), "{v:#}");
+}
+
+#[test]
+fn platforms_in_another_order_are_index_differences_by_position() {
+    let c = Case::new();
+    c.ctx.recipe_text(&recipe(
+        "platforms = [\"linux/amd64\", \"linux/arm64\"]",
+        "A = \"1\"",
+        "",
+    ));
+    let a = c.build("a");
+    let b = c.build("b");
+    let mut index = root_json(&b);
+    let list = index["manifests"].as_array_mut().expect("manifests");
+    list.swap(0, 1);
+    // And an annotation on one descriptor, which no digest covers.
+    list[0]["annotations"] = serde_json::json!({"com.example.note": "x"});
+    set_root(&b, &index);
+    let (code, v) = diff_json(&oci(&a), &oci(&b), &[]);
+    assert_eq!(code, 1);
+    let records: Vec<(&Value, &Value, &Value, &Value)> = differences(&v)
+        .iter()
+        .map(|d| (&d["level"], &d["path"], &d["old"], &d["new"]))
+        .collect();
+    let index_level = &Value::from("index");
+    assert_eq!(
+        records,
+        [
+            (
+                index_level,
+                &"manifests[0].annotations".into(),
+                &Value::Null,
+                &serde_json::json!({"com.example.note": "x"})
+            ),
+            (
+                index_level,
+                &"manifests[0].platform.architecture".into(),
+                &"amd64".into(),
+                &"arm64".into()
+            ),
+            (
+                index_level,
+                &"manifests[1].platform.architecture".into(),
+                &"arm64".into(),
+                &"amd64".into()
+            )
+        ],
+        "{v:#}"
+    );
+    let text = String::from_utf8_lossy(&run_diff(&oci(&a), &oci(&b), &[]).stdout).into_owned();
+    assert!(!text.contains("(bytes)"), "{text}");
+    assert!(
+        text.contains("  index     manifests[0].platform.architecture: \"amd64\" → \"arm64\"\n"),
+        "{text}"
+    );
 }

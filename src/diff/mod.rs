@@ -5,8 +5,9 @@
 //!
 //! The algorithm (docs/auditing.md says it for users):
 //! 1. Equal root digests: identical, nothing else is read.
-//! 2. Index: its JSON without `manifests`; one side an index and the other a single
-//!    manifest is a `mediaType` difference.
+//! 2. Index: its JSON without the manifest descriptors' digests and sizes (so their
+//!    order, platforms and annotations are compared by position); one side an index
+//!    and the other a single manifest is a `mediaType` difference.
 //! 3. Manifests are matched by platform (`os/arch[/variant]`); a platform on one side
 //!    only is reported and not descended into. Equal manifest digests end there.
 //! 4. Manifest JSON without the config and layer digests and sizes; config JSON
@@ -323,13 +324,9 @@ struct Differ<'a> {
 impl Differ<'_> {
     fn compare(&mut self, a: &Inspected, b: &Inspected) -> Result<()> {
         match (&a.index, &b.index) {
-            (Some(x), Some(y)) => self.json(
-                Level::Index,
-                None,
-                "",
-                &without_manifests(x),
-                &without_manifests(y),
-            ),
+            (Some(x), Some(y)) => {
+                self.json(Level::Index, None, "", &index_shell(x), &index_shell(y))
+            }
             (None, None) => {}
             _ => self.out.push(Difference::Json {
                 level: Level::Index,
@@ -634,10 +631,16 @@ fn by_platform(manifests: &[InspectedManifest]) -> BTreeMap<String, &InspectedMa
     out
 }
 
-fn without_manifests(index: &Value) -> Value {
+/// An index without what the platform level compares: each manifest descriptor's
+/// digest and size. The descriptors' order, platforms, annotations and other fields
+/// stay, compared position by position (`manifests[1].platform.architecture`).
+fn index_shell(index: &Value) -> Value {
     let mut v = index.clone();
-    if let Some(o) = v.as_object_mut() {
-        o.remove("manifests");
+    if let Some(list) = v.get_mut("manifests").and_then(Value::as_array_mut) {
+        for d in list.iter_mut().filter_map(Value::as_object_mut) {
+            d.remove("digest");
+            d.remove("size");
+        }
     }
     v
 }
