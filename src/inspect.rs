@@ -153,9 +153,13 @@ fn assemble(
     } else {
         let mut m = read_manifest(&mut fetch, digest.clone(), None)?;
         let c = &m.config;
-        m.platform = c["os"]
-            .as_str()
-            .map(|os| format!("{os}/{}", c["architecture"].as_str().unwrap_or("?")));
+        m.platform = c["os"].as_str().map(|os| {
+            let mut s = format!("{os}/{}", c["architecture"].as_str().unwrap_or("?"));
+            if let Some(v) = c["variant"].as_str() {
+                s.push_str(&format!("/{v}"));
+            }
+            s
+        });
         manifests.push(m);
     }
     Ok(Inspected {
@@ -204,9 +208,13 @@ fn tags_hint(layout: &Layout) -> Result<String> {
         .iter()
         .filter_map(|m| m.annotations.get(ANNOTATION_REF_NAME).cloned())
         .collect();
+    let by_digest = format!("oci:{}@sha256:…", layout.root().display());
     Ok(if tags.is_empty() {
-        "name the image by digest: oci:DIR@sha256:…".to_string()
+        format!("name the image by digest: {by_digest}")
     } else {
-        format!("tags in this layout: {}", tags.join(", "))
+        format!(
+            "tags in this layout: {}; or name the image by digest: {by_digest}",
+            tags.join(", ")
+        )
     })
 }

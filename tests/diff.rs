@@ -366,8 +366,31 @@ fn a_platform_on_one_side_only_is_reported_and_shared_ones_match() {
     let b = c.build("b");
     let (code, v) = diff_json(&oci(&a), &oci(&b), &[]);
     assert_eq!(code, 1);
+    // The index's second descriptor names another platform; nothing else differs
+    // but the platforms themselves.
+    let index: Vec<(&Value, &Value, &Value)> = of_level(&v, "index")
+        .iter()
+        .map(|d| (&d["path"], &d["old"], &d["new"]))
+        .collect();
+    assert_eq!(
+        index,
+        [
+            (
+                &"manifests[1].platform.architecture".into(),
+                &"arm64".into(),
+                &"arm".into()
+            ),
+            (
+                &"manifests[1].platform.variant".into(),
+                &Value::Null,
+                &"v7".into()
+            )
+        ],
+        "{v:#}"
+    );
     let platforms: Vec<(String, String)> = differences(&v)
         .iter()
+        .filter(|d| d["level"] != "index")
         .map(|d| {
             assert_eq!(d["level"], "platform", "only platforms differ: {v:#}");
             (
@@ -622,5 +645,305 @@ fn a_reader_that_stops_early_keeps_exit_1_and_gets_no_broken_pipe_error() {
         !stderr(&o).to_lowercase().contains("broken pipe"),
         "{}",
         stderr(&o)
+    );
+}
+
+#[test]
+fn a_single_arm_v7_manifest_matches_the_same_manifest_in_an_index() {
+    let c = Case::new();
+    c.ctx
+        .recipe_text(&recipe("platforms = [\"linux/arm/v7\"]", "A = \"1\"", ""));
+    let a = c.build("a");
+    c.ctx.recipe_text(&recipe(
+        "platforms = [\"linux/amd64\", \"linux/arm/v7\"]",
+        "A = \"1\"",
+        "",
+    ));
+    let b = c.build("b");
+    let (code, v) = diff_json(&oci(&a), &oci(&b), &[]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        v["a"]["mediaType"],
+        "application/vnd.oci.image.manifest.v1+json"
+    );
+    // The variant comes from A's config: linux/arm/v7 is on both sides, the same
+    // manifest; only linux/amd64 is B's alone.
+    let platforms: Vec<(&Value, &Value)> = of_level(&v, "platform")
+        .iter()
+        .map(|d| (&d["platform"], &d["change"]))
+        .collect();
+    assert_eq!(
+        platforms,
+        [(&"linux/amd64".into(), &"added".into())],
+        "{v:#}"
+    );
+}
+
+#[test]
+fn a_layout_directory_that_does_not_exist_is_named_as_such() {
+    let c = Case::new();
+    let a = c.build("a");
+    let missing = c.outs.path().join("missing");
+    for (x, y) in [(oci(&missing), oci(&a)), (oci(&a), oci(&missing))] {
+        let o = run_diff(&x, &y, &[]);
+        assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+        let err = stderr(&o);
+        assert!(
+            err.contains(&format!(
+                "the directory {} does not exist",
+                missing.display()
+            )) && !err.contains("oci-layout"),
+            "{err}"
+        );
+    }
+}
+
+/// Writes `bytes` as a blob of the layout; its digest.
+fn put_blob(layout: &Path, bytes: &[u8]) -> String {
+    let d = sha256(bytes);
+    let path = layout.join("blobs/sha256").join(&d[7..]);
+    if !path.exists() {
+        std::fs::write(&path, bytes).expect("write blob");
+    }
+    d
+}
+
+/// The JSON of the layout's (first) root: a manifest or an index.
+fn root_json(layout: &Path) -> Value {
+    let index: Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).expect("index"))
+            .expect("json");
+    let digest = index["manifests"][0]["digest"].as_str().expect("digest");
+    common::Layout::new(layout).json(digest)
+}
+
+/// Makes `v` the layout's root (index.json's first descriptor).
+fn set_root(layout: &Path, v: &Value) {
+    let bytes = serde_json::to_vec(v).expect("json");
+    let digest = put_blob(layout, &bytes);
+    let path = layout.join("index.json");
+    let mut index: Value =
+        serde_json::from_slice(&std::fs::read(&path).expect("index")).expect("json");
+    index["manifests"][0]["digest"] = digest.into();
+    index["manifests"][0]["size"] = bytes.len().into();
+    overwrite(&path, &serde_json::to_vec(&index).expect("json"));
+}
+
+/// Replaces the only layer of the layout's single-manifest image by the plain tar
+/// `tar` (manifest descriptor and config diff_id follow).
+fn set_layer_tar(layout: &Path, tar: &[u8]) {
+    let mut m = root_json(layout);
+    let digest = put_blob(layout, tar);
+    m["layers"] = serde_json::json!([{
+        "mediaType": "application/vnd.oci.image.layer.v1.tar",
+        "digest": digest,
+        "size": tar.len(),
+    }]);
+    let l = common::Layout::new(layout);
+    let mut config = l.json(m["config"]["digest"].as_str().expect("config digest"));
+    config["rootfs"]["diff_ids"] = serde_json::json!([digest]);
+    let config = serde_json::to_vec(&config).expect("json");
+    m["config"]["digest"] = put_blob(layout, &config).into();
+    m["config"]["size"] = config.len().into();
+    set_root(layout, &m);
+}
+
+#[test]
+fn a_layer_digest_that_is_not_sha256_is_bad_input_naming_the_layer() {
+    let c = Case::new();
+    let a = c.build("a");
+    let b = c.build("b");
+    let mut m = root_json(&b);
+    m["layers"][0]["digest"] = format!("sha512:{}", "ab".repeat(64)).into();
+    set_root(&b, &m);
+    let o = run_diff(&oci(&a), &oci(&b), &[]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains(&format!("layer 0 of {}", oci(&b))) && err.contains("sha512:"),
+        "{err}"
+    );
+    assert!(o.stdout.is_empty());
+}
+
+/// PAX records (`LEN KEY=VALUE\n`), values as raw bytes.
+fn pax_records(records: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (k, v) in records {
+        let body = 1 + k.len() + 1 + v.len() + 1;
+        let mut len = body + 1;
+        while body + len.to_string().len() != len {
+            len = body + len.to_string().len();
+        }
+        out.extend_from_slice(format!("{len} {k}=").as_bytes());
+        out.extend_from_slice(v);
+        out.push(b'\n');
+    }
+    out
+}
+
+/// A plain tar: an optional PAX global header, then regular files (raw path bytes,
+/// their PAX records, content), each 0644 0:0 mtime 1.
+type Pax<'a> = &'a [(&'a str, &'a [u8])];
+fn pax_tar(global: Option<Pax>, files: &[(&[u8], Pax, &[u8])]) -> Vec<u8> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut b = tar::Builder::new(Vec::new());
+    let mut append = |kind: tar::EntryType, path: &[u8], data: &[u8]| {
+        let mut h = tar::Header::new_ustar();
+        h.set_entry_type(kind);
+        h.set_path(std::ffi::OsStr::from_bytes(path)).expect("path");
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(1);
+        h.set_cksum();
+        b.append(&h, data).expect("append");
+    };
+    if let Some(g) = global {
+        append(
+            tar::EntryType::XGlobalHeader,
+            b"pax_global_header",
+            &pax_records(g),
+        );
+    }
+    for (path, pax, data) in files {
+        if !pax.is_empty() {
+            append(tar::EntryType::XHeader, b"PaxHeader", &pax_records(pax));
+        }
+        append(tar::EntryType::Regular, path, data);
+    }
+    b.into_inner().expect("tar")
+}
+
+#[test]
+fn a_pax_global_header_alone_is_an_encoding_difference_not_a_reordering() {
+    let c = Case::new();
+    let a = c.build("a");
+    let b = c.build("b");
+    let files: &[(&[u8], Pax, &[u8])] = &[(b"f", &[], b"x"), (b"g", &[], b"y")];
+    set_layer_tar(&a, &pax_tar(None, files));
+    set_layer_tar(&b, &pax_tar(Some(&[("comment", b"built by me")]), files));
+    let (code, v) = diff_json(&oci(&a), &oci(&b), &[]);
+    assert_eq!(code, 1);
+    let layers = of_level(&v, "layer");
+    assert_eq!(layers.len(), 1, "{v:#}");
+    assert!(of_level(&v, "entry").is_empty(), "{v:#}");
+    let note = layers[0]["note"].as_str().unwrap_or_default();
+    assert!(note.contains("encoded differently"), "{v:#}");
+}
+
+#[test]
+fn binary_xattr_values_are_compared_as_bytes_and_shown_in_hex() {
+    let c = Case::new();
+    let a = c.build("a");
+    let b = c.build("b");
+    let cap = "SCHILY.xattr.security.capability";
+    // Two capability sets that differ in one byte >= 0x80 (no valid UTF-8 either).
+    let tar_with = |last: u8| {
+        let value = [0x01, 0x00, 0x00, 0x02, last];
+        pax_tar(None, &[(b"bin/ping", &[(cap, &value[..])], b"ping")])
+    };
+    set_layer_tar(&a, &tar_with(0x80));
+    set_layer_tar(&b, &tar_with(0xc0));
+    let (code, v) = diff_json(&oci(&a), &oci(&b), &[]);
+    assert_eq!(code, 1);
+    let entries = of_level(&v, "entry");
+    assert_eq!(entries.len(), 1, "{v:#}");
+    assert_eq!(entries[0]["path"], "/bin/ping");
+    assert_eq!(
+        entries[0]["fields"],
+        serde_json::json!([{"field": format!("pax:{cap}"), "old": "hex:0100000280", "new": "hex:01000002c0"}])
+    );
+    assert_eq!(entries[0]["old"]["pax"][cap], "hex:0100000280");
+    assert!(of_level(&v, "layer")[0]["note"].is_null(), "{v:#}");
+    let text = String::from_utf8_lossy(&run_diff(&oci(&a), &oci(&b), &[]).stdout).into_owned();
+    assert!(
+        text.contains(&format!(
+            "    ~ /bin/ping  pax:{cap} hex:0100000280 → hex:01000002c0\n"
+        )),
+        "{text}"
+    );
+}
+
+#[test]
+fn non_utf8_paths_stay_apart_and_are_shown_in_hex() {
+    let c = Case::new();
+    let a = c.build("a");
+    let b = c.build("b");
+    // Lossy conversion would make both names `/x\u{fffd}`.
+    set_layer_tar(
+        &a,
+        &pax_tar(None, &[(b"x\xe9", &[], b"1"), (b"x\xe8", &[], b"2")]),
+    );
+    set_layer_tar(&b, &pax_tar(None, &[(b"x\xe9", &[], b"1")]));
+    let (code, v) = diff_json(&oci(&a), &oci(&b), &[]);
+    assert_eq!(code, 1);
+    let entries: Vec<(&Value, &Value)> = of_level(&v, "entry")
+        .iter()
+        .map(|e| (&e["path"], &e["change"]))
+        .collect();
+    assert_eq!(
+        entries,
+        [(&"hex:2f78e8".into(), &"removed".into())],
+        "{v:#}"
+    );
+    // Globs match the path's bytes.
+    let (code, v) = diff_json(&oci(&a), &oci(&b), &["--ignore", "/x*"]);
+    assert_eq!((code, &v["summary"]["ignored"]), (0, &1.into()), "{v:#}");
+}
+
+#[test]
+fn platforms_in_another_order_are_index_differences_by_position() {
+    let c = Case::new();
+    c.ctx.recipe_text(&recipe(
+        "platforms = [\"linux/amd64\", \"linux/arm64\"]",
+        "A = \"1\"",
+        "",
+    ));
+    let a = c.build("a");
+    let b = c.build("b");
+    let mut index = root_json(&b);
+    let list = index["manifests"].as_array_mut().expect("manifests");
+    list.swap(0, 1);
+    // And an annotation on one descriptor, which no digest covers.
+    list[0]["annotations"] = serde_json::json!({"com.example.note": "x"});
+    set_root(&b, &index);
+    let (code, v) = diff_json(&oci(&a), &oci(&b), &[]);
+    assert_eq!(code, 1);
+    let records: Vec<(&Value, &Value, &Value, &Value)> = differences(&v)
+        .iter()
+        .map(|d| (&d["level"], &d["path"], &d["old"], &d["new"]))
+        .collect();
+    let index_level = &Value::from("index");
+    assert_eq!(
+        records,
+        [
+            (
+                index_level,
+                &"manifests[0].annotations".into(),
+                &Value::Null,
+                &serde_json::json!({"com.example.note": "x"})
+            ),
+            (
+                index_level,
+                &"manifests[0].platform.architecture".into(),
+                &"amd64".into(),
+                &"arm64".into()
+            ),
+            (
+                index_level,
+                &"manifests[1].platform.architecture".into(),
+                &"arm64".into(),
+                &"amd64".into()
+            )
+        ],
+        "{v:#}"
+    );
+    let text = String::from_utf8_lossy(&run_diff(&oci(&a), &oci(&b), &[]).stdout).into_owned();
+    assert!(!text.contains("(bytes)"), "{text}");
+    assert!(
+        text.contains("  index     manifests[0].platform.architecture: \"amd64\" → \"arm64\"\n"),
+        "{text}"
     );
 }

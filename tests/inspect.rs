@@ -115,10 +115,13 @@ fn an_unknown_tag_or_an_ambiguous_layout_is_bad_input_listing_the_tags() {
     );
     let o = inspect(&[&format!("oci:{}", out.display())]);
     assert_eq!(o.status.code(), Some(2));
+    let err = common::stderr(&o);
+    assert!(err.contains("several images"), "{err}");
+    // The hint names both ways to say which: a tag, or the digest.
     assert!(
-        common::stderr(&o).contains("several images"),
-        "{}",
-        common::stderr(&o)
+        err.contains("latest, other, v1")
+            && err.contains(&format!("oci:{}@sha256:", out.display())),
+        "{err}"
     );
 }
 

@@ -207,3 +207,25 @@ fn bad_references_exit_2_before_any_rebuild() {
         assert!(o.stdout.is_empty(), "{against}: {}", stdout(&o));
     }
 }
+
+#[test]
+fn platforms_in_another_order_are_named_not_reported_as_bytes_only() {
+    let c = ctx();
+    let out = c.path().join("out");
+    c.build_ok(&out, &["--platform", "linux/amd64,linux/arm64"]);
+    let against = format!("oci:{}", out.display());
+    let out_arg = out.display().to_string();
+    let o = verify(
+        &c.recipe(),
+        &against,
+        &["--out", &out_arg, "--platform", "linux/arm64,linux/amd64"],
+    );
+    // The index lists platforms in the order given: another order, another index.
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(!text.contains("(bytes)"), "{text}");
+    assert!(
+        text.contains("manifests[0].platform.architecture: \"arm64\" → \"amd64\""),
+        "{text}"
+    );
+}

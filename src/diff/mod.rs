@@ -5,8 +5,9 @@
 //!
 //! The algorithm (docs/auditing.md says it for users):
 //! 1. Equal root digests: identical, nothing else is read.
-//! 2. Index: its JSON without `manifests`; one side an index and the other a single
-//!    manifest is a `mediaType` difference.
+//! 2. Index: its JSON without the manifest descriptors' digests and sizes (so their
+//!    order, platforms and annotations are compared by position); one side an index
+//!    and the other a single manifest is a `mediaType` difference.
 //! 3. Manifests are matched by platform (`os/arch[/variant]`); a platform on one side
 //!    only is reported and not descended into. Equal manifest digests end there.
 //! 4. Manifest JSON without the config and layer digests and sizes; config JSON
@@ -35,7 +36,10 @@ use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 use json::JsonChange;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
+use std::ffi::OsStr;
 use std::io::{Seek, SeekFrom};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
 use tar::{EntryMeta, FieldChange, Walked};
 
 #[derive(Clone, Debug, Default)]
@@ -82,6 +86,18 @@ impl Level {
             Level::Config => "config",
             Level::Layer => "layer",
             Level::Entry => "entry",
+        }
+    }
+
+    /// The level's name after a count in the summary: `1 layer`, `2 layers`,
+    /// `3 entries`; `index` and `config` (differences within one document) stay.
+    pub fn counted(self, n: usize) -> &'static str {
+        match (self, n) {
+            (_, 1) | (Level::Index | Level::Config, _) => self.as_str(),
+            (Level::Platform, _) => "platforms",
+            (Level::Manifest, _) => "manifests",
+            (Level::Layer, _) => "layers",
+            (Level::Entry, _) => "entries",
         }
     }
 }
@@ -209,6 +225,17 @@ pub struct Report {
 /// difference is not an error (see [`Report::identical`]).
 pub fn diff(a: &Reference, b: &Reference, opts: &DiffOptions) -> Result<Report> {
     let ignore = ignore_set(&opts.ignore)?;
+    for r in [a, b] {
+        if let Reference::Layout { dir, .. } = r {
+            if !dir.exists() {
+                return Err(Error::input(format!(
+                    "{r}: the directory {} does not exist",
+                    dir.display()
+                ))
+                .with_hint("check the path; a layout is a directory written by `imgbuild build --out DIR`, `skopeo copy … oci:DIR` or `umoci`"));
+            }
+        }
+    }
     let ia = inspect::inspect(a, &opts.registry)?;
     let ib = inspect::inspect(b, &opts.registry)?;
     let mut report = Report {
@@ -297,13 +324,9 @@ struct Differ<'a> {
 impl Differ<'_> {
     fn compare(&mut self, a: &Inspected, b: &Inspected) -> Result<()> {
         match (&a.index, &b.index) {
-            (Some(x), Some(y)) => self.json(
-                Level::Index,
-                None,
-                "",
-                &without_manifests(x),
-                &without_manifests(y),
-            ),
+            (Some(x), Some(y)) => {
+                self.json(Level::Index, None, "", &index_shell(x), &index_shell(y))
+            }
             (None, None) => {}
             _ => self.out.push(Difference::Json {
                 level: Level::Index,
@@ -365,8 +388,8 @@ impl Differ<'_> {
             &manifest_shell(&a.manifest),
             &manifest_shell(&b.manifest),
         );
-        let la = layers(a);
-        let lb = layers(b);
+        let la = layers(a, &format!("{} ({p})", self.a_name))?;
+        let lb = layers(b, &format!("{} ({p})", self.b_name))?;
         let common = la.len().min(lb.len());
         for (i, ((x, dx), (y, dy))) in la.iter().zip(&lb).enumerate() {
             let digests_differ = x.digest != y.digest;
@@ -497,13 +520,9 @@ impl Differ<'_> {
             (wa, wb)
         });
         let (wa, wb) = (wa?, wb?);
-        let entries = entry_differences(p, i, &wa, &wb);
-        let (shown, ignored): (Vec<_>, Vec<_>) = entries.into_iter().partition(|d| match d {
-            Difference::Entry { path, .. } => !self.ignore.is_match(path),
-            _ => true,
-        });
-        if shown.is_empty() && !ignored.is_empty() {
-            return Ok((Vec::new(), ignored.len()));
+        let (shown, ignored) = entry_differences(p, i, &wa, &wb, self.ignore);
+        if shown.is_empty() && ignored > 0 {
+            return Ok((Vec::new(), ignored));
         }
         let note = shown.is_empty().then(|| {
             let reordered = wa
@@ -527,7 +546,7 @@ impl Differ<'_> {
             note,
         }];
         records.extend(shown);
-        Ok((records, ignored.len()))
+        Ok((records, ignored))
     }
 }
 
@@ -549,12 +568,20 @@ fn relabel(d: &Difference, p: &str, i: usize) -> Difference {
     d
 }
 
-/// Entry differences between two walked layers, in path order.
-fn entry_differences(p: &str, layer: usize, a: &Walked, b: &Walked) -> Vec<Difference> {
-    let mut paths: Vec<&String> = a.entries.keys().chain(b.entries.keys()).collect();
+/// Entry differences between two walked layers, in path order (paths compared as
+/// bytes), but for those an `--ignore` glob matches: only counted.
+fn entry_differences(
+    p: &str,
+    layer: usize,
+    a: &Walked,
+    b: &Walked,
+    ignore: &GlobSet,
+) -> (Vec<Difference>, usize) {
+    let mut paths: Vec<&tar::Bytes> = a.entries.keys().chain(b.entries.keys()).collect();
     paths.sort();
     paths.dedup();
     let mut out = Vec::new();
+    let mut ignored = 0;
     for path in paths {
         let (old, new) = (a.entries.get(path), b.entries.get(path));
         let fields = match (old, new) {
@@ -567,18 +594,22 @@ fn entry_differences(p: &str, layer: usize, a: &Walked, b: &Walked) -> Vec<Diffe
             }
             _ => Vec::new(),
         };
+        if ignore.is_match(Path::new(OsStr::from_bytes(path.as_bytes()))) {
+            ignored += 1;
+            continue;
+        }
         let (old, new) = (old.cloned().map(Box::new), new.cloned().map(Box::new));
         out.push(Difference::Entry {
             platform: p.to_string(),
             layer,
-            path: path.clone(),
+            path: path.to_string(),
             change: Change::of(&old, &new),
             fields,
             old,
             new,
         });
     }
-    out
+    (out, ignored)
 }
 
 /// Manifests by platform; a second manifest of the same platform is `PLATFORM #2`.
@@ -600,10 +631,16 @@ fn by_platform(manifests: &[InspectedManifest]) -> BTreeMap<String, &InspectedMa
     out
 }
 
-fn without_manifests(index: &Value) -> Value {
+/// An index without what the platform level compares: each manifest descriptor's
+/// digest and size. The descriptors' order, platforms, annotations and other fields
+/// stay, compared position by position (`manifests[1].platform.architecture`).
+fn index_shell(index: &Value) -> Value {
     let mut v = index.clone();
-    if let Some(o) = v.as_object_mut() {
-        o.remove("manifests");
+    if let Some(list) = v.get_mut("manifests").and_then(Value::as_array_mut) {
+        for d in list.iter_mut().filter_map(Value::as_object_mut) {
+            d.remove("digest");
+            d.remove("size");
+        }
     }
     v
 }
@@ -643,7 +680,10 @@ fn without_diff_ids(config: &Value) -> Value {
     v
 }
 
-fn layers(m: &InspectedManifest) -> Vec<(LayerInfo, Value)> {
+/// The manifest's layers with their diff_ids; `what` names the manifest in the error
+/// for a layer digest that is not a sha256 one (bad input: the layers after it would
+/// otherwise be compared with the wrong ones).
+fn layers(m: &InspectedManifest, what: &str) -> Result<Vec<(LayerInfo, Value)>> {
     let diff_ids = m.config["rootfs"]["diff_ids"].as_array();
     m.manifest["layers"]
         .as_array()
@@ -651,9 +691,18 @@ fn layers(m: &InspectedManifest) -> Vec<(LayerInfo, Value)> {
         .unwrap_or_default()
         .iter()
         .enumerate()
-        .filter_map(|(i, l)| {
-            let digest = l["digest"].as_str().and_then(Digest::parse)?;
-            Some((
+        .map(|(i, l)| {
+            let digest = l["digest"]
+                .as_str()
+                .and_then(Digest::parse)
+                .ok_or_else(|| {
+                    Error::input(format!(
+                        "layer {i} of {what}: its digest {} is not a sha256 digest",
+                        l["digest"]
+                    ))
+                    .with_hint("imgbuild reads sha256 images only (sha256:<64 hex digits>)")
+                })?;
+            Ok((
                 LayerInfo {
                     digest,
                     diff_id: diff_ids

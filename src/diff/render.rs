@@ -40,7 +40,7 @@ impl Report {
             .counts()
             .into_iter()
             .filter(|(_, c)| *c > 0)
-            .map(|(l, c)| format!("{c} {}", l.as_str()))
+            .map(|(l, c)| format!("{c} {}", l.counted(c)))
             .collect();
         format!(
             "{n} difference{}: {}{ignored}",
@@ -241,11 +241,17 @@ fn difference_json(d: &Difference) -> Value {
         } => {
             let entry = |e: &Option<Box<EntryMeta>>| {
                 e.as_ref().map(|e| {
+                    let pax: serde_json::Map<String, Value> = e
+                        .pax
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), Value::String(v.to_string())))
+                        .collect();
                     json!({
                         "type": e.kind, "mode": e.mode, "uid": e.uid,
-                        "gid": e.gid, "uname": e.uname, "gname": e.gname, "mtime": e.mtime,
-                        "size": e.size, "linkname": e.linkname, "device": e.device,
-                        "content": e.content, "pax": e.pax,
+                        "gid": e.gid, "uname": e.uname.to_string(),
+                        "gname": e.gname.to_string(), "mtime": e.mtime, "size": e.size,
+                        "linkname": e.linkname.as_ref().map(ToString::to_string),
+                        "device": e.device, "content": e.content, "pax": pax,
                     })
                 })
             };
@@ -256,5 +262,84 @@ fn difference_json(d: &Difference) -> Value {
                 "old": entry(old), "new": entry(new),
             })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diff::json::JsonChange;
+
+    fn side() -> Side {
+        Side {
+            reference: "oci:x".into(),
+            digest: Digest::of(b"x"),
+            media_type: String::new(),
+        }
+    }
+
+    fn layer(i: usize) -> Difference {
+        Difference::Layer {
+            platform: "linux/amd64".into(),
+            layer: i,
+            change: LayerChange::Added,
+            old: None,
+            new: None,
+            note: None,
+        }
+    }
+
+    fn entry(path: &str) -> Difference {
+        Difference::Entry {
+            platform: "linux/amd64".into(),
+            layer: 0,
+            path: path.into(),
+            change: Change::Added,
+            fields: Vec::new(),
+            old: None,
+            new: None,
+        }
+    }
+
+    fn config(path: &str) -> Difference {
+        Difference::Json {
+            level: Level::Config,
+            platform: Some("linux/amd64".into()),
+            change: JsonChange {
+                path: path.into(),
+                old: None,
+                new: None,
+            },
+        }
+    }
+
+    fn summary(differences: Vec<Difference>) -> String {
+        Report {
+            a: side(),
+            b: side(),
+            differences,
+            ignored: 0,
+        }
+        .summary()
+    }
+
+    #[test]
+    fn the_summary_counts_in_the_plural_except_index_and_config() {
+        assert_eq!(
+            summary(vec![layer(0), entry("/a")]),
+            "2 differences: 1 layer, 1 entry"
+        );
+        assert_eq!(
+            summary(vec![
+                config("a"),
+                config("b"),
+                layer(0),
+                layer(1),
+                entry("/a"),
+                entry("/b"),
+                entry("/c")
+            ]),
+            "7 differences: 2 config, 2 layers, 3 entries"
+        );
     }
 }

@@ -8,11 +8,49 @@ use crate::error::{Error, Result};
 use sha2::{Digest as _, Sha256};
 use std::cell::Cell;
 use std::collections::BTreeMap;
+use std::fmt;
 use std::io::{self, BufRead, BufReader, Read};
 use std::rc::Rc;
 
 /// Bytes read from the compressed blob at a time.
 const READ_BUFFER: usize = 256 * 1024;
+
+/// Bytes from a tar (a path, link name, user name, PAX key or value), kept and
+/// compared as they are. Shown as text when they are valid UTF-8, else as `hex:`
+/// and their lowercase hex digits: a lossy conversion would make different bytes
+/// (two `security.capability` values, two file names) look equal.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Bytes(pub Vec<u8>);
+
+impl Bytes {
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl From<&str> for Bytes {
+    fn from(s: &str) -> Bytes {
+        Bytes(s.as_bytes().to_vec())
+    }
+}
+
+impl From<String> for Bytes {
+    fn from(s: String) -> Bytes {
+        Bytes(s.into_bytes())
+    }
+}
+
+impl fmt::Display for Bytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match std::str::from_utf8(&self.0) {
+            Ok(text) => f.write_str(text),
+            Err(_) => {
+                f.write_str("hex:")?;
+                self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
+            }
+        }
+    }
+}
 
 /// What a diff keeps of one tar entry.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -22,11 +60,11 @@ pub struct EntryMeta {
     pub mode: String,
     pub uid: String,
     pub gid: String,
-    pub uname: String,
-    pub gname: String,
+    pub uname: Bytes,
+    pub gname: Bytes,
     pub mtime: String,
     pub size: u64,
-    pub linkname: Option<String>,
+    pub linkname: Option<Bytes>,
     /// `major:minor`, for character and block devices.
     pub device: Option<String>,
     /// sha256 of a regular file's content.
@@ -34,7 +72,7 @@ pub struct EntryMeta {
     /// PAX records other than those folded into the fields above (`path`,
     /// `linkpath`, `size`, `uid`, `gid`, `uname`, `gname`, `mtime`); xattrs are the
     /// `SCHILY.xattr.*` ones.
-    pub pax: BTreeMap<String, String>,
+    pub pax: BTreeMap<Bytes, Bytes>,
     /// Position in the tar (0-based); compared only to tell an order change.
     pub position: usize,
 }
@@ -48,31 +86,26 @@ pub struct FieldChange {
 }
 
 impl EntryMeta {
-    /// The compared fields, in a fixed order: type, mode, uid, gid, uname, gname,
-    /// mtime, size, linkname, device, content, then `pax:KEY` records by key.
-    pub fn fields(&self) -> Vec<(String, Option<String>)> {
-        let mut f = vec![
-            ("type".to_string(), Some(self.kind.clone())),
-            ("mode".to_string(), Some(self.mode.clone())),
-            ("uid".to_string(), Some(self.uid.clone())),
-            ("gid".to_string(), Some(self.gid.clone())),
-            ("uname".to_string(), Some(self.uname.clone())),
-            ("gname".to_string(), Some(self.gname.clone())),
-            ("mtime".to_string(), Some(self.mtime.clone())),
-            ("size".to_string(), Some(self.size.to_string())),
-            ("linkname".to_string(), self.linkname.clone()),
-            ("device".to_string(), self.device.clone()),
+    /// The compared header fields, in a fixed order: type, mode, uid, gid, uname,
+    /// gname, mtime, size, linkname, device, content (the PAX records follow, by key).
+    fn fixed_fields(&self) -> [(&'static str, Option<Bytes>); 11] {
+        let text = |s: &str| Some(Bytes::from(s));
+        [
+            ("type", text(&self.kind)),
+            ("mode", text(&self.mode)),
+            ("uid", text(&self.uid)),
+            ("gid", text(&self.gid)),
+            ("uname", Some(self.uname.clone())),
+            ("gname", Some(self.gname.clone())),
+            ("mtime", text(&self.mtime)),
+            ("size", Some(Bytes::from(self.size.to_string()))),
+            ("linkname", self.linkname.clone()),
+            ("device", self.device.as_deref().and_then(text)),
             (
-                "content".to_string(),
-                self.content.as_ref().map(Digest::to_string),
+                "content",
+                self.content.as_ref().map(|d| Bytes::from(d.to_string())),
             ),
-        ];
-        f.extend(
-            self.pax
-                .iter()
-                .map(|(k, v)| (format!("pax:{k}"), Some(v.clone()))),
-        );
-        f
+        ]
     }
 
     /// A one-line summary: `file 0644 0:0 12 bytes`, `symlink → target`.
@@ -88,22 +121,22 @@ impl EntryMeta {
     }
 }
 
-/// The fields of `new` that differ from `old`, in `fields()` order.
+/// The fields of `new` that differ from `old` (compared as bytes), in the order of
+/// the fixed fields, then `pax:KEY` by key.
 pub fn field_changes(old: &EntryMeta, new: &EntryMeta) -> Vec<FieldChange> {
-    let a = old.fields();
-    let b = new.fields();
-    let fixed = a.len() - old.pax.len();
-    let mut out: Vec<FieldChange> = a[..fixed]
-        .iter()
-        .zip(&b[..fixed])
+    let show = |b: Option<&Bytes>| b.map(Bytes::to_string);
+    let mut out: Vec<FieldChange> = old
+        .fixed_fields()
+        .into_iter()
+        .zip(new.fixed_fields())
         .filter(|(x, y)| x.1 != y.1)
         .map(|(x, y)| FieldChange {
-            field: x.0.clone(),
-            old: x.1.clone(),
-            new: y.1.clone(),
+            field: x.0.to_string(),
+            old: show(x.1.as_ref()),
+            new: show(y.1.as_ref()),
         })
         .collect();
-    let mut keys: Vec<&String> = old.pax.keys().chain(new.pax.keys()).collect();
+    let mut keys: Vec<&Bytes> = old.pax.keys().chain(new.pax.keys()).collect();
     keys.sort();
     keys.dedup();
     for k in keys {
@@ -111,19 +144,19 @@ pub fn field_changes(old: &EntryMeta, new: &EntryMeta) -> Vec<FieldChange> {
         if o != n {
             out.push(FieldChange {
                 field: format!("pax:{k}"),
-                old: o.cloned(),
-                new: n.cloned(),
+                old: show(o),
+                new: show(n),
             });
         }
     }
     out
 }
 
-/// A walked layer: its entries by path (`/etc/passwd`; the root is `/`). When a path
-/// occurs twice, the later entry wins, as it would on extraction.
+/// A walked layer: its entries by path (`/etc/passwd`; the root is `/`), as bytes.
+/// When a path occurs twice, the later entry wins, as it would on extraction.
 #[derive(Debug, Default)]
 pub struct Walked {
-    pub entries: BTreeMap<String, EntryMeta>,
+    pub entries: BTreeMap<Bytes, EntryMeta>,
 }
 
 /// Walks one layer blob read from `blob`. `what` names it in errors (`layer 2 of
@@ -165,12 +198,16 @@ pub fn walk_layer(blob: impl Read, diff_id: Option<&Digest>, what: &str) -> Resu
     {
         let mut archive = tar::Archive::new(&mut hashing);
         let entries = archive.entries().map_err(|e| read_error(what, e))?;
-        for (position, entry) in entries.enumerate() {
+        // Positions count entries only: a PAX global header (skipped) is not one, so
+        // a tar that differs by one does not look reordered.
+        let mut position = 0;
+        for (index, entry) in entries.enumerate() {
             let mut entry = entry.map_err(|e| read_error(what, e))?;
             if let Some((path, meta)) = read_entry(&mut entry, position)
-                .map_err(|e| read_error(&format!("{what}, entry {position}"), e))?
+                .map_err(|e| read_error(&format!("{what}, entry {index}"), e))?
             {
                 walked.entries.insert(path, meta);
+                position += 1;
             }
         }
     }
@@ -189,7 +226,7 @@ pub fn walk_layer(blob: impl Read, diff_id: Option<&Digest>, what: &str) -> Resu
 fn read_entry<R: Read>(
     entry: &mut tar::Entry<'_, R>,
     position: usize,
-) -> io::Result<Option<(String, EntryMeta)>> {
+) -> io::Result<Option<(Bytes, EntryMeta)>> {
     let kind = entry.header().entry_type();
     if matches!(kind, tar::EntryType::XGlobalHeader) {
         return Ok(None);
@@ -199,25 +236,23 @@ fn read_entry<R: Read>(
         for r in records {
             let r = r?;
             pax.insert(
-                String::from_utf8_lossy(r.key_bytes()).into_owned(),
-                String::from_utf8_lossy(r.value_bytes()).into_owned(),
+                Bytes(r.key_bytes().to_vec()),
+                Bytes(r.value_bytes().to_vec()),
             );
         }
     }
     let path = normalize(&entry.path_bytes());
-    let linkname = entry
-        .link_name_bytes()
-        .map(|l| String::from_utf8_lossy(&l).into_owned());
+    let linkname = entry.link_name_bytes().map(|l| Bytes(l.into_owned()));
     let h = entry.header();
-    let text = |b: Option<&[u8]>| String::from_utf8_lossy(b.unwrap_or_default()).into_owned();
-    let mut take = |key: &str, default: String| pax.remove(key).unwrap_or(default);
-    let uid = take("uid", number(h.uid()));
-    let gid = take("gid", number(h.gid()));
-    let uname = take("uname", text(h.username_bytes()));
-    let gname = take("gname", text(h.groupname_bytes()));
-    let mtime = take("mtime", number(h.mtime()));
+    let raw = |b: Option<&[u8]>| Bytes(b.unwrap_or_default().to_vec());
+    let mut take = |key: &str, default: Bytes| pax.remove(&Bytes::from(key)).unwrap_or(default);
+    let uid = take("uid", number(h.uid()).into()).to_string();
+    let gid = take("gid", number(h.gid()).into()).to_string();
+    let uname = take("uname", raw(h.username_bytes()));
+    let gname = take("gname", raw(h.groupname_bytes()));
+    let mtime = take("mtime", number(h.mtime()).into()).to_string();
     for folded in ["path", "linkpath", "size"] {
-        pax.remove(folded);
+        pax.remove(&Bytes::from(folded));
     }
     let device = match kind {
         tar::EntryType::Char | tar::EntryType::Block => Some(format!(
@@ -277,14 +312,19 @@ fn number(field: io::Result<u64>) -> String {
     field.map_or_else(|_| UNREADABLE.to_string(), |n| n.to_string())
 }
 
-/// `./usr/bin/` → `/usr/bin`; `./` → `/`.
-pub fn normalize(raw: &[u8]) -> String {
-    let text = String::from_utf8_lossy(raw);
-    let parts: Vec<&str> = text
-        .split('/')
-        .filter(|p| !p.is_empty() && *p != ".")
-        .collect();
-    format!("/{}", parts.join("/"))
+/// `./usr/bin/` → `/usr/bin`; `./` → `/`; bytes stay bytes.
+pub fn normalize(raw: &[u8]) -> Bytes {
+    let mut out = Vec::with_capacity(raw.len() + 1);
+    for part in raw.split(|b| *b == b'/') {
+        if !part.is_empty() && part != b"." {
+            out.push(b'/');
+            out.extend_from_slice(part);
+        }
+    }
+    if out.is_empty() {
+        out.push(b'/');
+    }
+    Bytes(out)
 }
 
 /// The blob as read from disk or a temporary file; remembers whether reading it failed.
@@ -356,7 +396,7 @@ mod tests {
         let gz = gz.finish().expect("gzip");
         for blob in [tar.clone(), gz] {
             let w = walk_layer(&blob[..], Some(&Digest::of(&tar)), "test").expect("walk");
-            let e = &w.entries["/etc/motd"];
+            let e = &w.entries[&Bytes::from("/etc/motd")];
             assert_eq!(
                 (e.kind.as_str(), e.mode.as_str(), e.size),
                 ("file", "0640", 5)
@@ -376,10 +416,11 @@ mod tests {
     fn field_changes_name_each_differing_field_and_pax_record() {
         let tar = tar_of(&[("a", b"x", 0o644)]);
         let w = walk_layer(&tar[..], None, "t").expect("walk");
-        let a = w.entries["/a"].clone();
+        let a = w.entries[&Bytes::from("/a")].clone();
         let mut b = a.clone();
         b.mode = "0755".into();
-        b.pax.insert("SCHILY.xattr.user.k".into(), "v".into());
+        b.pax
+            .insert(Bytes::from("SCHILY.xattr.user.k"), Bytes::from("v"));
         let c = field_changes(&a, &b);
         assert_eq!(c.len(), 2);
         assert_eq!(
@@ -396,8 +437,9 @@ mod tests {
 
     #[test]
     fn paths_are_normalized_to_absolute_without_trailing_slash() {
-        assert_eq!(normalize(b"./usr/bin/"), "/usr/bin");
-        assert_eq!(normalize(b"./"), "/");
-        assert_eq!(normalize(b"etc//passwd"), "/etc/passwd");
+        assert_eq!(normalize(b"./usr/bin/"), Bytes::from("/usr/bin"));
+        assert_eq!(normalize(b"./"), Bytes::from("/"));
+        assert_eq!(normalize(b"etc//passwd"), Bytes::from("/etc/passwd"));
+        assert_eq!(normalize(b"./caf\xe9/"), Bytes(b"/caf\xe9".to_vec()));
     }
 }
