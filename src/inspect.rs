@@ -108,9 +108,11 @@ pub fn resolve_layout_image(reference: &Reference) -> Result<(Layout, Digest)> {
         }
     };
     if !layout.has_blob(&digest) {
-        return Err(Error::input(format!(
-            "{reference}: the layout holds no blob {digest}"
-        )));
+        return Err(
+            Error::input(format!("{reference}: the layout holds no blob {digest}")).with_hint(
+                "check the digest: `imgbuild inspect oci:DIR:TAG` shows the digests a tag leads to",
+            ),
+        );
     }
     Ok((layout, digest))
 }

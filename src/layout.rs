@@ -37,6 +37,10 @@ impl Layout {
 
     /// Opens an existing layout for reading.
     pub fn open(root: &Path) -> Result<Layout> {
+        if !root.exists() {
+            return Err(Error::input(format!("{} does not exist", root.display()))
+                .with_hint("check the path: an OCI layout is a directory written by `imgbuild build --out DIR`, `skopeo copy … oci:DIR` or `umoci`"));
+        }
         if !root.join("oci-layout").is_file() {
             return Err(Error::input(format!("{} is not an OCI image layout (no oci-layout file)", root.display()))
                 .with_hint("point at a directory written by `imgbuild build --out DIR`, `skopeo copy … oci:DIR` or `umoci`"));

@@ -133,7 +133,28 @@ fn bad_references_are_refused_with_exit_2() {
     let o = inspect(&["oci:/nonexistent/layout:v1"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(
+        common::stderr(&o).contains("/nonexistent/layout does not exist"),
+        "{}",
+        common::stderr(&o)
+    );
+    // A directory that exists but is no layout is named as such.
+    let plain = tempfile::tempdir().expect("temp dir");
+    let o = inspect(&[&format!("oci:{}", plain.path().display())]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
         common::stderr(&o).contains("not an OCI image layout"),
+        "{}",
+        common::stderr(&o)
+    );
+    // A digest the layout does not hold.
+    let c = ctx("");
+    let out = c.path().join("out");
+    c.build_ok(&out, &[]);
+    let missing = format!("oci:{}@sha256:{}", out.display(), "0".repeat(64));
+    let o = inspect(&[&missing]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        common::stderr(&o).contains("holds no blob") && common::stderr(&o).contains("help:"),
         "{}",
         common::stderr(&o)
     );

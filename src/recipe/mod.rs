@@ -244,7 +244,7 @@ impl Recipe {
             if !path.exists() {
                 // A missing recipe is bad usage, not an I/O failure.
                 Error::input(format!("recipe {} does not exist", path.display())).with_hint(
-                    "pass the recipe's path (imgbuild build path/to/recipe.toml), or run in the directory that holds recipe.toml",
+                    "pass the recipe's path (e.g. path/to/recipe.toml, or the directory holding it), or run in the directory that holds recipe.toml",
                 )
             } else if e.kind() == std::io::ErrorKind::InvalidData {
                 Error::input(format!("recipe {} is not UTF-8 text", path.display()))
