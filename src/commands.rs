@@ -204,7 +204,12 @@ fn build(args: BuildArgs, quiet: bool, registry: &RegistryArgs) -> Result<()> {
         None => None,
     };
     let result = build::build(&opts)?;
-    let documents = write_documents(&args, &result, &params)?;
+    // The documents name the image where it goes: the push target's repository, else
+    // the recipe's [image].repository, else "image".
+    let pushed_to = target
+        .as_ref()
+        .map(|t| format!("{}/{}", t.registry, t.repository));
+    let documents = write_documents(&args, &result, &params, pushed_to.as_deref())?;
     if !quiet {
         for (kind, path, _) in &documents {
             eprintln!("wrote {} to {}", kind.json_key(), path.display());
@@ -479,8 +484,11 @@ fn write_documents(
     args: &BuildArgs,
     result: &BuildResult,
     params: &imgbuild::provenance::Parameters,
+    pushed_to: Option<&str>,
 ) -> Result<Vec<(Document, std::path::PathBuf, Vec<u8>)>> {
-    let name = result.inputs.repository.as_deref().unwrap_or("image");
+    let name = pushed_to
+        .or(result.inputs.repository.as_deref())
+        .unwrap_or("image");
     let mut docs = Vec::new();
     if let Some(path) = &args.provenance {
         let bytes = imgbuild::provenance::statement(result, name, params)?;

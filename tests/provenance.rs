@@ -665,6 +665,15 @@ fn multi_platform_push_with_a_registry_base_attaches_to_the_index_and_merges_pus
         m
     };
     assert_eq!(listed(1)[0]["artifactType"], "application/vnd.in-toto+json");
+    // The recipe names no repository: the statement names the image where it was
+    // pushed, the repository its attachment lives in.
+    let statement: serde_json::Value =
+        serde_json::from_slice(&fs::read(ctx.path().join("provenance.json")).unwrap()).unwrap();
+    assert_eq!(
+        statement["subject"][0]["name"],
+        reg.reference("acme/multi").as_str(),
+        "{statement}"
+    );
     // A later push with the SBOM only keeps the provenance listed; both again: no change.
     push(&["sbom"]);
     let two = listed(2);
