@@ -441,6 +441,15 @@ impl RegistryClient {
         matches!(self.challenge, Challenge::None) && self.registry != "docker.io"
     }
 
+    /// Basic credentials on a request, when we have them (a registry that asks for none
+    /// on `/v2/` may still want them for a push; oci-client sends them too).
+    fn with_basic(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.auth {
+            RegistryAuth::Basic(user, password) => request.basic_auth(user, Some(password)),
+            _ => request,
+        }
+    }
+
     fn api_url(&self, path: &str) -> String {
         format!("{}://{}/v2/{path}", self.scheme, api_host(&self.registry))
     }
@@ -452,7 +461,7 @@ impl RegistryClient {
         digest: &str,
     ) -> std::result::Result<bool, OciDistributionError> {
         let url = self.api_url(&format!("{repository}/blobs/{digest}"));
-        let response = self.http.head(&url).send().await?;
+        let response = self.with_basic(self.http.head(&url)).send().await?;
         match response.status().as_u16() {
             200..=299 => Ok(true),
             404 => Ok(false),
@@ -474,8 +483,7 @@ impl RegistryClient {
     ) -> std::result::Result<(), OciDistributionError> {
         let url = self.api_url(&format!("{repository}/manifests/{tag_or_digest}"));
         let response = self
-            .http
-            .put(&url)
+            .with_basic(self.http.put(&url))
             .header(reqwest::header::CONTENT_TYPE, content_type)
             .body(body)
             .send()
