@@ -71,7 +71,22 @@ impl Layout {
             .tempfile_in(&dir)
             .map_err(|e| Error::io_path("cannot create a blob in", &dir, e))?;
         Ok(BlobWriter {
-            inner: HashingWriter::new(BufWriter::with_capacity(1 << 20, temp)),
+            inner: Sink::Hashing(HashingWriter::new(BufWriter::with_capacity(1 << 20, temp))),
+        })
+    }
+
+    /// A blob writer for bytes whose digest the caller computes anyway (an
+    /// uncompressed layer: its digest is its diff_id), so they are not hashed twice.
+    /// Commit it with [`BlobWriter::commit_as`].
+    pub fn blob_writer_unhashed(&self) -> Result<BlobWriter> {
+        let dir = self.root.join("blobs").join("sha256");
+        let temp = tempfile::Builder::new()
+            .prefix(".tmp-")
+            .permissions(readable())
+            .tempfile_in(&dir)
+            .map_err(|e| Error::io_path("cannot create a blob in", &dir, e))?;
+        Ok(BlobWriter {
+            inner: Sink::Plain(BufWriter::with_capacity(1 << 20, temp), 0),
         })
     }
 
@@ -216,7 +231,13 @@ fn empty_index() -> Index {
 
 /// A blob being written: hashed as it streams into a temp file in the layout.
 pub struct BlobWriter {
-    inner: HashingWriter<BufWriter<tempfile::NamedTempFile>>,
+    inner: Sink,
+}
+
+enum Sink {
+    Hashing(HashingWriter<BufWriter<tempfile::NamedTempFile>>),
+    /// Bytes whose digest the caller knows; the count of bytes written.
+    Plain(BufWriter<tempfile::NamedTempFile>, u64),
 }
 
 impl BlobWriter {
@@ -227,29 +248,110 @@ impl BlobWriter {
 
     /// As `commit`, also returning the size.
     pub fn commit_sized(self, layout: &Layout) -> Result<(Digest, u64)> {
-        let (buf, digest, size) = self.inner.finish();
+        match self.inner {
+            Sink::Hashing(inner) => {
+                let (buf, digest, size) = inner.finish();
+                Self::persist(buf, layout, &digest)?;
+                Ok((digest, size))
+            }
+            // Not hashed: the digest must come from the caller.
+            Sink::Plain(buf, size) => {
+                let mut hashing = HashingWriter::new(io::sink());
+                let temp = buf.into_inner().map_err(|e| {
+                    Error::io_path("cannot write blob to", layout.root(), e.into_error())
+                })?;
+                io::copy(
+                    &mut temp.reopen().map_err(|e| {
+                        Error::io_path("cannot read back blob in", layout.root(), e)
+                    })?,
+                    &mut hashing,
+                )
+                .map_err(|e| Error::io_path("cannot read back blob in", layout.root(), e))?;
+                let (_, digest, _) = hashing.finish();
+                Self::persist(BufWriter::new(temp), layout, &digest)?;
+                Ok((digest, size))
+            }
+        }
+    }
+
+    /// Commits a blob from [`Layout::blob_writer_unhashed`] under `digest`, which the
+    /// caller computed over the very bytes written; returns the size.
+    pub fn commit_as(self, layout: &Layout, digest: &Digest) -> Result<u64> {
+        match self.inner {
+            Sink::Plain(buf, size) => {
+                Self::persist(buf, layout, digest)?;
+                Ok(size)
+            }
+            Sink::Hashing(_) => {
+                let (got, size) = self.commit_sized(layout)?;
+                if got != *digest {
+                    return Err(Error::io(
+                        "cannot store blob",
+                        io::Error::other(format!("its bytes hash to {got}, not {digest}")),
+                    ));
+                }
+                Ok(size)
+            }
+        }
+    }
+
+    fn persist(
+        buf: BufWriter<tempfile::NamedTempFile>,
+        layout: &Layout,
+        digest: &Digest,
+    ) -> Result<()> {
         let temp = buf
             .into_inner()
             .map_err(|e| Error::io_path("cannot write blob to", layout.root(), e.into_error()))?;
-        let path = layout.blob_path(&digest);
+        let path = layout.blob_path(digest);
         temp.persist(&path)
             .map_err(|e| Error::io_path("cannot store blob", &path, e.error))?;
-        Ok((digest, size))
+        Ok(())
     }
 }
 
 impl Write for BlobWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.inner.write(buf)
+        match &mut self.inner {
+            Sink::Hashing(w) => w.write(buf),
+            Sink::Plain(w, len) => {
+                let n = w.write(buf)?;
+                *len += n as u64;
+                Ok(n)
+            }
+        }
     }
     fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
+        match &mut self.inner {
+            Sink::Hashing(w) => w.flush(),
+            Sink::Plain(w, _) => w.flush(),
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unhashed_blob_is_stored_under_the_digest_its_writer_was_given() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::create(&dir.path().join("l")).unwrap();
+        let bytes = b"uncompressed layer bytes";
+        let digest = Digest::of(bytes);
+        let mut w = layout.blob_writer_unhashed().unwrap();
+        w.write_all(bytes).unwrap();
+        assert_eq!(w.commit_as(&layout, &digest).unwrap(), bytes.len() as u64);
+        assert_eq!(layout.read_blob(&digest).unwrap(), bytes);
+        // Committed without the digest, it is hashed from what was written.
+        let mut w = layout.blob_writer_unhashed().unwrap();
+        w.write_all(b"other").unwrap();
+        assert_eq!(w.commit_sized(&layout).unwrap(), (Digest::of(b"other"), 5));
+        // A hashing writer checks a digest it is given.
+        let mut w = layout.blob_writer().unwrap();
+        w.write_all(b"x").unwrap();
+        assert!(w.commit_as(&layout, &digest).is_err());
+    }
 
     #[test]
     fn blobs_are_named_by_digest_and_no_temp_files_remain() {

@@ -45,7 +45,11 @@ pub fn write_layer(
             None => Error::io(what, e),
         }
     };
-    let blob = layout.blob_writer()?;
+    // Uncompressed, the blob is the tar: its digest is the diff_id, hashed once.
+    let blob = match compression {
+        Compression::None => layout.blob_writer_unhashed()?,
+        _ => layout.blob_writer()?,
+    };
     let encoder = Encoder::new(compression, blob, threads).map_err(context)?;
     let mut tar = tar::TarWriter::new(HashingWriter::new(encoder), epoch);
     for entry in &layer.entries {
@@ -53,7 +57,10 @@ pub fn write_layer(
     }
     let (encoder, diff_id, _) = tar.finish().map_err(context)?.finish();
     let blob = encoder.finish().map_err(context)?;
-    let (digest, size) = blob.commit_sized(layout)?;
+    let (digest, size) = match compression {
+        Compression::None => (diff_id.clone(), blob.commit_as(layout, &diff_id)?),
+        _ => blob.commit_sized(layout)?,
+    };
     Ok(LayerBlob {
         digest,
         diff_id,
