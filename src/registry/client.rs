@@ -561,7 +561,12 @@ impl RegistryClient {
                     .get(reqwest::header::LOCATION)
                     .and_then(|v| v.to_str().ok())
                     .and_then(|l| reqwest::Url::parse(&url).ok()?.join(l).ok());
-                if let Some(location) = location {
+                // Credentials go to the registry's own host only.
+                let same_host = |l: &reqwest::Url| {
+                    reqwest::Url::parse(&url)
+                        .is_ok_and(|u| u.host_str() == l.host_str() && u.port() == l.port())
+                };
+                if let Some(location) = location.filter(same_host) {
                     let _ = authorize(self.http.delete(location)).send().await;
                 }
                 Ok(false)
