@@ -794,6 +794,40 @@ fn token_registry_takes_a_docker_identity_token() {
         reg.token_requests()
     );
 
+    // A build on that image, pushed to another repository: the base layer is mounted,
+    // with a token exchanged for both scopes (push here, pull there).
+    let derived = Ctx::new();
+    derived.recipe_text(&format!(
+        "[image]\nsource-date-epoch = 1\n[base]\nimage = \"{}\"\n[[layer]]\nname = \"more\"\n  [[layer.file]]\n  path = \"/etc/more\"\n  content = \"more\\n\"\n",
+        reg.reference(&format!("acr/app@{digest}"))
+    ));
+    let o = run(imgbuild_for(&reg)
+        .env("HOME", home.path())
+        .arg("build")
+        .arg(derived.recipe())
+        .arg("--out")
+        .arg(derived.path().join("out"))
+        .arg(format!("--push={}", reg.reference("acr/derived:1"))));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        reg.token_requests()
+            .iter()
+            .any(|r| r.grant.as_deref() == Some("refresh_token")
+                && r.granted
+                && r.scopes
+                    == [
+                        "repository:acr/derived:pull,push".to_string(),
+                        "repository:acr/app:pull".to_string()
+                    ]),
+        "no refresh-token grant for the mount's two scopes: {:?}",
+        reg.token_requests()
+    );
+    assert!(
+        !stderr(&o).contains(" 0 mounted"),
+        "the base layer is mounted: {}",
+        stderr(&o)
+    );
+
     // The same credentials read it back (inspect pulls with a token of its own).
     let o = run(imgbuild_for(&reg)
         .env("HOME", home.path())

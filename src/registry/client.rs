@@ -369,6 +369,26 @@ impl RegistryClient {
             return Ok(());
         }
         let Challenge::Bearer { realm, service } = &self.challenge else {
+            // A registry whose /v2/ asked for nothing may still want credentials for a
+            // push (open reads, authenticated writes): when there are some, every request
+            // carries them — ours (`with_basic`) and oci-client's uploads (a Basic entry
+            // in its token cache, which also spares its /v2/ probe before each).
+            if let RegistryAuth::Basic(user, password) = &self.auth {
+                let reference = self.reference(repository, None);
+                self.client
+                    .store_auth_if_needed(reference.resolve_registry(), &self.auth)
+                    .await;
+                for op in [RegistryOperation::Pull, RegistryOperation::Push] {
+                    self.client
+                        .tokens
+                        .insert(
+                            &reference,
+                            op,
+                            RegistryTokenType::Basic(user.clone(), password.clone()),
+                        )
+                        .await;
+                }
+            }
             return Ok(());
         };
         let reference = self.reference(repository, None);
@@ -388,7 +408,7 @@ impl RegistryClient {
                 .await
                 .map_err(|e| self.error(&format!("cannot get a token to {what}"), repository, e))?;
             self.client
-                .store_auth_if_needed(&self.registry, &RegistryAuth::Anonymous)
+                .store_auth_if_needed(reference.resolve_registry(), &RegistryAuth::Anonymous)
                 .await;
             let ops: &[RegistryOperation] = if push {
                 &[RegistryOperation::Pull, RegistryOperation::Push]
@@ -442,7 +462,7 @@ impl RegistryClient {
     }
 
     /// Basic credentials on a request, when we have them (a registry that asks for none
-    /// on `/v2/` may still want them for a push; oci-client sends them too).
+    /// on `/v2/` may still want them for a push; `authorize` gives oci-client them too).
     fn with_basic(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
         match &self.auth {
             RegistryAuth::Basic(user, password) => request.basic_auth(user, Some(password)),
@@ -563,8 +583,7 @@ impl RegistryClient {
                     .and_then(|l| reqwest::Url::parse(&url).ok()?.join(l).ok());
                 // Credentials go to the registry's own host only.
                 let same_host = |l: &reqwest::Url| {
-                    reqwest::Url::parse(&url)
-                        .is_ok_and(|u| u.host_str() == l.host_str() && u.port() == l.port())
+                    reqwest::Url::parse(&url).is_ok_and(|u| u.origin() == l.origin())
                 };
                 if let Some(location) = location.filter(same_host) {
                     let _ = authorize(self.http.delete(location)).send().await;
@@ -593,10 +612,16 @@ impl RegistryClient {
             if let Some(service) = service {
                 pairs.append_pair("service", service);
             }
-            for scope in scopes {
-                pairs.append_pair("scope", scope);
-            }
+            // OAuth2 takes one `scope` field, its scopes separated by spaces.
+            pairs.append_pair("scope", &scopes.join(" "));
             pairs.append_pair("refresh_token", identity.expose());
+        }
+        // The refresh token is long-lived: never send it in clear text to a registry
+        // reached over HTTPS.
+        if realm.starts_with("http://") && self.scheme == "https" {
+            return Err(OciDistributionError::GenericError(Some(format!(
+                "the token realm {realm} is plain HTTP; imgbuild does not send an identity token there"
+            ))));
         }
         let body = form.query().unwrap_or_default().to_string();
         let response = retry_request(self.retry, self.verbose, &self.registry, || {
@@ -611,16 +636,23 @@ impl RegistryClient {
         })
         .await?;
         let code = response.status().as_u16();
-        if code == 401 || code == 403 {
-            return Err(OciDistributionError::UnauthorizedError {
-                url: realm.to_string(),
-            });
-        }
         if !response.status().is_success() {
+            // An OAuth2 error answer names the problem (`invalid_grant`: the token
+            // expired or was revoked); it holds no secret.
+            let body: serde_json::Value = response.json().await.unwrap_or_default();
+            let error = body["error"].as_str().unwrap_or_default();
+            let refused = matches!(code, 401 | 403)
+                || (code == 400 && matches!(error, "invalid_grant" | "invalid_client"));
+            if refused {
+                return Err(OciDistributionError::UnauthorizedError {
+                    url: realm.to_string(),
+                });
+            }
+            let description = body["error_description"].as_str().unwrap_or_default();
             return Err(OciDistributionError::ServerError {
                 code,
                 url: realm.to_string(),
-                message: String::new(),
+                message: format!("{error} {description}").trim().to_string(),
             });
         }
         let token: RegistryToken = response.json().await?;

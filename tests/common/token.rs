@@ -247,10 +247,11 @@ fn serve(stream: TcpStream, shared: &Shared) {
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.clone())
     };
+    // GET repeats `scope`; the OAuth2 POST sends one, its scopes separated by spaces.
     let scopes: Vec<String> = params
         .iter()
         .filter(|(k, _)| k == "scope")
-        .map(|(_, v)| v.clone())
+        .flat_map(|(_, v)| v.split(' ').filter(|s| !s.is_empty()).map(str::to_string))
         .collect();
     let creds = header(&headers, "authorization").and_then(basic_credentials);
     let user = creds.as_ref().map(|(u, _)| u.clone());
@@ -265,7 +266,16 @@ fn serve(stream: TcpStream, shared: &Shared) {
             .is_some_and(|(u, p)| *u == shared.user && *p == shared.password),
     };
 
-    let (status, body) = if ok {
+    // OAuth2 (RFC 6749 §3.1) forbids repeating a parameter: a strict server refuses.
+    let repeated_scope =
+        method == "POST" && params.iter().filter(|(k, _)| k == "scope").count() > 1;
+    let (status, body) = if repeated_scope {
+        (
+            400,
+            r#"{"error":"invalid_request","error_description":"scope given more than once"}"#
+                .to_string(),
+        )
+    } else if ok {
         match issue(shared, user.as_deref().unwrap_or_default(), &scopes) {
             Ok(body) => (200, body),
             Err(e) => (500, error_body("UNKNOWN", &format!("signing failed: {e}"))),
