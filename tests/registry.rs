@@ -983,3 +983,54 @@ fn a_declined_mount_falls_back_to_upload_and_cancels_the_session_it_opened() {
         reg.log()
     );
 }
+
+/// An access token got for an identity token expires (here after 3 s, while the push
+/// stalls for 4 s): imgbuild exchanges the identity token again before the next
+/// request instead of going on without one.
+#[test]
+fn identity_token_access_is_renewed_when_it_expires_mid_push() {
+    use common::proxy::{Action, Fault, FaultProxy};
+    let reg = Registry::start(Mode::token(USER, PASSWORD));
+    reg.set_token_lifetime(3);
+    let stall = || std::thread::sleep(std::time::Duration::from_secs(4));
+    let proxy = FaultProxy::start(
+        reg.addr(),
+        vec![Fault::new(Action::Run(Box::new(stall)))
+            .method("PUT")
+            .path("/manifests/")],
+    );
+    let home = tempfile::tempdir().unwrap();
+    fs::create_dir_all(home.path().join(".docker")).unwrap();
+    fs::write(
+        home.path().join(".docker/config.json"),
+        serde_json::json!({
+            "auths": { proxy.host(): {
+                "auth": base64_basic("<token>", ""),
+                "identitytoken": reg.identity_token().unwrap(),
+            } }
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let ctx = Ctx::new();
+    ctx.recipe_text(&recipe(""));
+    let out = ctx.path().join("out");
+    let digest = ctx.build_ok(&out, &[]);
+    let o = run(imgbuild()
+        .env("HOME", home.path())
+        .arg("push")
+        .arg(format!("oci:{}:1.0", out.display()))
+        .arg(format!("{}/acr/slow:1.0", proxy.host())));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), digest);
+    let grants = reg
+        .token_requests()
+        .into_iter()
+        .filter(|r| r.grant.as_deref() == Some("refresh_token") && r.granted)
+        .count();
+    assert!(
+        grants >= 2,
+        "the identity token was exchanged {grants} time(s): {:?}",
+        reg.token_requests()
+    );
+}

@@ -18,9 +18,10 @@
 //!   registry would silently turn every mount into an upload), and a 202 answer
 //!   treated as "not mounted" rather than as a failure.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
@@ -98,6 +99,9 @@ pub struct RegistryClient {
     /// A Docker identity token (`docker login` with an OAuth refresh token, as Azure
     /// ACR gives): exchanged at the Bearer realm for access tokens.
     identity_token: Option<credentials::Secret>,
+    /// The repositories an identity token was exchanged for, and when to exchange it
+    /// again (oci-client would ask anonymously once the access token expires).
+    identity_grants: tokio::sync::Mutex<BTreeMap<String, IdentityGrant>>,
     challenge: Challenge,
     retry: Retry,
     verbose: bool,
@@ -307,6 +311,7 @@ impl RegistryClient {
             auth,
             cred_source,
             identity_token,
+            identity_grants: tokio::sync::Mutex::new(BTreeMap::new()),
             challenge,
             retry,
             verbose: opts.verbose,
@@ -401,33 +406,18 @@ impl RegistryClient {
         if let Some(identity) = &self.identity_token {
             // oci-client knows Basic credentials only: exchange the identity token for
             // an access token ourselves, and hand it over for every later request.
-            let actions = if push { "pull,push" } else { "pull" };
-            let scopes = [format!("repository:{repository}:{actions}")];
-            let token = self
-                .exchange_identity_token(identity, realm, service.as_deref(), &scopes)
+            let mut grants = self.identity_grants.lock().await;
+            return self
+                .grant_identity(
+                    &mut grants,
+                    identity,
+                    realm,
+                    service.as_deref(),
+                    repository,
+                    push,
+                )
                 .await
-                .map_err(|e| self.error(&format!("cannot get a token to {what}"), repository, e))?;
-            self.client
-                .store_auth_if_needed(reference.resolve_registry(), &RegistryAuth::Anonymous)
-                .await;
-            let ops: &[RegistryOperation] = if push {
-                &[RegistryOperation::Pull, RegistryOperation::Push]
-            } else {
-                &[RegistryOperation::Pull]
-            };
-            for op in ops {
-                self.client
-                    .tokens
-                    .insert(
-                        &reference,
-                        *op,
-                        RegistryTokenType::Bearer(RegistryToken::Token {
-                            token: token.clone(),
-                        }),
-                    )
-                    .await;
-            }
-            return Ok(());
+                .map_err(|e| self.error(&format!("cannot get a token to {what}"), repository, e));
         }
         self.with_retry(&format!("authorize {repository}"), || async {
             self.client.auth(&reference, &self.auth, op).await
@@ -592,6 +582,84 @@ impl RegistryClient {
             }
             _ => Ok(false),
         }
+    }
+
+    /// Exchanges the identity token for `repository` (pull, or pull and push), puts the
+    /// access token in oci-client's cache, and notes when to exchange it again.
+    async fn grant_identity(
+        &self,
+        grants: &mut BTreeMap<String, IdentityGrant>,
+        identity: &credentials::Secret,
+        realm: &str,
+        service: Option<&str>,
+        repository: &str,
+        push: bool,
+    ) -> std::result::Result<(), OciDistributionError> {
+        let actions = if push { "pull,push" } else { "pull" };
+        let scopes = [format!("repository:{repository}:{actions}")];
+        let token = self
+            .exchange_identity_token(identity, realm, service, &scopes)
+            .await?;
+        let reference = self.reference(repository, None);
+        self.client
+            .store_auth_if_needed(reference.resolve_registry(), &RegistryAuth::Anonymous)
+            .await;
+        let ops: &[RegistryOperation] = if push {
+            &[RegistryOperation::Pull, RegistryOperation::Push]
+        } else {
+            &[RegistryOperation::Pull]
+        };
+        for op in ops {
+            self.client
+                .tokens
+                .insert(
+                    &reference,
+                    *op,
+                    RegistryTokenType::Bearer(RegistryToken::Token {
+                        token: token.clone(),
+                    }),
+                )
+                .await;
+        }
+        let lifetime = token_lifetime(&token);
+        let refresh_at = Instant::now() + lifetime - (lifetime / 4).min(Duration::from_secs(30));
+        grants.insert(repository.to_string(), IdentityGrant { push, refresh_at });
+        Ok(())
+    }
+
+    /// Exchanges the identity token again for every repository whose access token is
+    /// about to expire. Called before each attempt of each request.
+    async fn refresh_identity(&self) -> std::result::Result<(), OciDistributionError> {
+        let (Some(identity), Challenge::Bearer { realm, service }) =
+            (&self.identity_token, &self.challenge)
+        else {
+            return Ok(());
+        };
+        let mut grants = self.identity_grants.lock().await;
+        let now = Instant::now();
+        let due: Vec<(String, bool)> = grants
+            .iter()
+            .filter(|(_, g)| now >= g.refresh_at)
+            .map(|(r, g)| (r.clone(), g.push))
+            .collect();
+        for (repository, push) in due {
+            if self.verbose {
+                eprintln!(
+                    "renewing the access token for {}/{repository}",
+                    self.registry
+                );
+            }
+            self.grant_identity(
+                &mut grants,
+                identity,
+                realm,
+                service.as_deref(),
+                &repository,
+                push,
+            )
+            .await?;
+        }
+        Ok(())
     }
 
     /// The OAuth2 refresh-token grant of Docker's token protocol: POST the identity
@@ -960,6 +1028,7 @@ impl RegistryClient {
     {
         let mut attempt = 1;
         loop {
+            self.refresh_identity().await?;
             match f().await {
                 Ok(v) => return Ok(v),
                 Err(e) if attempt < self.retry.attempts && is_retryable(&e) => {
@@ -1231,6 +1300,40 @@ fn status_of(e: &OciDistributionError) -> Option<u16> {
             }
         }
         _ => None,
+    }
+}
+
+/// A repository an identity token was exchanged for.
+struct IdentityGrant {
+    push: bool,
+    /// When to exchange the identity token again, before the access token expires.
+    refresh_at: Instant,
+}
+
+/// How long an access token lasts: its JWT `exp` claim, else what oci-client assumes
+/// for tokens without one (60 s), after which it would stop using it.
+fn token_lifetime(token: &str) -> Duration {
+    const ASSUMED: Duration = Duration::from_secs(60);
+    let mut parts = token.split('.');
+    let (Some(_), Some(payload), Some(_), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return ASSUMED;
+    };
+    use base64::Engine as _;
+    let exp = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .ok()
+        .and_then(|p| serde_json::from_slice::<serde_json::Value>(&p).ok())
+        .and_then(|claims| claims["exp"].as_u64());
+    match exp {
+        Some(exp) => {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            Duration::from_secs(exp.saturating_sub(now))
+        }
+        None => ASSUMED,
     }
 }
 

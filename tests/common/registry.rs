@@ -252,6 +252,13 @@ impl Registry {
             .unwrap_or_default()
     }
 
+    /// Makes the issuer's later tokens expire after `secs` seconds (token modes).
+    pub fn set_token_lifetime(&self, secs: u64) {
+        if let Some(issuer) = &self.issuer {
+            issuer.set_token_lifetime(secs);
+        }
+    }
+
     /// The refresh token (Docker "identity token") the issuer honours (`Mode::Token`).
     pub fn identity_token(&self) -> Option<String> {
         self.issuer.as_ref().map(TokenIssuer::identity_token)

@@ -85,10 +85,17 @@ struct Shared {
     x5c: String,
     stop: AtomicBool,
     serial: AtomicU64,
+    /// Seconds a token is valid (its `exp`); [`TOKEN_LIFETIME`] unless a test shortens it.
+    lifetime: AtomicU64,
     log: Mutex<Vec<TokenRequest>>,
 }
 
 impl TokenIssuer {
+    /// Makes later tokens expire `secs` seconds after they are issued.
+    pub fn set_token_lifetime(&self, secs: u64) {
+        self.shared.lifetime.store(secs, Ordering::SeqCst);
+    }
+
     /// The refresh token (a Docker "identity token") this issuer honours.
     pub fn identity_token(&self) -> String {
         identity_token_for(&self.shared.password)
@@ -124,6 +131,7 @@ impl TokenIssuer {
             x5c: STANDARD.encode(der),
             stop: AtomicBool::new(false),
             serial: AtomicU64::new(0),
+            lifetime: AtomicU64::new(TOKEN_LIFETIME),
             log: Mutex::new(Vec::new()),
         });
         let s = Arc::clone(&shared);
@@ -321,7 +329,7 @@ fn issue(shared: &Shared, user: &str, scopes: &[String]) -> Result<String, Strin
         "iss": ISSUER,
         "sub": user,
         "aud": SERVICE,
-        "exp": now + TOKEN_LIFETIME,
+        "exp": now + shared.lifetime.load(Ordering::SeqCst),
         "nbf": now,
         "iat": now,
         "jti": format!("imgbuild-test-{}-{now}-{serial}", std::process::id()),
@@ -346,7 +354,7 @@ fn issue(shared: &Shared, user: &str, scopes: &[String]) -> Result<String, Strin
     Ok(serde_json::json!({
         "token": jwt,
         "access_token": jwt,
-        "expires_in": TOKEN_LIFETIME,
+        "expires_in": shared.lifetime.load(Ordering::SeqCst),
         "issued_at": rfc3339(now),
     })
     .to_string())
