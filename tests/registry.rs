@@ -1034,3 +1034,47 @@ fn identity_token_access_is_renewed_when_it_expires_mid_push() {
         reg.token_requests()
     );
 }
+
+/// When the referrers API cannot be asked (a registry still failing after the
+/// retries), attaching documents is an error (exit 3), not a reason to write a
+/// fallback tag on a registry that may have the API.
+#[test]
+fn a_failing_referrers_query_is_an_error_not_a_fallback_tag() {
+    use common::proxy::{Action, Fault, FaultProxy};
+    let reg = Registry::start(Mode::Plain);
+    let proxy = FaultProxy::start(
+        reg.addr(),
+        vec![Fault::new(Action::Status(503))
+            .method("GET")
+            .path("/referrers/")
+            .times(100)],
+    );
+    let ctx = Ctx::new();
+    ctx.recipe_text(&recipe(""));
+    let out = ctx.path().join("out");
+    let o = run(imgbuild()
+        .arg("build")
+        .arg(ctx.recipe())
+        .arg("--out")
+        .arg(&out)
+        .arg("--provenance")
+        .arg(ctx.path().join("provenance.json"))
+        .arg(format!("--push={}/refs/app", proxy.host())));
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("referrers") && stderr(&o).contains("503"),
+        "{}",
+        stderr(&o)
+    );
+    let tags = Command::new("skopeo")
+        .args(["list-tags", "--tls-verify=false"])
+        .arg(format!("docker://{}", reg.reference("refs/app")))
+        .output()
+        .unwrap();
+    assert!(tags.status.success(), "{}", stderr(&tags));
+    let tags = String::from_utf8_lossy(&tags.stdout);
+    assert!(
+        !tags.contains("sha256-"),
+        "a fallback tag was written: {tags}"
+    );
+}

@@ -913,8 +913,22 @@ impl RegistryClient {
         })
         .await
         .map_err(|e| connect_error(&self.registry, &e))?;
-        if response.status() != reqwest::StatusCode::OK {
-            return Ok(None);
+        match response.status().as_u16() {
+            200 => {}
+            // The spec's answer of a registry without the API is 404; older ones answer
+            // an unknown route with 400, 405 or 501. Only these mean "use the tag schema".
+            400 | 404 | 405 | 501 => return Ok(None),
+            // Anything else (a refusal, a server still failing after the retries) is an
+            // error, not a reason to write a fallback tag on a registry that may have
+            // the API.
+            code => {
+                let e = OciDistributionError::ServerError {
+                    code,
+                    url: url.clone(),
+                    message: String::new(),
+                };
+                return Err(self.error("cannot list the image's referrers", repository, e));
+            }
         }
         let is_index = response
             .headers()
