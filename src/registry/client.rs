@@ -238,15 +238,22 @@ impl RegistryClient {
         } else {
             retry
         };
-        let (scheme, response) = match retry_request(https_retry, opts.verbose, registry, || {
-            ping(https_url.clone())
-        })
+        let (scheme, response) = match retry_request(
+            https_retry,
+            opts.verbose,
+            "GET /v2/",
+            registry,
+            || ping(https_url.clone()),
+        )
         .await
         {
             Ok(r) => ("https", r),
             Err(_) if plain_allowed => {
                 let http_url = format!("http://{}/v2/", api_host(registry));
-                match retry_request(retry, opts.verbose, registry, || ping(http_url.clone())).await
+                match retry_request(retry, opts.verbose, "GET /v2/", registry, || {
+                    ping(http_url.clone())
+                })
+                .await
                 {
                     Ok(r) => ("http", r),
                     Err(e) => return Err(connect_error(registry, &e)),
@@ -357,13 +364,19 @@ impl RegistryClient {
         if let Challenge::Basic = self.challenge {
             // Basic: ask /v2/ again with the credentials (if any).
             let url = self.api_url("");
-            let status = retry_request(self.retry, self.verbose, &self.registry, || {
-                let mut request = self.http.get(&url);
-                if let RegistryAuth::Basic(user, password) = &self.auth {
-                    request = request.basic_auth(user, Some(password));
-                }
-                request.send()
-            })
+            let status = retry_request(
+                self.retry,
+                self.verbose,
+                "GET /v2/ (log in)",
+                &self.registry,
+                || {
+                    let mut request = self.http.get(&url);
+                    if let RegistryAuth::Basic(user, password) = &self.auth {
+                        request = request.basic_auth(user, Some(password));
+                    }
+                    request.send()
+                },
+            )
             .await
             .map_err(|e| connect_error(&self.registry, &e))?
             .status();
@@ -692,16 +705,22 @@ impl RegistryClient {
             ))));
         }
         let body = form.query().unwrap_or_default().to_string();
-        let response = retry_request(self.retry, self.verbose, &self.registry, || {
-            self.http
-                .post(realm)
-                .header(
-                    reqwest::header::CONTENT_TYPE,
-                    "application/x-www-form-urlencoded",
-                )
-                .body(body.clone())
-                .send()
-        })
+        let response = retry_request(
+            self.retry,
+            self.verbose,
+            "POST token (identity token)",
+            &self.registry,
+            || {
+                self.http
+                    .post(realm)
+                    .header(
+                        reqwest::header::CONTENT_TYPE,
+                        "application/x-www-form-urlencoded",
+                    )
+                    .body(body.clone())
+                    .send()
+            },
+        )
         .await?;
         let code = response.status().as_u16();
         if !response.status().is_success() {
@@ -745,11 +764,15 @@ impl RegistryClient {
         if let Some(service) = service {
             query.push(("service", service));
         }
-        let mut request = self.http.get(realm).query(&query);
-        if let RegistryAuth::Basic(user, password) = &self.auth {
-            request = request.basic_auth(user, Some(password));
-        }
-        let response = request.send().await.ok()?;
+        let response = retry_request(self.retry, self.verbose, "GET token", realm, || {
+            let mut request = self.http.get(realm).query(&query);
+            if let RegistryAuth::Basic(user, password) = &self.auth {
+                request = request.basic_auth(user, Some(password));
+            }
+            request.send()
+        })
+        .await
+        .ok()?;
         if !response.status().is_success() {
             return None;
         }
@@ -897,20 +920,26 @@ impl RegistryClient {
             }
             _ => None,
         };
-        let response = retry_request(self.retry, self.verbose, &self.registry, || {
-            let mut request = self
-                .http
-                .get(&url)
-                .header(reqwest::header::ACCEPT, crate::image::INDEX_V1);
-            match (&token, &self.auth) {
-                (Some(t), _) => request = request.bearer_auth(t),
-                (None, RegistryAuth::Basic(user, password)) => {
-                    request = request.basic_auth(user, Some(password))
+        let response = retry_request(
+            self.retry,
+            self.verbose,
+            "GET referrers",
+            &self.registry,
+            || {
+                let mut request = self
+                    .http
+                    .get(&url)
+                    .header(reqwest::header::ACCEPT, crate::image::INDEX_V1);
+                match (&token, &self.auth) {
+                    (Some(t), _) => request = request.bearer_auth(t),
+                    (None, RegistryAuth::Basic(user, password)) => {
+                        request = request.basic_auth(user, Some(password))
+                    }
+                    _ => {}
                 }
-                _ => {}
-            }
-            request.send()
-        })
+                request.send()
+            },
+        )
         .await
         .map_err(|e| connect_error(&self.registry, &e))?;
         match response.status().as_u16() {
@@ -1192,6 +1221,7 @@ fn challenge_params(s: &str) -> Vec<(String, String)> {
 async fn retry_request<F, Fut>(
     retry: Retry,
     verbose: bool,
+    what: &str,
     registry: &str,
     mut f: F,
 ) -> std::result::Result<reqwest::Response, reqwest::Error>
@@ -1204,7 +1234,7 @@ where
         match f().await {
             Ok(r) if attempt < retry.attempts && retryable_status(r.status().as_u16()) => {
                 if verbose {
-                    eprintln!("retrying GET /v2/ at {registry} (HTTP {})", r.status());
+                    eprintln!("retrying {what} at {registry} (HTTP {})", r.status());
                 }
             }
             Ok(r) => return Ok(r),
@@ -1216,7 +1246,7 @@ where
                     && (e.is_connect() || e.is_timeout() || e.is_request()) =>
             {
                 if verbose {
-                    eprintln!("retrying GET /v2/ at {registry} ({})", root_cause(&e));
+                    eprintln!("retrying {what} at {registry} ({})", root_cause(&e));
                 }
             }
             Err(e) => return Err(e),
