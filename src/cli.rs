@@ -104,23 +104,11 @@ pub struct BuildArgs {
     /// Print one JSON object describing the image instead of the digest.
     #[arg(long, env = "IMGBUILD_JSON")]
     pub json: bool,
-    /// Platforms to build (os/arch[/variant]), replacing the recipe's; repeat or comma-separate.
-    #[arg(
-        long,
-        value_delimiter = ',',
-        env = "IMGBUILD_PLATFORM",
-        value_name = "PLATFORM"
-    )]
-    pub platform: Vec<String>,
     /// Tags to give the image, replacing the recipe's; repeat or comma-separate.
     #[arg(long, value_delimiter = ',', env = "IMGBUILD_TAG", value_name = "TAG")]
     pub tag: Vec<String>,
-    /// Seconds since 1970 for every timestamp; overrides the recipe and SOURCE_DATE_EPOCH.
-    #[arg(long, env = "IMGBUILD_SOURCE_DATE_EPOCH", value_name = "SECONDS")]
-    pub source_date_epoch: Option<String>,
-    /// Worker threads (default: the number of CPUs). Never changes the output.
-    #[arg(long, env = "IMGBUILD_THREADS", value_name = "N")]
-    pub threads: Option<std::num::NonZeroUsize>,
+    #[command(flatten)]
+    pub inputs: InputArgs,
     /// Also push the image, with every tag, to [image].repository, or to REF (`--push=REF`).
     #[arg(
         long,
@@ -131,9 +119,6 @@ pub struct BuildArgs {
         default_missing_value = ""
     )]
     pub push: Option<String>,
-    /// Fail (exit 2) unless recipe.lock pins every floating input and is current.
-    #[arg(long, env = "IMGBUILD_LOCKED")]
-    pub locked: bool,
     /// Write every layer even when the layer cache in --out says it is unchanged.
     #[arg(long, env = "IMGBUILD_NO_CACHE")]
     pub no_cache: bool,
@@ -143,6 +128,29 @@ pub struct BuildArgs {
     /// Write an SPDX 2.3 JSON SBOM of every file of every layer to FILE (with --push: attach it too).
     #[arg(long, env = "IMGBUILD_SBOM", value_name = "FILE")]
     pub sbom: Option<PathBuf>,
+}
+
+/// What decides the image besides the recipe: shared by `build` and `verify`, which
+/// must rebuild the same way.
+#[derive(Debug, Args)]
+pub struct InputArgs {
+    /// Platforms to build (os/arch[/variant]), replacing the recipe's; repeat or comma-separate.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        env = "IMGBUILD_PLATFORM",
+        value_name = "PLATFORM"
+    )]
+    pub platform: Vec<String>,
+    /// Seconds since 1970 for every timestamp; overrides the recipe and SOURCE_DATE_EPOCH.
+    #[arg(long, env = "IMGBUILD_SOURCE_DATE_EPOCH", value_name = "SECONDS")]
+    pub source_date_epoch: Option<String>,
+    /// Worker threads (default: the number of CPUs). Never changes the output.
+    #[arg(long, env = "IMGBUILD_THREADS", value_name = "N")]
+    pub threads: Option<std::num::NonZeroUsize>,
+    /// Fail (exit 2) unless recipe.lock pins every floating input and is current.
+    #[arg(long, env = "IMGBUILD_LOCKED")]
+    pub locked: bool,
 }
 
 #[derive(Debug, Args)]
@@ -173,21 +181,6 @@ pub struct VerifyArgs {
     /// Print the diff's JSON object (schema in docs/auditing.md) instead of text.
     #[arg(long, env = "IMGBUILD_JSON")]
     pub json: bool,
-    /// Platforms to build (os/arch[/variant]), replacing the recipe's; repeat or comma-separate.
-    #[arg(
-        long,
-        value_delimiter = ',',
-        env = "IMGBUILD_PLATFORM",
-        value_name = "PLATFORM"
-    )]
-    pub platform: Vec<String>,
-    /// Seconds since 1970 for every timestamp; overrides the recipe and SOURCE_DATE_EPOCH.
-    #[arg(long, env = "IMGBUILD_SOURCE_DATE_EPOCH", value_name = "SECONDS")]
-    pub source_date_epoch: Option<String>,
-    /// Worker threads (default: the number of CPUs). Never changes the output.
-    #[arg(long, env = "IMGBUILD_THREADS", value_name = "N")]
-    pub threads: Option<std::num::NonZeroUsize>,
-    /// Fail (exit 2) unless recipe.lock pins every floating input and is current.
-    #[arg(long, env = "IMGBUILD_LOCKED")]
-    pub locked: bool,
+    #[command(flatten)]
+    pub inputs: InputArgs,
 }

@@ -132,7 +132,7 @@ fn threads_flag(flag: Option<std::num::NonZeroUsize>) -> std::num::NonZeroUsize 
 }
 
 fn build(args: BuildArgs, quiet: bool, registry: &RegistryArgs) -> Result<()> {
-    let platforms = platform_flags(&args.platform)?;
+    let platforms = platform_flags(&args.inputs.platform)?;
     for t in &args.tag {
         if !imgbuild::recipe::valid_tag(t) {
             return Err(
@@ -147,8 +147,8 @@ fn build(args: BuildArgs, quiet: bool, registry: &RegistryArgs) -> Result<()> {
     } else {
         Some(args.tag.clone())
     };
-    let epoch = epoch_flag(args.source_date_epoch.as_ref())?;
-    let threads = threads_flag(args.threads);
+    let epoch = epoch_flag(args.inputs.source_date_epoch.as_ref())?;
+    let threads = threads_flag(args.inputs.threads);
     let opts = BuildOptions {
         recipe: args.recipe.clone(),
         out: args.out.clone(),
@@ -160,7 +160,7 @@ fn build(args: BuildArgs, quiet: bool, registry: &RegistryArgs) -> Result<()> {
         quiet,
         no_cache: args.no_cache,
         registry: registry_options(registry, quiet),
-        locked: args.locked,
+        locked: args.inputs.locked,
         context_out: None,
     };
     if let Some(p) = &args.provenance {

@@ -31,15 +31,15 @@ pub fn verify(args: VerifyArgs, quiet: bool, registry: &RegistryArgs) -> Result<
     let build = BuildOptions {
         recipe: args.recipe.clone(),
         out: args.out.clone(),
-        platforms: platform_flags(&args.platform)?,
+        platforms: platform_flags(&args.inputs.platform)?,
         tags: None,
-        epoch: epoch_flag(args.source_date_epoch.as_ref())?,
+        epoch: epoch_flag(args.inputs.source_date_epoch.as_ref())?,
         env_epoch: std::env::var("SOURCE_DATE_EPOCH").ok(),
-        threads: threads_flag(args.threads),
+        threads: threads_flag(args.inputs.threads),
         quiet,
         no_cache: true,
         registry: registry_options(registry, quiet),
-        locked: args.locked,
+        locked: args.inputs.locked,
         context_out: None,
     };
     let opts = DiffOptions {
