@@ -64,14 +64,8 @@ impl Layout {
 
     /// A writer for a new blob; `commit` names it by the digest of what was written.
     pub fn blob_writer(&self) -> Result<BlobWriter> {
-        let dir = self.root.join("blobs").join("sha256");
-        let temp = tempfile::Builder::new()
-            .prefix(".tmp-")
-            .permissions(readable())
-            .tempfile_in(&dir)
-            .map_err(|e| Error::io_path("cannot create a blob in", &dir, e))?;
         Ok(BlobWriter {
-            inner: Sink::Hashing(HashingWriter::new(BufWriter::with_capacity(1 << 20, temp))),
+            inner: Sink::Hashing(HashingWriter::new(self.blob_temp()?)),
         })
     }
 
@@ -79,15 +73,20 @@ impl Layout {
     /// uncompressed layer: its digest is its diff_id), so they are not hashed twice.
     /// Commit it with [`BlobWriter::commit_as`].
     pub fn blob_writer_unhashed(&self) -> Result<BlobWriter> {
+        Ok(BlobWriter {
+            inner: Sink::Plain(self.blob_temp()?, 0),
+        })
+    }
+
+    /// A buffered temp file among the blobs, renamed to its digest when committed.
+    fn blob_temp(&self) -> Result<BufWriter<tempfile::NamedTempFile>> {
         let dir = self.root.join("blobs").join("sha256");
         let temp = tempfile::Builder::new()
             .prefix(".tmp-")
             .permissions(readable())
             .tempfile_in(&dir)
             .map_err(|e| Error::io_path("cannot create a blob in", &dir, e))?;
-        Ok(BlobWriter {
-            inner: Sink::Plain(BufWriter::with_capacity(1 << 20, temp), 0),
-        })
+        Ok(BufWriter::with_capacity(1 << 20, temp))
     }
 
     /// Stores `bytes` as a blob and returns its digest.
