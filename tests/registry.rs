@@ -43,6 +43,13 @@ fn run(cmd: &mut Command) -> Output {
     cmd.output().expect("run imgbuild")
 }
 
+/// Runs `cmd`, failing the test with its stderr unless it succeeds.
+fn run_ok(cmd: &mut Command) -> Output {
+    let o = run(cmd);
+    assert!(o.status.success(), "{}", stderr(&o));
+    o
+}
+
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).trim().to_string()
 }
@@ -143,12 +150,13 @@ fn push_command_copies_a_layout_image_and_inspect_reads_it_back() {
     let out = ctx.path().join("out");
     let digest = ctx.build_ok(&out, &[]);
     // No tag on the destination: the source's tag is used.
-    let o = run(imgbuild()
-        .arg("push")
-        .arg(format!("oci:{}:1.0", out.display()))
-        .arg(reg.reference("multi/app"))
-        .arg("--json"));
-    assert!(o.status.success(), "{}", stderr(&o));
+    let o = run_ok(
+        imgbuild()
+            .arg("push")
+            .arg(format!("oci:{}:1.0", out.display()))
+            .arg(reg.reference("multi/app"))
+            .arg("--json"),
+    );
     let report: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(report["digest"], digest);
     assert_eq!(report["tags"], serde_json::json!(["1.0"]));
@@ -156,11 +164,12 @@ fn push_command_copies_a_layout_image_and_inspect_reads_it_back() {
     let ours = fs::read(out.join("blobs/sha256").join(&digest[7..])).unwrap();
     assert_eq!(skopeo_raw(&reg, &reg.reference("multi/app:1.0")), ours);
 
-    let o = run(imgbuild()
-        .arg("inspect")
-        .arg(reg.reference("multi/app:1.0"))
-        .arg("--json"));
-    assert!(o.status.success(), "{}", stderr(&o));
+    let o = run_ok(
+        imgbuild()
+            .arg("inspect")
+            .arg(reg.reference("multi/app:1.0"))
+            .arg("--json"),
+    );
     let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(v["digest"], digest);
     let platforms: Vec<&str> = v["manifests"]
@@ -181,11 +190,12 @@ fn push_command_copies_a_layout_image_and_inspect_reads_it_back() {
     assert_eq!(l["manifests"], v["manifests"]);
 
     // Pushing by digest only: the destination names the digest.
-    let o = run(imgbuild()
-        .arg("push")
-        .arg(format!("oci:{}@{digest}", out.display()))
-        .arg(format!("{}@{digest}", reg.reference("bydigest/app"))));
-    assert!(o.status.success(), "{}", stderr(&o));
+    run_ok(
+        imgbuild()
+            .arg("push")
+            .arg(format!("oci:{}@{digest}", out.display()))
+            .arg(format!("{}@{digest}", reg.reference("bydigest/app"))),
+    );
     // (No tag exists there, so ask for the raw bytes by digest.)
     assert_eq!(
         skopeo_raw(&reg, &format!("{}@{digest}", reg.reference("bydigest/app"))),
@@ -220,14 +230,15 @@ fn htpasswd_registry_takes_credentials_from_docker_config_and_env() {
         !out.join("index.json").exists(),
         "a push that cannot authenticate fails before building"
     );
-    let o = run(imgbuild_for(&reg)
-        .env("HOME", home.path())
-        .arg("build")
-        .arg(ctx.recipe())
-        .arg("--out")
-        .arg(&out)
-        .arg(format!("--push={}", reg.reference("private/app"))));
-    assert!(o.status.success(), "{}", stderr(&o));
+    let o = run_ok(
+        imgbuild_for(&reg)
+            .env("HOME", home.path())
+            .arg("build")
+            .arg(ctx.recipe())
+            .arg("--out")
+            .arg(&out)
+            .arg(format!("--push={}", reg.reference("private/app"))),
+    );
     let digest = stdout(&o);
     assert_eq!(
         skopeo_digest(&reg, &reg.reference("private/app:1.0")),
@@ -235,13 +246,14 @@ fn htpasswd_registry_takes_credentials_from_docker_config_and_env() {
     );
 
     // From IMGBUILD_REGISTRY_USER/_PASSWORD.
-    let o = run(imgbuild_for(&reg)
-        .env("IMGBUILD_REGISTRY_USER", USER)
-        .env("IMGBUILD_REGISTRY_PASSWORD", PASSWORD)
-        .arg("push")
-        .arg(format!("oci:{}:1.0", out.display()))
-        .arg(reg.reference("private/other:2")));
-    assert!(o.status.success(), "{}", stderr(&o));
+    run_ok(
+        imgbuild_for(&reg)
+            .env("IMGBUILD_REGISTRY_USER", USER)
+            .env("IMGBUILD_REGISTRY_PASSWORD", PASSWORD)
+            .arg("push")
+            .arg(format!("oci:{}:1.0", out.display()))
+            .arg(reg.reference("private/other:2")),
+    );
 
     // Wrong credentials: exit 3, the registry named, the secret nowhere.
     let wrong = "not-the-Pa55word";
@@ -296,15 +308,16 @@ fn htpasswd_registry_takes_credentials_from_a_credential_helper() {
         bin.display(),
         std::env::var("PATH").unwrap_or_default()
     );
-    let o = run(imgbuild_for(&reg)
-        .env("HOME", home.path())
-        .env("PATH", path)
-        .arg("build")
-        .arg(ctx.recipe())
-        .arg("--out")
-        .arg(&out)
-        .arg(format!("--push={}", reg.reference("helped/app"))));
-    assert!(o.status.success(), "{}", stderr(&o));
+    let o = run_ok(
+        imgbuild_for(&reg)
+            .env("HOME", home.path())
+            .env("PATH", path)
+            .arg("build")
+            .arg(ctx.recipe())
+            .arg("--out")
+            .arg(&out)
+            .arg(format!("--push={}", reg.reference("helped/app"))),
+    );
     assert!(
         !stderr(&o).contains(PASSWORD),
         "secret leaked: {}",
@@ -334,11 +347,12 @@ fn tls_registry_needs_its_ca_and_works_with_registry_ca() {
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
     assert!(stderr(&o).contains(&reg.host()), "{}", stderr(&o));
     // With it: pushed over HTTPS.
-    let o = run(imgbuild_for(&reg)
-        .arg("push")
-        .arg(format!("oci:{}:1.0", out.display()))
-        .arg(reg.reference("tls/app:1.0")));
-    assert!(o.status.success(), "{}", stderr(&o));
+    run_ok(
+        imgbuild_for(&reg)
+            .arg("push")
+            .arg(format!("oci:{}:1.0", out.display()))
+            .arg(reg.reference("tls/app:1.0")),
+    );
     assert_eq!(skopeo_digest(&reg, &reg.reference("tls/app:1.0")), digest);
     // A CA file that holds no certificate is bad input.
     let bogus = ctx.path().join("bogus.pem");
@@ -372,13 +386,14 @@ name = "base"
 "#
     ));
     let out = ctx.path().join(format!("base-out-{greeting}"));
-    let o = run(imgbuild()
-        .arg("build")
-        .arg(base_ctx.recipe())
-        .arg("--out")
-        .arg(&out)
-        .arg(format!("--push={}", reg.reference(repo_tag))));
-    assert!(o.status.success(), "{}", stderr(&o));
+    let o = run_ok(
+        imgbuild()
+            .arg("build")
+            .arg(base_ctx.recipe())
+            .arg("--out")
+            .arg(&out)
+            .arg(format!("--push={}", reg.reference(repo_tag))),
+    );
     stdout(&o)
 }
 
@@ -468,8 +483,7 @@ fn lock_pins_a_tagged_base_and_locked_builds_enforce_it() {
     assert!(stderr(&o).contains("not pinned"), "{}", stderr(&o));
     let unlocked = stdout(&o);
 
-    let o = run(imgbuild().arg("lock").arg(ctx.recipe()));
-    assert!(o.status.success(), "{}", stderr(&o));
+    let o = run_ok(imgbuild().arg("lock").arg(ctx.recipe()));
     assert!(stdout(&o).is_empty(), "lock prints nothing on stdout");
     let lock = fs::read_to_string(ctx.path().join("recipe.lock")).unwrap();
     assert!(
@@ -674,11 +688,12 @@ fn push_survives_dropped_connections_500_and_429() {
 
     // A re-push with nothing new: one HEAD per blob, then the manifest.
     let before = proxy.requests().len();
-    let o = run(imgbuild()
-        .arg("push")
-        .arg(format!("oci:{}:1.0", out.display()))
-        .arg(&target));
-    assert!(o.status.success(), "{}", stderr(&o));
+    run_ok(
+        imgbuild()
+            .arg("push")
+            .arg(format!("oci:{}:1.0", out.display()))
+            .arg(&target),
+    );
     let again: Vec<_> = proxy.requests()[before..].to_vec();
     let heads = again
         .iter()
@@ -714,11 +729,12 @@ fn registry_killed_mid_push_fails_with_exit_3_and_moves_no_tag() {
     let out = ctx.path().join("out");
     let old = ctx.build_ok(&out, &[]);
     // The tag exists, pointing at the old image.
-    let o = run(imgbuild()
-        .arg("push")
-        .arg(format!("oci:{}:1.0", out.display()))
-        .arg(reg.reference("killed/app:1.0")));
-    assert!(o.status.success(), "{}", stderr(&o));
+    run_ok(
+        imgbuild()
+            .arg("push")
+            .arg(format!("oci:{}:1.0", out.display()))
+            .arg(reg.reference("killed/app:1.0")),
+    );
     // A new image; the registry dies when its first blob upload starts.
     ctx.recipe_text(&recipe("").replace("hello from the registry test", "a newer build"));
     let new = ctx.build_ok(&out, &[]);
@@ -771,14 +787,15 @@ fn token_registry_takes_a_docker_identity_token() {
     let ctx = Ctx::new();
     ctx.recipe_text(&recipe(""));
     let out = ctx.path().join("out");
-    let o = run(imgbuild_for(&reg)
-        .env("HOME", home.path())
-        .arg("build")
-        .arg(ctx.recipe())
-        .arg("--out")
-        .arg(&out)
-        .arg(format!("--push={}", reg.reference("acr/app"))));
-    assert!(o.status.success(), "{}", stderr(&o));
+    let o = run_ok(
+        imgbuild_for(&reg)
+            .env("HOME", home.path())
+            .arg("build")
+            .arg(ctx.recipe())
+            .arg("--out")
+            .arg(&out)
+            .arg(format!("--push={}", reg.reference("acr/app"))),
+    );
     let digest = stdout(&o);
     assert_eq!(skopeo_digest(&reg, &reg.reference("acr/app:1.0")), digest);
     let grants: Vec<_> = reg
@@ -801,14 +818,15 @@ fn token_registry_takes_a_docker_identity_token() {
         "[image]\nsource-date-epoch = 1\n[base]\nimage = \"{}\"\n[[layer]]\nname = \"more\"\n  [[layer.file]]\n  path = \"/etc/more\"\n  content = \"more\\n\"\n",
         reg.reference(&format!("acr/app@{digest}"))
     ));
-    let o = run(imgbuild_for(&reg)
-        .env("HOME", home.path())
-        .arg("build")
-        .arg(derived.recipe())
-        .arg("--out")
-        .arg(derived.path().join("out"))
-        .arg(format!("--push={}", reg.reference("acr/derived:1"))));
-    assert!(o.status.success(), "{}", stderr(&o));
+    let o = run_ok(
+        imgbuild_for(&reg)
+            .env("HOME", home.path())
+            .arg("build")
+            .arg(derived.recipe())
+            .arg("--out")
+            .arg(derived.path().join("out"))
+            .arg(format!("--push={}", reg.reference("acr/derived:1"))),
+    );
     assert!(
         reg.token_requests()
             .iter()
@@ -829,10 +847,11 @@ fn token_registry_takes_a_docker_identity_token() {
     );
 
     // The same credentials read it back (inspect pulls with a token of its own).
-    let o = run(imgbuild_for(&reg)
-        .env("HOME", home.path())
-        .args(["inspect", &reg.reference("acr/app:1.0")]));
-    assert!(o.status.success(), "{}", stderr(&o));
+    let o = run_ok(
+        imgbuild_for(&reg)
+            .env("HOME", home.path())
+            .args(["inspect", &reg.reference("acr/app:1.0")]),
+    );
     assert!(String::from_utf8_lossy(&o.stdout).contains(&digest));
 
     // A revoked token: exit 3, naming the file, never the token.
@@ -872,13 +891,13 @@ fn tls_and_token_auth_together_push_pull_and_mount() {
     let out = ctx.path().join("out");
     let mut cmd = imgbuild_for(&reg);
     creds(&mut cmd);
-    let o = run(cmd
-        .arg("build")
-        .arg(ctx.recipe())
-        .arg("--out")
-        .arg(&out)
-        .arg(format!("--push={}", reg.reference("hosted/app"))));
-    assert!(o.status.success(), "{}", stderr(&o));
+    let o = run_ok(
+        cmd.arg("build")
+            .arg(ctx.recipe())
+            .arg("--out")
+            .arg(&out)
+            .arg(format!("--push={}", reg.reference("hosted/app"))),
+    );
     let digest = stdout(&o);
     assert_eq!(
         skopeo_digest(&reg, &reg.reference("hosted/app:1.0")),
@@ -893,13 +912,13 @@ fn tls_and_token_auth_together_push_pull_and_mount() {
     ));
     let mut cmd = imgbuild_for(&reg);
     creds(&mut cmd);
-    let o = run(cmd
-        .arg("build")
-        .arg(derived.recipe())
-        .arg("--out")
-        .arg(derived.path().join("out"))
-        .arg(format!("--push={}", reg.reference("hosted/derived:1"))));
-    assert!(o.status.success(), "{}", stderr(&o));
+    let o = run_ok(
+        cmd.arg("build")
+            .arg(derived.recipe())
+            .arg("--out")
+            .arg(derived.path().join("out"))
+            .arg(format!("--push={}", reg.reference("hosted/derived:1"))),
+    );
     let derived_digest = stdout(&o);
     let err = stderr(&o);
     let mounted: u32 = err
@@ -954,11 +973,12 @@ fn a_declined_mount_falls_back_to_upload_and_cancels_the_session_it_opened() {
         stderr(&o)
     );
 
-    let o = run(imgbuild()
-        .arg("push")
-        .arg(format!("oci:{}", out.display()))
-        .arg(reg.reference("apps/fallback:1")));
-    assert!(o.status.success(), "{}", stderr(&o));
+    let o = run_ok(
+        imgbuild()
+            .arg("push")
+            .arg(format!("oci:{}", out.display()))
+            .arg(reg.reference("apps/fallback:1")),
+    );
     assert!(stderr(&o).contains("0 mounted"), "{}", stderr(&o));
     assert_eq!(
         skopeo_digest(&reg, &reg.reference("apps/fallback:1")),
@@ -1016,12 +1036,13 @@ fn identity_token_access_is_renewed_when_it_expires_mid_push() {
     ctx.recipe_text(&recipe(""));
     let out = ctx.path().join("out");
     let digest = ctx.build_ok(&out, &[]);
-    let o = run(imgbuild()
-        .env("HOME", home.path())
-        .arg("push")
-        .arg(format!("oci:{}:1.0", out.display()))
-        .arg(format!("{}/acr/slow:1.0", proxy.host())));
-    assert!(o.status.success(), "{}", stderr(&o));
+    let o = run_ok(
+        imgbuild()
+            .env("HOME", home.path())
+            .arg("push")
+            .arg(format!("oci:{}:1.0", out.display()))
+            .arg(format!("{}/acr/slow:1.0", proxy.host())),
+    );
     assert_eq!(stdout(&o), digest);
     let grants = reg
         .token_requests()
