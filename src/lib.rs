@@ -13,6 +13,7 @@ pub mod digest;
 pub mod epoch;
 pub mod error;
 pub mod fetch;
+pub mod format;
 pub mod image;
 pub mod inspect;
 pub mod layer;
