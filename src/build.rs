@@ -8,6 +8,7 @@ use crate::compress::Compression;
 use crate::digest::Digest;
 use crate::epoch::{self, EpochSource, SourceDateEpoch};
 use crate::error::{Error, Result};
+use crate::events::{Event, Events};
 use crate::fetch;
 use crate::image::{self, canonical_json, Descriptor, ImageConfig, Index, Manifest, PlatformJson};
 use crate::layer::{self, LayerBlob};
@@ -41,7 +42,9 @@ pub struct BuildOptions {
     /// `SOURCE_DATE_EPOCH` from the environment (lowest precedence but 0).
     pub env_epoch: Option<String>,
     pub threads: NonZeroUsize,
-    pub quiet: bool,
+    /// Where progress and warnings are reported (the registry options carry their own
+    /// handle, normally the same one).
+    pub events: Events,
     /// Write every layer, ignoring the layer cache (it is still updated).
     pub no_cache: bool,
     /// How to reach registries (base images, url archives).
@@ -186,14 +189,12 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
         }
     }
     let mut warned: Vec<&String> = empty_layers.iter().collect();
-    if !opts.quiet {
-        for w in &warned {
-            eprintln!("warning: {w}");
-        }
+    for w in &warned {
+        opts.events.warn(w.as_str());
     }
     for w in targets.iter().flat_map(|(plan, _)| &plan.warnings) {
-        if !opts.quiet && !warned.contains(&w) {
-            eprintln!("warning: {w}");
+        if !warned.contains(&w) {
+            opts.events.warn(w.as_str());
             warned.push(w);
         }
     }
@@ -235,11 +236,6 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
         }
         None => None,
     };
-    let log = |msg: String| {
-        if !opts.quiet {
-            eprintln!("{msg}");
-        }
-    };
     if let Some(b) = &base {
         for (_, bp) in &targets {
             for l in bp.iter().flat_map(|bp| &bp.layers) {
@@ -253,7 +249,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
         compression,
         threads: opts.threads,
     };
-    let blobs = write_layers(&targets, &settings, cache.as_ref(), &layout, &log)?;
+    let blobs = write_layers(&targets, &settings, cache.as_ref(), &layout, &opts.events)?;
     let inputs = BuildInputs {
         recipe: recipe.source.path.clone(),
         context: recipe.context.clone(),
@@ -317,7 +313,10 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
         )
     };
     layout.add_to_index(&Descriptor::new(media_type, digest.clone(), size), &tags)?;
-    log(format!("wrote {digest} to {}", opts.out.display()));
+    opts.events.emit(Event::ImageWritten {
+        digest: digest.clone(),
+        layout: opts.out.clone(),
+    });
     Ok(BuildResult {
         digest,
         media_type,
@@ -402,11 +401,9 @@ fn pin_base(
         c.authorize(&reference.repository, false).await?;
         c.get_manifest(&reference.repository, &tag).await
     })?;
-    if !opts.quiet {
-        eprintln!(
-            "warning: base image {name} is not pinned; its tag resolved to {digest} today. Pin it with `imgbuild lock` (or write {name}@{digest}) so that the build is reproducible"
-        );
-    }
+    opts.events.warn(format!(
+        "base image {name} is not pinned; its tag resolved to {digest} today. Pin it with `imgbuild lock` (or write {name}@{digest}) so that the build is reproducible"
+    ));
     Ok(digest)
 }
 
@@ -563,7 +560,7 @@ fn write_layers(
     settings: &LayerSettings,
     cache: Option<&LayerCache>,
     layout: &Layout,
-    log: &(dyn Fn(String) + Sync),
+    events: &Events,
 ) -> Result<Vec<Vec<LayerBlob>>> {
     let LayerSettings {
         epoch,
@@ -610,11 +607,12 @@ fn write_layers(
                     if let (Some(c), Some(k), false) = (cache, &key, cached) {
                         c.put(k, b);
                     }
-                    let how = if cached { ", unchanged" } else { "" };
-                    log(format!(
-                        "layer {:<16} {} ({} bytes{how})",
-                        job.name, b.digest, b.size
-                    ));
+                    events.emit(Event::LayerWritten {
+                        name: job.name.clone(),
+                        digest: b.digest.clone(),
+                        size: b.size,
+                        unchanged: cached,
+                    });
                 }
                 let failed = r.is_err();
                 if let Ok(mut m) = results.lock() {

@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest as _, Sha256};
 
 use crate::error::{Error, Result};
+use crate::events::Event;
 use crate::platform::Platform;
 use crate::recipe::{Recipe, Sha256Pin};
 use crate::registry::client::{self, Options, Retry};
@@ -150,20 +151,19 @@ pub fn fetch(recipe: &Recipe, pins: &[UrlPin], out: &Path, opts: &Options) -> Re
         if path.is_file() {
             match hash_file(&path) {
                 Ok(hex) if hex == pin.sha256 => {
-                    if opts.verbose {
-                        eprintln!("url {} (cached)", for_log(&pin.url));
-                    }
+                    opts.events.emit(Event::UrlReady {
+                        url: for_log(&pin.url),
+                        size: None,
+                    });
                     downloads.insert(pin.sha256.clone(), path);
                     continue;
                 }
                 Ok(hex) => {
-                    if opts.verbose {
-                        eprintln!(
-                            "warning: cached download {} has sha256 {hex}, not its name; fetching {} again",
-                            path.display(),
-                            for_log(&pin.url)
-                        );
-                    }
+                    opts.events.warn(format!(
+                        "cached download {} has sha256 {hex}, not its name; fetching {} again",
+                        path.display(),
+                        for_log(&pin.url)
+                    ));
                     std::fs::remove_file(&path)
                         .map_err(|e| Error::io_path("cannot remove damaged download", &path, e))?;
                 }
@@ -179,9 +179,10 @@ pub fn fetch(recipe: &Recipe, pins: &[UrlPin], out: &Path, opts: &Options) -> Re
             return Err(Error::network("cannot start the network runtime"));
         };
         let size = runtime.block_on(download(recipe, http, pin, url, &dir, opts))?;
-        if opts.verbose {
-            eprintln!("url {} fetched ({size} bytes)", for_log(&pin.url));
-        }
+        opts.events.emit(Event::UrlReady {
+            url: for_log(&pin.url),
+            size: Some(size),
+        });
         downloads.insert(pin.sha256.clone(), path);
     }
     Ok(downloads)
@@ -347,14 +348,12 @@ async fn download(
             }
             Err(Failure::Fatal(e)) => return Err(e),
             Err(Failure::Retry(why)) if attempt < retry.attempts => {
-                if opts.verbose {
-                    eprintln!(
-                        "retrying {} ({why}; attempt {} of {})",
-                        for_log(&pin.url),
-                        attempt + 1,
-                        retry.attempts
-                    );
-                }
+                opts.events.emit(Event::Retrying {
+                    what: for_log(&pin.url),
+                    why: why.clone(),
+                    attempt: attempt + 1,
+                    attempts: retry.attempts,
+                });
             }
             Err(Failure::Retry(why)) => {
                 return Err(Error::network(format!("cannot download {}: {why}", for_log(&pin.url)))

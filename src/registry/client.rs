@@ -34,6 +34,7 @@ use reqwest::header::HeaderValue;
 use super::credentials::{self, Credential, Environment};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
+use crate::events::{Event, Events};
 
 /// How a command reaches registries: set from `--registry-ca`, `--insecure-registry`.
 #[derive(Clone, Debug, Default)]
@@ -43,8 +44,8 @@ pub struct Options {
     /// Hosts (`host[:port]`) that may be spoken to over plain HTTP.
     pub insecure: Vec<String>,
     pub retry: Retry,
-    /// Print retries and other notes on stderr.
-    pub verbose: bool,
+    /// Where retries, renewed tokens and warnings are reported.
+    pub events: Events,
 }
 
 /// Backoff for failed requests: attempt n waits a random time in
@@ -104,7 +105,7 @@ pub struct RegistryClient {
     identity_grants: tokio::sync::Mutex<BTreeMap<String, IdentityGrant>>,
     challenge: Challenge,
     retry: Retry,
-    verbose: bool,
+    events: Events,
 }
 
 impl std::fmt::Debug for RegistryClient {
@@ -240,7 +241,7 @@ impl RegistryClient {
         };
         let (scheme, response) = match retry_request(
             https_retry,
-            opts.verbose,
+            &opts.events,
             "GET /v2/",
             registry,
             || ping(https_url.clone()),
@@ -250,7 +251,7 @@ impl RegistryClient {
             Ok(r) => ("https", r),
             Err(_) if plain_allowed => {
                 let http_url = format!("http://{}/v2/", api_host(registry));
-                match retry_request(retry, opts.verbose, "GET /v2/", registry, || {
+                match retry_request(retry, &opts.events, "GET /v2/", registry, || {
                     ping(http_url.clone())
                 })
                 .await
@@ -275,12 +276,10 @@ impl RegistryClient {
             (token @ Some(_), Challenge::Bearer { .. }) => (cred_source, token),
             (None, _) => (cred_source, None),
             (Some(_), _) => {
-                if opts.verbose {
-                    eprintln!(
-                        "warning: {} holds an identity token for {registry}, which asks for no token auth; going on anonymously",
-                        cred_source.as_deref().unwrap_or("the credentials file")
-                    );
-                }
+                opts.events.warn(format!(
+                    "{} holds an identity token for {registry}, which asks for no token auth; going on anonymously",
+                    cred_source.as_deref().unwrap_or("the credentials file")
+                ));
                 (None, None)
             }
         };
@@ -321,13 +320,18 @@ impl RegistryClient {
             identity_grants: tokio::sync::Mutex::new(BTreeMap::new()),
             challenge,
             retry,
-            verbose: opts.verbose,
+            events: opts.events.clone(),
         };
         let probe = this.reference(repository, None);
         this.client
             .store_auth_if_needed(probe.resolve_registry(), &this.auth)
             .await;
         Ok(this)
+    }
+
+    /// Where this client reports what it does.
+    pub fn events(&self) -> &Events {
+        &self.events
     }
 
     pub fn registry(&self) -> &str {
@@ -366,7 +370,7 @@ impl RegistryClient {
             let url = self.api_url("");
             let status = retry_request(
                 self.retry,
-                self.verbose,
+                &self.events,
                 "GET /v2/ (log in)",
                 &self.registry,
                 || {
@@ -656,12 +660,10 @@ impl RegistryClient {
             .map(|(r, g)| (r.clone(), g.push))
             .collect();
         for (repository, push) in due {
-            if self.verbose {
-                eprintln!(
-                    "renewing the access token for {}/{repository}",
-                    self.registry
-                );
-            }
+            self.events.emit(Event::TokenRenewed {
+                registry: self.registry.clone(),
+                repository: repository.clone(),
+            });
             self.grant_identity(
                 &mut grants,
                 identity,
@@ -707,7 +709,7 @@ impl RegistryClient {
         let body = form.query().unwrap_or_default().to_string();
         let response = retry_request(
             self.retry,
-            self.verbose,
+            &self.events,
             "POST token (identity token)",
             &self.registry,
             || {
@@ -764,7 +766,7 @@ impl RegistryClient {
         if let Some(service) = service {
             query.push(("service", service));
         }
-        let response = retry_request(self.retry, self.verbose, "GET token", realm, || {
+        let response = retry_request(self.retry, &self.events, "GET token", realm, || {
             let mut request = self.http.get(realm).query(&query);
             if let RegistryAuth::Basic(user, password) = &self.auth {
                 request = request.basic_auth(user, Some(password));
@@ -922,7 +924,7 @@ impl RegistryClient {
         };
         let response = retry_request(
             self.retry,
-            self.verbose,
+            &self.events,
             "GET referrers",
             &self.registry,
             || {
@@ -1085,14 +1087,12 @@ impl RegistryClient {
     }
 
     fn note_retry(&self, what: &str, why: &str, attempt: u32) {
-        if self.verbose {
-            eprintln!(
-                "retrying {what} at {} ({why}; attempt {} of {})",
-                self.registry,
-                attempt + 1,
-                self.retry.attempts
-            );
-        }
+        self.events.emit(Event::Retrying {
+            what: format!("{what} at {}", self.registry),
+            why: why.to_string(),
+            attempt: attempt + 1,
+            attempts: self.retry.attempts,
+        });
     }
 
     /// Our error for a failed step: what, where (registry/repository), the status,
@@ -1220,7 +1220,7 @@ fn challenge_params(s: &str) -> Vec<(String, String)> {
 
 async fn retry_request<F, Fut>(
     retry: Retry,
-    verbose: bool,
+    events: &Events,
     what: &str,
     registry: &str,
     mut f: F,
@@ -1233,9 +1233,12 @@ where
     loop {
         match f().await {
             Ok(r) if attempt < retry.attempts && retryable_status(r.status().as_u16()) => {
-                if verbose {
-                    eprintln!("retrying {what} at {registry} (HTTP {})", r.status());
-                }
+                events.emit(Event::Retrying {
+                    what: format!("{what} at {registry}"),
+                    why: format!("HTTP {}", r.status()),
+                    attempt: attempt + 1,
+                    attempts: retry.attempts,
+                });
             }
             Ok(r) => return Ok(r),
             // A TLS handshake failure will not heal by waiting; connection refusals
@@ -1245,9 +1248,12 @@ where
                     && !is_tls_error(&e)
                     && (e.is_connect() || e.is_timeout() || e.is_request()) =>
             {
-                if verbose {
-                    eprintln!("retrying {what} at {registry} ({})", root_cause(&e));
-                }
+                events.emit(Event::Retrying {
+                    what: format!("{what} at {registry}"),
+                    why: root_cause(&e),
+                    attempt: attempt + 1,
+                    attempts: retry.attempts,
+                });
             }
             Err(e) => return Err(e),
         }

@@ -11,6 +11,7 @@ use super::client::{Options, RegistryClient, CONCURRENCY};
 use crate::base::select_platform;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
+use crate::events::Event;
 use crate::image::{Index, Manifest};
 use crate::layout::Layout;
 use crate::platform::Platform;
@@ -76,17 +77,22 @@ pub fn pull_base(
                             "blob {d} of {name} was stored as {got}"
                         )));
                     }
-                    if opts.verbose {
-                        eprintln!("pulled {d} ({}) of {name}", super::push::human_size(size));
-                    }
+                    opts.events.emit(Event::BlobPulled {
+                        digest: d.clone(),
+                        size,
+                        image: name.to_string(),
+                    });
                     Ok(())
                 }
             })
             .buffer_unordered(CONCURRENCY)
             .try_collect::<Vec<()>>()
             .await?;
-        if opts.verbose && total > 0 {
-            eprintln!("pulled base {name}: {total} blobs");
+        if total > 0 {
+            opts.events.emit(Event::BasePulled {
+                image: name.to_string(),
+                blobs: total,
+            });
         }
         Ok(())
     })

@@ -19,6 +19,7 @@ use serde::Serialize;
 use super::client::{RegistryClient, CONCURRENCY};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
+use crate::events::Event;
 use crate::image::{Descriptor, Index, Manifest, ANNOTATION_BASE_DIGEST, ANNOTATION_BASE_NAME};
 use crate::layout::Layout;
 use crate::reference::Reference;
@@ -154,17 +155,17 @@ enum BlobOutcome {
 }
 
 /// Pushes the image `root` of `layout` to `repository` on the client's registry,
-/// then writes `tags` (by digest only when `tags` is empty).
+/// then writes `tags` (by digest only when `tags` is empty). The client must already
+/// be authorized to push there (the library's `Publisher` does it when it connects).
 pub async fn push(
     client: &RegistryClient,
     layout: &Layout,
     root: &Descriptor,
     repository: &str,
     tags: &[String],
-    verbose: bool,
 ) -> Result<PushReport> {
+    let events = client.events();
     let graph = read_graph(layout, root)?;
-    client.authorize(repository, true).await?;
 
     // A base in another repository of this registry: mount its blobs from there.
     let mount_from = graph
@@ -192,18 +193,20 @@ pub async fn push(
                 }
                 if let Some(from) = mount_from {
                     if client.mount_blob(repository, from, digest).await? {
-                        if verbose {
-                            eprintln!("mounted {digest} from {from}");
-                        }
+                        events.emit(Event::BlobMounted {
+                            digest: digest.clone(),
+                            from: from.to_string(),
+                        });
                         return Ok(BlobOutcome::Mounted);
                     }
                 }
                 client
                     .upload_blob(repository, digest, &layout.blob_path(digest), *size)
                     .await?;
-                if verbose {
-                    eprintln!("uploaded {digest} ({})", human_size(*size));
-                }
+                events.emit(Event::BlobUploaded {
+                    digest: digest.clone(),
+                    size: *size,
+                });
                 Ok(BlobOutcome::Uploaded(*size))
             }
         })
@@ -272,35 +275,18 @@ pub async fn push(
                 }
             })?;
     }
-    if verbose {
-        let target = if tags.is_empty() {
-            format!("{}@{}", report.repository, report.digest)
-        } else {
-            format!("{} (tags {})", report.repository, tags.join(", "))
-        };
-        eprintln!(
-            "pushed {target} ({} blobs: {} uploaded, {}; {} mounted; {} already there)",
-            report.blobs,
-            report.uploaded,
-            human_size(report.uploaded_bytes),
-            report.mounted,
-            report.skipped
-        );
-    }
-    Ok(report)
-}
-
-pub fn human_size(n: u64) -> String {
-    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
-    let mut v = n as f64;
-    let mut unit = 0;
-    while v >= 1024.0 && unit + 1 < UNITS.len() {
-        v /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{n} B")
+    let target = if tags.is_empty() {
+        format!("{}@{}", report.repository, report.digest)
     } else {
-        format!("{v:.1} {}", UNITS[unit])
-    }
+        format!("{} (tags {})", report.repository, tags.join(", "))
+    };
+    events.emit(Event::Pushed {
+        target,
+        blobs: report.blobs,
+        uploaded: report.uploaded,
+        uploaded_bytes: report.uploaded_bytes,
+        mounted: report.mounted,
+        skipped: report.skipped,
+    });
+    Ok(report)
 }

@@ -19,6 +19,7 @@ use serde_json::{json, Value};
 use super::client::RegistryClient;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
+use crate::events::Event;
 use crate::image::{Descriptor, INDEX_V1, MANIFEST_V1};
 use crate::layout::Layout;
 
@@ -108,7 +109,6 @@ pub async fn attach(
     repository: &str,
     subject: &Descriptor,
     artifacts: &[Artifact<'_>],
-    verbose: bool,
 ) -> Result<Vec<Attached>> {
     let empty = layout.write_blob(EMPTY_JSON)?;
     let mut manifests = Vec::new();
@@ -154,20 +154,20 @@ pub async fn attach(
     };
     let attached: Vec<Attached> = manifests
         .into_iter()
-        .map(|(t, d, _)| Attached {
-            artifact_type: t.to_string(),
-            digest: d.to_string(),
-            listed_by: listed_by.clone(),
+        .map(|(t, d, _)| {
+            client.events().emit(Event::Attached {
+                artifact_type: t.to_string(),
+                digest: d.clone(),
+                subject: subject.digest.clone(),
+                listed_by: listed_by.clone(),
+            });
+            Attached {
+                artifact_type: t.to_string(),
+                digest: d.to_string(),
+                listed_by: listed_by.clone(),
+            }
         })
         .collect();
-    if verbose {
-        for a in &attached {
-            eprintln!(
-                "attached {} {} to {} ({})",
-                a.artifact_type, a.digest, subject.digest, a.listed_by
-            );
-        }
-    }
     Ok(attached)
 }
 

@@ -1,0 +1,239 @@
+//! `imgbuild build`: build the recipe into a layout; with `--push`, publish it; with
+//! `--provenance`/`--sbom`, write (and attach) the documents about it.
+
+use super::{registry_ref, Context};
+use crate::cli::BuildArgs;
+use imgbuild::build::{self, BuildResult};
+use imgbuild::image::Descriptor;
+use imgbuild::layout::Layout;
+use imgbuild::publish::{Published, Publisher};
+use imgbuild::reference::RegistryRef;
+use imgbuild::registry::referrers::Artifact;
+use imgbuild::{provenance, sbom, Error, Result};
+use std::io::Write;
+use std::path::PathBuf;
+
+pub(super) fn run(args: BuildArgs, ctx: &Context) -> Result<()> {
+    for t in &args.tag {
+        if !imgbuild::recipe::valid_tag(t) {
+            return Err(
+                Error::input(format!("--tag {t:?} is not a valid tag")).with_hint(
+                    "tags are 1-128 characters of [A-Za-z0-9_.-], not starting with '.' or '-'",
+                ),
+            );
+        }
+    }
+    let mut opts = ctx.build_options(&args.recipe, &args.out, &args.inputs)?;
+    opts.tags = (!args.tag.is_empty()).then(|| args.tag.clone());
+    opts.no_cache = args.no_cache;
+    check_document_paths(&args)?;
+    let params = provenance::Parameters {
+        platforms: opts
+            .platforms
+            .as_ref()
+            .map(|v| v.iter().map(|p| p.to_string()).collect()),
+        tags: opts.tags.clone(),
+        locked: opts.locked,
+    };
+    // Check the push target and reach the registry (credentials, TLS) before
+    // building, so that a CI step fails in seconds rather than after the build.
+    let target = push_target(&args)?;
+    let publisher = match &target {
+        Some(t) => Some(Publisher::connect(t, &ctx.registry_options())?),
+        None => None,
+    };
+    let result = build::build(&opts)?;
+    // The documents name the image where it goes: the push target's repository, else
+    // the recipe's [image].repository, else "image".
+    let pushed_to = publisher.as_ref().map(Publisher::target);
+    let documents = write_documents(&args, &result, &params, pushed_to.as_deref())?;
+    if !ctx.quiet {
+        for (kind, path, _) in &documents {
+            eprintln!("wrote {} to {}", kind.json_key(), path.display());
+        }
+    }
+    let mut published = None;
+    if let (Some(t), Some(publisher)) = (&target, &publisher) {
+        let mut tags = result.tags.clone();
+        if let Some(tag) = &t.tag {
+            if !tags.contains(tag) {
+                tags.push(tag.clone());
+            }
+        }
+        let layout = Layout::open(&result.layout)?;
+        let root = Descriptor::new(result.media_type, result.digest.clone(), result.size);
+        let artifacts: Vec<Artifact> = documents
+            .iter()
+            .map(|(kind, _, bytes)| Artifact {
+                artifact_type: kind.media_type(),
+                title: kind.title(),
+                bytes,
+            })
+            .collect();
+        published = Some(publisher.publish(&layout, &root, &tags, &artifacts)?);
+    }
+    let text = if args.json {
+        let mut v = json(&result, published.as_ref());
+        for (kind, path, _) in &documents {
+            v[kind.json_key()] = serde_json::json!(path.display().to_string());
+        }
+        v.to_string()
+    } else {
+        result.digest.to_string()
+    };
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{text}").map_err(|e| Error::io("cannot write to stdout", e))?;
+    Ok(())
+}
+
+/// `--provenance` and `--sbom` must name writable files, and not the same one: checked
+/// before the build.
+fn check_document_paths(args: &BuildArgs) -> Result<()> {
+    if let Some(p) = &args.provenance {
+        provenance::check_output_path(p, "--provenance")?;
+    }
+    if let Some(p) = &args.sbom {
+        provenance::check_output_path(p, "--sbom")?;
+        if let Some(q) = &args.provenance {
+            if provenance::same_output(q, p) {
+                return Err(Error::input(format!(
+                    "--provenance {} and --sbom {} name the same file",
+                    q.display(),
+                    p.display()
+                ))
+                .with_hint("give each document its own file"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Where `build --push` goes: `--push=REF`, else the recipe's `[image].repository`.
+fn push_target(args: &BuildArgs) -> Result<Option<RegistryRef>> {
+    let Some(push) = &args.push else {
+        return Ok(None);
+    };
+    if !push.is_empty() {
+        let mut r = registry_ref(push, "--push")?;
+        if !imgbuild::reference::has_explicit_tag(push) {
+            r.tag = None;
+        }
+        if r.digest.is_some() {
+            return Err(Error::input(format!(
+                "--push={push}: a push target cannot name a digest (the build decides it)"
+            )));
+        }
+        return Ok(Some(r));
+    }
+    let recipe = imgbuild::recipe::Recipe::load(&args.recipe)?;
+    if recipe.image.repository.is_none() {
+        let message = "--push: the recipe names no [image].repository to push to";
+        let hint = "add repository = \"host/path\" under [image], or give --push=host/path[:tag]";
+        // Point at the [image] table when there is one; else name the recipe file.
+        let text = &recipe.source.text;
+        let table = text
+            .split_inclusive('\n')
+            .scan(0, |offset, line| {
+                let start = *offset;
+                *offset += line.len();
+                Some((start, line))
+            })
+            .find(|(_, line)| line.trim() == "[image]")
+            .map(|(start, line)| start..start + line.trim_end().len());
+        return Err(match table {
+            Some(span) => recipe.error_at(span, message),
+            None => Error::input(format!("{}: {message}", recipe.source.path.display())),
+        }
+        .with_hint(hint));
+    }
+    // Recipe::load validated it (the same checks, at the value's line:col).
+    recipe.repository()
+}
+
+/// A document `build` writes next to the image.
+#[derive(Clone, Copy)]
+enum Document {
+    Provenance,
+    Sbom,
+}
+
+impl Document {
+    fn media_type(self) -> &'static str {
+        match self {
+            Document::Provenance => provenance::INTOTO_MEDIA_TYPE,
+            Document::Sbom => sbom::SPDX_MEDIA_TYPE,
+        }
+    }
+    fn title(self) -> &'static str {
+        match self {
+            Document::Provenance => "provenance.intoto.json",
+            Document::Sbom => "sbom.spdx.json",
+        }
+    }
+    fn json_key(self) -> &'static str {
+        match self {
+            Document::Provenance => "provenance",
+            Document::Sbom => "sbom",
+        }
+    }
+}
+
+/// `--provenance` and `--sbom`: made from the finished build and written atomically.
+fn write_documents(
+    args: &BuildArgs,
+    result: &BuildResult,
+    params: &provenance::Parameters,
+    pushed_to: Option<&str>,
+) -> Result<Vec<(Document, PathBuf, Vec<u8>)>> {
+    let name = pushed_to
+        .or(result.inputs.repository.as_deref())
+        .unwrap_or("image");
+    let mut docs = Vec::new();
+    if let Some(path) = &args.provenance {
+        let bytes = provenance::statement(result, name, params)?;
+        docs.push((Document::Provenance, path.clone(), bytes));
+    }
+    if let Some(path) = &args.sbom {
+        let layout = Layout::open(&result.layout)?;
+        let bytes = sbom::sbom(&layout, result, name, &result.epoch.rfc3339())?;
+        docs.push((Document::Sbom, path.clone(), bytes));
+    }
+    for (_, path, bytes) in &docs {
+        provenance::write_atomic(path, bytes)?;
+    }
+    Ok(docs)
+}
+
+/// `build --json`: the image, its manifests and layers, and what the push did.
+fn json(r: &BuildResult, published: Option<&Published>) -> serde_json::Value {
+    let manifests: Vec<_> = r
+        .manifests
+        .iter()
+        .map(|m| {
+            serde_json::json!({
+                "platform": m.platform.to_string(),
+                "digest": m.digest,
+                "size": m.size,
+                "config": m.config,
+                "layers": m.layers.iter().zip(&m.diff_ids).map(|(l, d)| serde_json::json!({
+                    "mediaType": l.media_type, "digest": l.digest, "size": l.size, "diffId": d,
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    let mut v = serde_json::json!({
+        "digest": r.digest,
+        "mediaType": r.media_type,
+        "size": r.size,
+        "tags": r.tags,
+        "sourceDateEpoch": r.epoch.seconds,
+        "manifests": manifests,
+        "layout": r.layout.display().to_string(),
+        "formatVersion": build::FORMAT_VERSION,
+        "pushed": published.map(|p| &p.push),
+    });
+    if let Some(p) = published {
+        v["attached"] = serde_json::json!(p.attached);
+    }
+    v
+}

@@ -1,0 +1,139 @@
+//! One file per subcommand: each turns its parsed flags into library options, calls
+//! the library, and shows the result. stdout carries only results (a digest, a
+//! report, JSON); progress and warnings reach stderr through [`crate::output`].
+//!
+//! This file holds what several commands share: flag parsing helpers and writing
+//! the result to stdout.
+
+mod build;
+mod diff;
+mod inspect;
+mod lock;
+mod push;
+mod verify;
+
+use crate::cli::{Cli, Command, InputArgs, RegistryArgs};
+use imgbuild::build::BuildOptions;
+use imgbuild::epoch;
+use imgbuild::platform::Platform;
+use imgbuild::reference::{Reference, RegistryRef};
+use imgbuild::registry::client;
+use imgbuild::{Error, Result};
+use std::io::Write;
+use std::path::Path;
+
+pub fn run(cli: Cli) -> Result<()> {
+    let ctx = Context {
+        quiet: cli.quiet,
+        registry: cli.registry,
+    };
+    match cli.command {
+        Command::Build(args) => build::run(args, &ctx),
+        Command::Push(args) => push::run(args, &ctx),
+        Command::Lock(args) => lock::run(args, &ctx),
+        Command::Inspect(args) => inspect::run(args, &ctx),
+        Command::Verify(args) => verify::run(args, &ctx),
+        Command::Diff(args) => diff::run(args, &ctx),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            let mut cmd = Cli::command();
+            clap_complete::generate(shell, &mut cmd, "imgbuild", &mut std::io::stdout());
+            Ok(())
+        }
+    }
+}
+
+/// The global flags every command sees.
+struct Context {
+    quiet: bool,
+    registry: RegistryArgs,
+}
+
+impl Context {
+    /// Where the library's progress and warnings go.
+    fn events(&self) -> imgbuild::events::Events {
+        crate::output::events(self.quiet)
+    }
+
+    /// How to reach registries: `--registry-ca`, `--insecure-registry`, and events.
+    fn registry_options(&self) -> client::Options {
+        client::Options {
+            ca_files: self.registry.registry_ca.clone(),
+            insecure: self.registry.insecure_registry.clone(),
+            events: self.events(),
+            ..client::Options::default()
+        }
+    }
+
+    /// The build options `build` and `verify` share: what decides the image besides
+    /// the recipe must be read the same way by both.
+    fn build_options(&self, recipe: &Path, out: &Path, inputs: &InputArgs) -> Result<BuildOptions> {
+        Ok(BuildOptions {
+            recipe: recipe.to_path_buf(),
+            out: out.to_path_buf(),
+            platforms: platform_flags(&inputs.platform)?,
+            tags: None,
+            epoch: inputs
+                .source_date_epoch
+                .as_ref()
+                .map(|s| epoch::parse_epoch(s, "--source-date-epoch"))
+                .transpose()?,
+            env_epoch: std::env::var("SOURCE_DATE_EPOCH").ok(),
+            threads: inputs
+                .threads
+                .or_else(|| std::thread::available_parallelism().ok())
+                .unwrap_or(std::num::NonZeroUsize::MIN),
+            events: self.events(),
+            no_cache: false,
+            registry: self.registry_options(),
+            locked: inputs.locked,
+            context_out: None,
+        })
+    }
+}
+
+/// A registry reference given on the command line (exit 2 when it is not one).
+fn registry_ref(text: &str, what: &str) -> Result<RegistryRef> {
+    match Reference::parse(text) {
+        Ok(Reference::Registry(r)) => Ok(r),
+        Ok(Reference::Layout { .. }) => Err(Error::input(format!(
+            "{what} {text:?} is a layout reference; expected host[:port]/repository[:tag]"
+        ))),
+        Err(m) => Err(Error::input(format!("{what}: {m}"))
+            .with_hint("write host[:port]/repository[:tag], e.g. 127.0.0.1:5000/acme/hello:1.0")),
+    }
+}
+
+/// Any image reference given on the command line: a layout or a registry image.
+fn image_ref(text: &str, what: &str) -> Result<Reference> {
+    Reference::parse(text).map_err(|m| {
+        Error::input(format!("{what}: {m}")).with_hint(
+            "write oci:DIR, oci:DIR:TAG, oci:DIR@sha256:… or host[:port]/repository[:tag][@sha256:…]",
+        )
+    })
+}
+
+/// Writes a report to stdout. A reader that stopped reading (`imgbuild diff A B | head`)
+/// is not an error: the command's result stands (exit 0 or 1), without a message about
+/// the broken pipe. Every other write failure is exit 3.
+fn write_report(text: &str) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    match writeln!(out, "{}", text.trim_end()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(Error::io("cannot write to stdout", e))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// `--platform` values, parsed, without duplicates; None when none was given.
+fn platform_flags(flags: &[String]) -> Result<Option<Vec<Platform>>> {
+    let mut v = Vec::new();
+    for p in flags {
+        let p = Platform::parse(p.trim()).map_err(|m| Error::input(format!("--platform: {m}")))?;
+        if !v.contains(&p) {
+            v.push(p);
+        }
+    }
+    Ok((!v.is_empty()).then_some(v))
+}

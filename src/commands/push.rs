@@ -1,0 +1,62 @@
+//! `imgbuild push`: copy an image from a layout to a registry; print its digest.
+
+use super::{registry_ref, Context};
+use crate::cli::PushArgs;
+use imgbuild::image::Descriptor;
+use imgbuild::publish::Publisher;
+use imgbuild::reference::Reference;
+use imgbuild::{Error, Result};
+use std::io::Write;
+
+pub(super) fn run(args: PushArgs, ctx: &Context) -> Result<()> {
+    let source =
+        Reference::parse(&args.source).map_err(|m| Error::input(format!("source: {m}")))?;
+    let Reference::Layout {
+        tag: source_tag, ..
+    } = &source
+    else {
+        return Err(Error::input(format!(
+            "source {:?} is a registry reference; imgbuild push copies from an OCI layout (oci:DIR[:TAG])",
+            args.source
+        )));
+    };
+    let mut dest = registry_ref(&args.destination, "destination")?;
+    if !imgbuild::reference::has_explicit_tag(&args.destination) {
+        dest.tag = None;
+    }
+    let (layout, digest) = imgbuild::inspect::resolve_layout_image(&source)?;
+    let bytes = layout.read_blob(&digest)?;
+    let media_type = media_type_of(&bytes).ok_or_else(|| {
+        Error::input(format!(
+            "{}: blob {digest} is neither a manifest nor an index",
+            args.source
+        ))
+    })?;
+    let root = Descriptor::new(&media_type, digest.clone(), bytes.len() as u64);
+    let tags: Vec<String> = match (&dest.digest, &dest.tag, source_tag) {
+        (Some(d), _, _) if *d != digest => {
+            return Err(Error::input(format!(
+                "destination names {d}, but the source image is {digest}"
+            )))
+        }
+        (Some(_), _, _) => Vec::new(),
+        (None, Some(t), _) => vec![t.clone()],
+        (None, None, Some(t)) => vec![t.clone()],
+        (None, None, None) => vec![imgbuild::reference::DEFAULT_TAG.to_string()],
+    };
+    let publisher = Publisher::connect(&dest, &ctx.registry_options())?;
+    let report = publisher.publish(&layout, &root, &tags, &[])?.push;
+    let text = if args.json {
+        serde_json::to_string(&report).map_err(|e| Error::input(e.to_string()))?
+    } else {
+        digest.to_string()
+    };
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{text}").map_err(|e| Error::io("cannot write to stdout", e))
+}
+
+/// The media type a manifest or index names itself with (or its shape implies).
+fn media_type_of(bytes: &[u8]) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    imgbuild::image::media_type_of(&v)
+}

@@ -1,0 +1,76 @@
+//! Publishing: an image of a layout goes to a registry repository, with its tags and
+//! the documents attached to it.
+//!
+//! This is the library's one entry point for `build --push` and `imgbuild push`:
+//! [`Publisher::connect`] reaches the registry and checks the credentials *before*
+//! anything expensive happens (a CI step should fail in seconds, not after the
+//! build); [`Publisher::publish`] then pushes the blobs and manifests (the algorithm
+//! of `registry::push`: HEAD, mount, streaming upload, children before the index,
+//! tags last) and attaches the documents as OCI referrers (`registry::referrers`).
+
+use crate::error::{Error, Result};
+use crate::image::Descriptor;
+use crate::layout::Layout;
+use crate::reference::RegistryRef;
+use crate::registry::client::{self, RegistryClient};
+use crate::registry::push::{self, PushReport};
+use crate::registry::referrers::{self, Artifact, Attached};
+
+/// A registry repository to publish to, reached and authorized for pushing.
+pub struct Publisher {
+    runtime: tokio::runtime::Runtime,
+    client: RegistryClient,
+    repository: String,
+}
+
+/// What publishing did.
+#[derive(Debug, Clone)]
+pub struct Published {
+    pub push: PushReport,
+    /// The documents attached (empty when none were given).
+    pub attached: Vec<Attached>,
+}
+
+impl Publisher {
+    /// Connects to `target`'s registry and obtains push access to its repository.
+    /// Refused credentials, TLS problems and unreachable registries fail here.
+    pub fn connect(target: &RegistryRef, opts: &client::Options) -> Result<Publisher> {
+        let runtime = client::runtime()?;
+        let client = runtime.block_on(async {
+            let c = RegistryClient::connect(&target.registry, &target.repository, opts).await?;
+            c.authorize(&target.repository, true).await?;
+            Ok::<_, Error>(c)
+        })?;
+        Ok(Publisher {
+            runtime,
+            client,
+            repository: target.repository.clone(),
+        })
+    }
+
+    /// `registry/repository`, as messages name it.
+    pub fn target(&self) -> String {
+        format!("{}/{}", self.client.registry(), self.repository)
+    }
+
+    /// Pushes the image `root` of `layout` with `tags` (by digest alone when there are
+    /// none), then attaches `documents` to it. A failure before the tags are written
+    /// moves no tag.
+    pub fn publish(
+        &self,
+        layout: &Layout,
+        root: &Descriptor,
+        tags: &[String],
+        documents: &[Artifact<'_>],
+    ) -> Result<Published> {
+        self.runtime.block_on(async {
+            let push = push::push(&self.client, layout, root, &self.repository, tags).await?;
+            let attached = if documents.is_empty() {
+                Vec::new()
+            } else {
+                referrers::attach(&self.client, layout, &self.repository, root, documents).await?
+            };
+            Ok(Published { push, attached })
+        })
+    }
+}
