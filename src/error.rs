@@ -96,6 +96,12 @@ impl Error {
         self
     }
 
+    /// The same error, its message followed by `(context)`: what was being done.
+    pub fn in_context(mut self, context: &str) -> Self {
+        self.message = format!("{} ({context})", self.message);
+        self
+    }
+
     pub fn message(&self) -> &str {
         &self.message
     }

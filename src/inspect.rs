@@ -4,10 +4,9 @@
 
 use crate::digest::Digest;
 use crate::error::{Error, Result};
-use crate::image::ANNOTATION_REF_NAME;
-use crate::layout::Layout;
 use crate::reference::Reference;
-use crate::registry::client::{self, RegistryClient};
+use crate::registry::client;
+use crate::source::{self, ImageSource};
 use serde_json::Value;
 
 #[derive(Debug)]
@@ -33,93 +32,20 @@ pub struct InspectedManifest {
 /// Inspects a layout or registry image. Registry images are read with `opts`
 /// (CA files, insecure hosts); every manifest and config is checked against its digest.
 pub fn inspect(reference: &Reference, opts: &client::Options) -> Result<Inspected> {
-    match reference {
-        Reference::Layout { .. } => {
-            let (layout, digest) = resolve_layout_image(reference)?;
-            let bytes = layout.read_blob(&digest)?;
-            assemble(reference, digest, bytes, |d, _| layout.read_blob(d))
-        }
-        Reference::Registry(r) => {
-            let rt = client::runtime()?;
-            let c = rt.block_on(async {
-                let c = RegistryClient::connect(&r.registry, &r.repository, opts).await?;
-                c.authorize(&r.repository, false).await?;
-                Ok::<_, Error>(c)
-            })?;
-            let wanted = match (&r.digest, &r.tag) {
-                (Some(d), _) => d.to_string(),
-                (None, Some(t)) => t.clone(),
-                (None, None) => crate::reference::DEFAULT_TAG.to_string(),
-            };
-            let (bytes, digest) = rt.block_on(c.get_manifest(&r.repository, &wanted))?;
-            assemble(reference, digest, bytes, |d, is_manifest| {
-                if is_manifest {
-                    rt.block_on(c.get_manifest(&r.repository, &d.to_string()))
-                        .map(|(b, _)| b)
-                } else {
-                    rt.block_on(c.get_blob(&r.repository, d, None, || Ok(Vec::new())))
-                }
-            })
-        }
-    }
+    read(&*source::open(reference, opts)?)
 }
 
-/// The image a layout reference names: by digest, by tag, or the layout's only image.
-pub fn resolve_layout_image(reference: &Reference) -> Result<(Layout, Digest)> {
-    let (dir, tag, digest) = match reference {
-        Reference::Layout { dir, tag, digest } => (dir, tag, digest),
-        Reference::Registry(r) => {
-            return Err(Error::input(format!(
-                "{r} is a registry reference; expected oci:DIR[:TAG]"
-            )))
-        }
-    };
-    let layout = Layout::open(dir)?;
-    let digest = match (digest, tag) {
-        (Some(d), _) => d.clone(),
-        (None, Some(t)) => match layout.resolve_tag(t)? {
-            Some(d) => d.digest,
-            None => {
-                return Err(
-                    Error::input(format!("{reference}: no image is tagged {t:?}"))
-                        .with_hint(tags_hint(&layout)?),
-                )
-            }
-        },
-        (None, None) => {
-            let index = layout.read_index()?;
-            let mut digests: Vec<&Digest> = index.manifests.iter().map(|m| &m.digest).collect();
-            digests.sort();
-            digests.dedup();
-            match digests.as_slice() {
-                [one] => (*one).clone(),
-                [] => {
-                    return Err(Error::input(format!(
-                        "{reference}: the layout holds no image"
-                    )))
-                }
-                _ => {
-                    return Err(Error::input(format!(
-                        "{reference}: the layout holds several images; say which"
-                    ))
-                    .with_hint(tags_hint(&layout)?))
-                }
-            }
-        }
-    };
-    if !layout.has_blob(&digest) {
-        return Err(
-            Error::input(format!("{reference}: the layout holds no blob {digest}")).with_hint(
-                "check the digest: `imgbuild inspect oci:DIR:TAG` shows the digests a tag leads to",
-            ),
-        );
-    }
-    Ok((layout, digest))
+/// Reads an image's index, manifests and configs through its source.
+pub fn read(source: &dyn ImageSource) -> Result<Inspected> {
+    let (digest, bytes) = source.root()?;
+    assemble(source.name(), digest, bytes, |d, is_manifest| {
+        source.json_object(d, is_manifest)
+    })
 }
 
 /// Reads the rest of the image below `top` through `fetch(digest, is_manifest)`.
 fn assemble(
-    reference: &Reference,
+    name: String,
     digest: Digest,
     bytes: Vec<u8>,
     mut fetch: impl FnMut(&Digest, bool) -> Result<Vec<u8>>,
@@ -165,7 +91,7 @@ fn assemble(
         manifests.push(m);
     }
     Ok(Inspected {
-        reference: reference.to_string(),
+        reference: name,
         digest,
         media_type,
         size: bytes.len() as u64,
@@ -201,22 +127,4 @@ fn json(bytes: &[u8], digest: &Digest) -> Result<Value> {
 
 fn corrupt(digest: &Digest, what: &str) -> Error {
     Error::input(format!("blob {digest} is not a valid OCI object: {what}"))
-}
-
-fn tags_hint(layout: &Layout) -> Result<String> {
-    let tags: Vec<String> = layout
-        .read_index()?
-        .manifests
-        .iter()
-        .filter_map(|m| m.annotations.get(ANNOTATION_REF_NAME).cloned())
-        .collect();
-    let by_digest = format!("oci:{}@sha256:…", layout.root().display());
-    Ok(if tags.is_empty() {
-        format!("name the image by digest: {by_digest}")
-    } else {
-        format!(
-            "tags in this layout: {}; or name the image by digest: {by_digest}",
-            tags.join(", ")
-        )
-    })
 }

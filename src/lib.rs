@@ -28,6 +28,7 @@ pub mod recipe;
 pub mod reference;
 pub mod registry;
 pub mod sbom;
+pub mod source;
 mod suggest;
 pub mod verify;
 

@@ -5,6 +5,7 @@ use crate::cli::PushArgs;
 use imgbuild::image::Descriptor;
 use imgbuild::publish::Publisher;
 use imgbuild::reference::Reference;
+use imgbuild::source::{ImageSource, LayoutSource};
 use imgbuild::{Error, Result};
 use std::io::Write;
 
@@ -24,8 +25,9 @@ pub(super) fn run(args: PushArgs, ctx: &Context) -> Result<()> {
     if !imgbuild::reference::has_explicit_tag(&args.destination) {
         dest.tag = None;
     }
-    let (layout, digest) = imgbuild::inspect::resolve_layout_image(&source)?;
-    let bytes = layout.read_blob(&digest)?;
+    let image = LayoutSource::open(&source)?;
+    let (digest, bytes) = image.root()?;
+    let layout = image.layout();
     let media_type = media_type_of(&bytes).ok_or_else(|| {
         Error::input(format!(
             "{}: blob {digest} is neither a manifest nor an index",
@@ -45,7 +47,7 @@ pub(super) fn run(args: PushArgs, ctx: &Context) -> Result<()> {
         (None, None, None) => vec![imgbuild::reference::DEFAULT_TAG.to_string()],
     };
     let publisher = Publisher::connect(&dest, &ctx.registry_options())?;
-    let report = publisher.publish(&layout, &root, &tags, &[])?.push;
+    let report = publisher.publish(layout, &root, &tags, &[])?.push;
     let text = if args.json {
         serde_json::to_string(&report).map_err(|e| Error::input(e.to_string()))?
     } else {

@@ -29,15 +29,14 @@ pub mod tar;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::inspect::{self, Inspected, InspectedManifest};
-use crate::layout::Layout;
 use crate::reference::Reference;
-use crate::registry::client::{self, RegistryClient};
+use crate::registry::client;
+use crate::source::{self, ImageSource};
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 use json::JsonChange;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsStr;
-use std::io::{Seek, SeekFrom};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use tar::{EntryMeta, FieldChange, Walked};
@@ -236,8 +235,12 @@ pub fn diff(a: &Reference, b: &Reference, opts: &DiffOptions) -> Result<Report> 
             }
         }
     }
-    let ia = inspect::inspect(a, &opts.registry)?;
-    let ib = inspect::inspect(b, &opts.registry)?;
+    let sources = (
+        source::open(a, &opts.registry)?,
+        source::open(b, &opts.registry)?,
+    );
+    let ia = inspect::read(&*sources.0)?;
+    let ib = inspect::read(&*sources.1)?;
     let mut report = Report {
         a: side(&ia),
         b: side(&ib),
@@ -247,7 +250,6 @@ pub fn diff(a: &Reference, b: &Reference, opts: &DiffOptions) -> Result<Report> 
     if ia.digest == ib.digest {
         return Ok(report);
     }
-    let sources = (BlobSource::open(a, opts)?, BlobSource::open(b, opts)?);
     let mut d = Differ {
         sources: &sources,
         ignore: &ignore,
@@ -311,7 +313,7 @@ fn bytes_only(level: Level, platform: Option<String>, old: &Digest, new: &Digest
 }
 
 struct Differ<'a> {
-    sources: &'a (BlobSource, BlobSource),
+    sources: &'a (Box<dyn ImageSource>, Box<dyn ImageSource>),
     ignore: &'a GlobSet,
     a_name: &'a str,
     b_name: &'a str,
@@ -512,8 +514,8 @@ impl Differ<'_> {
         let what_b = format!("layer {i} of {} ({p})", self.b_name);
         let (sa, sb) = self.sources;
         let (wa, wb) = std::thread::scope(|s| {
-            let ha = s.spawn(|| sa.walk(a, &what_a));
-            let wb = sb.walk(b, &what_b);
+            let ha = s.spawn(|| walk(&**sa, a, &what_a));
+            let wb = walk(&**sb, b, &what_b);
             let wa = ha
                 .join()
                 .unwrap_or_else(|_| Err(Error::input(format!("{what_a}: the reader panicked"))));
@@ -718,72 +720,12 @@ fn layers(m: &InspectedManifest, what: &str) -> Result<Vec<(LayerInfo, Value)>> 
         .collect()
 }
 
-/// Where layer blobs are read from. Registry blobs are downloaded (verified) into an
-/// anonymous temporary file, walked, and dropped: disk use is one layer per side at
-/// a time, memory stays bounded.
-enum BlobSource {
-    Layout { name: String, layout: Layout },
-    Registry(Box<RegistryBlobs>),
-}
-
-struct RegistryBlobs {
-    runtime: tokio::runtime::Runtime,
-    client: RegistryClient,
-    repository: String,
-}
-
-impl BlobSource {
-    fn open(reference: &Reference, opts: &DiffOptions) -> Result<BlobSource> {
-        match reference {
-            Reference::Layout { dir, .. } => Ok(BlobSource::Layout {
-                name: reference.to_string(),
-                layout: Layout::open(dir)?,
-            }),
-            Reference::Registry(r) => {
-                let runtime = client::runtime()?;
-                let client = runtime.block_on(async {
-                    let c =
-                        RegistryClient::connect(&r.registry, &r.repository, &opts.registry).await?;
-                    c.authorize(&r.repository, false).await?;
-                    Ok::<_, Error>(c)
-                })?;
-                Ok(BlobSource::Registry(Box::new(RegistryBlobs {
-                    runtime,
-                    client,
-                    repository: r.repository.clone(),
-                })))
-            }
-        }
-    }
-
-    fn walk(&self, layer: &LayerInfo, what: &str) -> Result<Walked> {
-        match self {
-            BlobSource::Layout { name, layout } => {
-                if !layout.has_blob(&layer.digest) {
-                    return Err(Error::input(format!(
-                        "{name}: the layout holds no blob {} ({what})",
-                        layer.digest
-                    )));
-                }
-                let path = layout.blob_path(&layer.digest);
-                let file = std::fs::File::open(&path)
-                    .map_err(|e| Error::io_path("cannot open", &path, e))?;
-                tar::walk_layer(file, layer.diff_id.as_ref(), what)
-            }
-            BlobSource::Registry(r) => {
-                let mut file = r.runtime.block_on(r.client.get_blob(
-                    &r.repository,
-                    &layer.digest,
-                    Some(layer.size),
-                    || {
-                        tempfile::tempfile()
-                            .map_err(|e| Error::io("cannot create a temporary file", e))
-                    },
-                ))?;
-                file.seek(SeekFrom::Start(0))
-                    .map_err(|e| Error::io("cannot read a temporary file", e))?;
-                tar::walk_layer(file, layer.diff_id.as_ref(), what)
-            }
-        }
-    }
+/// Walks one layer blob of `source`: streamed from a layout, or downloaded (verified)
+/// into an anonymous temporary file by a registry source. Disk use is one layer per
+/// side at a time; memory stays bounded.
+fn walk(source: &dyn ImageSource, layer: &LayerInfo, what: &str) -> Result<Walked> {
+    let blob = source
+        .blob(&layer.digest, Some(layer.size))
+        .map_err(|e| e.in_context(what))?;
+    tar::walk_layer(blob, layer.diff_id.as_ref(), what)
 }

@@ -328,6 +328,8 @@ pub fn normalize(raw: &[u8]) -> Bytes {
 }
 
 /// The blob as read from disk or a temporary file; remembers whether reading it failed.
+/// `InvalidData` is not a read failure: it is how an image source says the bytes do
+/// not match their digest, which makes the layer corrupt (exit 2), as a bad tar does.
 struct SourceReader<R> {
     inner: R,
     failed: Rc<Cell<bool>>,
@@ -336,7 +338,10 @@ struct SourceReader<R> {
 impl<R: Read> Read for SourceReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.inner.read(buf).inspect_err(|e| {
-            if e.kind() != io::ErrorKind::Interrupted {
+            if !matches!(
+                e.kind(),
+                io::ErrorKind::Interrupted | io::ErrorKind::InvalidData
+            ) {
                 self.failed.set(true);
             }
         })
