@@ -98,7 +98,7 @@ impl LayerCache {
                     h.update([4]);
                     h.update(size.to_le_bytes());
                     match content {
-                        Content::Path { path, stamp } => {
+                        Content::Path { path, stamp, .. } => {
                             h.update([0]);
                             bytes(&mut h, path.as_os_str().as_encoded_bytes());
                             stamp.hash_into(&mut h);
