@@ -146,9 +146,7 @@ impl LayerCache {
     pub fn put(&self, key: &Digest, blob: &LayerBlob) {
         let record = || -> std::io::Result<()> {
             fs::create_dir_all(&self.dir)?;
-            let mut temp = tempfile::Builder::new()
-                .prefix(".tmp-")
-                .tempfile_in(&self.dir)?;
+            let mut temp = crate::layout::temp_in(&self.dir)?;
             std::io::Write::write_all(
                 &mut temp,
                 format!("{} {} {}\n", blob.digest, blob.diff_id, blob.size).as_bytes(),
