@@ -31,7 +31,13 @@ pub(crate) fn resolve(
     let src = resolve_src(recipe, &c.src, &expanded)?;
     // From here on the source is a handle, never a path looked up again: a directory
     // swapped for a symlink after `resolve_src` cannot lead outside the context.
-    let rel = src.strip_prefix(&recipe.context).unwrap_or(Path::new(""));
+    let rel = src.strip_prefix(&recipe.context).map_err(|_| {
+        Error::input(format!(
+            "internal: source {} is not inside the context {}",
+            src.display(),
+            recipe.context.display()
+        ))
+    })?;
     let handle = beneath::open_root(&recipe.context)
         .and_then(|root| beneath::open_beneath(root.as_fd(), rel, OFlags::PATH))
         .map(fs::File::from)
