@@ -200,6 +200,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
     }
     check_out_dir(&opts.out)?;
     let layout = Layout::create(&opts.out)?;
+    layout.remove_stale_temps();
     let base = match base_source {
         Some(BaseSource::Layout(b)) => Some(b),
         Some(BaseSource::Registry { .. }) => {

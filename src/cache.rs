@@ -98,7 +98,7 @@ impl LayerCache {
                     h.update([4]);
                     h.update(size.to_le_bytes());
                     match content {
-                        Content::Path { path, stamp } => {
+                        Content::Path { path, stamp, .. } => {
                             h.update([0]);
                             bytes(&mut h, path.as_os_str().as_encoded_bytes());
                             stamp.hash_into(&mut h);
@@ -146,9 +146,7 @@ impl LayerCache {
     pub fn put(&self, key: &Digest, blob: &LayerBlob) {
         let record = || -> std::io::Result<()> {
             fs::create_dir_all(&self.dir)?;
-            let mut temp = tempfile::Builder::new()
-                .prefix(".tmp-")
-                .tempfile_in(&self.dir)?;
+            let mut temp = crate::layout::temp_in(&self.dir)?;
             std::io::Write::write_all(
                 &mut temp,
                 format!("{} {} {}\n", blob.digest, blob.diff_id, blob.size).as_bytes(),

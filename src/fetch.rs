@@ -320,10 +320,8 @@ async fn download(
     let retry: Retry = opts.retry;
     let mut attempt = 1;
     loop {
-        let mut temp = tempfile::Builder::new()
-            .prefix(".tmp-download-")
-            .tempfile_in(dir)
-            .map_err(|e| Error::io_path("cannot write to", dir, e))?;
+        let mut temp =
+            crate::layout::temp_in(dir).map_err(|e| Error::io_path("cannot write to", dir, e))?;
         match attempt_download(recipe, http, pin, &url, temp.as_file_mut()).await {
             Ok((hex, size)) => {
                 if hex != pin.sha256 {

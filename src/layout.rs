@@ -3,7 +3,8 @@
 //! Invariants: a blob file only ever appears under its final name complete and with
 //! the right digest (temp file in the same directory, then rename); `index.json` is
 //! replaced atomically, last, under an exclusive lock, so two builds may share one
-//! layout. The store never deletes anything.
+//! layout. The store deletes nothing but the temp files of builds that were killed
+//! (`remove_stale_temps`).
 
 use crate::digest::{Digest, HashingWriter};
 use crate::error::{Error, Result};
@@ -22,6 +23,10 @@ pub struct Layout {
 impl Layout {
     /// Opens the layout at `root`, creating the directory structure if needed.
     pub fn create(root: &Path) -> Result<Layout> {
+        let lock = root.join(INDEX_LOCK);
+        if fs::symlink_metadata(&lock).is_ok_and(|m| m.file_type().is_symlink()) {
+            return Err(symlinked_lock(&lock));
+        }
         let blobs = root.join("blobs").join("sha256");
         fs::create_dir_all(&blobs)
             .map_err(|e| Error::io_path("cannot create output layout", root, e))?;
@@ -81,11 +86,7 @@ impl Layout {
     /// A buffered temp file among the blobs, renamed to its digest when committed.
     fn blob_temp(&self) -> Result<BufWriter<tempfile::NamedTempFile>> {
         let dir = self.root.join("blobs").join("sha256");
-        let temp = tempfile::Builder::new()
-            .prefix(".tmp-")
-            .permissions(readable())
-            .tempfile_in(&dir)
-            .map_err(|e| Error::io_path("cannot create a blob in", &dir, e))?;
+        let temp = temp_in(&dir).map_err(|e| Error::io_path("cannot create a blob in", &dir, e))?;
         Ok(BufWriter::with_capacity(1 << 20, temp))
     }
 
@@ -152,13 +153,22 @@ impl Layout {
     /// once without a name when there are no tags. Entries are kept sorted by name and
     /// digest, so the file does not depend on the order of builds.
     pub fn add_to_index(&self, descriptor: &Descriptor, tags: &[String]) -> Result<()> {
-        let lock_path = self.root.join(".index.json.lock");
+        use std::os::unix::fs::OpenOptionsExt;
+        let lock_path = self.root.join(INDEX_LOCK);
+        // Never through a symlink: that would create or truncate a file outside --out.
         let lock = OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
+            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
             .open(&lock_path)
-            .map_err(|e| Error::io_path("cannot lock", &lock_path, e))?;
+            .map_err(|e| {
+                if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) {
+                    symlinked_lock(&lock_path)
+                } else {
+                    Error::io_path("cannot lock", &lock_path, e)
+                }
+            })?;
         lock.lock()
             .map_err(|e| Error::io_path("cannot lock", &lock_path, e))?;
         let mut index = self.read_index()?;
@@ -198,17 +208,98 @@ impl Layout {
             .find(|m| m.annotations.get(ANNOTATION_REF_NAME).map(String::as_str) == Some(tag)))
     }
 
+    /// Removes the temp files that builds killed mid-write left in this layout: those
+    /// whose process no longer runs and that no one holds locked (see `temp_in`).
+    /// Best-effort: a file it cannot judge or remove stays.
+    pub fn remove_stale_temps(&self) {
+        let dirs = [
+            self.root.clone(),
+            self.root.join("blobs").join("sha256"),
+            self.root.join(".imgbuild").join("layers"),
+            self.root.join(".imgbuild").join("downloads").join("sha256"),
+        ];
+        for dir in dirs {
+            let Ok(list) = fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in list.flatten() {
+                let name = entry.file_name();
+                let Some(pid) = temp_pid(&name.to_string_lossy()) else {
+                    continue;
+                };
+                if process_runs(pid) {
+                    continue;
+                }
+                let path = entry.path();
+                let opened = {
+                    use std::os::unix::fs::OpenOptionsExt;
+                    OpenOptions::new()
+                        .read(true)
+                        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+                        .open(&path)
+                };
+                let Ok(file) = opened else { continue };
+                if !file.metadata().is_ok_and(|m| m.is_file()) {
+                    continue;
+                }
+                // A writer holds its temp file locked as long as it runs (in any pid
+                // namespace): only an unlocked file is stale.
+                if file.try_lock().is_ok() {
+                    let _ = fs::remove_file(&path);
+                }
+            }
+        }
+    }
+
     fn replace_file(&self, path: &Path, bytes: &[u8]) -> Result<()> {
-        let mut temp = tempfile::Builder::new()
-            .prefix(".tmp-")
-            .permissions(readable())
-            .tempfile_in(&self.root)
-            .map_err(|e| Error::io_path("cannot write to", &self.root, e))?;
+        let mut temp =
+            temp_in(&self.root).map_err(|e| Error::io_path("cannot write to", &self.root, e))?;
         temp.write_all(bytes)
             .map_err(|e| Error::io_path("cannot write", path, e))?;
         temp.persist(path)
             .map_err(|e| Error::io_path("cannot replace", path, e.error))?;
         Ok(())
+    }
+}
+
+/// The layout's lock file (`add_to_index`).
+const INDEX_LOCK: &str = ".index.json.lock";
+
+fn symlinked_lock(path: &Path) -> Error {
+    Error::input(format!(
+        "{} is a symlink; imgbuild does not follow it (it would write outside --out)",
+        path.display()
+    ))
+    .with_hint("delete the symlink: imgbuild creates the lock file itself")
+}
+
+/// A temp file in the layout directory `dir`, world-readable, named
+/// `.tmp-<pid>-…` and held locked while it is open, so that a later build can tell a
+/// killed build's leftover (`remove_stale_temps`) from a live one's.
+pub(crate) fn temp_in(dir: &Path) -> io::Result<tempfile::NamedTempFile> {
+    let temp = tempfile::Builder::new()
+        .prefix(&format!(".tmp-{}-", std::process::id()))
+        .permissions(readable())
+        .tempfile_in(dir)?;
+    temp.as_file().lock()?;
+    Ok(temp)
+}
+
+/// The pid in a temp file name written by `temp_in`.
+fn temp_pid(name: &str) -> Option<i32> {
+    let rest = name.strip_prefix(".tmp-")?;
+    let (pid, _) = rest.split_once('-')?;
+    pid.parse().ok().filter(|&p| p > 0)
+}
+
+/// True unless the process `pid` certainly does not run (no such process).
+fn process_runs(pid: i32) -> bool {
+    match rustix::process::Pid::from_raw(pid) {
+        Some(p) => !matches!(
+            rustix::process::test_kill_process(p),
+            Err(rustix::io::Errno::SRCH)
+        ),
+        None => true,
     }
 }
 

@@ -5,6 +5,7 @@
 //! `image` (assemble) → `layout` (store). `build` drives it end to end.
 
 pub mod base;
+pub mod beneath;
 pub mod build;
 pub mod cache;
 pub mod compress;

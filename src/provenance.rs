@@ -216,6 +216,18 @@ fn file_descriptor(path: &Path, context: &Path, role: &str) -> Result<Value> {
 /// file the user creates would. Anything else that is not a regular file is refused
 /// (exit 2): [`check_output_path`] says so before the build.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomic_with(path, |w| {
+        w.write_all(bytes)
+            .map_err(|e| Error::io_path("cannot write", path, e))
+    })
+}
+
+/// `write_atomic` for a document written piece by piece by `write` (a large SBOM):
+/// the file appears complete or not at all.
+pub fn write_atomic_with(
+    path: &Path,
+    write: impl FnOnce(&mut dyn Write) -> Result<()>,
+) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let target = output_target(path, "--provenance/--sbom")?;
     let dir = match target.parent() {
@@ -228,8 +240,14 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         .permissions(std::fs::Permissions::from_mode(0o666))
         .tempfile_in(&dir)
         .map_err(|e| Error::io_path("cannot create a temporary file in", &dir, e))?;
-    tmp.write_all(bytes)
-        .and_then(|_| tmp.as_file().sync_all())
+    {
+        let mut w = io::BufWriter::new(tmp.as_file_mut());
+        write(&mut w)?;
+        w.flush()
+            .map_err(|e| Error::io_path("cannot write", path, e))?;
+    }
+    tmp.as_file()
+        .sync_all()
         .map_err(|e| Error::io_path("cannot write", tmp.path(), e))?;
     tmp.persist(&target)
         .map_err(|e| Error::io_path("cannot write", &target, e.error))?;

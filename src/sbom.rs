@@ -3,8 +3,9 @@
 //! SPDX 2.3 requires for files) and SHA-256 checksums.
 //!
 //! The layers are read back from the output layout after the build, each decompressed
-//! and hashed in one streaming pass: memory holds one copy buffer and the list of
-//! file names and checksums, never a layer or a file. Every field depends only on the
+//! and hashed in one streaming pass, and the document is streamed (`write_sbom`):
+//! memory holds one copy buffer, each file's SHA-1 (for the verification code) and
+//! one layer's hardlink index — never a layer, a file, or the document. Every field depends only on the
 //! image's bytes, its name and the source date epoch, so the same build gives the
 //! same document byte for byte (docs/provenance.md).
 
@@ -36,13 +37,41 @@ pub struct LayerFile {
     pub sha256: String,
 }
 
-/// The SPDX document for the image `result` built into `layout`.
+/// The SPDX document for the image `result` built into `layout`, in memory. For a
+/// large image prefer `write_sbom`, whose memory does not grow with the document.
 pub fn sbom(
     layout: &Layout,
     result: &BuildResult,
     name: &str,
     epoch_rfc3339: &str,
 ) -> Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    write_sbom(layout, result, name, epoch_rfc3339, &mut bytes)?;
+    Ok(bytes)
+}
+
+/// Placeholders the streamed arrays replace in the document's skeleton.
+const FILES_HERE: &str = "\u{1}imgbuild-sbom-files";
+const RELATIONSHIPS_HERE: &str = "\u{1}imgbuild-sbom-relationships";
+
+/// Streams the SPDX document for the image `result` built into `layout` to `out`.
+///
+/// The per-file parts (`files`, and the `CONTAINS` relationships) are streamed: the
+/// files are written to a temporary file as the layers are read (the skeleton around
+/// them can only be printed once the packages' verification codes, over every file,
+/// are known), and the relationships are generated from per-layer counts. Memory
+/// holds, per file, only its SHA-1 (20 bytes, for the verification code) and, within
+/// one layer, a path index for hardlinks. The bytes are exactly those of the whole
+/// document pretty-printed by serde_json: the skeleton (everything but the per-file
+/// arrays) is printed by serde_json with placeholders, and each streamed item is
+/// printed by serde_json at the placeholder's indentation.
+pub fn write_sbom(
+    layout: &Layout,
+    result: &BuildResult,
+    name: &str,
+    epoch_rfc3339: &str,
+    out: &mut dyn Write,
+) -> Result<()> {
     // Each distinct layer once (platforms often share layers), in image order.
     let mut seen = BTreeSet::new();
     let mut layers: Vec<(&Descriptor, bool, Vec<String>)> = Vec::new();
@@ -61,45 +90,60 @@ pub fn sbom(
 
     let image_id = "SPDXRef-Image";
     let base_id = "SPDXRef-BaseImage";
-    let mut files = Vec::new();
-    let mut relationships = vec![json!({
-        "spdxElementId": "SPDXRef-DOCUMENT",
-        "relationshipType": "DESCRIBES",
-        "relatedSpdxElement": image_id,
-    })];
-    let mut image_sha1s = Vec::new();
-    let mut base_sha1s = Vec::new();
+    let spill_err = |e: io::Error| Error::io("cannot write the SBOM's temporary file", e);
+    let mut spill = io::BufWriter::new(tempfile::tempfile().map_err(spill_err)?);
+    let mut files_written = 0u64;
+    // Per layer: the short digest its file ids use, its file count, whether from the base.
+    let mut counts: Vec<(String, usize, bool)> = Vec::new();
+    let mut image_sha1s: Vec<[u8; 20]> = Vec::new();
+    let mut base_sha1s: Vec<[u8; 20]> = Vec::new();
     for (layer, from_base, platforms) in &layers {
-        let listed = layer_files(layout, layer)?;
-        let short = &layer.digest.hex()[..16];
-        for (n, f) in listed.into_iter().enumerate() {
-            let id = format!("SPDXRef-File-{short}-{}", n + 1);
-            let origin = if *from_base {
-                "the base image's layer"
-            } else {
-                "layer"
-            };
-            files.push(json!({
-                "SPDXID": id,
+        let short = layer.digest.hex()[..16].to_string();
+        let origin = if *from_base {
+            "the base image's layer"
+        } else {
+            "layer"
+        };
+        let comment = format!("in {origin} {} ({})", layer.digest, platforms.join(", "));
+        let mut n = 0usize;
+        let mut failed = None;
+        for_each_layer_file(layout, layer, |f| {
+            n += 1;
+            let item = json!({
+                "SPDXID": format!("SPDXRef-File-{short}-{n}"),
                 "fileName": format!("./{}", f.path),
                 "checksums": [
                     {"algorithm": "SHA1", "checksumValue": f.sha1},
                     {"algorithm": "SHA256", "checksumValue": f.sha256},
                 ],
-                "comment": format!("in {origin} {} ({})", layer.digest, platforms.join(", ")),
-            }));
-            relationships.push(json!({
-                "spdxElementId": if *from_base { base_id } else { image_id },
-                "relationshipType": "CONTAINS",
-                "relatedSpdxElement": id,
-            }));
+                "comment": comment,
+            });
+            let sha1 = sha1_bytes(&f.sha1);
             if *from_base {
-                base_sha1s.push(f.sha1);
+                base_sha1s.push(sha1);
             } else {
-                image_sha1s.push(f.sha1);
+                image_sha1s.push(sha1);
             }
+            // The indentation is known once the skeleton is printed; items are
+            // spilled unindented, one per line group, and indented when copied.
+            let written = (|| -> io::Result<()> {
+                if files_written > 0 {
+                    spill.write_all(b",\n")?;
+                }
+                serde_json::to_writer_pretty(&mut spill, &item).map_err(io::Error::other)?;
+                Ok(())
+            })();
+            files_written += 1;
+            if let Err(e) = written {
+                failed.get_or_insert(e);
+            }
+        })?;
+        if let Some(e) = failed {
+            return Err(spill_err(e));
         }
+        counts.push((short, n, *from_base));
     }
+    let mut spill = spill.into_inner().map_err(|e| spill_err(e.into_error()))?;
 
     let mut image = package(
         image_id,
@@ -110,6 +154,14 @@ pub fn sbom(
     );
     image["primaryPackagePurpose"] = json!("CONTAINER");
     let mut packages = vec![image];
+    let mut relationships = vec![json!({
+        "spdxElementId": "SPDXRef-DOCUMENT",
+        "relationshipType": "DESCRIBES",
+        "relatedSpdxElement": image_id,
+    })];
+    if files_written > 0 {
+        relationships.push(json!(RELATIONSHIPS_HERE));
+    }
     if let Some((base_name, base_digest)) = &result.inputs.base {
         let registry = (!base_name.starts_with("oci:")).then_some(base_name.as_str());
         let mut base = package(
@@ -132,6 +184,11 @@ pub fn sbom(
             "relatedSpdxElement": base_id,
         }));
     }
+    let files: Vec<Value> = if files_written > 0 {
+        vec![json!(FILES_HERE)]
+    } else {
+        Vec::new()
+    };
 
     let doc = json!({
         "spdxVersion": "SPDX-2.3",
@@ -148,15 +205,102 @@ pub fn sbom(
         "files": files,
         "relationships": relationships,
     });
-    let mut bytes = serde_json::to_vec_pretty(&doc)
+    let skeleton = serde_json::to_string_pretty(&doc)
         .map_err(|e| Error::io("cannot encode the SBOM", io::Error::other(e)))?;
-    bytes.push(b'\n');
-    Ok(bytes)
+    let write_err = |e: io::Error| Error::io("cannot write the SBOM", e);
+    let files_line = placeholder_line(FILES_HERE);
+    let rels_line = placeholder_line(RELATIONSHIPS_HERE);
+    for line in skeleton.split_inclusive('\n') {
+        let body = line.trim_end_matches('\n');
+        let trimmed = body.trim_start();
+        let indent = &body[..body.len() - trimmed.len()];
+        let rest = |placeholder: &str| {
+            trimmed
+                .strip_prefix(placeholder)
+                .filter(|r| r.is_empty() || *r == ",")
+                .is_some()
+        };
+        if rest(&files_line) {
+            io::Seek::rewind(&mut spill).map_err(spill_err)?;
+            copy_indented(io::BufReader::new(&mut spill), indent, out).map_err(write_err)?;
+        } else if rest(&rels_line) {
+            let mut first = true;
+            for (short, n, from_base) in &counts {
+                for i in 1..=*n {
+                    let item = json!({
+                        "spdxElementId": if *from_base { base_id } else { image_id },
+                        "relationshipType": "CONTAINS",
+                        "relatedSpdxElement": format!("SPDXRef-File-{short}-{i}"),
+                    });
+                    let text = serde_json::to_string_pretty(&item)
+                        .map_err(|e| write_err(io::Error::other(e)))?;
+                    if !first {
+                        out.write_all(b",\n").map_err(write_err)?;
+                    }
+                    first = false;
+                    copy_indented(text.as_bytes(), indent, out).map_err(write_err)?;
+                }
+            }
+            // The placeholder line's own ending (",\n" or "\n") follows the items.
+            out.write_all(&body.as_bytes()[indent.len() + rels_line.len()..])
+                .map_err(write_err)?;
+            out.write_all(&line.as_bytes()[body.len()..])
+                .map_err(write_err)?;
+            continue;
+        } else {
+            out.write_all(line.as_bytes()).map_err(write_err)?;
+            continue;
+        }
+        out.write_all(&body.as_bytes()[indent.len() + files_line.len()..])
+            .map_err(write_err)?;
+        out.write_all(&line.as_bytes()[body.len()..])
+            .map_err(write_err)?;
+    }
+    out.write_all(b"\n").map_err(write_err)?;
+    Ok(())
+}
+
+/// How serde_json prints a placeholder string as an array item (without the comma
+/// that follows it when it is not last).
+fn placeholder_line(placeholder: &str) -> String {
+    serde_json::to_string(placeholder).unwrap_or_default()
+}
+
+/// Copies pretty-printed JSON from `from` to `out` with `indent` before every line.
+fn copy_indented(from: impl io::BufRead, indent: &str, out: &mut dyn Write) -> io::Result<()> {
+    let mut first = true;
+    for line in from.split(b'\n') {
+        let line = line?;
+        if !first {
+            out.write_all(b"\n")?;
+        }
+        first = false;
+        out.write_all(indent.as_bytes())?;
+        out.write_all(&line)?;
+    }
+    Ok(())
+}
+
+fn sha1_bytes(hex: &str) -> [u8; 20] {
+    let mut out = [0u8; 20];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = hex
+            .get(2 * i..2 * i + 2)
+            .and_then(|h| u8::from_str_radix(h, 16).ok())
+            .unwrap_or(0);
+    }
+    out
 }
 
 /// An SPDX package for an image: its digest as a SHA-256 checksum, a purl when it has
 /// a registry name, and the verification code over the files it contains.
-fn package(id: &str, name: &str, digest: &Digest, purl: Option<String>, sha1s: &[String]) -> Value {
+fn package(
+    id: &str,
+    name: &str,
+    digest: &Digest,
+    purl: Option<String>,
+    sha1s: &[[u8; 20]],
+) -> Value {
     let mut p = json!({
         "SPDXID": id,
         "name": name,
@@ -179,13 +323,14 @@ fn package(id: &str, name: &str, digest: &Digest, purl: Option<String>, sha1s: &
     p
 }
 
-/// SPDX 2.3 §7.9: SHA-1 over the files' sorted SHA-1 hex values, concatenated.
-pub fn verification_code(sha1s: &[String]) -> String {
-    let mut sorted: Vec<&String> = sha1s.iter().collect();
+/// SPDX 2.3 §7.9: SHA-1 over the files' sorted SHA-1 hex values, concatenated
+/// (sorting the raw bytes gives the order of their lowercase hex).
+pub fn verification_code(sha1s: &[[u8; 20]]) -> String {
+    let mut sorted: Vec<&[u8; 20]> = sha1s.iter().collect();
     sorted.sort();
     let mut h = Sha1::new();
     for s in sorted {
-        h.update(s.as_bytes());
+        h.update(hex(s).as_bytes());
     }
     hex(&h.finalize())
 }
@@ -217,6 +362,18 @@ fn hex(bytes: &[u8]) -> String {
 /// checksums), in the layer's order; whiteouts, directories, symlinks and devices
 /// are not files in SPDX's sense and are left out.
 pub fn layer_files(layout: &Layout, layer: &Descriptor) -> Result<Vec<LayerFile>> {
+    let mut files = Vec::new();
+    for_each_layer_file(layout, layer, |f| files.push(f))?;
+    Ok(files)
+}
+
+/// Calls `each` with every file `layer_files` lists, in order, holding none of them:
+/// only, for hardlinks, the checksums of the layer's files by path.
+pub fn for_each_layer_file(
+    layout: &Layout,
+    layer: &Descriptor,
+    mut each: impl FnMut(LayerFile),
+) -> Result<()> {
     let path = layout.blob_path(&layer.digest);
     let failed = Rc::new(Cell::new(false));
     // Failing to read the blob file is an I/O error (exit 3); a blob the decoder or
@@ -265,8 +422,7 @@ pub fn layer_files(layout: &Layout, layer: &Descriptor) -> Result<Vec<LayerFile>
         .with_hint("build without --sbom, or use a base image with tar, gzip or zstd layers"));
     };
     let mut archive = tar::Archive::new(decoded);
-    let mut files: Vec<LayerFile> = Vec::new();
-    let mut by_path: BTreeMap<String, usize> = BTreeMap::new();
+    let mut by_path: BTreeMap<String, (String, String)> = BTreeMap::new();
     for entry in archive.entries().map_err(bad)? {
         let mut entry = entry.map_err(bad)?;
         let raw = entry.path_bytes().into_owned();
@@ -280,21 +436,20 @@ pub fn layer_files(layout: &Layout, layer: &Descriptor) -> Result<Vec<LayerFile>
             let mut w = DualHasher::default();
             io::copy(&mut entry, &mut w).map_err(bad)?;
             let (sha1, sha256) = w.finish();
-            by_path.insert(path.clone(), files.len());
-            files.push(LayerFile { path, sha1, sha256 });
+            by_path.insert(path.clone(), (sha1.clone(), sha256.clone()));
+            each(LayerFile { path, sha1, sha256 });
         } else if kind.is_hard_link() {
             let target = entry
                 .link_name_bytes()
                 .map(|t| normalize(&String::from_utf8_lossy(&t)))
                 .unwrap_or_default();
-            if let Some(&i) = by_path.get(&target) {
-                let f = files[i].clone();
-                by_path.insert(path.clone(), files.len());
-                files.push(LayerFile { path, ..f });
+            if let Some((sha1, sha256)) = by_path.get(&target).cloned() {
+                by_path.insert(path.clone(), (sha1.clone(), sha256.clone()));
+                each(LayerFile { path, sha1, sha256 });
             }
         }
     }
-    Ok(files)
+    Ok(())
 }
 
 /// A reader that remembers whether its source (the blob file) failed, so that an
@@ -371,8 +526,8 @@ mod tests {
     fn verification_code_sorts_before_hashing() {
         let a = "a".repeat(40);
         let b = "b".repeat(40);
-        let one = verification_code(&[a.clone(), b.clone()]);
-        assert_eq!(one, verification_code(&[b.clone(), a.clone()]));
+        let one = verification_code(&[sha1_bytes(&a), sha1_bytes(&b)]);
+        assert_eq!(one, verification_code(&[sha1_bytes(&b), sha1_bytes(&a)]));
         let mut h = Sha1::new();
         h.update(format!("{a}{b}").as_bytes());
         assert_eq!(one, hex(&h.finalize()));

@@ -549,3 +549,32 @@ fn a_path_conflict_shows_the_earlier_item_as_first() {
         "{e}"
     );
 }
+
+#[test]
+fn a_truncated_compressed_archive_is_bad_input_naming_the_archive() {
+    use std::io::Write;
+    let tar = common::make_tar(&[
+        ("a", Some(&common::test_bytes(1, 200_000)[..]), None),
+        ("b", Some(&common::test_bytes(2, 200_000)[..]), None),
+    ]);
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&tar).expect("gzip");
+    let gz = gz.finish().expect("gzip");
+    let zst = zstd::encode_all(&tar[..], 3).expect("zstd");
+    for (name, whole) in [("t.tar.gz", gz), ("t.tar.zst", zst)] {
+        let c = Ctx::new();
+        c.write(name, &whole[..whole.len() / 2]);
+        c.recipe_text(&layer(&format!(
+            "[[layer.archive]]\nsrc = \"{name}\"\ndst = \"/x\"\n"
+        )));
+        let e = fails(&c, &[]);
+        assert!(
+            e.contains(&format!("archive {name}")) && e.contains("corrupt or truncated"),
+            "{e}"
+        );
+        assert!(
+            e.contains("recipe.toml:"),
+            "the error points at the item: {e}"
+        );
+    }
+}

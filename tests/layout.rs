@@ -172,3 +172,85 @@ fn a_base_configs_unmodelled_fields_are_carried_over() {
     assert_eq!(got["author"], "someone@example.com");
     assert_eq!(got["os.version"], "10.0.17763.1");
 }
+
+#[test]
+fn a_symlinked_lock_file_is_refused_and_nothing_is_created_outside_out() {
+    let c = Ctx::new();
+    c.recipe_text(&recipe("t", "x")).write("big", "b");
+    let out = c.path().join("out");
+    let outside = c.path().join("outside");
+    fs::create_dir_all(&out).expect("mkdir");
+    fs::create_dir_all(&outside).expect("mkdir");
+    std::os::unix::fs::symlink(outside.join("planted"), out.join(".index.json.lock"))
+        .expect("symlink");
+    let o = c.build(&out, &[]);
+    let err = common::stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(".index.json.lock is a symlink") && err.contains("delete the symlink"),
+        "{err}"
+    );
+    assert!(
+        !outside.join("planted").exists(),
+        "the lock was created through the symlink, outside --out"
+    );
+}
+
+/// A pid that ran and has exited (and was reaped): no process has it now.
+fn dead_pid() -> u32 {
+    let mut child = std::process::Command::new("true").spawn().expect("spawn");
+    let pid = child.id();
+    child.wait().expect("wait");
+    pid
+}
+
+#[test]
+fn a_build_removes_temp_files_of_killed_builds_but_not_of_running_ones() {
+    let c = Ctx::new();
+    c.recipe_text(&recipe("t", "x")).write("big", "b");
+    let out = c.path().join("out");
+    c.build_ok(&out, &[]);
+    let dead = dead_pid();
+    let mut sleeper = std::process::Command::new("sleep")
+        .arg("60")
+        .spawn()
+        .expect("spawn sleep");
+    let live = sleeper.id();
+    let dirs = [
+        out.clone(),
+        out.join("blobs/sha256"),
+        out.join(".imgbuild/layers"),
+    ];
+    let mut stale = Vec::new();
+    let mut kept = Vec::new();
+    let mut held = Vec::new();
+    for dir in &dirs {
+        fs::create_dir_all(dir).expect("mkdir");
+        let s = dir.join(format!(".tmp-{dead}-killed"));
+        fs::write(&s, "half a blob").expect("write");
+        stale.push(s);
+        // A running process's temp file stays, whatever its lock.
+        let k = dir.join(format!(".tmp-{live}-running"));
+        fs::write(&k, "in progress").expect("write");
+        kept.push(k);
+        // A file locked by its writer stays even when its pid looks dead (a build in
+        // another pid namespace sharing the layout).
+        let h = dir.join(format!(".tmp-{dead}-locked"));
+        fs::write(&h, "in progress elsewhere").expect("write");
+        let f = fs::File::open(&h).expect("open");
+        f.lock().expect("lock");
+        held.push(f);
+        kept.push(h);
+    }
+    c.write("big", "changed");
+    c.build_ok(&out, &[]);
+    let _ = sleeper.kill();
+    let _ = sleeper.wait();
+    for s in &stale {
+        assert!(!s.exists(), "{} of a killed build was left", s.display());
+    }
+    for k in &kept {
+        assert!(k.exists(), "{} of a live build was removed", k.display());
+    }
+    drop(held);
+}

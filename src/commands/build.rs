@@ -189,18 +189,33 @@ fn write_documents(
         .or(result.inputs.repository.as_deref())
         .unwrap_or("image");
     let mut docs = Vec::new();
-    if let Some(path) = &args.provenance {
-        let bytes = provenance::statement(result, name, params)?;
+    let provenance = match &args.provenance {
+        Some(path) => Some((path, provenance::statement(result, name, params)?)),
+        None => None,
+    };
+    let mut sbom = None;
+    if let Some(path) = &args.sbom {
+        // Streamed to the file: its size grows with the image's file count, the
+        // memory used to write it does not. Written first, so that a layer it cannot
+        // read leaves neither document behind.
+        let layout = Layout::open(&result.layout)?;
+        let epoch = result.epoch.rfc3339();
+        provenance::write_atomic_with(path, |w| {
+            sbom::write_sbom(&layout, result, name, &epoch, w)
+        })?;
+        // Attaching it to a pushed image takes its bytes (read back only then).
+        let bytes = if pushed_to.is_some() {
+            std::fs::read(path).map_err(|e| Error::io_path("cannot read", path, e))?
+        } else {
+            Vec::new()
+        };
+        sbom = Some((Document::Sbom, path.clone(), bytes));
+    }
+    if let Some((path, bytes)) = provenance {
+        provenance::write_atomic(path, &bytes)?;
         docs.push((Document::Provenance, path.clone(), bytes));
     }
-    if let Some(path) = &args.sbom {
-        let layout = Layout::open(&result.layout)?;
-        let bytes = sbom::sbom(&layout, result, name, &result.epoch.rfc3339())?;
-        docs.push((Document::Sbom, path.clone(), bytes));
-    }
-    for (_, path, bytes) in &docs {
-        provenance::write_atomic(path, bytes)?;
-    }
+    docs.extend(sbom);
     Ok(docs)
 }
 

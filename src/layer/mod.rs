@@ -36,11 +36,16 @@ pub fn write_layer(
 ) -> Result<LayerBlob> {
     let context = |e: io::Error| {
         let what = format!("cannot write layer {:?}", layer.name);
-        match e
-            .get_ref()
-            .and_then(|i| i.downcast_ref::<tar::SourceChanged>())
-        {
-            Some(changed) => Error::io(what, io::Error::other(changed.to_string()))
+        let changed = e.get_ref().and_then(|i| {
+            i.downcast_ref::<tar::SourceChanged>()
+                .map(ToString::to_string)
+                .or_else(|| {
+                    i.downcast_ref::<crate::beneath::SymlinkInTheWay>()
+                        .map(ToString::to_string)
+                })
+        });
+        match changed {
+            Some(changed) => Error::io(what, io::Error::other(changed))
                 .with_hint("keep the context unchanged while imgbuild builds from it"),
             None => Error::io(what, e),
         }

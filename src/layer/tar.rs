@@ -16,9 +16,10 @@
 //! headers, no GNU extensions, no sparse entries. The stream ends with two zero blocks.
 //! These rules are imgbuild's tar format, version 1: they fix every layer's diff_id.
 
+use crate::beneath::ReadAt;
 use crate::plan::{Content, Entry, EntryKind};
-use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use sha2::{Digest as _, Sha256};
+use std::io::{self, Read, Write};
 
 const BLOCK: usize = 512;
 const NAME_LEN: usize = 100;
@@ -34,16 +35,8 @@ pub struct TarWriter<W: Write> {
     buf: Vec<u8>,
 }
 
-/// The error raised when a source file changes size while it is being read.
-#[derive(Debug)]
-pub struct SourceChanged(pub String);
-
-impl std::fmt::Display for SourceChanged {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} changed while it was being read", self.0)
-    }
-}
-impl std::error::Error for SourceChanged {}
+/// The error raised when a source file changes while it is being read.
+pub use crate::beneath::SourceChanged;
 
 impl<W: Write> TarWriter<W> {
     pub fn new(out: W, epoch: u64) -> Self {
@@ -154,31 +147,64 @@ impl<W: Write> TarWriter<W> {
         Ok(())
     }
 
-    /// Copies exactly `size` bytes of the content; a source that grew or shrank since
-    /// it was planned is an error, never a silently different layer.
+    /// Copies exactly `size` bytes of the content; a source that was swapped, grew,
+    /// shrank or was rewritten since it was planned is an error, never a silently
+    /// different (or torn) layer. Timestamps alone cannot tell a rewrite in place
+    /// (a write stamps the file before its bytes land, and within one clock tick), so
+    /// a context file is read a second time and must hash the same: the layer then
+    /// holds what the file held, whole.
     fn content(&mut self, content: &Content, size: u64) -> io::Result<()> {
         match content {
             Content::Inline(bytes) => self.out.write_all(bytes),
-            Content::Path { path, .. } => {
-                let file = File::open(path)
-                    .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
-                self.copy_exact(file, size, &path.display().to_string(), true)
+            Content::Path {
+                context,
+                path,
+                stamp,
+            } => {
+                let name = path.display().to_string();
+                let file = crate::beneath::open_planned(context, path, stamp)?;
+                let written =
+                    self.copy_exact(ReadAt::new(&file, 0), size, &name, true, true, true)?;
+                crate::beneath::check_unchanged(&file, stamp, path)?;
+                let again =
+                    self.copy_exact(ReadAt::new(&file, 0), size, &name, true, false, true)?;
+                if written != again {
+                    return Err(io::Error::other(SourceChanged(name)));
+                }
+                Ok(())
             }
             Content::Spool { spool, offset } => {
-                let mut file = File::open(&spool.path)?;
-                file.seek(SeekFrom::Start(*offset))?;
-                self.copy_exact(file, size, "an archive member", false)
+                let name = format!("{} (an archive member)", spool.source.display());
+                let reader = spool.reader_at(*offset);
+                // imgbuild's own decompressed copy needs no second look.
+                let source = spool.is_source();
+                let written = self.copy_exact(reader, size, &name, false, true, source)?;
+                if source {
+                    spool.check_unchanged()?;
+                    let reader = spool.reader_at(*offset);
+                    let again = self.copy_exact(reader, size, &name, false, false, true)?;
+                    if written != again {
+                        return Err(io::Error::other(SourceChanged(name)));
+                    }
+                }
+                Ok(())
             }
         }
     }
 
-    fn copy_exact(
+    /// Reads exactly `size` bytes (and, with `check_end`, nothing after them), writing
+    /// them out when `write`, and returns their sha256 when `hash`.
+    #[allow(clippy::too_many_arguments)]
+    fn copy_exact<R: Read>(
         &mut self,
-        mut file: File,
+        mut file: R,
         size: u64,
         name: &str,
         check_end: bool,
-    ) -> io::Result<()> {
+        write: bool,
+        hash: bool,
+    ) -> io::Result<Option<[u8; 32]>> {
+        let mut hasher = hash.then(Sha256::new);
         let mut left = size;
         while left > 0 {
             let want = left.min(self.buf.len() as u64) as usize;
@@ -188,13 +214,18 @@ impl<W: Write> TarWriter<W> {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
             };
-            self.out.write_all(&self.buf[..n])?;
+            if let Some(h) = hasher.as_mut() {
+                h.update(&self.buf[..n]);
+            }
+            if write {
+                self.out.write_all(&self.buf[..n])?;
+            }
             left -= n as u64;
         }
         if check_end && file.read(&mut self.buf[..1])? != 0 {
             return Err(io::Error::other(SourceChanged(name.to_string())));
         }
-        Ok(())
+        Ok(hasher.map(|h| h.finalize().into()))
     }
 }
 

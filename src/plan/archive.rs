@@ -45,9 +45,7 @@ pub(crate) fn resolve(
                 "repack the archive as a plain tar of files, directories, symlinks and hardlinks",
             )
     };
-    let file = File::open(&spool.path)
-        .map_err(|e| Error::io_path("cannot read archive", &spool.path, e))?;
-    let mut archive = tar::Archive::new(file);
+    let mut archive = tar::Archive::new(spool.reader_at(0));
     let entries = archive
         .entries()
         .map_err(|e| bad(format!("not a readable tar ({e})")))?;
@@ -192,10 +190,21 @@ fn local(recipe: &Recipe, src: &Spanned<String>) -> Result<Arc<Spool>> {
             format!("archive {:?} is not a regular file", src.get_ref()),
         ));
     }
-    spool(&real).map_err(|e| {
-        Error::io_path("cannot read archive", &real, e)
-            .with_detail(recipe.source.snippet(src.span()))
-    })
+    let rel = real.strip_prefix(&recipe.context).unwrap_or(&real);
+    let file = crate::beneath::open_root(&recipe.context)
+        .and_then(|root| {
+            crate::beneath::open_beneath(
+                std::os::fd::AsFd::as_fd(&root),
+                rel,
+                rustix::fs::OFlags::RDONLY,
+            )
+        })
+        .map(File::from)
+        .map_err(|e| {
+            Error::io_path("cannot read archive", &real, e)
+                .with_detail(recipe.source.snippet(src.span()))
+        })?;
+    spool(&real, file).map_err(|e| e.into_error(recipe, src, src.get_ref(), &real))
 }
 
 /// A `url` archive: the verified download `fetch` left for this platform's sha256,
@@ -219,10 +228,11 @@ fn downloaded(
                 ),
             )
         })?;
-    spool(path).map_err(|e| {
+    let file = File::open(path).map_err(|e| {
         Error::io_path("cannot read downloaded archive", path, e)
             .with_detail(recipe.source.snippet(url.span()))
-    })
+    })?;
+    spool(path, file).map_err(|e| e.into_error(recipe, url, &platform.expand(url.get_ref()), path))
 }
 
 /// The member's path relative to `dst`: `./` and `/` prefixes dropped, then `strip`
@@ -250,36 +260,125 @@ fn member_path(name: &[u8], strip: usize) -> Result<Option<Vec<u8>>, String> {
     Ok(Some(parts[strip..].join(&b'/')))
 }
 
-/// The archive as an uncompressed tar on disk (the file itself when it is not
-/// compressed), chosen by magic bytes, not by file name.
-fn spool(path: &Path) -> io::Result<Arc<Spool>> {
+/// Why an archive could not be spooled: its bytes (a corrupt or truncated compressed
+/// stream: bad input, exit 2) or the machine (reading, writing the spool: exit 3).
+enum SpoolError {
+    Corrupt(io::Error),
+    Io(io::Error),
+}
+
+impl From<io::Error> for SpoolError {
+    fn from(e: io::Error) -> Self {
+        SpoolError::Io(e)
+    }
+}
+
+impl SpoolError {
+    fn into_error(self, recipe: &Recipe, at: &Spanned<String>, name: &str, path: &Path) -> Error {
+        match self {
+            SpoolError::Corrupt(e) => recipe
+                .error_at(
+                    at.span(),
+                    format!("archive {name}: the compressed stream is corrupt or truncated ({e})"),
+                )
+                .with_hint("the archive is damaged: download or pack it again"),
+            SpoolError::Io(e) => Error::io_path("cannot read archive", path, e)
+                .with_detail(recipe.source.snippet(at.span())),
+        }
+    }
+}
+
+/// Marks an error of the archive file itself inside a decompressor's error.
+#[derive(Debug)]
+struct SourceReadFailed(io::Error);
+
+impl std::fmt::Display for SourceReadFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+impl std::error::Error for SourceReadFailed {}
+
+/// Reads `file` by position from 0, tagging its own errors (`SourceReadFailed`).
+struct Tagged<'a> {
+    file: &'a File,
+    offset: u64,
+}
+
+impl Read for Tagged<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        use std::os::unix::fs::FileExt;
+        let n = self
+            .file
+            .read_at(buf, self.offset)
+            .map_err(|e| io::Error::new(e.kind(), SourceReadFailed(e)))?;
+        self.offset += n as u64;
+        Ok(n)
+    }
+}
+
+/// The archive `file` (opened at `path`) as an uncompressed tar on disk (the file
+/// itself when it is not compressed), chosen by magic bytes, not by file name.
+fn spool(path: &Path, file: File) -> Result<Arc<Spool>, SpoolError> {
+    use std::os::unix::fs::FileExt;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(SpoolError::Io(io::Error::other("not a regular file")));
+    }
+    let source_stamp = crate::cache::FileStamp::of(&meta);
     let mut magic = [0u8; 4];
-    let mut file = File::open(path)?;
-    let source_stamp = crate::cache::FileStamp::of(&file.metadata()?);
-    let n = file.read(&mut magic)?;
+    let n = file.read_at(&mut magic, 0)?;
     let magic = &magic[..n];
-    let reader: Box<dyn Read> = if magic.starts_with(&[0x1f, 0x8b]) {
+    let source = Tagged {
+        file: &file,
+        offset: 0,
+    };
+    let mut reader: Box<dyn Read> = if magic.starts_with(&[0x1f, 0x8b]) {
         Box::new(flate2::read::MultiGzDecoder::new(io::BufReader::new(
-            File::open(path)?,
+            source,
         )))
     } else if magic.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        Box::new(zstd::stream::read::Decoder::new(File::open(path)?)?)
+        Box::new(zstd::stream::read::Decoder::new(source).map_err(SpoolError::Corrupt)?)
     } else {
         return Ok(Arc::new(Spool {
             path: path.to_path_buf(),
             source: path.to_path_buf(),
             source_stamp,
+            file,
             _temp: None,
         }));
     };
-    let mut reader = reader;
     let mut temp = tempfile::NamedTempFile::new()?;
-    io::copy(&mut reader, temp.as_file_mut())?;
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                let ours = e
+                    .get_ref()
+                    .is_some_and(|i| i.downcast_ref::<SourceReadFailed>().is_some());
+                return Err(if ours {
+                    SpoolError::Io(e)
+                } else {
+                    SpoolError::Corrupt(e)
+                });
+            }
+        };
+        io::Write::write_all(temp.as_file_mut(), &buf[..n])?;
+    }
+    drop(reader);
+    // An archive rewritten while it was decompressed would give a spool matching
+    // neither version.
+    crate::beneath::check_unchanged(&file, &source_stamp, path)?;
     let temp = temp.into_temp_path();
+    let spooled = File::open(&temp)?;
     Ok(Arc::new(Spool {
         path: temp.to_path_buf(),
         source: path.to_path_buf(),
         source_stamp,
+        file: spooled,
         _temp: Some(temp),
     }))
 }

@@ -4,15 +4,19 @@ use super::{
     image_path, join, normalize_hardlinks, resolve_src, Content, EntryKind, Item, Meta,
     PlanOptions, DIR_MODE, SYMLINK_MODE,
 };
+use crate::beneath;
 use crate::error::{Error, Result};
 use crate::platform::Platform;
 use crate::recipe::{CopyItem, Recipe, WHITEOUT_PREFIX};
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
+use rustix::fs::OFlags;
 use std::collections::BTreeMap;
 use std::fs;
+use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
+use std::sync::Arc;
 use toml::Spanned;
 
 pub(crate) fn resolve(
@@ -25,8 +29,22 @@ pub(crate) fn resolve(
     let c = item.get_ref();
     let expanded = platform.expand(c.src.get_ref());
     let src = resolve_src(recipe, &c.src, &expanded)?;
-    let meta =
-        fs::symlink_metadata(&src).map_err(|e| Error::io_path("cannot read source", &src, e))?;
+    // From here on the source is a handle, never a path looked up again: a directory
+    // swapped for a symlink after `resolve_src` cannot lead outside the context.
+    let rel = src.strip_prefix(&recipe.context).map_err(|_| {
+        Error::input(format!(
+            "internal: source {} is not inside the context {}",
+            src.display(),
+            recipe.context.display()
+        ))
+    })?;
+    let handle = beneath::open_root(&recipe.context)
+        .and_then(|root| beneath::open_beneath(root.as_fd(), rel, OFlags::PATH))
+        .map(fs::File::from)
+        .map_err(|e| Error::io_path("cannot read source", &src, e))?;
+    let meta = handle
+        .metadata()
+        .map_err(|e| Error::io_path("cannot read source", &src, e))?;
     let dst = c.dst.get_ref();
     let dst_path = image_path(dst);
     let ft = meta.file_type();
@@ -39,6 +57,7 @@ pub(crate) fn resolve(
         items: Vec::new(),
         warnings: Vec::new(),
         inodes: BTreeMap::new(),
+        context: Arc::from(recipe.context.as_path()),
     };
     if ft.is_dir() {
         walker.excludes = Some(excludes(recipe, &c.exclude)?);
@@ -48,7 +67,7 @@ pub(crate) fn resolve(
             kind: EntryKind::Dir,
             meta: dir_meta,
         });
-        walker.walk(&src, &dst_path, b"")?;
+        walker.walk(&handle, &src, &dst_path, b"")?;
     } else {
         if expanded.ends_with('/') {
             return Err(recipe
@@ -72,7 +91,7 @@ pub(crate) fn resolve(
         } else {
             dst_path
         };
-        walker.file_like(&src, &meta, target)?;
+        walker.file_like(&handle, &src, &meta, target)?;
     }
     let Walker {
         mut items,
@@ -101,6 +120,7 @@ struct Walker<'a> {
     warnings: Vec<String>,
     /// (dev, ino) of multiply-linked regular files → indices into `items`.
     inodes: BTreeMap<(u64, u64), Vec<usize>>,
+    context: Arc<Path>,
 }
 
 impl Walker<'_> {
@@ -117,19 +137,18 @@ impl Walker<'_> {
         }
     }
 
-    /// Walks `dir` in byte order of names; `rel` is the path below the copied root.
-    fn walk(&mut self, dir: &Path, dst: &[u8], rel: &[u8]) -> Result<()> {
-        let mut names: Vec<_> = fs::read_dir(dir)
-            .map_err(|e| Error::io_path("cannot list directory", dir, e))?
-            .map(|r| r.map(|e| e.file_name()))
-            .collect::<Result<_, _>>()
+    /// Walks the directory opened as `handle` (at `dir`) in byte order of names; `rel`
+    /// is the path below the copied root. Every entry is opened from its directory's
+    /// handle without following symlinks.
+    fn walk(&mut self, handle: &fs::File, dir: &Path, dst: &[u8], rel: &[u8]) -> Result<()> {
+        let mut names = beneath::list_dir(handle.as_fd())
             .map_err(|e| Error::io_path("cannot list directory", dir, e))?;
         names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
         for name in names {
             let path = dir.join(&name);
             let rel = join(rel, name.as_bytes());
-            let meta =
-                fs::symlink_metadata(&path).map_err(|e| Error::io_path("cannot read", &path, e))?;
+            let (entry, meta) = beneath::open_entry(handle.as_fd(), &name)
+                .map_err(|e| Error::io_path("cannot read", &path, e))?;
             let is_dir = meta.file_type().is_dir();
             if self
                 .excludes
@@ -162,26 +181,30 @@ impl Walker<'_> {
                     kind: EntryKind::Dir,
                     meta: m,
                 });
-                self.walk(&path, dst, &rel)?;
+                self.walk(&entry, &path, dst, &rel)?;
             } else {
-                self.file_like(&path, &meta, target)?;
+                self.file_like(&entry, &path, &meta, target)?;
             }
         }
         Ok(())
     }
 
     /// A regular file or symlink; anything else is an error naming it.
-    fn file_like(&mut self, path: &Path, meta: &fs::Metadata, target: Vec<u8>) -> Result<()> {
+    fn file_like(
+        &mut self,
+        handle: &fs::File,
+        path: &Path,
+        meta: &fs::Metadata,
+        target: Vec<u8>,
+    ) -> Result<()> {
         let ft = meta.file_type();
         let (uid, gid) = (self.item.uid, self.item.gid);
         if ft.is_symlink() {
-            let link =
-                fs::read_link(path).map_err(|e| Error::io_path("cannot read symlink", path, e))?;
+            let link = beneath::read_link(handle)
+                .map_err(|e| Error::io_path("cannot read symlink", path, e))?;
             self.items.push(Item {
                 path: target,
-                kind: EntryKind::Symlink {
-                    target: link.as_os_str().as_bytes().to_vec(),
-                },
+                kind: EntryKind::Symlink { target: link },
                 meta: Meta {
                     mode: SYMLINK_MODE,
                     uid,
@@ -205,6 +228,7 @@ impl Walker<'_> {
                 path: target,
                 kind: EntryKind::File {
                     content: Content::Path {
+                        context: self.context.clone(),
                         path: path.to_path_buf(),
                         stamp: crate::cache::FileStamp::of(meta),
                     },

@@ -1,0 +1,268 @@
+//! Opening context files without following symlinks: the one way imgbuild reads the
+//! context (docs/security.md).
+//!
+//! Checking a path (canonicalizing it, reading its metadata) and opening it later are
+//! two steps; between them, someone who can write to the context could replace a
+//! directory by a symlink to anywhere. So the only path followed is the context's own
+//! (the trusted root); everything below it is opened from a directory handle, one
+//! component at a time, refusing every symlink on the way: `openat2` with
+//! `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS` where the kernel has it, else an `openat`
+//! walk with `O_NOFOLLOW`. A file opened for its bytes is then checked against the
+//! identity it had when planned (device, inode, size, mtime, ctime), before and after
+//! it is read, so that neither a swapped file nor one rewritten in place can reach a
+//! layer.
+
+use crate::cache::FileStamp;
+use rustix::fs::{openat, openat2, Mode, OFlags, ResolveFlags, CWD};
+use rustix::io::Errno;
+use std::ffi::OsStr;
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::{Component, Path};
+
+/// A file or directory opened below the context changed, or turned into something
+/// else, between planning and reading.
+#[derive(Debug)]
+pub struct SourceChanged(pub String);
+
+impl std::fmt::Display for SourceChanged {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} changed while it was being read", self.0)
+    }
+}
+impl std::error::Error for SourceChanged {}
+
+/// A symlink (or a non-directory) stands where the plan had a directory or file.
+#[derive(Debug)]
+pub struct SymlinkInTheWay(pub String);
+
+impl std::fmt::Display for SymlinkInTheWay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} (or a directory above it, inside the context) is now a symlink or not what was planned; imgbuild never follows a symlink below the context",
+            self.0
+        )
+    }
+}
+impl std::error::Error for SymlinkInTheWay {}
+
+/// Opens the context directory itself (as a handle for `*at` calls, not for reading).
+pub fn open_root(root: &Path) -> io::Result<OwnedFd> {
+    Ok(openat(
+        CWD,
+        root,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?)
+}
+
+/// Opens `rel` below the directory `root` with `flags`, following no symlink on the
+/// way nor at the end (with `O_PATH`, a final symlink is opened as itself, as
+/// `O_PATH | O_NOFOLLOW` does). `rel` must be relative and without `..`.
+pub fn open_beneath(root: BorrowedFd<'_>, rel: &Path, flags: OFlags) -> io::Result<OwnedFd> {
+    let flags = flags | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let rel: &Path = if rel.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        rel
+    };
+    let how = ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
+    match openat2(root, rel, flags, Mode::empty(), how) {
+        Ok(fd) => Ok(fd),
+        // No openat2 (Linux before 5.6, or a seccomp filter that refuses it).
+        Err(Errno::NOSYS) | Err(Errno::PERM) => open_walk(root, rel, flags),
+        Err(e) => Err(in_the_way(e, rel)),
+    }
+}
+
+/// The fallback of `open_beneath`: one `openat(O_NOFOLLOW)` per component, each from
+/// the directory handle the previous one gave.
+pub fn open_walk(root: BorrowedFd<'_>, rel: &Path, flags: OFlags) -> io::Result<OwnedFd> {
+    let flags = flags | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let mut names: Vec<&OsStr> = Vec::new();
+    for c in rel.components() {
+        match c {
+            Component::Normal(n) => names.push(n),
+            Component::CurDir => {}
+            _ => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("{} is not a plain relative path", rel.display()),
+                ))
+            }
+        }
+    }
+    let Some((last, dirs)) = names.split_last() else {
+        return Ok(openat(root, ".", flags, Mode::empty())?);
+    };
+    let mut dir: Option<OwnedFd> = None;
+    let step = OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    for name in dirs {
+        let at = dir.as_ref().map_or(root, |d| d.as_fd());
+        dir = Some(openat(at, *name, step, Mode::empty()).map_err(|e| in_the_way(e, rel))?);
+    }
+    let at = dir.as_ref().map_or(root, |d| d.as_fd());
+    openat(at, *last, flags, Mode::empty()).map_err(|e| in_the_way(e, rel))
+}
+
+fn in_the_way(e: Errno, rel: &Path) -> io::Error {
+    match e {
+        Errno::LOOP | Errno::NOTDIR | Errno::XDEV => {
+            io::Error::other(SymlinkInTheWay(rel.display().to_string()))
+        }
+        e => e.into(),
+    }
+}
+
+/// Opens the context file `path` (below `context`) for reading, and checks that it is
+/// the file planned, unchanged: same device, inode, size, mtime and ctime.
+pub fn open_planned(context: &Path, path: &Path, planned: &FileStamp) -> io::Result<File> {
+    let rel = path.strip_prefix(context).map_err(|_| {
+        io::Error::other(format!(
+            "internal: {} is not inside the context {}",
+            path.display(),
+            context.display()
+        ))
+    })?;
+    let root = open_root(context)?;
+    let fd = open_beneath(root.as_fd(), rel, OFlags::RDONLY).map_err(|e| {
+        match e
+            .get_ref()
+            .and_then(|i| i.downcast_ref::<SymlinkInTheWay>())
+        {
+            Some(_) => io::Error::other(SymlinkInTheWay(path.display().to_string())),
+            None => io::Error::new(e.kind(), format!("{}: {e}", path.display())),
+        }
+    })?;
+    let file = File::from(fd);
+    check_unchanged(&file, planned, path)?;
+    Ok(file)
+}
+
+/// Fails with `SourceChanged` unless `file` still has the identity it had when planned.
+pub fn check_unchanged(file: &File, planned: &FileStamp, path: &Path) -> io::Result<()> {
+    if FileStamp::of(&file.metadata()?) != *planned {
+        return Err(io::Error::other(SourceChanged(path.display().to_string())));
+    }
+    Ok(())
+}
+
+/// Reads a file by position (`pread`) from `offset` on, leaving the file's shared
+/// offset alone: several readers of one handle never disturb each other.
+pub struct ReadAt<'a> {
+    file: &'a File,
+    offset: u64,
+}
+
+impl<'a> ReadAt<'a> {
+    pub fn new(file: &'a File, offset: u64) -> ReadAt<'a> {
+        ReadAt { file, offset }
+    }
+}
+
+impl io::Read for ReadAt<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        use std::os::unix::fs::FileExt;
+        let n = self.file.read_at(buf, self.offset)?;
+        self.offset += n as u64;
+        Ok(n)
+    }
+}
+
+/// The names in the directory `dir` (any order; without `.` and `..`).
+pub fn list_dir(dir: BorrowedFd<'_>) -> io::Result<Vec<std::ffi::OsString>> {
+    use std::os::unix::ffi::OsStringExt;
+    let fd = openat(
+        dir,
+        ".",
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let mut names = Vec::new();
+    for entry in rustix::fs::Dir::new(fd)? {
+        let name = entry?.file_name().to_bytes().to_vec();
+        if name != b"." && name != b".." {
+            names.push(std::ffi::OsString::from_vec(name));
+        }
+    }
+    Ok(names)
+}
+
+/// Opens the entry `name` of the directory `dir` as itself (`O_PATH`, never following
+/// a symlink), with its metadata: a handle to walk on from, stat or read a link of.
+pub fn open_entry(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<(File, std::fs::Metadata)> {
+    let fd = openat(
+        dir,
+        name,
+        OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let file = File::from(fd);
+    let meta = file.metadata()?;
+    Ok((file, meta))
+}
+
+/// The target of the symlink opened (`O_PATH`) as `link`.
+pub fn read_link(link: &File) -> io::Result<Vec<u8>> {
+    Ok(rustix::fs::readlinkat(link, "", Vec::new())?.into_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    fn setup() -> (tempfile::TempDir, OwnedFd) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("d")).unwrap();
+        std::fs::write(dir.path().join("d/f"), b"inside").unwrap();
+        std::fs::create_dir(dir.path().join("outside")).unwrap();
+        std::fs::write(dir.path().join("outside/f"), b"secret").unwrap();
+        let ctx = dir.path().join("ctx");
+        std::fs::create_dir(&ctx).unwrap();
+        std::fs::rename(dir.path().join("d"), ctx.join("d")).unwrap();
+        symlink(dir.path().join("outside"), ctx.join("link")).unwrap();
+        symlink("d/f", ctx.join("flink")).unwrap();
+        let root = open_root(&ctx).unwrap();
+        (dir, root)
+    }
+
+    fn is_in_the_way(e: &io::Error) -> bool {
+        e.get_ref()
+            .is_some_and(|i| i.downcast_ref::<SymlinkInTheWay>().is_some())
+    }
+
+    #[test]
+    fn both_ways_open_plain_paths_and_refuse_symlinks_on_the_way() {
+        let (_dir, root) = setup();
+        for open in [open_beneath, open_walk] {
+            let f = open(root.as_fd(), Path::new("d/f"), OFlags::RDONLY).unwrap();
+            assert_eq!(std::io::read_to_string(File::from(f)).unwrap(), "inside");
+            let e = open(root.as_fd(), Path::new("link/f"), OFlags::RDONLY).unwrap_err();
+            assert!(is_in_the_way(&e), "{e}");
+            let e = open(root.as_fd(), Path::new("flink"), OFlags::RDONLY).unwrap_err();
+            assert!(is_in_the_way(&e), "{e}");
+            // With O_PATH, a final symlink is the symlink itself, never its target.
+            let l = open(root.as_fd(), Path::new("flink"), OFlags::PATH).unwrap();
+            assert!(File::from(l).metadata().unwrap().file_type().is_symlink());
+        }
+    }
+
+    #[test]
+    fn a_swapped_file_is_not_the_planned_one() {
+        let (dir, _root) = setup();
+        let ctx = dir.path().join("ctx");
+        let planned = FileStamp::of(&std::fs::metadata(ctx.join("d/f")).unwrap());
+        open_planned(&ctx, &ctx.join("d/f"), &planned).unwrap();
+        std::fs::write(ctx.join("g"), b"swappd").unwrap();
+        std::fs::rename(ctx.join("g"), ctx.join("d/f")).unwrap();
+        let e = open_planned(&ctx, &ctx.join("d/f"), &planned).unwrap_err();
+        assert!(
+            e.get_ref()
+                .is_some_and(|i| i.downcast_ref::<SourceChanged>().is_some()),
+            "{e}"
+        );
+    }
+}
