@@ -4,6 +4,7 @@
 use crate::cli::{BuildArgs, Cli, Command, InspectArgs, LockArgs, PushArgs, RegistryArgs};
 use imgbuild::build::{self, BuildOptions, BuildResult};
 use imgbuild::epoch;
+use imgbuild::format::{FormatSource, FormatVersion};
 use imgbuild::platform::Platform;
 use imgbuild::reference::{Reference, RegistryRef};
 use imgbuild::registry::client::{self, RegistryClient};
@@ -125,6 +126,21 @@ fn epoch_flag(flag: Option<&String>) -> Result<Option<u64>> {
         .transpose()
 }
 
+/// `--format-version`, checked against the versions this imgbuild builds.
+fn format_flag(flag: Option<u64>) -> Result<Option<FormatVersion>> {
+    flag.map(|n| {
+        FormatVersion::from_number(n).ok_or_else(|| {
+            Error::input(format!("--format-version {n}: unknown format version")).with_hint(
+                format!(
+                    "this imgbuild builds format versions {}",
+                    FormatVersion::known()
+                ),
+            )
+        })
+    })
+    .transpose()
+}
+
 /// `--threads`, else every core the system gives us.
 fn threads_flag(flag: Option<std::num::NonZeroUsize>) -> std::num::NonZeroUsize {
     flag.or_else(|| std::thread::available_parallelism().ok())
@@ -162,6 +178,8 @@ fn build(args: BuildArgs, quiet: bool, registry: &RegistryArgs) -> Result<()> {
         registry: registry_options(registry, quiet),
         locked: args.inputs.locked,
         context_out: None,
+        format: format_flag(args.inputs.format_version)?,
+        fallback_format: None,
     };
     if let Some(p) = &args.provenance {
         imgbuild::provenance::check_output_path(p, "--provenance")?;
@@ -204,6 +222,12 @@ fn build(args: BuildArgs, quiet: bool, registry: &RegistryArgs) -> Result<()> {
         None => None,
     };
     let result = build::build(&opts)?;
+    if !quiet && result.format_source == FormatSource::Newest {
+        eprintln!(
+            "note: built with format {} (the newest): neither the recipe nor a recipe.lock names a format version. Run `imgbuild lock` to pin it, so that later releases rebuild these bytes",
+            result.format
+        );
+    }
     // The documents name the image where it goes: the push target's repository, else
     // the recipe's [image].repository, else "image".
     let pushed_to = target
@@ -374,9 +398,22 @@ fn inspect_text(i: &imgbuild::inspect::Inspected) -> String {
 }
 
 fn lock(args: LockArgs, quiet: bool, registry: &RegistryArgs) -> Result<()> {
-    let (path, lock) = imgbuild::lock::lock(&args.recipe, &registry_options(registry, quiet))?;
+    let (path, lock, format_source) = imgbuild::lock::lock(
+        &args.recipe,
+        &registry_options(registry, quiet),
+        format_flag(args.format_version)?,
+    )?;
     if !quiet {
         let mut pinned = Vec::new();
+        let format = lock.format_version();
+        pinned.push(match format_source {
+            FormatSource::Lock if format != FormatVersion::NEWEST => format!(
+                "format {format}, kept from the existing lock; `imgbuild lock --format-version {}` moves to the newest",
+                FormatVersion::NEWEST
+            ),
+            FormatSource::Lock => format!("format {format}, kept from the existing lock"),
+            other => format!("format {format}, {}", other.describe()),
+        });
         if let Some(b) = &lock.base {
             pinned.push(format!("base {} → {}", b.image, b.digest));
         }
@@ -385,9 +422,6 @@ fn lock(args: LockArgs, quiet: bool, registry: &RegistryArgs) -> Result<()> {
         }
         if let Some(e) = &lock.source_date_epoch {
             pinned.push(format!("source-date-epoch {}", e.git));
-        }
-        if pinned.is_empty() {
-            pinned.push("nothing floating".to_string());
         }
         eprintln!("wrote {} ({})", path.display(), pinned.join("; "));
     }
@@ -529,7 +563,7 @@ fn json(r: &BuildResult, pushed: Option<&push::PushReport>) -> serde_json::Value
         "sourceDateEpoch": r.epoch.seconds,
         "manifests": manifests,
         "layout": r.layout.display().to_string(),
-        "formatVersion": build::FORMAT_VERSION,
+        "formatVersion": r.format.number(),
         "pushed": pushed,
     })
 }

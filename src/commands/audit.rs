@@ -2,10 +2,13 @@
 //! and their output. A difference is exit 1 (`Error::differs`) with the explanation
 //! on stdout.
 
-use super::{epoch_flag, platform_flags, registry_options, threads_flag, write_report};
+use super::{
+    epoch_flag, format_flag, platform_flags, registry_options, threads_flag, write_report,
+};
 use crate::cli::{DiffArgs, RegistryArgs, VerifyArgs};
 use imgbuild::build::BuildOptions;
-use imgbuild::diff::{DiffOptions, Report};
+use imgbuild::diff::{DiffOptions, Report, SideFormat};
+use imgbuild::format::FormatSource;
 use imgbuild::reference::Reference;
 use imgbuild::verify::Verdict;
 use imgbuild::{Error, Result};
@@ -41,12 +44,35 @@ pub fn verify(args: VerifyArgs, quiet: bool, registry: &RegistryArgs) -> Result<
         registry: registry_options(registry, quiet),
         locked: args.inputs.locked,
         context_out: None,
+        format: format_flag(args.inputs.format_version)?,
+        fallback_format: None,
     };
     let opts = DiffOptions {
         ignore: Vec::new(),
         registry: registry_options(registry, quiet),
     };
-    match imgbuild::verify::verify(&build, &against, &opts)? {
+    let v = imgbuild::verify::verify(&build, &against, &opts)?;
+    if !quiet {
+        let why = match (v.format_source, v.image_format) {
+            (FormatSource::Fallback, SideFormat::Known(_)) => format!(
+                "from {}'s {} annotation",
+                args.against,
+                imgbuild::format::ANNOTATION
+            ),
+            (FormatSource::Fallback, SideFormat::Unmarked) => format!(
+                "{} carries no {} annotation, as format 1 images do",
+                args.against,
+                imgbuild::format::ANNOTATION
+            ),
+            (FormatSource::Newest, SideFormat::Known(n)) => format!(
+                "the newest: {} names format {n}, which this imgbuild does not build",
+                args.against
+            ),
+            (source, _) => source.describe().to_string(),
+        };
+        eprintln!("verify: rebuilt with format {} ({why})", v.format);
+    }
+    match v.verdict {
         Verdict::Verified(report) => {
             if args.json {
                 print(&report, true)
@@ -56,10 +82,29 @@ pub fn verify(args: VerifyArgs, quiet: bool, registry: &RegistryArgs) -> Result<
         }
         Verdict::Differs(report) => {
             print(&report, args.json)?;
-            Err(Error::differs(format!(
+            let mut err = Error::differs(format!(
                 "the rebuild ({}) is not {} ({})",
                 report.a.digest, args.against, report.b.digest
-            )))
+            ));
+            // The image's format, when it is not the rebuild's: named plainly, with the
+            // flag that rebuilds it the way it was built.
+            let built = match v.image_format {
+                SideFormat::Known(n) => Some((n, String::new())),
+                SideFormat::Unmarked => Some((1, " (it has no format annotation)".to_string())),
+            }
+            .filter(|(n, _)| *n != v.format.number());
+            if let Some((n, how)) = built {
+                err = Error::differs(format!(
+                    "{}: {} was built with format {n}{how}, rebuilt with format {}",
+                    err.message(),
+                    args.against,
+                    v.format
+                ))
+                .with_hint(format!(
+                    "rebuild with the image's format: `--format-version {n}`, or pin it with `imgbuild lock --format-version {n}`"
+                ));
+            }
+            Err(err)
         }
     }
 }
