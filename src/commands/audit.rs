@@ -94,15 +94,18 @@ pub fn verify(args: VerifyArgs, quiet: bool, registry: &RegistryArgs) -> Result<
             }
             .filter(|(n, _)| *n != v.format.number());
             if let Some((n, how)) = built {
+                let known = imgbuild::format::FormatVersion::from_number(u64::from(n)).is_some();
                 err = Error::differs(format!(
                     "{}: {} was built with format {n}{how}, rebuilt with format {}",
                     err.message(),
                     args.against,
                     v.format
                 ))
-                .with_hint(format!(
-                    "rebuild with the image's format: `--format-version {n}`, or pin it with `imgbuild lock --format-version {n}`"
-                ));
+                .with_hint(if known {
+                    format!("rebuild with the image's format: `--format-version {n}`, or pin it with `imgbuild lock --format-version {n}`")
+                } else {
+                    format!("this imgbuild does not build format {n}: verify with the imgbuild release that built it, or a later one")
+                });
             }
             Err(err)
         }
