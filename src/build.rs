@@ -10,6 +10,7 @@ use crate::epoch::{self, EpochSource, SourceDateEpoch};
 use crate::error::{Error, Result};
 use crate::events::{Event, Events};
 use crate::fetch;
+use crate::format::{self, FormatSource, FormatVersion};
 use crate::image::{self, canonical_json, Descriptor, ImageConfig, Index, Manifest, PlatformJson};
 use crate::layer::{self, LayerBlob};
 use crate::layout::Layout;
@@ -25,9 +26,6 @@ use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
-
-/// imgbuild's output format version: bumped whenever any golden digest changes.
-pub const FORMAT_VERSION: u32 = 1;
 
 #[derive(Debug, Clone)]
 pub struct BuildOptions {
@@ -54,6 +52,11 @@ pub struct BuildOptions {
     /// The directory context walks leave out, when it is not `out` (`verify` writes
     /// to a temporary layout but must see the context as `build --out` would).
     pub context_out: Option<PathBuf>,
+    /// `--format-version` (highest precedence: over the recipe and the lock).
+    pub format: Option<FormatVersion>,
+    /// The format when neither the flag, the recipe nor the lock names one; None: the
+    /// newest (`verify` passes the one the image it verifies was built with).
+    pub fallback_format: Option<FormatVersion>,
 }
 
 #[derive(Debug)]
@@ -66,6 +69,9 @@ pub struct BuildResult {
     pub epoch: SourceDateEpoch,
     pub manifests: Vec<PlatformImage>,
     pub layout: PathBuf,
+    /// The format version the image was built with, and what chose it.
+    pub format: FormatVersion,
+    pub format_source: FormatSource,
     /// What provenance and SBOM need to know about the inputs.
     pub inputs: BuildInputs,
 }
@@ -115,6 +121,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
     if opts.locked {
         check_locked(&recipe, &opts.recipe, lock.as_ref(), &url_pins)?;
     }
+    let (format, format_source) = resolve_format(&recipe, opts, lock.as_ref())?;
     let epoch = resolve_epoch(&recipe, opts, lock.as_ref())?;
     let tags = match &opts.tags {
         Some(t) => t.clone(),
@@ -248,6 +255,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
     let settings = LayerSettings {
         epoch: epoch.seconds,
         compression,
+        format,
         threads: opts.threads,
     };
     let blobs = write_layers(&targets, &settings, cache.as_ref(), &layout, &opts.events)?;
@@ -284,6 +292,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
             &layer_blobs,
             &epoch,
             user.as_deref(),
+            format,
             &layout,
         )?);
     }
@@ -326,6 +335,8 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
         epoch,
         manifests,
         layout: opts.out.clone(),
+        format,
+        format_source,
         inputs,
     })
 }
@@ -435,6 +446,29 @@ fn check_platform_pin(
     }
 }
 
+/// The format version: `--format-version`, else the recipe's, else the lock's (format
+/// 1 for a lock written before format versions existed), else the caller's fallback,
+/// else the newest.
+fn resolve_format(
+    recipe: &Recipe,
+    opts: &BuildOptions,
+    lock: Option<&Lock>,
+) -> Result<(FormatVersion, FormatSource)> {
+    if let Some(f) = opts.format {
+        return Ok((f, FormatSource::Flag));
+    }
+    if let Some(f) = recipe.format()? {
+        return Ok((f, FormatSource::Recipe));
+    }
+    if let Some(l) = lock {
+        return Ok((l.format_version(), FormatSource::Lock));
+    }
+    Ok(match opts.fallback_format {
+        Some(f) => (f, FormatSource::Fallback),
+        None => (FormatVersion::NEWEST, FormatSource::Newest),
+    })
+}
+
 /// `--locked`: a lock must exist and agree with the recipe's floating inputs.
 fn check_locked(
     recipe: &Recipe,
@@ -449,6 +483,24 @@ fn check_locked(
         ))
         .with_hint("run `imgbuild lock` and commit the file it writes"));
     };
+    // A lock without a format field means format 1: it stays current for a recipe
+    // that names no format, so a locked build keeps its digest across the upgrade.
+    if let (Some(f), Some(key)) = (recipe.format()?, &recipe.image.format) {
+        if f != lock.format_version() {
+            return Err(recipe
+                .error_at(
+                    key.span(),
+                    format!(
+                        "--locked: {} pins format {}, but the recipe says format = {f}",
+                        lock::path_for(recipe_path).display(),
+                        lock.format_version()
+                    ),
+                )
+                .with_hint(
+                    "run `imgbuild lock` and commit recipe.lock, or build without --locked",
+                ));
+        }
+    }
     let base_name = recipe
         .base
         .image
@@ -553,6 +605,7 @@ fn resolve_epoch(
 struct LayerSettings {
     epoch: u64,
     compression: Compression,
+    format: FormatVersion,
     threads: NonZeroUsize,
 }
 
@@ -566,6 +619,7 @@ fn write_layers(
     let LayerSettings {
         epoch,
         compression,
+        format,
         threads,
     } = *settings;
     let mut jobs: Vec<&LayerPlan> = Vec::new();
@@ -595,14 +649,14 @@ fn write_layers(
             s.spawn(|| loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(job) = jobs.get(i) else { break };
-                let key = cache.map(|_| LayerCache::key(job, FORMAT_VERSION, compression, epoch));
+                let key = cache.map(|_| LayerCache::key(job, format, compression, epoch));
                 let hit = cache
                     .zip(key.as_ref())
                     .and_then(|(c, k)| c.get(k, layout, compression));
                 let cached = hit.is_some();
                 let r = match hit {
                     Some(b) => Ok(b),
-                    None => layer::write_layer(job, epoch, compression, threads, layout),
+                    None => layer::write_layer(job, epoch, compression, format, threads, layout),
                 };
                 if let Ok(b) = &r {
                     if let (Some(c), Some(k), false) = (cache, &key, cached) {
@@ -668,6 +722,7 @@ fn assemble(
     blobs: &[LayerBlob],
     epoch: &SourceDateEpoch,
     user: Option<&str>,
+    format: FormatVersion,
     layout: &Layout,
 ) -> Result<PlatformImage> {
     let created = epoch.rfc3339();
@@ -740,6 +795,9 @@ fn assemble(
             image::ANNOTATION_BASE_DIGEST.into(),
             bp.manifest_digest.to_string(),
         );
+    }
+    if format.annotates() {
+        annotations.insert(format::ANNOTATION.into(), format.to_string());
     }
     let manifest = Manifest {
         schema_version: 2,

@@ -16,6 +16,7 @@
 
 use crate::compress::Compression;
 use crate::digest::Digest;
+use crate::format::FormatVersion;
 use crate::layer::LayerBlob;
 use crate::layout::Layout;
 use crate::plan::{Content, EntryKind, LayerPlan};
@@ -68,13 +69,15 @@ impl LayerCache {
     /// The cache key of `layer` written with these settings.
     pub fn key(
         layer: &LayerPlan,
-        format_version: u32,
+        format: FormatVersion,
         compression: Compression,
         epoch: u64,
     ) -> Digest {
         let mut h = Sha256::new();
         h.update(b"imgbuild layer cache key v1\0");
-        h.update(format_version.to_le_bytes());
+        // The number as a u32, as before format versions were a type: format-1 keys
+        // written by earlier releases still hit.
+        h.update(format.number().to_le_bytes());
         bytes(&mut h, compression.as_str().as_bytes());
         h.update(epoch.to_le_bytes());
         h.update((layer.entries.len() as u64).to_le_bytes());

@@ -80,6 +80,9 @@ pub struct LockArgs {
     /// The recipe; the lock is written next to it (recipe.toml → recipe.lock).
     #[arg(default_value = "recipe.toml", env = "IMGBUILD_RECIPE")]
     pub recipe: PathBuf,
+    /// The format version to pin (default: the recipe's, else the existing lock's, else the newest).
+    #[arg(long, env = "IMGBUILD_FORMAT_VERSION", value_name = "N")]
+    pub format_version: Option<u64>,
 }
 
 #[derive(Debug, Args)]
@@ -151,6 +154,9 @@ pub struct InputArgs {
     /// Fail (exit 2) unless recipe.lock pins every floating input and is current.
     #[arg(long, env = "IMGBUILD_LOCKED")]
     pub locked: bool,
+    /// The format version to build (default: the recipe's, else recipe.lock's, else the newest).
+    #[arg(long, env = "IMGBUILD_FORMAT_VERSION", value_name = "N")]
+    pub format_version: Option<u64>,
 }
 
 #[derive(Debug, Args)]

@@ -38,7 +38,51 @@ impl FormatVersion {
             .into_iter()
             .find(|v| u64::from(v.number()) == n)
     }
+
+    /// The known versions as a user reads them: `1, 2 (the newest)`.
+    pub fn known() -> String {
+        let list: Vec<String> = FormatVersion::ALL.iter().map(|v| v.to_string()).collect();
+        format!("{} (the newest)", list.join(", "))
+    }
+
+    /// Whether images of this version carry [`ANNOTATION`] in each manifest. Format 1
+    /// predates it, and its bytes never change.
+    pub fn annotates(self) -> bool {
+        self != FormatVersion::V1
+    }
 }
+
+/// Where a build's format version came from, in precedence order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FormatSource {
+    /// `--format-version` (or `IMGBUILD_FORMAT_VERSION`).
+    Flag,
+    /// The recipe's `[image] format`.
+    Recipe,
+    /// `recipe.lock` (a lock without a `format` field means format 1).
+    Lock,
+    /// The caller's fallback: `verify` reads it from the image it verifies.
+    Fallback,
+    /// Nothing named one: the newest.
+    Newest,
+}
+
+impl FormatSource {
+    /// How a user reads it after "format N": `from recipe.lock`.
+    pub fn describe(self) -> &'static str {
+        match self {
+            FormatSource::Flag => "from --format-version",
+            FormatSource::Recipe => "from the recipe's [image] format",
+            FormatSource::Lock => "from recipe.lock",
+            FormatSource::Fallback => "from the image",
+            FormatSource::Newest => "the newest; neither the recipe nor a lock names one",
+        }
+    }
+}
+
+/// The manifest annotation naming the format version an image was built with (format 2
+/// and later; a format-1 image has none). `verify` and `diff` read it.
+pub const ANNOTATION: &str = "org.imgbuild.format-version";
 
 impl fmt::Display for FormatVersion {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -7,6 +7,7 @@
 //!
 //! ```toml
 //! version = 1
+//! format = 2                                     # the format version (docs/determinism.md)
 //! [base]
 //! image = "registry.example.com/acme/base:1.2"   # as the recipe writes it
 //! digest = "sha256:…"                            # what it resolved to (index or manifest)
@@ -19,6 +20,12 @@
 //! git = 1700000000
 //! commit = "…"                                   # the commit it came from (informative)
 //! ```
+//!
+//! A lock without `format` was written before format versions existed: it means
+//! format 1, the only format there was, so every build it locked keeps its digest.
+//! `imgbuild lock` keeps the format an existing lock pins (re-locking to take a newer
+//! base must not change every layer's bytes); `--format-version` or the recipe's
+//! `[image] format` choose another, and a recipe without a lock gets the newest.
 //!
 //! Staleness: the lock is stale when it pins a different base reference than the
 //! recipe names (or a base the recipe no longer has), when the recipe's base carries
@@ -34,6 +41,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::format::{FormatSource, FormatVersion};
 
 pub const LOCK_VERSION: u32 = 1;
 
@@ -41,6 +49,9 @@ pub const LOCK_VERSION: u32 = 1;
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Lock {
     pub version: u32,
+    /// The format version; None (a lock older than format versions) means format 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base: Option<LockedBase>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -108,7 +119,25 @@ impl Lock {
             ))
             .with_hint("run `imgbuild lock` to rewrite it"));
         }
+        if let Some(n) = lock.format {
+            if FormatVersion::from_number(u64::from(n)).is_none() {
+                return Err(Error::input(format!(
+                    "{}: format {n} is not a format version this imgbuild builds ({})",
+                    path.display(),
+                    FormatVersion::known()
+                ))
+                .with_hint("a newer imgbuild wrote it: upgrade, or run `imgbuild lock --format-version N` to pin one this imgbuild knows"));
+            }
+        }
         Ok(Some(lock))
+    }
+
+    /// The format version the lock pins: format 1 when it names none (it was written
+    /// before format versions existed).
+    pub fn format_version(&self) -> FormatVersion {
+        self.format
+            .and_then(|n| FormatVersion::from_number(u64::from(n)))
+            .unwrap_or(FormatVersion::V1)
     }
 
     /// Writes the lock next to `recipe`, atomically.
@@ -145,11 +174,14 @@ pub fn stale(recipe: &Path, what: impl std::fmt::Display) -> Error {
         .with_hint("run `imgbuild lock` and commit recipe.lock, or build without --locked")
 }
 
-/// `imgbuild lock`: resolves the recipe's floating inputs and writes the lock.
+/// `imgbuild lock`: resolves the recipe's floating inputs and writes the lock. The
+/// format version is `format_flag`, else the recipe's, else the existing lock's, else
+/// the newest; the lock written always names it.
 pub fn lock(
     recipe_path: &Path,
     registry: &crate::registry::client::Options,
-) -> Result<(PathBuf, Lock)> {
+    format_flag: Option<FormatVersion>,
+) -> Result<(PathBuf, Lock, FormatSource)> {
     use crate::base::{select_platform, BaseSource};
     use crate::digest::Digest;
     use crate::recipe::{EpochSetting, Recipe};
@@ -157,8 +189,17 @@ pub fn lock(
 
     let recipe = Recipe::load(recipe_path)?;
     let platforms = recipe.platforms()?;
+    // An unreadable existing lock is what `imgbuild lock` replaces: it pins nothing.
+    let existing = Lock::load(recipe_path).ok().flatten();
+    let (format, source) = match (format_flag, recipe.format()?, &existing) {
+        (Some(f), _, _) => (f, FormatSource::Flag),
+        (None, Some(f), _) => (f, FormatSource::Recipe),
+        (None, None, Some(l)) => (l.format_version(), FormatSource::Lock),
+        (None, None, None) => (FormatVersion::NEWEST, FormatSource::Newest),
+    };
     let mut lock = Lock {
         version: LOCK_VERSION,
+        format: Some(format.number()),
         ..Lock::default()
     };
     if let Some(BaseSource::Registry {
@@ -227,7 +268,7 @@ pub fn lock(
         }
     }
     let path = lock.save(recipe_path)?;
-    Ok((path, lock))
+    Ok((path, lock, source))
 }
 
 #[cfg(test)]
@@ -240,6 +281,7 @@ mod tests {
         let recipe = dir.path().join("recipe.toml");
         let lock = Lock {
             version: 1,
+            format: Some(2),
             base: Some(LockedBase {
                 image: "127.0.0.1:5000/base:1".into(),
                 digest: format!("sha256:{}", "a".repeat(64)),
@@ -265,6 +307,18 @@ mod tests {
         std::fs::write(&path, "version = 1\nbase-image = \"x\"\n").unwrap();
         let e = Lock::load(&recipe).unwrap_err();
         assert!(e.message().contains("recipe.lock:2:1"), "{}", e.message());
+
+        std::fs::write(&path, "version = 1\n").unwrap();
+        let old = Lock::load(&recipe).unwrap().unwrap();
+        assert_eq!(
+            (old.format, old.format_version()),
+            (None, FormatVersion::V1)
+        );
+
+        std::fs::write(&path, "version = 1\nformat = 9\n").unwrap();
+        let e = Lock::load(&recipe).unwrap_err();
+        assert!(e.message().contains("format 9 is not"), "{}", e.message());
+        assert!(e.message().contains("1, 2 (the newest)"), "{}", e.message());
 
         std::fs::write(&path, "version = 7\n").unwrap();
         let e = Lock::load(&recipe).unwrap_err();

@@ -6,7 +6,7 @@
 //! epoch is recorded as a parameter), paths relative to the context, lists sorted,
 //! keys sorted. The same inputs give the same bytes (docs/provenance.md).
 
-use crate::build::{BuildResult, FORMAT_VERSION};
+use crate::build::BuildResult;
 use crate::digest::HashingWriter;
 use crate::epoch::EpochSource;
 use crate::error::{Error, Result};
@@ -117,7 +117,7 @@ pub fn statement(result: &BuildResult, name: &str, params: &Parameters) -> Resul
                         "source": epoch_source(result.epoch.source),
                     },
                     "compression": inputs.compression,
-                    "formatVersion": FORMAT_VERSION,
+                    "formatVersion": result.format.number(),
                 },
                 "resolvedDependencies": deps,
             },
@@ -126,7 +126,7 @@ pub fn statement(result: &BuildResult, name: &str, params: &Parameters) -> Resul
                     "id": BUILDER_ID,
                     "version": {
                         "imgbuild": env!("CARGO_PKG_VERSION"),
-                        "format": FORMAT_VERSION.to_string(),
+                        "format": result.format.to_string(),
                     },
                 },
             },

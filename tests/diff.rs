@@ -39,8 +39,13 @@ impl Case {
 
     /// Builds the context as it is now into a fresh layout named `name`.
     fn build(&self, name: &str) -> PathBuf {
+        self.build_with(name, &[])
+    }
+
+    /// The same, with extra `build` flags.
+    fn build_with(&self, name: &str, args: &[&str]) -> PathBuf {
         let out = self.outs.path().join(name);
-        self.ctx.build_ok(&out, &[]);
+        self.ctx.build_ok(&out, args);
         out
     }
 }
@@ -317,7 +322,8 @@ import json, sys
 v = json.load(sys.stdin)
 assert v["identical"] is False
 for side in ("a", "b"):
-    assert set(v[side]) == {"reference", "digest", "mediaType"}, v[side]
+    assert set(v[side]) == {"reference", "digest", "mediaType", "formatVersion"}, v[side]
+assert v["recompressedOnly"] is False
 assert set(v["summary"]) == {"differences", "ignored", "index", "platform", "manifest", "config", "layer", "entry"}, v["summary"]
 assert v["summary"]["differences"] == len(v["differences"])
 keys = {
@@ -946,4 +952,115 @@ fn platforms_in_another_order_are_index_differences_by_position() {
         text.contains("  index     manifests[0].platform.architecture: \"amd64\" → \"arm64\"\n"),
         "{text}"
     );
+}
+
+/// Recompresses every gzip layer of the layout's single-manifest image at another
+/// level: the same tars (diff_ids), the same media type, other digests.
+fn recompress_gzip_layers(layout: &Path) {
+    use std::io::{Read, Write};
+    let mut m = root_json(layout);
+    let layers = m["layers"].as_array().expect("layers").clone();
+    let mut new_layers = Vec::new();
+    for l in layers {
+        let d = l["digest"].as_str().expect("digest");
+        let blob = std::fs::read(layout.join("blobs/sha256").join(&d[7..])).expect("blob");
+        let mut tar = Vec::new();
+        flate2::read::MultiGzDecoder::new(&blob[..])
+            .read_to_end(&mut tar)
+            .expect("gunzip");
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(1));
+        gz.write_all(&tar).expect("gzip");
+        let bytes = gz.finish().expect("gzip");
+        let mut l = l.clone();
+        l["digest"] = put_blob(layout, &bytes).into();
+        l["size"] = bytes.len().into();
+        new_layers.push(l);
+    }
+    m["layers"] = Value::Array(new_layers);
+    set_root(layout, &m);
+}
+
+#[test]
+fn a_recompression_keeping_the_media_type_is_named_once_not_layer_by_layer() {
+    let c = Case::new();
+    c.ctx.recipe_text(&recipe(
+        "",
+        "A = \"1\"",
+        "[[layer]]\nname = \"more\"\n[[layer.file]]\npath = \"/etc/more\"\ncontent = \"more\"\n",
+    ));
+    let a = c.build("a");
+    let b = c.build("b");
+    recompress_gzip_layers(&b);
+    let (code, v) = diff_json(&oci(&a), &oci(&b), &[]);
+    assert_eq!(code, 1);
+    assert_eq!(v["recompressedOnly"], true, "{v:#}");
+    let layers = of_level(&v, "layer");
+    assert_eq!(layers.len(), 2, "{v:#}");
+    assert!(
+        layers.iter().all(|l| l["change"] == "recompressed"),
+        "{v:#}"
+    );
+
+    let o = run_diff(&oci(&a), &oci(&b), &[]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.contains("layers  the layers' uncompressed contents are identical; only their compressed bytes differ (a different compressor or format version)"),
+        "{text}"
+    );
+    assert!(text.contains("  layers    2 recompressed:"), "{text}");
+    assert!(!text.contains("layer 0"), "{text}");
+    assert!(!text.contains("layer 1"), "{text}");
+}
+
+#[test]
+fn another_media_type_is_not_called_a_mere_recompression() {
+    let c = Case::new();
+    let a = c.build("a");
+    c.ctx
+        .recipe_text(&recipe("compression = \"zstd\"", "A = \"1\"", ""));
+    let b = c.build("b");
+    let (code, v) = diff_json(&oci(&a), &oci(&b), &[]);
+    assert_eq!(code, 1);
+    assert_eq!(v["recompressedOnly"], false, "{v:#}");
+    let o = run_diff(&oci(&a), &oci(&b), &[]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("layer 0   recompressed"), "{text}");
+    assert!(
+        !text.contains("uncompressed contents are identical"),
+        "{text}"
+    );
+}
+
+#[test]
+fn images_of_two_format_versions_name_both_versions() {
+    let c = Case::new();
+    let one = c.build_with("one", &["--format-version", "1"]);
+    let two = c.build_with("two", &["--format-version", "2"]);
+    let (code, v) = diff_json(&oci(&one), &oci(&two), &[]);
+    assert_eq!(code, 1);
+    assert_eq!(v["a"]["formatVersion"], Value::Null, "{v:#}");
+    assert_eq!(v["b"]["formatVersion"], 2, "{v:#}");
+    // Format 1's manifest has no annotations at all: the whole object is added.
+    let manifest = of_level(&v, "manifest");
+    assert_eq!(manifest.len(), 1, "{v:#}");
+    assert_eq!(manifest[0]["path"], "annotations", "{v:#}");
+    assert_eq!(
+        manifest[0]["new"],
+        serde_json::json!({"org.imgbuild.format-version": "2"}),
+        "{v:#}"
+    );
+    let o = run_diff(&oci(&one), &oci(&two), &[]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.contains("format  A: format 1 or another builder (no org.imgbuild.format-version annotation); B: format 2"),
+        "{text}"
+    );
+    // The same format on both sides: no format line.
+    let two_again = c.build_with("two-again", &["--format-version", "2"]);
+    c.ctx.write("app/hello", "changed\n");
+    let changed = c.build_with("changed", &["--format-version", "2"]);
+    let o = run_diff(&oci(&two_again), &oci(&changed), &[]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(!text.contains("format  "), "{text}");
 }

@@ -1,11 +1,18 @@
-//! SPEC §3.5: golden digests. Each case builds a recipe from sources generated here
-//! and must produce exactly the pinned manifest (or index) digest. A change to any of
-//! them is a change of imgbuild's output format: it bumps FORMAT_VERSION and is called
-//! out in CHANGELOG.md. Layer diff_ids are pinned separately: they must never change,
-//! even across format versions (only compressed bytes may).
+//! Golden digests, per format version. Each case builds a recipe from sources
+//! generated here and must produce exactly the pinned manifest (or index) digest of
+//! every format version in its table. A released format's digests never change: an
+//! image built with it must rebuild bit for bit with every later release (a change of
+//! bytes is a new format version, docs/determinism.md). The recipes name `format = 1`
+//! themselves; every other format is built from the same recipe with
+//! `--format-version N`. Layer diff_ids are pinned separately: they never change, even
+//! across format versions (only compressed bytes may).
+//!
+//! Format 2's column is filled in when its compressor lands: adding a format to a case
+//! is one `(2, "sha256:…")` row in its table.
 //!
 //! To see the digests a change produces: `IMGBUILD_GOLDEN_PRINT=1 cargo test --test
-//! golden -- --nocapture` (the test still fails on a mismatch).
+//! golden -- --nocapture` (the test still fails on a mismatch); it prints format 2's
+//! too, whether pinned yet or not.
 
 mod common;
 
@@ -17,11 +24,47 @@ struct Case {
     args: Vec<&'static str>,
 }
 
-fn check(name: &str, case: Case, want_digest: &str, want_last_diff_id: &str) {
+/// A case's image digest per format version: `(format, digest)`, format 1 first.
+type Digests = &'static [(u32, &'static str)];
+
+/// Checks every format of `digests`; prints (with IMGBUILD_GOLDEN_PRINT) the digests of
+/// the formats it does not pin yet.
+fn check(name: &str, case: Case, digests: Digests, want_last_diff_id: &str) {
+    assert_eq!(
+        digests.first().map(|d| d.0),
+        Some(1),
+        "{name}: format 1's digest comes first"
+    );
+    let recipe = std::fs::read_to_string(case.ctx.recipe()).expect("recipe");
+    assert!(
+        recipe.contains("format = 1\n"),
+        "{name}: a golden recipe names its format"
+    );
+    for (format, want) in digests {
+        check_format(name, &case, *format, Some(want), want_last_diff_id);
+    }
+    if std::env::var_os("IMGBUILD_GOLDEN_PRINT").is_some() {
+        for format in 2..=NEWEST_FORMAT {
+            if !digests.iter().any(|d| d.0 == format) {
+                check_format(name, &case, format, None, want_last_diff_id);
+            }
+        }
+    }
+}
+
+/// The newest format version this imgbuild builds.
+const NEWEST_FORMAT: u32 = 2;
+
+fn check_format(name: &str, case: &Case, format: u32, want: Option<&str>, want_last_diff_id: &str) {
+    let format_flag = format.to_string();
+    let mut extra: Vec<&str> = case.args.clone();
+    if format != 1 {
+        extra.extend(["--format-version", &format_flag]);
+    }
     let out = tempfile::tempdir().expect("tmp");
     let root = out.path().join("out");
     let mut args = vec!["--threads", "2"];
-    args.extend(case.args.iter().copied());
+    args.extend(extra.iter().copied());
     let digest = case.ctx.build_ok(&root, &args);
     let layout = Layout::new(&root);
     let top = layout.json(&digest);
@@ -37,19 +80,26 @@ fn check(name: &str, case: Case, want_digest: &str, want_last_diff_id: &str) {
         .unwrap_or("")
         .to_string();
     if std::env::var_os("IMGBUILD_GOLDEN_PRINT").is_some() {
-        println!("GOLDEN {name}: {digest} {diff_id}");
+        println!("GOLDEN {name} format {format}: {digest} {diff_id}");
     }
     assert_eq!(
         diff_id, want_last_diff_id,
-        "{name}: the diff_id of the last layer changed: the tar normal form changed"
+        "{name} (format {format}): the diff_id of the last layer changed: the tar normal form changed"
     );
-    assert_eq!(digest, want_digest, "{name}: the image digest changed");
+    let Some(want) = want else { return };
+    assert_eq!(
+        digest, want,
+        "{name}: the image digest of format {format} changed"
+    );
     // The same case on one thread, into a fresh layout, gives the same bytes.
     let single = tempfile::tempdir().expect("tmp");
     let mut args1 = vec!["--threads", "1"];
-    args1.extend(case.args.iter().copied());
+    args1.extend(extra.iter().copied());
     let one = case.ctx.build_ok(&single.path().join("out"), &args1);
-    assert_eq!(one, digest, "{name}: 1 thread and 2 threads disagree");
+    assert_eq!(
+        one, digest,
+        "{name} (format {format}): 1 thread and 2 threads disagree"
+    );
 }
 
 fn ctx(recipe: &str) -> Ctx {
@@ -65,7 +115,7 @@ fn case(c: Ctx) -> Case {
     }
 }
 
-const EPOCH: &str = "[image]\nsource-date-epoch = 1700000000\n";
+const EPOCH: &str = "[image]\nformat = 1\nsource-date-epoch = 1700000000\n";
 
 #[test]
 fn golden_inline_file() {
@@ -73,7 +123,10 @@ fn golden_inline_file() {
     check(
         "inline_file",
         case(c),
-        "sha256:98206110d47eaafb7f2be30ab46327faaa9636759a9de5ddc02f260ea612313b",
+        &[(
+            1,
+            "sha256:98206110d47eaafb7f2be30ab46327faaa9636759a9de5ddc02f260ea612313b",
+        )],
         "sha256:fc4f05fc805a4ba7ad3c15de49dd4fc621a020de66fa65803a5e546551144c02",
     );
 }
@@ -94,7 +147,10 @@ fn golden_copy_file_and_tree_with_exclude_and_modes() {
     check(
         "copy_file_and_tree",
         case(c),
-        "sha256:1f2d0074cbda43adb4e2882e6db03550f0c7eca590ac977a26aea331cd4790af",
+        &[(
+            1,
+            "sha256:1f2d0074cbda43adb4e2882e6db03550f0c7eca590ac977a26aea331cd4790af",
+        )],
         "sha256:decb68289b6a09149ce12811948d0bf00142b135fc5a845ef42251c3e6464cf3",
     );
 }
@@ -108,7 +164,10 @@ fn golden_explicit_dirs_including_empty_sticky_and_setgid() {
     check(
         "dirs",
         case(c),
-        "sha256:943537a7cf4e4096638fb9fdd1d2686cc5f84d846529f739a770bc894f304827",
+        &[(
+            1,
+            "sha256:943537a7cf4e4096638fb9fdd1d2686cc5f84d846529f739a770bc894f304827",
+        )],
         "sha256:5ef0b9c1285382682a72806982cd045071bbebf598ca38837f6b3cd9ea068572",
     );
 }
@@ -126,7 +185,10 @@ fn golden_symlinks_from_items_and_trees() {
     check(
         "symlinks",
         case(c),
-        "sha256:bef6a52e37f94462abdacd2ce9c3802184ee23174a00ad62c57d5e653d757a8c",
+        &[(
+            1,
+            "sha256:bef6a52e37f94462abdacd2ce9c3802184ee23174a00ad62c57d5e653d757a8c",
+        )],
         "sha256:3ab2715ed061a85ada62fb6f0935e6e80edd7d918c9164c586bed9cc2c1ce2e9",
     );
 }
@@ -142,7 +204,10 @@ fn golden_hardlinks_within_one_tree() {
     check(
         "hardlinks",
         case(c),
-        "sha256:dde937f3d3132eef6be7b54dd23d6713b0653456401dc636a187062d05240606",
+        &[(
+            1,
+            "sha256:dde937f3d3132eef6be7b54dd23d6713b0653456401dc636a187062d05240606",
+        )],
         "sha256:df7f227e172778383c8e6f824fec757db8c94c7c38931a9511ce51ff6ef1d6f4",
     );
 }
@@ -166,7 +231,10 @@ fn golden_long_paths_and_link_targets() {
     check(
         "long_paths",
         case(c),
-        "sha256:f6b5b6db458ac72275e616d4aed34fc1728466c3e14f4b6d062c0c12e30b0ba8",
+        &[(
+            1,
+            "sha256:f6b5b6db458ac72275e616d4aed34fc1728466c3e14f4b6d062c0c12e30b0ba8",
+        )],
         "sha256:f8f3f01a390337c6252da16b90de5e93e1f34414d606ce5cda60009a3f0f12d2",
     );
 }
@@ -181,7 +249,10 @@ fn golden_non_ascii_names() {
     check(
         "non_ascii",
         case(c),
-        "sha256:d2ec41631794f6fb36f2c4ecca4a03fad17e6b0c2af5dbcd3d8d5c782082e156",
+        &[(
+            1,
+            "sha256:d2ec41631794f6fb36f2c4ecca4a03fad17e6b0c2af5dbcd3d8d5c782082e156",
+        )],
         "sha256:06a47a9a7fc86a2c3599e92bdc9f2067a1ef52d0bc4f81406d7677de52988a41",
     );
 }
@@ -211,7 +282,10 @@ fn golden_archives_tar_gz_zst_with_strip_components() {
     check(
         "archives",
         case(c),
-        "sha256:4a1c53b7dd47645b06e7289552e17cb2948fb183de65fe743c49da17f776a13f",
+        &[(
+            1,
+            "sha256:4a1c53b7dd47645b06e7289552e17cb2948fb183de65fe743c49da17f776a13f",
+        )],
         "sha256:a64b386738fb403d63c2718774cdaa6d6413cc2e369db1da97317a12406c0b8a",
     );
 }
@@ -224,7 +298,10 @@ fn golden_whiteouts_against_an_earlier_layer() {
     check(
         "whiteouts",
         case(c),
-        "sha256:6daf9587b6ffee6f985b097ad9142b39c7d840932b3039a413907f98b6cbbf0f",
+        &[(
+            1,
+            "sha256:6daf9587b6ffee6f985b097ad9142b39c7d840932b3039a413907f98b6cbbf0f",
+        )],
         "sha256:c9eb962238c7418f2e47a830a563eca1d18b4c771faaa945ed9f01f8ee4d9390",
     );
 }
@@ -270,7 +347,10 @@ mode = 0o755
     check(
         "users_and_config",
         case(c),
-        "sha256:d90af7e0c51e2acc477b53e7058d7ae4a9584a99368e3bbde56233db28a830bb",
+        &[(
+            1,
+            "sha256:d90af7e0c51e2acc477b53e7058d7ae4a9584a99368e3bbde56233db28a830bb",
+        )],
         "sha256:6142e46655553f91bd12baf9add040742d0f3ffeaefb28f403efb3a9878d7de8",
     );
 }
@@ -289,7 +369,10 @@ fn golden_gzip() {
     check(
         "gzip",
         compression_case("gzip"),
-        "sha256:3d6da31e4a3b134826695848c49cabe71f6d90f50a03af9239a0c33a40b4b097",
+        &[(
+            1,
+            "sha256:3d6da31e4a3b134826695848c49cabe71f6d90f50a03af9239a0c33a40b4b097",
+        )],
         "sha256:c4012adde0ba1e4fcf7a44ea36c37ac9f19bf9db91b32c189bb52ff1133a1c02",
     );
 }
@@ -299,7 +382,10 @@ fn golden_zstd() {
     check(
         "zstd",
         compression_case("zstd"),
-        "sha256:f40910c319fd1085216ffae5bf373b8bd72bc754726c6f39f0343e750ace5675",
+        &[(
+            1,
+            "sha256:f40910c319fd1085216ffae5bf373b8bd72bc754726c6f39f0343e750ace5675",
+        )],
         "sha256:c4012adde0ba1e4fcf7a44ea36c37ac9f19bf9db91b32c189bb52ff1133a1c02",
     );
 }
@@ -309,7 +395,10 @@ fn golden_uncompressed() {
     check(
         "none",
         compression_case("none"),
-        "sha256:d8313fd1cbc2bff0006ae0a93e80219ea9fc4b57c4b4dd58fdaed80a5f8c580a",
+        &[(
+            1,
+            "sha256:d8313fd1cbc2bff0006ae0a93e80219ea9fc4b57c4b4dd58fdaed80a5f8c580a",
+        )],
         "sha256:c4012adde0ba1e4fcf7a44ea36c37ac9f19bf9db91b32c189bb52ff1133a1c02",
     );
 }
@@ -325,7 +414,10 @@ fn golden_multi_platform_with_arch_placeholders() {
     check(
         "multi_platform",
         case(c),
-        "sha256:d6b16c3a254fa3b005aa1dc02eea4b1b50edff327f2ca42c615fc21615779cb4",
+        &[(
+            1,
+            "sha256:d6b16c3a254fa3b005aa1dc02eea4b1b50edff327f2ca42c615fc21615779cb4",
+        )],
         "sha256:a1e841710a82e5af0c1a58f4232736a42291fcdc9874c45da5caea4e371ecb63",
     );
 }
@@ -347,7 +439,46 @@ fn golden_base_image_from_an_oci_layout() {
     check(
         "base_layout",
         case(c),
-        "sha256:702d730df8d1a304ef06a27c9cc23464333a6aa2d65ce63446280fb73c9a7f59",
+        &[(
+            1,
+            "sha256:702d730df8d1a304ef06a27c9cc23464333a6aa2d65ce63446280fb73c9a7f59",
+        )],
         "sha256:253b28c6f30260253fda34e66e0a46084fb6a3b4f6f88c44a35de61684ed1f8a",
     );
+}
+
+/// Every format keeps the tar normal form (diff_ids never change) and names itself in
+/// each manifest from format 2 on; format 1's manifests carry no such annotation.
+#[test]
+fn format_2_keeps_every_diff_id_and_names_itself_in_the_manifest() {
+    for kind in ["gzip", "zstd", "none"] {
+        let case = compression_case(kind);
+        let manifest_of = |format: &str| {
+            let out = tempfile::tempdir().expect("tmp");
+            let root = out.path().join("out");
+            let digest = case
+                .ctx
+                .build_ok(&root, &["--format-version", format, "--threads", "2"]);
+            let layout = Layout::new(&root);
+            let manifest = layout.json(&digest);
+            let config = layout.config(&digest);
+            (manifest, config["rootfs"]["diff_ids"].clone())
+        };
+        let (m1, d1) = manifest_of("1");
+        let (m2, d2) = manifest_of("2");
+        assert_eq!(d1, d2, "{kind}: format 2 changed a diff_id");
+        assert_eq!(
+            m1["annotations"]["org.imgbuild.format-version"],
+            serde_json::Value::Null,
+            "{kind}: format 1 bytes never carry the annotation"
+        );
+        assert_eq!(
+            m2["annotations"]["org.imgbuild.format-version"], "2",
+            "{kind}"
+        );
+        if kind == "none" {
+            // Uncompressed, a layer blob is its tar: the same in every format.
+            assert_eq!(m1["layers"], m2["layers"], "{kind}");
+        }
+    }
 }

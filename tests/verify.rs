@@ -229,3 +229,111 @@ fn platforms_in_another_order_are_named_not_reported_as_bytes_only() {
         "{text}"
     );
 }
+
+/// The lines of stderr that say which format the rebuild used.
+fn format_line(o: &Output) -> String {
+    stderr(o)
+        .lines()
+        .filter(|l| l.starts_with("verify: rebuilt with format"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn an_image_built_with_format_1_verifies_without_a_lock_or_a_flag() {
+    let c = ctx();
+    let out = c.path().join("out");
+    let digest = c.build_ok(&out, &["--format-version", "1"]);
+    let out_arg = out.display().to_string();
+    let against = format!("oci:{}", out.display());
+    let o = verify(&c.recipe(), &against, &["--out", &out_arg]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(stdout(&o), format!("verified {digest}\n"));
+    assert_eq!(
+        format_line(&o),
+        format!("verify: rebuilt with format 1 ({against} carries no org.imgbuild.format-version annotation, as format 1 images do)")
+    );
+    // -q keeps stderr for errors.
+    let o = verify(&c.recipe(), &against, &["--out", &out_arg, "-q"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(o.stderr.is_empty(), "{}", stderr(&o));
+}
+
+#[test]
+fn an_image_of_a_later_format_verifies_by_its_annotation() {
+    let c = ctx();
+    let out = c.path().join("out");
+    let digest = c.build_ok(&out, &["--format-version", "2"]);
+    let against = format!("oci:{}", out.display());
+    let o = verify(
+        &c.recipe(),
+        &against,
+        &["--out", &out.display().to_string()],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(stdout(&o), format!("verified {digest}\n"));
+    assert_eq!(
+        format_line(&o),
+        format!("verify: rebuilt with format 2 (from {against}'s org.imgbuild.format-version annotation)")
+    );
+}
+
+#[test]
+fn a_lock_written_before_format_versions_verifies_a_format_1_image() {
+    let c = ctx();
+    let out = c.path().join("out");
+    let digest = c.build_ok(&out, &["--format-version", "1"]);
+    c.write("recipe.lock", "version = 1\n");
+    let o = verify(
+        &c.recipe(),
+        &format!("oci:{}", out.display()),
+        &["--out", &out.display().to_string(), "--locked"],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(stdout(&o), format!("verified {digest}\n"));
+    assert_eq!(
+        format_line(&o),
+        "verify: rebuilt with format 1 (from recipe.lock)"
+    );
+}
+
+#[test]
+fn a_format_mismatch_is_named_plainly_with_the_flag_that_fixes_it() {
+    let c = ctx();
+    let out = c.path().join("out");
+    c.build_ok(&out, &["--format-version", "1"]);
+    let against = format!("oci:{}", out.display());
+    let out_arg = out.display().to_string();
+    let o = verify(
+        &c.recipe(),
+        &against,
+        &["--out", &out_arg, "--format-version", "2"],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains(&format!(
+            "{against} was built with format 1 (it has no format annotation), rebuilt with format 2"
+        )),
+        "{err}"
+    );
+    assert!(err.contains("--format-version 1"), "{err}");
+    assert_eq!(
+        format_line(&o),
+        "verify: rebuilt with format 2 (from --format-version)"
+    );
+    let text = stdout(&o);
+    assert!(
+        text.contains("format  A: format 2; B: format 1 or another builder"),
+        "{text}"
+    );
+    // The same through the environment, and the flag that fixes it.
+    let o = imgbuild()
+        .env("IMGBUILD_FORMAT_VERSION", "1")
+        .arg("verify")
+        .arg(c.recipe())
+        .args(["--against", &against, "--out", &out_arg])
+        .output()
+        .expect("verify");
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+}

@@ -4,6 +4,7 @@
 use super::{registry_ref, Context};
 use crate::cli::BuildArgs;
 use imgbuild::build::{self, BuildResult};
+use imgbuild::format::FormatSource;
 use imgbuild::image::Descriptor;
 use imgbuild::layout::Layout;
 use imgbuild::publish::{Published, Publisher};
@@ -43,6 +44,12 @@ pub(super) fn run(args: BuildArgs, ctx: &Context) -> Result<()> {
         None => None,
     };
     let result = build::build(&opts)?;
+    if !ctx.quiet && result.format_source == FormatSource::Newest {
+        eprintln!(
+            "note: built with format {} (the newest): neither the recipe nor a recipe.lock names a format version. Run `imgbuild lock` to pin it, so that later releases rebuild these bytes",
+            result.format
+        );
+    }
     // The documents name the image where it goes: the push target's repository, else
     // the recipe's [image].repository, else "image".
     let pushed_to = publisher.as_ref().map(Publisher::target);
@@ -244,7 +251,7 @@ fn json(r: &BuildResult, published: Option<&Published>) -> serde_json::Value {
         "sourceDateEpoch": r.epoch.seconds,
         "manifests": manifests,
         "layout": r.layout.display().to_string(),
-        "formatVersion": build::FORMAT_VERSION,
+        "formatVersion": r.format.number(),
         "pushed": published.map(|p| &p.push),
     });
     if let Some(p) = published {

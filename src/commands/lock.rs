@@ -1,13 +1,27 @@
 //! `imgbuild lock`: pin the recipe's floating inputs in recipe.lock.
 
-use super::Context;
+use super::{format_flag, Context};
 use crate::cli::LockArgs;
+use imgbuild::format::{FormatSource, FormatVersion};
 use imgbuild::Result;
 
 pub(super) fn run(args: LockArgs, ctx: &Context) -> Result<()> {
-    let (path, lock) = imgbuild::lock::lock(&args.recipe, &ctx.registry_options())?;
+    let (path, lock, format_source) = imgbuild::lock::lock(
+        &args.recipe,
+        &ctx.registry_options(),
+        format_flag(args.format_version)?,
+    )?;
     if !ctx.quiet {
         let mut pinned = Vec::new();
+        let format = lock.format_version();
+        pinned.push(match format_source {
+            FormatSource::Lock if format != FormatVersion::NEWEST => format!(
+                "format {format}, kept from the existing lock; `imgbuild lock --format-version {}` moves to the newest",
+                FormatVersion::NEWEST
+            ),
+            FormatSource::Lock => format!("format {format}, kept from the existing lock"),
+            other => format!("format {format}, {}", other.describe()),
+        });
         if let Some(b) = &lock.base {
             pinned.push(format!("base {} → {}", b.image, b.digest));
         }
@@ -16,9 +30,6 @@ pub(super) fn run(args: LockArgs, ctx: &Context) -> Result<()> {
         }
         if let Some(e) = &lock.source_date_epoch {
             pinned.push(format!("source-date-epoch {}", e.git));
-        }
-        if pinned.is_empty() {
-            pinned.push("nothing floating".to_string());
         }
         eprintln!("wrote {} ({})", path.display(), pinned.join("; "));
     }

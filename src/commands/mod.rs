@@ -15,6 +15,7 @@ mod verify;
 use crate::cli::{Cli, Command, InputArgs, RegistryArgs};
 use imgbuild::build::BuildOptions;
 use imgbuild::epoch;
+use imgbuild::format::FormatVersion;
 use imgbuild::platform::Platform;
 use imgbuild::reference::{Reference, RegistryRef};
 use imgbuild::registry::client;
@@ -88,8 +89,25 @@ impl Context {
             registry: self.registry_options(),
             locked: inputs.locked,
             context_out: None,
+            format: format_flag(inputs.format_version)?,
+            fallback_format: None,
         })
     }
+}
+
+/// `--format-version`, checked against the versions this imgbuild builds.
+fn format_flag(flag: Option<u64>) -> Result<Option<FormatVersion>> {
+    flag.map(|n| {
+        FormatVersion::from_number(n).ok_or_else(|| {
+            Error::input(format!("--format-version {n}: unknown format version")).with_hint(
+                format!(
+                    "this imgbuild builds format versions {}",
+                    FormatVersion::known()
+                ),
+            )
+        })
+    })
+    .transpose()
 }
 
 /// A registry reference given on the command line (exit 2 when it is not one).

@@ -5,7 +5,8 @@
 use super::diff::print;
 use super::{image_ref, write_report, Context};
 use crate::cli::VerifyArgs;
-use imgbuild::diff::DiffOptions;
+use imgbuild::diff::{DiffOptions, SideFormat};
+use imgbuild::format::FormatSource;
 use imgbuild::verify::Verdict;
 use imgbuild::{Error, Result};
 
@@ -17,7 +18,28 @@ pub(super) fn run(args: VerifyArgs, ctx: &Context) -> Result<()> {
         ignore: Vec::new(),
         registry: ctx.registry_options(),
     };
-    match imgbuild::verify::verify(&build, &against, &opts)? {
+    let v = imgbuild::verify::verify(&build, &against, &opts)?;
+    if !ctx.quiet {
+        let why = match (v.format_source, v.image_format) {
+            (FormatSource::Fallback, SideFormat::Known(_)) => format!(
+                "from {}'s {} annotation",
+                args.against,
+                imgbuild::format::ANNOTATION
+            ),
+            (FormatSource::Fallback, SideFormat::Unmarked) => format!(
+                "{} carries no {} annotation, as format 1 images do",
+                args.against,
+                imgbuild::format::ANNOTATION
+            ),
+            (FormatSource::Newest, SideFormat::Known(n)) => format!(
+                "the newest: {} names format {n}, which this imgbuild does not build",
+                args.against
+            ),
+            (source, _) => source.describe().to_string(),
+        };
+        eprintln!("verify: rebuilt with format {} ({why})", v.format);
+    }
+    match v.verdict {
         Verdict::Verified(report) => {
             if args.json {
                 print(&report, true)
@@ -27,10 +49,32 @@ pub(super) fn run(args: VerifyArgs, ctx: &Context) -> Result<()> {
         }
         Verdict::Differs(report) => {
             print(&report, args.json)?;
-            Err(Error::differs(format!(
+            let mut err = Error::differs(format!(
                 "the rebuild ({}) is not {} ({})",
                 report.a.digest, args.against, report.b.digest
-            )))
+            ));
+            // The image's format, when it is not the rebuild's: named plainly, with the
+            // flag that rebuilds it the way it was built.
+            let built = match v.image_format {
+                SideFormat::Known(n) => Some((n, String::new())),
+                SideFormat::Unmarked => Some((1, " (it has no format annotation)".to_string())),
+            }
+            .filter(|(n, _)| *n != v.format.number());
+            if let Some((n, how)) = built {
+                let known = imgbuild::format::FormatVersion::from_number(u64::from(n)).is_some();
+                err = Error::differs(format!(
+                    "{}: {} was built with format {n}{how}, rebuilt with format {}",
+                    err.message(),
+                    args.against,
+                    v.format
+                ))
+                .with_hint(if known {
+                    format!("rebuild with the image's format: `--format-version {n}`, or pin it with `imgbuild lock --format-version {n}`")
+                } else {
+                    format!("this imgbuild does not build format {n}: verify with the imgbuild release that built it, or a later one")
+                });
+            }
+            Err(err)
         }
     }
 }

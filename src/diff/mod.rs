@@ -18,6 +18,12 @@
 //!    tars are not read. Else both tars are walked (in parallel, streaming) and their
 //!    entries compared by path. Layers past the shorter list are added or removed.
 //!
+//! 6. When every layer pair left differs only as a recompression (equal diff_ids, equal
+//!    media types, other digests), the report says so once: the same contents,
+//!    compressed differently — what another compressor or format version does. Each
+//!    side's format version is read from its `org.imgbuild.format-version` manifest
+//!    annotation (format 2 and later; a format-1 image has none).
+//!
 //! Every difference is one record; `--ignore` globs drop entry records whose path
 //! they match (counted as ignored), and a layer whose every entry difference is
 //! ignored is not reported either.
@@ -54,6 +60,52 @@ pub struct Side {
     pub reference: String,
     pub digest: Digest,
     pub media_type: String,
+    /// The imgbuild format version the image was built with, as far as it is known.
+    pub format: SideFormat,
+}
+
+/// What is known of one side's format version.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SideFormat {
+    /// Its manifest annotation says so (or `verify` built it with this one).
+    Known(u32),
+    /// No format annotation: format 1, or not built by imgbuild.
+    Unmarked,
+}
+
+impl SideFormat {
+    /// The format its manifests' `org.imgbuild.format-version` annotation names (the
+    /// first manifest that carries one); `Unmarked` when none does or it is no number.
+    pub fn of(image: &Inspected) -> SideFormat {
+        image
+            .manifests
+            .iter()
+            .find_map(|m| {
+                m.manifest["annotations"][crate::format::ANNOTATION]
+                    .as_str()
+                    .and_then(|v| v.parse::<u32>().ok())
+            })
+            .map_or(SideFormat::Unmarked, SideFormat::Known)
+    }
+
+    /// The version number, when known.
+    pub fn number(self) -> Option<u32> {
+        match self {
+            SideFormat::Known(n) => Some(n),
+            SideFormat::Unmarked => None,
+        }
+    }
+
+    /// For a person: `format 2`, or what an unmarked image may be.
+    pub fn describe(self) -> String {
+        match self {
+            SideFormat::Known(n) => format!("format {n}"),
+            SideFormat::Unmarked => format!(
+                "format 1 or another builder (no {} annotation)",
+                crate::format::ANNOTATION
+            ),
+        }
+    }
 }
 
 /// The level a difference is found at.
@@ -218,6 +270,9 @@ pub struct Report {
     pub differences: Vec<Difference>,
     /// Entry differences an `--ignore` glob matched.
     pub ignored: usize,
+    /// Every layer difference is a recompression with the same media type (the same
+    /// uncompressed contents, other compressed bytes), and there is at least one.
+    pub recompressed_only: bool,
 }
 
 /// Compares two images. Bad references and invalid globs are exit-2 errors; a
@@ -246,6 +301,7 @@ pub fn diff(a: &Reference, b: &Reference, opts: &DiffOptions) -> Result<Report> 
         b: side(&ib),
         differences: Vec::new(),
         ignored: 0,
+        recompressed_only: false,
     };
     if ia.digest == ib.digest {
         return Ok(report);
@@ -262,6 +318,7 @@ pub fn diff(a: &Reference, b: &Reference, opts: &DiffOptions) -> Result<Report> 
     d.compare(&ia, &ib)?;
     report.differences = d.out;
     report.ignored = d.ignored;
+    report.recompressed_only = recompressed_only(&report.differences);
     if report.differences.is_empty() && report.ignored == 0 {
         report
             .differences
@@ -275,7 +332,29 @@ fn side(i: &Inspected) -> Side {
         reference: i.reference.clone(),
         digest: i.digest.clone(),
         media_type: i.media_type.clone(),
+        format: SideFormat::of(i),
     }
+}
+
+/// Whether the layer records are all recompressions that kept their media type, and
+/// nothing below a layer or beside a platform differs.
+fn recompressed_only(differences: &[Difference]) -> bool {
+    let mut any = false;
+    for d in differences {
+        match d {
+            Difference::Layer {
+                change: LayerChange::Recompressed,
+                old: Some(x),
+                new: Some(y),
+                ..
+            } if x.media_type == y.media_type => any = true,
+            Difference::Layer { .. } | Difference::Entry { .. } | Difference::Platform { .. } => {
+                return false
+            }
+            Difference::Json { .. } => {}
+        }
+    }
+    any
 }
 
 fn ignore_set(globs: &[String]) -> Result<GlobSet> {

@@ -49,8 +49,12 @@ impl Report {
         )
     }
 
-    /// The human form: the summary, both sides, then every difference grouped by
-    /// platform.
+    /// What the layers' differences come to when they are all recompressions.
+    pub const RECOMPRESSED_ONLY: &'static str = "the layers' uncompressed contents are identical; only their compressed bytes differ (a different compressor or format version)";
+
+    /// The human form: the summary, both sides, the format versions when they differ,
+    /// then every difference grouped by platform. When the layers differ only by
+    /// recompression, each platform's layers are one line rather than one per layer.
     pub fn to_text(&self) -> String {
         let mut s = format!(
             "{}\nA  {}  {}\nB  {}  {}\n",
@@ -60,6 +64,16 @@ impl Report {
             self.b.reference,
             self.b.digest
         );
+        if !self.identical() && self.a.format != self.b.format {
+            s.push_str(&format!(
+                "format  A: {}; B: {}\n",
+                self.a.format.describe(),
+                self.b.format.describe()
+            ));
+        }
+        if self.recompressed_only {
+            s.push_str(&format!("layers  {}\n", Report::RECOMPRESSED_ONLY));
+        }
         let mut heading = None;
         for d in &self.differences {
             let h = match d {
@@ -69,6 +83,23 @@ impl Report {
             if heading != Some(h) {
                 s.push_str(&format!("\n{h}\n"));
                 heading = Some(h);
+                if self.recompressed_only {
+                    let n = self
+                        .differences
+                        .iter()
+                        .filter(|d| {
+                            matches!(d, Difference::Layer { .. }) && d.platform() == Some(h)
+                        })
+                        .count();
+                    if n > 0 {
+                        s.push_str(&format!(
+                            "  layers    {n} recompressed: the same diff_ids and media types, other digests\n"
+                        ));
+                    }
+                }
+            }
+            if self.recompressed_only && matches!(d, Difference::Layer { .. }) {
+                continue;
             }
             s.push_str(&text_line(d));
         }
@@ -77,7 +108,7 @@ impl Report {
 
     /// The machine form; its schema is documented in docs/auditing.md and stable.
     pub fn to_json(&self) -> Value {
-        let side = |s: &Side| json!({"reference": s.reference, "digest": s.digest, "mediaType": s.media_type});
+        let side = |s: &Side| json!({"reference": s.reference, "digest": s.digest, "mediaType": s.media_type, "formatVersion": s.format.number()});
         let mut summary = serde_json::Map::new();
         summary.insert("differences".into(), json!(self.differences.len()));
         summary.insert("ignored".into(), json!(self.ignored));
@@ -89,6 +120,7 @@ impl Report {
             "a": side(&self.a),
             "b": side(&self.b),
             "summary": summary,
+            "recompressedOnly": self.recompressed_only,
             "differences": self.differences.iter().map(difference_json).collect::<Vec<_>>(),
         })
     }
@@ -269,12 +301,14 @@ fn difference_json(d: &Difference) -> Value {
 mod tests {
     use super::*;
     use crate::diff::json::JsonChange;
+    use crate::diff::SideFormat;
 
     fn side() -> Side {
         Side {
             reference: "oci:x".into(),
             digest: Digest::of(b"x"),
             media_type: String::new(),
+            format: SideFormat::Unmarked,
         }
     }
 
@@ -319,6 +353,7 @@ mod tests {
             b: side(),
             differences,
             ignored: 0,
+            recompressed_only: false,
         }
         .summary()
     }

@@ -9,6 +9,7 @@ pub mod tar;
 use crate::compress::{Compression, Encoder};
 use crate::digest::{Digest, HashingWriter};
 use crate::error::{Error, Result};
+use crate::format::FormatVersion;
 use crate::layout::Layout;
 use crate::plan::LayerPlan;
 use std::io;
@@ -26,11 +27,13 @@ pub struct LayerBlob {
     pub media_type: &'static str,
 }
 
-/// Writes `layer` into `layout` with every timestamp set to `epoch`.
+/// Writes `layer` into `layout` with every timestamp set to `epoch`, in the bytes of
+/// format version `format`.
 pub fn write_layer(
     layer: &LayerPlan,
     epoch: u64,
     compression: Compression,
+    format: FormatVersion,
     threads: NonZeroUsize,
     layout: &Layout,
 ) -> Result<LayerBlob> {
@@ -55,6 +58,8 @@ pub fn write_layer(
         Compression::None => layout.blob_writer_unhashed()?,
         _ => layout.blob_writer()?,
     };
+    // Formats 1 and 2 compress alike until format 2's encoder lands in compress::.
+    let _ = format;
     let encoder = Encoder::new(compression, blob, threads).map_err(context)?;
     let mut tar = tar::TarWriter::new(HashingWriter::new(encoder), epoch);
     for entry in &layer.entries {

@@ -10,6 +10,7 @@ pub use diagnostic::RecipeSource;
 
 use crate::compress::Compression;
 use crate::error::{Error, Result};
+use crate::format::FormatVersion;
 use crate::platform::Platform;
 use crate::reference::{has_explicit_tag, Reference, RegistryRef};
 use serde::Deserialize;
@@ -62,6 +63,8 @@ pub struct ImageSection {
     pub platforms: Option<Spanned<Vec<Spanned<String>>>>,
     pub source_date_epoch: Option<Spanned<EpochSetting>>,
     pub compression: Option<Spanned<String>>,
+    /// The format version (docs/determinism.md); None: the lock's, else the newest.
+    pub format: Option<Spanned<i64>>,
 }
 
 /// `source-date-epoch`: seconds, or `"git"`.
@@ -338,6 +341,26 @@ impl Recipe {
         }
     }
 
+    /// `[image].format` as a known format version; None when the recipe names none.
+    /// Exit 2 at the value for a version this imgbuild does not build.
+    pub fn format(&self) -> Result<Option<FormatVersion>> {
+        let Some(f) = &self.image.format else {
+            return Ok(None);
+        };
+        let n = *f.get_ref();
+        u64::try_from(n)
+            .ok()
+            .and_then(FormatVersion::from_number)
+            .map(Some)
+            .ok_or_else(|| {
+                self.error_at(f.span(), format!("unknown format version {n}"))
+                    .with_hint(format!(
+                        "this imgbuild builds format versions {}; a newer imgbuild may know {n}",
+                        FormatVersion::known()
+                    ))
+            })
+    }
+
     /// `[image].repository` as a registry repository (no tag: the reference's default
     /// `latest` is dropped); None when the recipe names none. Exit 2 at the value
     /// when it is not `host[:port]/path` or carries a tag or digest.
@@ -384,6 +407,19 @@ impl Recipe {
     fn validate(&self) -> Result<()> {
         self.platforms()?;
         self.compression()?;
+        self.format()?;
+        if self.annotations.contains_key(crate::format::ANNOTATION) {
+            let key = crate::format::ANNOTATION;
+            let at = self.source.text.find(key).unwrap_or(0);
+            return Err(self
+                .error_at(
+                    at..at + key.len(),
+                    format!("annotation {key:?} is imgbuild's own"),
+                )
+                .with_hint(
+                    "imgbuild records the format version there (format 2 and later); remove the key",
+                ));
+        }
         self.repository()?;
         if let Some(e) = &self.image.source_date_epoch {
             match e.get_ref() {
@@ -793,6 +829,35 @@ mod tests {
         let r = parse("").unwrap();
         assert_eq!(r.platforms().unwrap(), vec![Platform::linux_amd64()]);
         assert_eq!(r.compression().unwrap(), Compression::Gzip);
+    }
+
+    #[test]
+    fn format_names_a_known_version_and_an_unknown_one_is_exit_2_at_its_value() {
+        assert_eq!(parse("").unwrap().format().unwrap(), None);
+        let r = parse("[image]\nformat = 1\n").unwrap();
+        assert_eq!(r.format().unwrap(), Some(FormatVersion::V1));
+        for bad in ["7", "0", "-1"] {
+            let e = parse(&format!("[image]\nformat = {bad}\n")).unwrap_err();
+            assert_eq!(e.exit_code(), crate::error::ExitCode::BadInput);
+            let e = e.to_string();
+            assert!(e.contains(&format!("unknown format version {bad}")), "{e}");
+            assert!(e.contains("recipe.toml:2:10"), "{e}");
+            assert!(e.contains("1, 2 (the newest)"), "{e}");
+        }
+        let e = err("[image]\nformat = \"2\"\n");
+        assert!(
+            e.contains("recipe.toml:2:10") && e.contains("invalid type"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn the_format_annotation_is_reserved() {
+        let e = err("[annotations]\n\"org.imgbuild.format-version\" = \"1\"\n");
+        assert!(
+            e.contains("imgbuild's own") && e.contains("recipe.toml:2:2"),
+            "{e}"
+        );
     }
 
     #[test]
