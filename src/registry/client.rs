@@ -32,6 +32,7 @@ use oci_client::{Client, Reference as OciReference, RegistryOperation};
 use reqwest::header::HeaderValue;
 
 use super::credentials::{self, Credential, Environment};
+use super::transport;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 
@@ -103,6 +104,8 @@ pub struct RegistryClient {
     /// again (oci-client would ask anonymously once the access token expires).
     identity_grants: tokio::sync::Mutex<BTreeMap<String, IdentityGrant>>,
     challenge: Challenge,
+    /// `--insecure-registry` hosts, for the credential and redirect rules.
+    insecure: Vec<String>,
     retry: Retry,
     verbose: bool,
 }
@@ -173,9 +176,10 @@ fn load_certificates(files: &[PathBuf]) -> Result<Vec<Vec<u8>>> {
     Ok(out)
 }
 
-/// A reqwest client builder with imgbuild's timeouts and user agent, trusting the
-/// system roots plus every `--registry-ca` file. Registries and url archives share it,
-/// so that one flag covers both.
+/// A reqwest client builder with imgbuild's timeouts, user agent and redirect rules
+/// ([`transport::redirect_policy`]), trusting the system roots plus every
+/// `--registry-ca` file. Registries and url archives share it, so that one flag
+/// covers both.
 pub(crate) fn http_client_builder(opts: &Options) -> Result<reqwest::ClientBuilder> {
     let mut certs = Vec::new();
     for pem in load_certificates(&opts.ca_files)? {
@@ -185,6 +189,7 @@ pub(crate) fn http_client_builder(opts: &Options) -> Result<reqwest::ClientBuild
         .connect_timeout(CONNECT_TIMEOUT)
         .read_timeout(READ_TIMEOUT)
         .user_agent(USER_AGENT)
+        .redirect(transport::redirect_policy(opts.insecure.clone()))
         .tls_certs_merge(certs))
 }
 
@@ -270,6 +275,10 @@ impl RegistryClient {
             }
         };
         let challenge = parse_challenge(response.headers().get(reqwest::header::WWW_AUTHENTICATE));
+        let has_credentials = matches!(auth, RegistryAuth::Basic(..)) || identity_token.is_some();
+        if let (true, Challenge::Bearer { realm, .. }) = (has_credentials, &challenge) {
+            check_realm(registry, realm, cred_source.as_deref(), &opts.insecure)?;
+        }
         // An identity token is only good for the Bearer token flow.
         let (cred_source, identity_token) = match (identity_token, &challenge) {
             (token @ Some(_), Challenge::Bearer { .. }) => (cred_source, token),
@@ -320,6 +329,7 @@ impl RegistryClient {
             identity_token,
             identity_grants: tokio::sync::Mutex::new(BTreeMap::new()),
             challenge,
+            insecure: opts.insecure.clone(),
             retry,
             verbose: opts.verbose,
         };
@@ -697,11 +707,10 @@ impl RegistryClient {
             pairs.append_pair("scope", &scopes.join(" "));
             pairs.append_pair("refresh_token", identity.expose());
         }
-        // The refresh token is long-lived: never send it in clear text to a registry
-        // reached over HTTPS.
-        if realm.starts_with("http://") && self.scheme == "https" {
+        // `connect` refused such a realm already; checked again where the secret leaves.
+        if let Err(why) = transport::credentials_may_go_to(realm, &self.insecure) {
             return Err(OciDistributionError::GenericError(Some(format!(
-                "the token realm {realm} is plain HTTP; imgbuild does not send an identity token there"
+                "imgbuild does not send credentials to the token realm {realm}: {why}"
             ))));
         }
         let body = form.query().unwrap_or_default().to_string();
@@ -759,6 +768,11 @@ impl RegistryClient {
                 .exchange_identity_token(identity, realm, service, scopes)
                 .await
                 .ok();
+        }
+        if matches!(self.auth, RegistryAuth::Basic(..))
+            && transport::credentials_may_go_to(realm, &self.insecure).is_err()
+        {
+            return None;
         }
         let mut query: Vec<(&str, &str)> = scopes.iter().map(|s| ("scope", s.as_str())).collect();
         if let Some(service) = service {
@@ -1254,6 +1268,28 @@ where
         tokio::time::sleep(backoff(retry, attempt)).await;
         attempt += 1;
     }
+}
+
+/// Refuses a Bearer realm that credentials may not be sent to
+/// ([`transport::credentials_may_go_to`]), before anything is sent there.
+fn check_realm(
+    registry: &str,
+    realm: &str,
+    cred_source: Option<&str>,
+    insecure: &[String],
+) -> Result<()> {
+    transport::credentials_may_go_to(realm, insecure).map_err(|why| {
+        let shown = reqwest::Url::parse(realm)
+            .map(|u| transport::without_secrets(&u))
+            .unwrap_or_else(|_| first_line(realm));
+        Error::network(format!(
+            "registry {registry} asks for credentials to be sent to the token server {shown}; imgbuild refuses: {why}"
+        ))
+        .with_hint(format!(
+            "nothing was sent there. If that token server is trusted on your network, name it with --insecure-registry HOST; otherwise ask the registry's operator to serve it over HTTPS, or go without the credentials{}",
+            cred_source.map(|s| format!(" (from {s})")).unwrap_or_default()
+        ))
+    })
 }
 
 fn connect_error(registry: &str, e: &reqwest::Error) -> Error {
