@@ -52,6 +52,9 @@ pub fn resolve(recipe: &Recipe) -> Result<Option<BaseSource>> {
     if name == "scratch" {
         return Ok(None);
     }
+    if let Some(e) = recipe.credentials_in_reference(spanned.span(), name, "base image") {
+        return Err(e);
+    }
     let err = |m: String| recipe.error_at(spanned.span(), m);
     let Some(rest) = name.strip_prefix("oci:") else {
         return match Reference::parse(name) {

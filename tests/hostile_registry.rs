@@ -81,3 +81,77 @@ fn credentials_are_not_sent_to_a_plain_http_token_realm_on_another_host() {
         registry.requests()
     );
 }
+
+/// Runs imgbuild and checks that it failed with exit 2, never showing `PASSWORD`, and
+/// pointing at where credentials belong.
+fn assert_refused_without_secret(o: &std::process::Output) -> String {
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(o.status.code(), Some(2), "{all}");
+    assert!(!all.contains(PASSWORD), "the password is shown: {all}");
+    assert!(all.contains("<redacted>"), "{all}");
+    assert!(
+        all.contains("docker login"),
+        "says where credentials go: {all}"
+    );
+    all
+}
+
+#[test]
+fn credentials_in_push_targets_are_refused_and_never_shown() {
+    let ctx = Ctx::new();
+    ctx.recipe_text(
+        "[image]\nsource-date-epoch = 1700000000\n[[layer]]\nname = \"app\"\n  [[layer.file]]\n  path = \"/x\"\n  content = \"x\\n\"\n",
+    );
+    let out = ctx.path().join("out");
+    for target in [
+        format!("{USER}:{PASSWORD}@127.0.0.1:9/repo:1"),
+        format!("https://{USER}:{PASSWORD}@127.0.0.1:9/repo"),
+    ] {
+        for json in [false, true] {
+            let mut c = imgbuild();
+            c.arg("build")
+                .arg(ctx.recipe())
+                .arg("--out")
+                .arg(&out)
+                .arg(format!("--push={target}"));
+            if json {
+                c.arg("--json");
+            }
+            assert_refused_without_secret(&c.output().unwrap());
+        }
+        let o = imgbuild()
+            .arg("push")
+            .arg(format!("oci:{}", out.display()))
+            .arg(&target)
+            .output()
+            .unwrap();
+        assert_refused_without_secret(&o);
+    }
+    assert!(!out.join("index.json").exists(), "nothing was built");
+}
+
+#[test]
+fn credentials_in_the_recipe_repository_or_base_are_refused_and_never_shown() {
+    for table in [
+        format!("repository = \"{USER}:{PASSWORD}@127.0.0.1:9/repo\"\n"),
+        format!("[base]\nimage = \"https://{USER}:{PASSWORD}@127.0.0.1:9/base@{ZERO_DIGEST}\"\n"),
+    ] {
+        let ctx = Ctx::new();
+        ctx.recipe_text(&format!(
+            "[image]\nsource-date-epoch = 1700000000\n{table}[[layer]]\nname = \"app\"\n  [[layer.file]]\n  path = \"/x\"\n  content = \"x\\n\"\n"
+        ));
+        let o = imgbuild()
+            .arg("build")
+            .arg(ctx.recipe())
+            .arg("--out")
+            .arg(ctx.path().join("out"))
+            .output()
+            .unwrap();
+        let all = assert_refused_without_secret(&o);
+        assert!(all.contains("recipe.toml:"), "points at the recipe: {all}");
+    }
+}
