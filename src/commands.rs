@@ -35,6 +35,9 @@ fn registry_options(args: &RegistryArgs, quiet: bool) -> client::Options {
     client::Options {
         ca_files: args.registry_ca.clone(),
         insecure: args.insecure_registry.clone(),
+        idle_timeout: args
+            .registry_timeout
+            .map_or(client::IDLE_TIMEOUT, std::time::Duration::from_secs),
         verbose: !quiet,
         ..client::Options::default()
     }

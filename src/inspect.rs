@@ -57,7 +57,7 @@ pub fn inspect(reference: &Reference, opts: &client::Options) -> Result<Inspecte
                     rt.block_on(c.get_manifest(&r.repository, &d.to_string()))
                         .map(|(b, _)| b)
                 } else {
-                    rt.block_on(c.get_blob(&r.repository, d, None, || Ok(Vec::new())))
+                    rt.block_on(c.get_config(&r.repository, d))
                 }
             })
         }

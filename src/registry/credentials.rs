@@ -36,7 +36,8 @@
 //! stdin (`https://index.docker.io/v1/` for Docker Hub, else the registry as written)
 //! and answer `{"ServerURL","Username","Secret"}`; a Username of `<token>` makes the
 //! Secret an identity token. A helper gets [`HELPER_TIMEOUT`] to answer and is killed
-//! after it, with its process group (everything it started), so [`find`] blocks for at most that long per helper: async callers should
+//! after it together with its process group (everything it started), so [`find`]
+//! blocks for at most that long per helper: async callers should
 //! run it on a blocking thread.
 //!
 //! Secrets live in [`Secret`], whose `Debug` and `Display` print `<redacted>`. No error
