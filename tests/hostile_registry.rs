@@ -308,3 +308,42 @@ fn a_registry_that_stalls_mid_blob_times_out_and_says_so() {
     );
     assert!(err.contains("--registry-timeout"), "{err}");
 }
+
+#[test]
+fn an_upload_location_on_plain_http_elsewhere_gets_no_bytes() {
+    let proxy = recording_proxy();
+    let registry = FakeServer::start(|req, out| {
+        if req.target == "/v2/" {
+            respond(out, 200, &[], b"{}");
+        } else if req.method == "POST" && req.target.contains("/blobs/uploads/") {
+            let to = [("Location", "http://upload.attacker.test/session/1")];
+            respond(out, 202, &to, b"");
+        } else {
+            respond(out, 404, &[], b"{}");
+        }
+    });
+    let ctx = Ctx::new();
+    ctx.recipe_text(
+        "[image]\nsource-date-epoch = 1700000000\n[[layer]]\nname = \"app\"\n  [[layer.file]]\n  path = \"/x\"\n  content = \"x\\n\"\n",
+    );
+    let o = imgbuild_behind(&proxy)
+        .arg("build")
+        .arg(ctx.recipe())
+        .arg("--out")
+        .arg(ctx.path().join("out"))
+        .arg(format!("--push={}/repo:1", registry.host()))
+        .output()
+        .unwrap();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains("to be uploaded to http://upload.attacker.test/session/1; imgbuild refuses (plain HTTP to upload.attacker.test"),
+        "{err}"
+    );
+    assert!(proxy.requests().is_empty(), "{:?}", proxy.requests());
+    assert!(
+        registry.requests().iter().all(|r| r.method != "PUT"),
+        "{:?}",
+        registry.requests()
+    );
+}

@@ -13,6 +13,10 @@
 //! - **Errors** that name the registry, the repository, the step and the HTTP status,
 //!   with a hint; never a secret (oci-client's own messages carry upload URLs and
 //!   bodies, so they are rewritten here).
+//! - **Our own transfers.** Blob and manifest GETs and blob uploads are made here
+//!   with reqwest, not by oci-client (which reads any manifest whole, follows any
+//!   redirect and any upload `Location`): the rules of [`super::transport`], the 4 MiB
+//!   cap on manifests and configs, the idle timeout and the retry budget.
 //! - **Cross-repository mounts** with a token that also carries pull scope on the
 //!   source repository (oci-client asks for the target's scope only, so a token
 //!   registry would silently turn every mount into an upload), and a 202 answer
@@ -138,8 +142,9 @@ pub struct RegistryClient {
     /// again (oci-client would ask anonymously once the access token expires).
     identity_grants: tokio::sync::Mutex<BTreeMap<String, IdentityGrant>>,
     challenge: Challenge,
-    /// Pull tokens for our own GETs, per repository, with when to stop using them.
-    read_tokens: tokio::sync::Mutex<BTreeMap<String, (String, Instant)>>,
+    /// Tokens for our own requests, per repository and push-or-not, with when to
+    /// stop using them.
+    our_tokens: tokio::sync::Mutex<BTreeMap<(String, bool), (String, Instant)>>,
     idle_timeout: Duration,
     /// `--insecure-registry` hosts, for the credential and redirect rules.
     insecure: Vec<String>,
@@ -366,7 +371,7 @@ impl RegistryClient {
             identity_token,
             identity_grants: tokio::sync::Mutex::new(BTreeMap::new()),
             challenge,
-            read_tokens: tokio::sync::Mutex::new(BTreeMap::new()),
+            our_tokens: tokio::sync::Mutex::new(BTreeMap::new()),
             idle_timeout: opts.idle_timeout,
             insecure: opts.insecure.clone(),
             retry,
@@ -833,7 +838,10 @@ impl RegistryClient {
         Some(token.token().to_string())
     }
 
-    /// Uploads a blob from a file, streaming (bounded memory), one PUT.
+    /// Uploads a blob from a file, streaming (bounded memory): `POST` an upload
+    /// session, then one `PUT` of the whole blob to its `Location` — which must not
+    /// downgrade to plain HTTP outside the allowance of [`transport`], and gets the
+    /// credentials only when it is on the registry's own origin.
     pub async fn upload_blob(
         &self,
         repository: &str,
@@ -841,19 +849,123 @@ impl RegistryClient {
         path: &Path,
         size: u64,
     ) -> Result<()> {
-        let reference = self.reference(repository, None);
         let d = digest.to_string();
-        self.with_retry(&format!("upload blob {d}"), || async {
-            let file = tokio::fs::File::open(path).await?;
-            let stream = tokio_util::io::ReaderStream::with_capacity(file, UPLOAD_CHUNK)
-                .map(|chunk| chunk.map_err(OciDistributionError::IoError));
-            self.client
-                .push_blob_stream(&reference, stream, &d, Some(size))
-                .await
-        })
-        .await
-        .map(|_| ())
-        .map_err(|e| self.error(&format!("cannot upload blob {d}"), repository, e))
+        let what = format!("upload blob {d}");
+        let started = Instant::now();
+        let mut attempt = 1;
+        loop {
+            let why = match self.upload_once(repository, &d, path, size).await {
+                Ok(()) => return Ok(()),
+                Err(Attempt::Fatal(e)) => return Err(e),
+                Err(Attempt::Status(code)) => {
+                    let e = OciDistributionError::ServerError {
+                        code,
+                        url: String::new(),
+                        message: String::new(),
+                    };
+                    return Err(self.error(&format!("cannot {what}"), repository, e));
+                }
+                Err(Attempt::Stalled) => self.stall_message(attempt),
+                Err(Attempt::Failed(why)) => {
+                    format!("{why} (attempt {attempt} of {})", self.retry.attempts)
+                }
+            };
+            if !self.retry.again(attempt, started) {
+                return Err(self.gave_up(&what, repository, &why));
+            }
+            if self.verbose {
+                eprintln!("retrying {what} at {}: {why}", self.registry);
+            }
+            tokio::time::sleep(backoff(self.retry, attempt)).await;
+            attempt += 1;
+        }
+    }
+
+    async fn upload_once(
+        &self,
+        repository: &str,
+        digest: &str,
+        path: &Path,
+        size: u64,
+    ) -> std::result::Result<(), Attempt> {
+        let auth = self.authorization(repository, true).await;
+        let post_url = self.api_url(&format!("{repository}/blobs/uploads/"));
+        let response = with_auth(self.http.post(&post_url), &auth)
+            .header(reqwest::header::CONTENT_LENGTH, "0")
+            .send()
+            .await
+            .map_err(|e| self.attempt_error(&e))?;
+        let code = response.status().as_u16();
+        if code != 202 {
+            return Err(status_attempt(code));
+        }
+        let base = reqwest::Url::parse(&post_url).map_err(|e| {
+            Attempt::Fatal(Error::network(format!("bad registry url {post_url}: {e}")))
+        })?;
+        let mut target = response
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|l| base.join(l).ok())
+            .ok_or_else(|| {
+                Attempt::Fatal(Error::network(format!(
+                    "{}/{repository}: the registry opened an upload session without a usable Location",
+                    self.registry
+                )))
+            })?;
+        if let Some(why) = transport::downgrade(&target, &self.insecure) {
+            return Err(Attempt::Fatal(
+                Error::network(format!(
+                    "{}/{repository}: the registry asked for blob {digest} to be uploaded to {}; imgbuild refuses ({why})",
+                    self.registry,
+                    transport::without_secrets(&target)
+                ))
+                .with_hint("nothing was sent there; if that host is trusted on your network, name it with --insecure-registry HOST"),
+            ));
+        }
+        target.query_pairs_mut().append_pair("digest", digest);
+        let file = tokio::fs::File::open(path)
+            .await
+            .map_err(|e| Attempt::Fatal(Error::io_path("cannot open", path, e)))?;
+        let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(
+            file,
+            UPLOAD_CHUNK,
+        ));
+        let same_origin = target.origin() == base.origin();
+        let mut request = self
+            .http
+            .put(target)
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            .header(reqwest::header::CONTENT_LENGTH, size)
+            .body(body);
+        if same_origin {
+            request = with_auth(request, &auth);
+        }
+        let response = request.send().await.map_err(|e| self.attempt_error(&e))?;
+        match response.status().as_u16() {
+            200..=299 => Ok(()),
+            code => Err(status_attempt(code)),
+        }
+    }
+
+    fn stall_message(&self, attempt: u32) -> String {
+        format!(
+            "timed out after {} s without data from {} (attempt {attempt} of {})",
+            self.idle_timeout.as_secs(),
+            self.registry,
+            self.retry.attempts
+        )
+    }
+
+    /// The error once retries are spent: what, where, the last reason.
+    fn gave_up(&self, what: &str, repository: &str, why: &str) -> Error {
+        Error::network(format!(
+            "cannot {what} at {}/{repository}: {why}",
+            self.registry
+        ))
+        .with_hint(
+            "check that the registry is up and reachable (--registry-timeout SECONDS sets how long a silent connection is waited for), then run the command again",
+        )
     }
 
     /// PUT a manifest or index, as these exact bytes, under a tag or its digest.
@@ -1143,24 +1255,13 @@ impl RegistryClient {
                     };
                     return Err(self.error(&format!("cannot get {what}"), repository, e));
                 }
-                Attempt::Stalled => format!(
-                    "timed out after {} s without data from {} (attempt {attempt} of {})",
-                    self.idle_timeout.as_secs(),
-                    self.registry,
-                    self.retry.attempts
-                ),
+                Attempt::Stalled => self.stall_message(attempt),
                 Attempt::Failed(why) => {
                     format!("{why} (attempt {attempt} of {})", self.retry.attempts)
                 }
             };
             if !self.retry.again(attempt, started) {
-                return Err(Error::network(format!(
-                    "cannot get {what} at {}/{repository}: {why}",
-                    self.registry
-                ))
-                .with_hint(
-                    "check that the registry is up and reachable (--registry-timeout SECONDS sets how long a silent connection is waited for), then run the command again",
-                ));
+                return Err(self.gave_up(&format!("get {what}"), repository, &why));
             }
             if self.verbose {
                 eprintln!("retrying GET {what} at {}: {why}", self.registry);
@@ -1181,22 +1282,14 @@ impl RegistryClient {
         if !accept.is_empty() {
             request = request.header(reqwest::header::ACCEPT, accept.join(", "));
         }
-        let request = match self.read_authorization(repository).await {
-            Some(ReadAuth::Bearer(token)) => request.bearer_auth(token),
-            Some(ReadAuth::Basic(user, password)) => request.basic_auth(user, Some(password)),
-            None => request,
-        };
+        let request = with_auth(request, &self.authorization(repository, false).await);
         let response = request.send().await.map_err(|e| self.attempt_error(&e))?;
         let code = response.status().as_u16();
         if code == 404 {
             return Ok(false);
         }
         if !(200..300).contains(&code) {
-            return Err(if retryable_status(code) {
-                Attempt::Failed(format!("HTTP {code}"))
-            } else {
-                Attempt::Status(code)
-            });
+            return Err(status_attempt(code));
         }
         sink.start(response.content_length())
             .map_err(Attempt::Fatal)?;
@@ -1237,22 +1330,25 @@ impl RegistryClient {
         Attempt::Failed(format!("lost the connection: {}", root_cause(e)))
     }
 
-    /// Authorization for reading `repository` with a request of ours: a Bearer token
-    /// (cached until shortly before it expires), Basic credentials, or none.
-    async fn read_authorization(&self, repository: &str) -> Option<ReadAuth> {
+    /// Authorization for a request of ours on `repository` (reading, or pushing too):
+    /// a Bearer token (cached until shortly before it expires), Basic credentials,
+    /// or none.
+    async fn authorization(&self, repository: &str, push: bool) -> Option<ReadAuth> {
         match (&self.challenge, &self.auth) {
             (Challenge::Bearer { realm, service }, _) => {
-                let mut tokens = self.read_tokens.lock().await;
-                if let Some((token, until)) = tokens.get(repository) {
+                let key = (repository.to_string(), push);
+                let mut tokens = self.our_tokens.lock().await;
+                if let Some((token, until)) = tokens.get(&key) {
                     if Instant::now() < *until {
                         return Some(ReadAuth::Bearer(token.clone()));
                     }
                 }
-                let scopes = [format!("repository:{repository}:pull")];
+                let actions = if push { "pull,push" } else { "pull" };
+                let scopes = [format!("repository:{repository}:{actions}")];
                 let token = self.fetch_token(realm, service.as_deref(), &scopes).await?;
                 let lifetime = token_lifetime(&token);
                 let until = Instant::now() + lifetime - lifetime / 4;
-                tokens.insert(repository.to_string(), (token.clone(), until));
+                tokens.insert(key, (token.clone(), until));
                 Some(ReadAuth::Bearer(token))
             }
             (_, RegistryAuth::Basic(user, password)) => {
@@ -1450,6 +1546,23 @@ where
 enum ReadAuth {
     Bearer(String),
     Basic(String, String),
+}
+
+fn with_auth(request: reqwest::RequestBuilder, auth: &Option<ReadAuth>) -> reqwest::RequestBuilder {
+    match auth {
+        Some(ReadAuth::Bearer(token)) => request.bearer_auth(token),
+        Some(ReadAuth::Basic(user, password)) => request.basic_auth(user, Some(password)),
+        None => request,
+    }
+}
+
+/// A non-2xx answer: worth another attempt (408, 429, 5xx) or not.
+fn status_attempt(code: u16) -> Attempt {
+    if retryable_status(code) {
+        Attempt::Failed(format!("HTTP {code}"))
+    } else {
+        Attempt::Status(code)
+    }
 }
 
 fn too_large(what: &str) -> Error {
