@@ -233,7 +233,7 @@ fn a_blob_redirected_to_plain_http_on_another_host_is_not_followed() {
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(3), "{err}");
     assert!(
-        err.contains("refused a redirect to http://cdn.attacker.test/"),
+        err.contains("redirected to plain HTTP (http://cdn.attacker.test/"),
         "{err}"
     );
     assert!(err.contains("plain HTTP to cdn.attacker.test"), "{err}");

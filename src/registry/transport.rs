@@ -78,7 +78,12 @@ pub fn redirect_policy(insecure: Vec<String>) -> reqwest::redirect::Policy {
             attempt.error(format!("more than {MAX_REDIRECTS} redirects"))
         } else if let Some(why) = downgrade(attempt.url(), &insecure) {
             let to = without_secrets(attempt.url());
-            attempt.error(format!("refused a redirect to {to} ({why})"))
+            let kind = if attempt.url().scheme() == "http" {
+                "plain HTTP"
+            } else {
+                "another scheme"
+            };
+            attempt.error(format!("redirected to {kind} ({to}), refused: {why}"))
         } else {
             attempt.follow()
         }
