@@ -52,6 +52,9 @@ pub fn resolve(recipe: &Recipe) -> Result<Option<BaseSource>> {
     if name == "scratch" {
         return Ok(None);
     }
+    if let Some(e) = recipe.credentials_in_reference(spanned.span(), name, "base image") {
+        return Err(e);
+    }
     let err = |m: String| recipe.error_at(spanned.span(), m);
     let Some(rest) = name.strip_prefix("oci:") else {
         return match Reference::parse(name) {
@@ -179,4 +182,178 @@ pub fn select_platform(index: &Index, platform: &Platform, name: &str) -> Result
             )
         }
     }
+}
+
+/// Base layers whose diff_id was checked by decompressing them, recorded in
+/// `<layout>/.imgbuild/verified-layers/<digest hex>` (holding the diff_id) so that a
+/// layer is decompressed once, not on every build. A record is a fact about content
+/// (this compressed blob decompresses to that diff_id), so it is keyed by the layer's
+/// digest and shared by every base that has the layer. Recording is best-effort.
+#[derive(Debug)]
+pub struct VerifiedLayers {
+    dir: std::path::PathBuf,
+}
+
+impl VerifiedLayers {
+    /// The records of the layout at `out` (which need not exist yet).
+    pub fn in_layout(out: &std::path::Path) -> Self {
+        VerifiedLayers {
+            dir: out.join(".imgbuild").join("verified-layers"),
+        }
+    }
+
+    fn path(&self, digest: &Digest) -> std::path::PathBuf {
+        self.dir.join(digest.hex())
+    }
+
+    fn contains(&self, digest: &Digest, diff_id: &Digest) -> bool {
+        std::fs::read_to_string(self.path(digest)).is_ok_and(|s| s.trim() == diff_id.to_string())
+    }
+
+    /// Records that `digest` decompresses to `diff_id` (temp file + rename).
+    pub fn record(&self, digest: &Digest, diff_id: &Digest) {
+        if self.contains(digest, diff_id) || std::fs::create_dir_all(&self.dir).is_err() {
+            return;
+        }
+        let Ok(mut file) = tempfile::NamedTempFile::new_in(&self.dir) else {
+            return;
+        };
+        if std::io::Write::write_all(&mut file, format!("{diff_id}\n").as_bytes()).is_ok() {
+            let _ = file.persist(self.path(digest));
+        }
+    }
+}
+
+impl BaseImage {
+    /// Checks the base's layers for one platform before anything of the build is
+    /// written: each blob's size against its manifest (always), and its diff_id
+    /// against the config by decompressing it once (a truncated or corrupt stream is
+    /// refused too), unless `verified` records it. Exit 2 naming the layer and the
+    /// base. Returns the (digest, diff_id) pairs checked now, for the caller to
+    /// record once the output layout exists.
+    pub fn verify_layers(
+        &self,
+        bp: &BasePlatform,
+        verified: &VerifiedLayers,
+    ) -> Result<Vec<(Digest, Digest)>> {
+        let mut checked = Vec::new();
+        for (index, (layer, diff_id)) in
+            bp.layers.iter().zip(&bp.config.rootfs.diff_ids).enumerate()
+        {
+            let what = format!("layer {index} ({})", layer.digest);
+            let path = self.layout.blob_path(&layer.digest);
+            let len = std::fs::metadata(&path)
+                .map_err(|e| Error::io_path("cannot read", &path, e))?
+                .len();
+            if len != layer.size {
+                return Err(self.bad_layer(
+                    &what,
+                    format!("it is {len} bytes, but the manifest says {}", layer.size),
+                ));
+            }
+            if verified.contains(&layer.digest, diff_id) {
+                continue;
+            }
+            let got = uncompressed_digest(&path).map_err(|e| match e {
+                LayerReadError::Io(e) => Error::io_path("cannot read", &path, e),
+                LayerReadError::Corrupt(e) => self.bad_layer(
+                    &what,
+                    format!("it is not a valid layer ({e}): a truncated or corrupt stream"),
+                ),
+            })?;
+            if got != *diff_id {
+                return Err(self.bad_layer(
+                    &what,
+                    format!("it decompresses to {got}, but the config's diff_id is {diff_id}"),
+                ));
+            }
+            checked.push((layer.digest.clone(), diff_id.clone()));
+        }
+        Ok(checked)
+    }
+
+    fn bad_layer(&self, what: &str, why: String) -> Error {
+        Error::input(format!("base image {}: {what}: {why}", self.name)).with_hint(
+            "the base image is corrupt or was altered; pull or build it again, or pin another digest",
+        )
+    }
+}
+
+enum LayerReadError {
+    /// Reading the blob file failed.
+    Io(std::io::Error),
+    /// The decoder refused the bytes.
+    Corrupt(std::io::Error),
+}
+
+/// The sha256 of a layer blob's uncompressed bytes (gzip, zstd or plain tar, told by
+/// their magic bytes, as the diff and SBOM readers do), checking that they are a tar.
+fn uncompressed_digest(path: &std::path::Path) -> std::result::Result<Digest, LayerReadError> {
+    use sha2::Digest as _;
+    use std::io::{BufRead, BufReader, Read};
+
+    /// Notes whether an error came from the file rather than from a decoder.
+    struct Source<R> {
+        inner: R,
+        failed: std::rc::Rc<std::cell::Cell<bool>>,
+    }
+    impl<R: Read> Read for Source<R> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            self.inner.read(buf).inspect_err(|_| self.failed.set(true))
+        }
+    }
+
+    let failed = std::rc::Rc::new(std::cell::Cell::new(false));
+    let classify = |e: std::io::Error| {
+        if failed.get() {
+            LayerReadError::Io(e)
+        } else {
+            LayerReadError::Corrupt(e)
+        }
+    };
+    let file = std::fs::File::open(path).map_err(LayerReadError::Io)?;
+    let mut reader = BufReader::with_capacity(
+        256 * 1024,
+        Source {
+            inner: file,
+            failed: failed.clone(),
+        },
+    );
+    let head = reader.fill_buf().map_err(classify)?.to_vec();
+    let mut decoded: Box<dyn Read> = if head.starts_with(&[0x1f, 0x8b]) {
+        Box::new(flate2::bufread::MultiGzDecoder::new(reader))
+    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        Box::new(zstd::stream::read::Decoder::with_buffer(reader).map_err(classify)?)
+    } else {
+        Box::new(reader)
+    };
+    /// Hashes what is read through it.
+    struct Hashing<R> {
+        inner: R,
+        hasher: sha2::Sha256,
+    }
+    impl<R: Read> Read for Hashing<R> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = self.inner.read(buf)?;
+            self.hasher.update(&buf[..n]);
+            Ok(n)
+        }
+    }
+
+    let mut hashing = Hashing {
+        inner: &mut decoded,
+        hasher: sha2::Sha256::new(),
+    };
+    // Walk the tar too (headers; contents skipped), so that a layer the SBOM or a diff
+    // would fail to read is refused here, before anything is written.
+    {
+        let mut archive = tar::Archive::new(&mut hashing);
+        for entry in archive.entries().map_err(classify)? {
+            let mut entry = entry.map_err(classify)?;
+            std::io::copy(&mut entry, &mut std::io::sink()).map_err(classify)?;
+        }
+    }
+    // The end-of-archive blocks the tar reader need not read: hash them too.
+    std::io::copy(&mut hashing, &mut std::io::sink()).map_err(classify)?;
+    Ok(Digest::from_bytes(hashing.hasher.finalize().into()))
 }

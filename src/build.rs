@@ -2,7 +2,7 @@
 //! index → layout. Everything that can be wrong with the input is found before the
 //! first byte is written to `--out`.
 
-use crate::base::{self, BaseImage, BasePlatform, BaseSource};
+use crate::base::{self, BaseImage, BasePlatform, BaseSource, VerifiedLayers};
 use crate::cache::LayerCache;
 use crate::compress::Compression;
 use crate::digest::Digest;
@@ -175,10 +175,18 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
         out_dir: Some(out_dir.clone()),
         downloads,
     };
+    // Base layers are checked (sizes, diff_ids) before anything is written; what was
+    // decompressed now is recorded in the output layout once it exists.
+    let verified = VerifiedLayers::in_layout(&opts.out);
+    let mut newly_verified = Vec::new();
     let mut targets = Vec::new();
     for platform in &platforms {
         let base_platform = match &base_source {
-            Some(BaseSource::Layout(b)) => Some(b.for_platform(platform)?),
+            Some(BaseSource::Layout(b)) => {
+                let bp = b.for_platform(platform)?;
+                newly_verified.extend(b.verify_layers(&bp, &verified)?);
+                Some(bp)
+            }
             _ => None,
         };
         let plan = plan::resolve(&recipe, platform, &plan_options)?;
@@ -231,6 +239,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
             };
             for (plan, base_platform) in targets.iter_mut() {
                 let bp = b.for_platform(&plan.platform)?;
+                newly_verified.extend(b.verify_layers(&bp, &verified)?);
                 check_platform_pin(
                     &opts.recipe,
                     lock.as_ref(),
@@ -244,6 +253,9 @@ pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
         }
         None => None,
     };
+    for (digest, diff_id) in &newly_verified {
+        verified.record(digest, diff_id);
+    }
     if let Some(b) = &base {
         for (_, bp) in &targets {
             for l in bp.iter().flat_map(|bp| &bp.layers) {

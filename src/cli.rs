@@ -43,6 +43,15 @@ pub struct RegistryArgs {
         value_delimiter = ','
     )]
     pub insecure_registry: Vec<String>,
+    /// Give up on a registry or download request after this many seconds without a byte (then retry).
+    #[arg(
+        long,
+        global = true,
+        env = "IMGBUILD_REGISTRY_TIMEOUT",
+        value_name = "SECONDS",
+        value_parser = clap::value_parser!(u64).range(1..=3600)
+    )]
+    pub registry_timeout: Option<u64>,
 }
 
 #[derive(Debug, Subcommand)]

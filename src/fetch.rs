@@ -26,12 +26,10 @@ use crate::events::Event;
 use crate::platform::Platform;
 use crate::recipe::{Recipe, Sha256Pin};
 use crate::registry::client::{self, Options, Retry};
+use crate::registry::transport;
 
 /// Where downloads live inside a layout.
 const DOWNLOADS: &str = ".imgbuild/downloads/sha256";
-
-/// Redirects followed at most per download (reqwest's default is 10 as well).
-const MAX_REDIRECTS: usize = 10;
 
 /// One url archive for one platform: its url with placeholders expanded, and the
 /// sha256 that pins it.
@@ -258,45 +256,17 @@ fn allowed_url(recipe: &Recipe, pin: &UrlPin, opts: &Options) -> Result<reqwest:
     }
 }
 
-/// `host[:port]` as written in the url (the port only when the url has one).
 fn host_port(url: &reqwest::Url) -> String {
-    let host = url.host_str().unwrap_or("");
-    match url.port() {
-        Some(p) => format!("{host}:{p}"),
-        None => host.to_string(),
-    }
+    transport::host_port(url)
 }
 
 fn plain_http_allowed(url: &reqwest::Url, opts: &Options) -> bool {
-    let host = url.host_str().unwrap_or("");
-    let with_port = host_port(url);
-    client::is_loopback(host)
-        || opts
-            .insecure
-            .iter()
-            .any(|h| h.eq_ignore_ascii_case(host) || h.eq_ignore_ascii_case(&with_port))
+    transport::plain_http_allowed(url, &opts.insecure)
 }
 
-/// The client for downloads: the registry TLS set-up, and redirects that may not
-/// leave HTTPS for plain HTTP to a host the rules above would refuse.
+/// The client for downloads: the registry TLS set-up and redirect rules.
 fn http_client(opts: &Options) -> Result<reqwest::Client> {
-    let insecure = opts.clone();
-    let policy = reqwest::redirect::Policy::custom(move |attempt| {
-        if attempt.previous().len() >= MAX_REDIRECTS {
-            attempt.error(format!("more than {MAX_REDIRECTS} redirects"))
-        } else if attempt.url().scheme() == "http" && !plain_http_allowed(attempt.url(), &insecure)
-        {
-            let to = attempt.url().to_string();
-            attempt.error(format!("redirected to plain HTTP ({to})"))
-        } else if !matches!(attempt.url().scheme(), "http" | "https") {
-            let to = attempt.url().to_string();
-            attempt.error(format!("redirected to {to}"))
-        } else {
-            attempt.follow()
-        }
-    });
     client::http_client_builder(opts)?
-        .redirect(policy)
         .build()
         .map_err(|e| Error::network(format!("cannot set up HTTPS: {}", client::error_chain(&e))))
 }

@@ -4,6 +4,7 @@
 
 use crate::digest::Digest;
 use std::fmt;
+use std::ops::Range;
 use std::path::PathBuf;
 
 pub const DEFAULT_REGISTRY: &str = "docker.io";
@@ -33,7 +34,12 @@ pub struct RegistryRef {
 
 impl Reference {
     /// Parses a reference; the error says what is wrong and gives the valid forms.
+    /// A reference carrying credentials (`user:password@host/…`, `https://…@…`) is
+    /// refused, and the error shows it with the credentials replaced by `<redacted>`.
     pub fn parse(s: &str) -> Result<Reference, String> {
+        if let Some(why) = credentials_or_scheme(s) {
+            return Err(why);
+        }
         if let Some(rest) = s.strip_prefix("oci:") {
             return parse_layout(rest).map_err(|m| format!("{m} (in {s:?}; layout references are oci:DIR, oci:DIR:TAG or oci:DIR@sha256:…)"));
         }
@@ -41,6 +47,58 @@ impl Reference {
             .map(Reference::Registry)
             .map_err(|m| format!("{m} (in {s:?}; registry references look like host[:port]/path[:tag][@sha256:…], or use oci:DIR for a layout)"))
     }
+}
+
+/// Where to put registry credentials instead of a reference, for error hints.
+pub const CREDENTIALS_HINT: &str = "credentials belong in the Docker config (docker login HOST), a containers auth.json (REGISTRY_AUTH_FILE) or IMGBUILD_REGISTRY_USER and IMGBUILD_REGISTRY_PASSWORD, never in a reference";
+
+/// The byte range of the userinfo (`user[:password]`) in a reference as typed —
+/// `bob:pw@host/repo`, `https://bob:pw@host/repo` — if it has one. The `@` of a
+/// digest (`repo@sha256:…`, `host/repo@sha256:…`) is not userinfo.
+fn userinfo_range(s: &str) -> Option<Range<usize>> {
+    let start = s.find("://").map_or(0, |i| i + 3);
+    let rest = &s[start..];
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let at = rest[..authority_end].rfind('@')?;
+    if rest[at + 1..].starts_with("sha256:") {
+        return None;
+    }
+    Some(start..start + at)
+}
+
+/// `s` with any userinfo replaced by `<redacted>`: safe to show in errors and logs.
+pub fn redact_userinfo(s: &str) -> String {
+    match userinfo_range(s) {
+        Some(r) => format!("{}<redacted>{}", &s[..r.start], &s[r.end..]),
+        None => s.to_string(),
+    }
+}
+
+/// Whether `s` carries credentials.
+pub fn has_userinfo(s: &str) -> bool {
+    userinfo_range(s).is_some()
+}
+
+/// Why `s` is refused before parsing: credentials in it, or a URL scheme.
+fn credentials_or_scheme(s: &str) -> Option<String> {
+    if has_userinfo(s) {
+        return Some(format!(
+            "{:?} carries credentials (user:password@); {CREDENTIALS_HINT}",
+            redact_userinfo(s)
+        ));
+    }
+    if let Some((scheme, rest)) = s.split_once("://") {
+        if !scheme.is_empty()
+            && scheme
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'+')
+        {
+            return Some(format!(
+                "{s:?} has a URL scheme ({scheme}://); write the reference without it, e.g. {rest:?} (plain HTTP is chosen with --insecure-registry)"
+            ));
+        }
+    }
+    None
 }
 
 /// Whether a registry reference as typed names a tag (`host/repo:tag`), rather than
@@ -235,6 +293,49 @@ impl fmt::Display for RegistryRef {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn credentials_in_a_reference_are_refused_and_never_shown() {
+        for (typed, shown) in [
+            (
+                "bob:s3cr3t@host.example/repo",
+                "<redacted>@host.example/repo",
+            ),
+            (
+                "bob:s3cr3t@127.0.0.1:5000/repo:1.0",
+                "<redacted>@127.0.0.1:5000/repo:1.0",
+            ),
+            (
+                "https://bob:s3cr3t@host.example/repo",
+                "https://<redacted>@host.example/repo",
+            ),
+            ("bob:s3cr3t@host.example", "<redacted>@host.example"),
+            ("bob:p@ss@host.example/repo", "<redacted>@host.example/repo"),
+        ] {
+            assert_eq!(super::redact_userinfo(typed), shown);
+            let e = super::Reference::parse(typed).unwrap_err();
+            assert!(!e.contains("s3cr3t") && !e.contains("p@ss"), "{e}");
+            assert!(e.contains(shown), "{e}");
+            assert!(e.contains("docker login"), "{e}");
+        }
+    }
+
+    #[test]
+    fn a_digest_is_not_userinfo() {
+        for typed in [
+            "alpine@sha256:0000000000000000000000000000000000000000000000000000000000000000",
+            "host.example/repo@sha256:0000000000000000000000000000000000000000000000000000000000000000",
+        ] {
+            assert!(!super::has_userinfo(typed), "{typed}");
+            assert!(super::Reference::parse(typed).is_ok(), "{typed}");
+        }
+    }
+
+    #[test]
+    fn a_url_scheme_is_refused_with_the_reference_to_write() {
+        let e = super::Reference::parse("https://host.example/repo:1").unwrap_err();
+        assert!(e.contains("\"host.example/repo:1\""), "{e}");
+    }
+
     use super::*;
 
     fn reg(s: &str) -> RegistryRef {

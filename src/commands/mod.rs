@@ -56,11 +56,16 @@ impl Context {
         crate::output::events(self.quiet)
     }
 
-    /// How to reach registries: `--registry-ca`, `--insecure-registry`, and events.
+    /// How to reach registries: `--registry-ca`, `--insecure-registry`,
+    /// `--registry-timeout`, and events.
     fn registry_options(&self) -> client::Options {
         client::Options {
             ca_files: self.registry.registry_ca.clone(),
             insecure: self.registry.insecure_registry.clone(),
+            idle_timeout: self
+                .registry
+                .registry_timeout
+                .map_or(client::IDLE_TIMEOUT, std::time::Duration::from_secs),
             events: self.events(),
             ..client::Options::default()
         }

@@ -303,6 +303,28 @@ impl Recipe {
         self.source.error_at(span, message)
     }
 
+    /// An error when `text` (a reference at `span`) carries credentials: the message
+    /// and the recipe excerpt show them as `<redacted>`.
+    pub fn credentials_in_reference(
+        &self,
+        span: Range<usize>,
+        text: &str,
+        what: &str,
+    ) -> Option<Error> {
+        if !crate::reference::has_userinfo(text) {
+            return None;
+        }
+        let shown = crate::reference::redact_userinfo(text);
+        let snippet = self.source.snippet(span).replace(text, &shown);
+        Some(
+            Error::input(format!(
+                "{what} {shown:?} carries credentials (user:password@)"
+            ))
+            .with_detail(snippet)
+            .with_hint(crate::reference::CREDENTIALS_HINT),
+        )
+    }
+
     /// The platforms to build, from the recipe (default linux/amd64).
     pub fn platforms(&self) -> Result<Vec<Platform>> {
         let Some(list) = &self.image.platforms else {
@@ -369,6 +391,9 @@ impl Recipe {
             return Ok(None);
         };
         let text = repo.get_ref();
+        if let Some(e) = self.credentials_in_reference(repo.span(), text, "[image].repository") {
+            return Err(e);
+        }
         let not_registry = |message: String| {
             self.error_at(repo.span(), message)
                 .with_hint("write host[:port]/path, e.g. registry.example.com/acme/hello")

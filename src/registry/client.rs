@@ -13,6 +13,10 @@
 //! - **Errors** that name the registry, the repository, the step and the HTTP status,
 //!   with a hint; never a secret (oci-client's own messages carry upload URLs and
 //!   bodies, so they are rewritten here).
+//! - **Our own transfers.** Blob and manifest GETs and blob uploads are made here
+//!   with reqwest, not by oci-client (which reads any manifest whole, follows any
+//!   redirect and any upload `Location`): the rules of [`super::transport`], the 4 MiB
+//!   cap on manifests and configs, the idle timeout and the retry budget.
 //! - **Cross-repository mounts** with a token that also carries pull scope on the
 //!   source repository (oci-client asks for the target's scope only, so a token
 //!   registry would silently turn every mount into an upload), and a 202 answer
@@ -32,29 +36,55 @@ use oci_client::{Client, Reference as OciReference, RegistryOperation};
 use reqwest::header::HeaderValue;
 
 use super::credentials::{self, Credential, Environment};
+use super::transport;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::events::{Event, Events};
 
-/// How a command reaches registries: set from `--registry-ca`, `--insecure-registry`.
-#[derive(Clone, Debug, Default)]
+/// How a command reaches registries: set from `--registry-ca`, `--insecure-registry`,
+/// `--registry-timeout`.
+#[derive(Clone, Debug)]
 pub struct Options {
     /// Extra PEM CA certificates trusted besides the system roots.
     pub ca_files: Vec<PathBuf>,
     /// Hosts (`host[:port]`) that may be spoken to over plain HTTP.
     pub insecure: Vec<String>,
+    /// A request that receives no byte for this long fails (and is retried).
+    pub idle_timeout: Duration,
     pub retry: Retry,
     /// Where retries, renewed tokens and warnings are reported.
     pub events: Events,
 }
 
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            ca_files: Vec::new(),
+            insecure: Vec::new(),
+            idle_timeout: IDLE_TIMEOUT,
+            retry: Retry::default(),
+            events: Events::default(),
+        }
+    }
+}
+
+/// The default idle timeout: no byte from the server for this long ends a request.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The largest manifest, index or config imgbuild reads from a registry. The
+/// distribution spec asks every client to accept at least 4 MiB; real ones are a few
+/// KiB. Reading stops as soon as a body is known to be larger.
+pub const MAX_MANIFEST_BYTES: u64 = 4 * 1024 * 1024;
+
 /// Backoff for failed requests: attempt n waits a random time in
-/// `[0, min(max, base * 2^(n-1))]` (full jitter).
+/// `[0, min(max, base * 2^(n-1))]` (full jitter). No attempt starts once `budget`
+/// has passed since the first: stalls cannot add up past it.
 #[derive(Clone, Copy, Debug)]
 pub struct Retry {
     pub attempts: u32,
     pub base: Duration,
     pub max: Duration,
+    pub budget: Duration,
 }
 
 impl Default for Retry {
@@ -63,16 +93,25 @@ impl Default for Retry {
             attempts: 6,
             base: Duration::from_millis(200),
             max: Duration::from_secs(5),
+            budget: Duration::from_secs(180),
         }
+    }
+}
+
+impl Retry {
+    /// Whether attempt `attempt` (1-based, just failed) may be followed by another,
+    /// for a request first tried at `started`.
+    pub fn again(&self, attempt: u32, started: Instant) -> bool {
+        attempt < self.attempts && started.elapsed() < self.budget
     }
 }
 
 /// Blobs pushed or pulled at once per image.
 pub const CONCURRENCY: usize = 4;
 
-/// Timeout to connect to a registry; reads time out after `READ_TIMEOUT` of silence.
+/// Timeout to connect to a registry; reads time out after `Options::idle_timeout` of
+/// silence.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
-const READ_TIMEOUT: Duration = Duration::from_secs(120);
 /// Body bytes read from a layout file per chunk when uploading.
 const UPLOAD_CHUNK: usize = 256 * 1024;
 
@@ -104,6 +143,12 @@ pub struct RegistryClient {
     /// again (oci-client would ask anonymously once the access token expires).
     identity_grants: tokio::sync::Mutex<BTreeMap<String, IdentityGrant>>,
     challenge: Challenge,
+    /// Tokens for our own requests, per repository and push-or-not, with when to
+    /// stop using them.
+    our_tokens: tokio::sync::Mutex<BTreeMap<(String, bool), (String, Instant)>>,
+    idle_timeout: Duration,
+    /// `--insecure-registry` hosts, for the credential and redirect rules.
+    insecure: Vec<String>,
     retry: Retry,
     events: Events,
 }
@@ -174,9 +219,10 @@ fn load_certificates(files: &[PathBuf]) -> Result<Vec<Vec<u8>>> {
     Ok(out)
 }
 
-/// A reqwest client builder with imgbuild's timeouts and user agent, trusting the
-/// system roots plus every `--registry-ca` file. Registries and url archives share it,
-/// so that one flag covers both.
+/// A reqwest client builder with imgbuild's timeouts, user agent and redirect rules
+/// ([`transport::redirect_policy`]), trusting the system roots plus every
+/// `--registry-ca` file. Registries and url archives share it, so that one flag
+/// covers both.
 pub(crate) fn http_client_builder(opts: &Options) -> Result<reqwest::ClientBuilder> {
     let mut certs = Vec::new();
     for pem in load_certificates(&opts.ca_files)? {
@@ -184,8 +230,9 @@ pub(crate) fn http_client_builder(opts: &Options) -> Result<reqwest::ClientBuild
     }
     Ok(reqwest::Client::builder()
         .connect_timeout(CONNECT_TIMEOUT)
-        .read_timeout(READ_TIMEOUT)
+        .read_timeout(opts.idle_timeout)
         .user_agent(USER_AGENT)
+        .redirect(transport::redirect_policy(opts.insecure.clone()))
         .tls_certs_merge(certs))
 }
 
@@ -271,6 +318,10 @@ impl RegistryClient {
             }
         };
         let challenge = parse_challenge(response.headers().get(reqwest::header::WWW_AUTHENTICATE));
+        let has_credentials = matches!(auth, RegistryAuth::Basic(..)) || identity_token.is_some();
+        if let (true, Challenge::Bearer { realm, .. }) = (has_credentials, &challenge) {
+            check_realm(registry, realm, cred_source.as_deref(), &opts.insecure)?;
+        }
         // An identity token is only good for the Bearer token flow.
         let (cred_source, identity_token) = match (identity_token, &challenge) {
             (token @ Some(_), Challenge::Bearer { .. }) => (cred_source, token),
@@ -303,7 +354,7 @@ impl RegistryClient {
             max_concurrent_upload: CONCURRENCY,
             max_concurrent_download: CONCURRENCY,
             connect_timeout: Some(CONNECT_TIMEOUT),
-            read_timeout: Some(READ_TIMEOUT),
+            read_timeout: Some(opts.idle_timeout),
             user_agent: USER_AGENT,
             ..ClientConfig::default()
         };
@@ -319,6 +370,9 @@ impl RegistryClient {
             identity_token,
             identity_grants: tokio::sync::Mutex::new(BTreeMap::new()),
             challenge,
+            our_tokens: tokio::sync::Mutex::new(BTreeMap::new()),
+            idle_timeout: opts.idle_timeout,
+            insecure: opts.insecure.clone(),
             retry,
             events: opts.events.clone(),
         };
@@ -699,11 +753,10 @@ impl RegistryClient {
             pairs.append_pair("scope", &scopes.join(" "));
             pairs.append_pair("refresh_token", identity.expose());
         }
-        // The refresh token is long-lived: never send it in clear text to a registry
-        // reached over HTTPS.
-        if realm.starts_with("http://") && self.scheme == "https" {
+        // `connect` refused such a realm already; checked again where the secret leaves.
+        if let Err(why) = transport::credentials_may_go_to(realm, &self.insecure) {
             return Err(OciDistributionError::GenericError(Some(format!(
-                "the token realm {realm} is plain HTTP; imgbuild does not send an identity token there"
+                "imgbuild does not send credentials to the token realm {realm}: {why}"
             ))));
         }
         let body = form.query().unwrap_or_default().to_string();
@@ -762,6 +815,11 @@ impl RegistryClient {
                 .await
                 .ok();
         }
+        if matches!(self.auth, RegistryAuth::Basic(..))
+            && transport::credentials_may_go_to(realm, &self.insecure).is_err()
+        {
+            return None;
+        }
         let mut query: Vec<(&str, &str)> = scopes.iter().map(|s| ("scope", s.as_str())).collect();
         if let Some(service) = service {
             query.push(("service", service));
@@ -782,7 +840,10 @@ impl RegistryClient {
         Some(token.token().to_string())
     }
 
-    /// Uploads a blob from a file, streaming (bounded memory), one PUT.
+    /// Uploads a blob from a file, streaming (bounded memory): `POST` an upload
+    /// session, then one `PUT` of the whole blob to its `Location` — which must not
+    /// downgrade to plain HTTP outside the allowance of [`transport`], and gets the
+    /// credentials only when it is on the registry's own origin.
     pub async fn upload_blob(
         &self,
         repository: &str,
@@ -790,19 +851,118 @@ impl RegistryClient {
         path: &Path,
         size: u64,
     ) -> Result<()> {
-        let reference = self.reference(repository, None);
         let d = digest.to_string();
-        self.with_retry(&format!("upload blob {d}"), || async {
-            let file = tokio::fs::File::open(path).await?;
-            let stream = tokio_util::io::ReaderStream::with_capacity(file, UPLOAD_CHUNK)
-                .map(|chunk| chunk.map_err(OciDistributionError::IoError));
-            self.client
-                .push_blob_stream(&reference, stream, &d, Some(size))
-                .await
-        })
-        .await
-        .map(|_| ())
-        .map_err(|e| self.error(&format!("cannot upload blob {d}"), repository, e))
+        let what = format!("upload blob {d}");
+        let started = Instant::now();
+        let mut attempt = 1;
+        loop {
+            let reason = match self.upload_once(repository, &d, path, size).await {
+                Ok(()) => return Ok(()),
+                Err(Attempt::Fatal(e)) => return Err(e),
+                Err(Attempt::Status(code)) => {
+                    let e = OciDistributionError::ServerError {
+                        code,
+                        url: String::new(),
+                        message: String::new(),
+                    };
+                    return Err(self.error(&format!("cannot {what}"), repository, e));
+                }
+                Err(Attempt::Stalled) => self.stall_reason(),
+                Err(Attempt::Failed(why)) => why,
+            };
+            if !self.retry.again(attempt, started) {
+                return Err(self.gave_up(&what, repository, &reason, attempt));
+            }
+            self.note_retry(&what, &reason, attempt);
+            tokio::time::sleep(backoff(self.retry, attempt)).await;
+            attempt += 1;
+        }
+    }
+
+    async fn upload_once(
+        &self,
+        repository: &str,
+        digest: &str,
+        path: &Path,
+        size: u64,
+    ) -> std::result::Result<(), Attempt> {
+        let auth = self.authorization(repository, true).await;
+        let post_url = self.api_url(&format!("{repository}/blobs/uploads/"));
+        let response = with_auth(self.http.post(&post_url), &auth)
+            .header(reqwest::header::CONTENT_LENGTH, "0")
+            .send()
+            .await
+            .map_err(|e| self.attempt_error(&e))?;
+        let code = response.status().as_u16();
+        if code != 202 {
+            return Err(status_attempt(code));
+        }
+        let base = reqwest::Url::parse(&post_url).map_err(|e| {
+            Attempt::Fatal(Error::network(format!("bad registry url {post_url}: {e}")))
+        })?;
+        let mut target = response
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|l| base.join(l).ok())
+            .ok_or_else(|| {
+                Attempt::Fatal(Error::network(format!(
+                    "{}/{repository}: the registry opened an upload session without a usable Location",
+                    self.registry
+                )))
+            })?;
+        if let Some(why) = transport::downgrade(&target, &self.insecure) {
+            return Err(Attempt::Fatal(
+                Error::network(format!(
+                    "{}/{repository}: the registry asked for blob {digest} to be uploaded to {}; imgbuild refuses ({why})",
+                    self.registry,
+                    transport::without_secrets(&target)
+                ))
+                .with_hint("nothing was sent there; if that host is trusted on your network, name it with --insecure-registry HOST"),
+            ));
+        }
+        target.query_pairs_mut().append_pair("digest", digest);
+        let file = tokio::fs::File::open(path)
+            .await
+            .map_err(|e| Attempt::Fatal(Error::io_path("cannot open", path, e)))?;
+        let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(
+            file,
+            UPLOAD_CHUNK,
+        ));
+        let same_origin = target.origin() == base.origin();
+        let mut request = self
+            .http
+            .put(target)
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            .header(reqwest::header::CONTENT_LENGTH, size)
+            .body(body);
+        if same_origin {
+            request = with_auth(request, &auth);
+        }
+        let response = request.send().await.map_err(|e| self.attempt_error(&e))?;
+        match response.status().as_u16() {
+            200..=299 => Ok(()),
+            code => Err(status_attempt(code)),
+        }
+    }
+
+    fn stall_reason(&self) -> String {
+        format!(
+            "timed out after {} s without data from {}",
+            self.idle_timeout.as_secs(),
+            self.registry,
+        )
+    }
+
+    /// The error once retries are spent: what, where, the last reason and attempt.
+    fn gave_up(&self, what: &str, repository: &str, why: &str, attempt: u32) -> Error {
+        Error::network(format!(
+            "cannot {what} at {}/{repository}: {why} (attempt {attempt} of {})",
+            self.registry, self.retry.attempts
+        ))
+        .with_hint(
+            "check that the registry is up and reachable (--registry-timeout SECONDS sets how long a silent connection is waited for), then run the command again",
+        )
     }
 
     /// PUT a manifest or index, as these exact bytes, under a tag or its digest.
@@ -853,20 +1013,18 @@ impl RegistryClient {
         repository: &str,
         tag_or_digest: &str,
     ) -> Result<(Vec<u8>, Digest)> {
-        let reference = self.reference(repository, Some(tag_or_digest));
-        let (bytes, _) = self
-            .with_retry(&format!("GET manifest {tag_or_digest}"), || {
-                self.client
-                    .pull_manifest_raw(&reference, &self.auth, MANIFEST_TYPES)
-            })
-            .await
-            .map_err(|e| {
-                self.error(
-                    &format!("cannot get manifest {tag_or_digest}"),
-                    repository,
-                    e,
-                )
-            })?;
+        let Some(bytes) = self.fetch_manifest(repository, tag_or_digest).await? else {
+            let e = OciDistributionError::ServerError {
+                code: 404,
+                url: String::new(),
+                message: String::new(),
+            };
+            return Err(self.error(
+                &format!("cannot get manifest {tag_or_digest}"),
+                repository,
+                e,
+            ));
+        };
         let digest = Digest::of(&bytes);
         if let Some(expected) = Digest::parse(tag_or_digest) {
             if expected != digest {
@@ -877,7 +1035,7 @@ impl RegistryClient {
                 .with_hint("the registry or something between it and imgbuild altered the manifest; do not trust this registry's answer"));
             }
         }
-        Ok((bytes.to_vec(), digest))
+        Ok((bytes, digest))
     }
 
     /// GET a manifest or index by tag: None when the registry does not know the tag
@@ -887,17 +1045,30 @@ impl RegistryClient {
         repository: &str,
         tag: &str,
     ) -> Result<Option<Vec<u8>>> {
-        let reference = self.reference(repository, Some(tag));
-        match self
-            .with_retry(&format!("GET manifest {tag}"), || {
-                self.client
-                    .pull_manifest_raw(&reference, &self.auth, MANIFEST_TYPES)
-            })
-            .await
-        {
-            Ok((bytes, _)) => Ok(Some(bytes.to_vec())),
-            Err(e) if status_of(&e) == Some(404) => Ok(None),
-            Err(e) => Err(self.error(&format!("cannot get manifest {tag}"), repository, e)),
+        self.fetch_manifest(repository, tag).await
+    }
+
+    /// GET `/v2/<repository>/manifests/<tag_or_digest>` ourselves (not through
+    /// oci-client, which reads any body whole): at most [`MAX_MANIFEST_BYTES`], the
+    /// idle timeout, retries within the budget. None for 404.
+    async fn fetch_manifest(
+        &self,
+        repository: &str,
+        tag_or_digest: &str,
+    ) -> Result<Option<Vec<u8>>> {
+        let url = self.api_url(&format!("{repository}/manifests/{tag_or_digest}"));
+        let what = format!("manifest {tag_or_digest}");
+        let mut sink = ManifestSink {
+            what: &what,
+            body: Vec::new(),
+        };
+        let found = self
+            .download(repository, &url, &what, MANIFEST_TYPES, &mut sink)
+            .await;
+        match found {
+            Ok(true) => Ok(Some(sink.body)),
+            Ok(false) => Ok(None),
+            Err(e) => Err(e),
         }
     }
 
@@ -976,6 +1147,15 @@ impl RegistryClient {
         Ok(Some(body.to_vec()))
     }
 
+    /// GET a config (or another small JSON blob), verified, at most
+    /// [`MAX_MANIFEST_BYTES`].
+    pub async fn get_config(&self, repository: &str, digest: &Digest) -> Result<Vec<u8>> {
+        self.get_blob_within(repository, digest, None, Some(MAX_MANIFEST_BYTES), || {
+            Ok(Vec::new())
+        })
+        .await
+    }
+
     /// Streams a blob into `out`, verifying its digest and size as it arrives.
     /// Retries start over (the caller gives a fresh writer each time).
     pub async fn get_blob<W, F>(
@@ -983,82 +1163,191 @@ impl RegistryClient {
         repository: &str,
         digest: &Digest,
         size: Option<u64>,
+        make_writer: F,
+    ) -> Result<W>
+    where
+        W: std::io::Write + Send,
+        F: FnMut() -> Result<W>,
+    {
+        self.get_blob_within(repository, digest, size, None, make_writer)
+            .await
+    }
+
+    async fn get_blob_within<W, F>(
+        &self,
+        repository: &str,
+        digest: &Digest,
+        size: Option<u64>,
+        limit: Option<u64>,
         mut make_writer: F,
     ) -> Result<W>
     where
         W: std::io::Write + Send,
         F: FnMut() -> Result<W>,
     {
-        let reference = self.reference(repository, None);
         let d = digest.to_string();
-        let descriptor = oci_client::manifest::OciDescriptor {
-            digest: d.clone(),
-            size: size.map_or(0, |s| s as i64),
-            ..Default::default()
+        let url = self.api_url(&format!("{repository}/blobs/{d}"));
+        let what = format!("blob {d}");
+        let mut sink = BlobSink {
+            registry: &self.registry,
+            repository,
+            digest: &d,
+            size,
+            limit,
+            make_writer: &mut make_writer,
+            slot: None,
         };
+        let found = self
+            .download(repository, &url, &what, &[], &mut sink)
+            .await?;
+        if !found {
+            let e = OciDistributionError::ServerError {
+                code: 404,
+                url,
+                message: String::new(),
+            };
+            return Err(self.error(&format!("cannot download blob {d}"), repository, e));
+        }
+        let Some((out, hasher)) = sink.slot else {
+            return Err(Error::network(format!(
+                "cannot download blob {d}: no answer"
+            )));
+        };
+        let (_, got, received) = hasher.finish();
+        if got != *digest || size.is_some_and(|s| s != received) {
+            return Err(corrupt(
+                &self.registry,
+                repository,
+                &format!("blob {d} arrived as {got} ({received} bytes)"),
+            ));
+        }
+        Ok(out)
+    }
+
+    /// One GET of ours, streamed into `sink`: authorization for reading `repository`,
+    /// the redirect rules of [`transport`], the idle timeout, retries within the
+    /// budget (each starting the sink over). Ok(false) for 404.
+    async fn download(
+        &self,
+        repository: &str,
+        url: &str,
+        what: &str,
+        accept: &[&str],
+        sink: &mut dyn DownloadSink,
+    ) -> Result<bool> {
+        let started = Instant::now();
         let mut attempt = 1;
         loop {
-            let mut out = make_writer()?;
-            let result: std::result::Result<(), BlobError> = async {
-                let mut stream = self
-                    .client
-                    .pull_blob_stream(&reference, &descriptor)
-                    .await
-                    .map_err(BlobError::Oci)?;
-                let mut hasher = crate::digest::HashingWriter::new(std::io::sink());
-                let mut received = 0u64;
-                while let Some(chunk) = stream.next().await {
-                    let chunk = chunk.map_err(BlobError::Stream)?;
-                    received += chunk.len() as u64;
-                    if let Some(size) = size.filter(|s| received > *s) {
-                        return Err(BlobError::Corrupt(format!(
-                            "blob {d} is larger than its descriptor's {size} bytes"
-                        )));
-                    }
-                    std::io::Write::write_all(&mut hasher, &chunk).map_err(BlobError::Write)?;
-                    out.write_all(&chunk).map_err(BlobError::Write)?;
+            let failure = match self.download_once(repository, url, accept, sink).await {
+                Ok(found) => return Ok(found),
+                Err(f) => f,
+            };
+            let reason = match failure {
+                Attempt::Fatal(e) => return Err(e),
+                Attempt::Status(code) => {
+                    let e = OciDistributionError::ServerError {
+                        code,
+                        url: url.to_string(),
+                        message: String::new(),
+                    };
+                    return Err(self.error(&format!("cannot get {what}"), repository, e));
                 }
-                let (_, got, _) = hasher.finish();
-                if got != *digest || size.is_some_and(|s| s != received) {
-                    return Err(BlobError::Corrupt(format!(
-                        "blob {d} arrived as {got} ({received} bytes)"
-                    )));
-                }
-                Ok(())
+                Attempt::Stalled => self.stall_reason(),
+                Attempt::Failed(why) => why,
+            };
+            if !self.retry.again(attempt, started) {
+                return Err(self.gave_up(&format!("get {what}"), repository, &reason, attempt));
             }
-            .await;
-            match result {
-                Ok(()) => return Ok(out),
-                Err(BlobError::Oci(e)) if attempt < self.retry.attempts && is_retryable(&e) => {
-                    self.note_retry(&format!("GET blob {d}"), &e.to_string(), attempt);
-                    tokio::time::sleep(backoff(self.retry, attempt)).await;
-                    attempt += 1;
-                }
-                Err(BlobError::Stream(e)) if attempt < self.retry.attempts => {
-                    self.note_retry(&format!("GET blob {d}"), &e.to_string(), attempt);
-                    tokio::time::sleep(backoff(self.retry, attempt)).await;
-                    attempt += 1;
-                }
-                Err(BlobError::Oci(e)) => {
-                    return Err(self.error(&format!("cannot download blob {d}"), repository, e))
-                }
-                Err(BlobError::Stream(e)) => {
-                    return Err(Error::network(format!(
-                        "cannot download blob {d} at {}/{repository}: {e}",
-                        self.registry
-                    )))
-                }
-                Err(BlobError::Write(e)) => {
-                    return Err(Error::io(format!("cannot store blob {d}"), e))
-                }
-                Err(BlobError::Corrupt(m)) => return Err(Error::network(format!(
-                    "{}/{repository}: {m}",
-                    self.registry
+            self.note_retry(&format!("GET {what}"), &reason, attempt);
+            tokio::time::sleep(backoff(self.retry, attempt)).await;
+            attempt += 1;
+        }
+    }
+
+    async fn download_once(
+        &self,
+        repository: &str,
+        url: &str,
+        accept: &[&str],
+        sink: &mut dyn DownloadSink,
+    ) -> std::result::Result<bool, Attempt> {
+        let mut request = self.http.get(url);
+        if !accept.is_empty() {
+            request = request.header(reqwest::header::ACCEPT, accept.join(", "));
+        }
+        let request = with_auth(request, &self.authorization(repository, false).await);
+        let response = request.send().await.map_err(|e| self.attempt_error(&e))?;
+        let code = response.status().as_u16();
+        if code == 404 {
+            return Ok(false);
+        }
+        if !(200..300).contains(&code) {
+            return Err(status_attempt(code));
+        }
+        sink.start(response.content_length())
+            .map_err(Attempt::Fatal)?;
+        let mut stream = response.bytes_stream();
+        let mut received = 0u64;
+        loop {
+            // reqwest's read timeout ends a silent body too; this bounds it the same way
+            // whatever the layers underneath do.
+            let next = tokio::time::timeout(self.idle_timeout, stream.next())
+                .await
+                .map_err(|_| Attempt::Stalled)?;
+            let Some(chunk) = next else { break };
+            let chunk = chunk.map_err(|e| self.attempt_error(&e))?;
+            received += chunk.len() as u64;
+            sink.chunk(&chunk, received).map_err(Attempt::Fatal)?;
+        }
+        Ok(true)
+    }
+
+    /// What a failed request of ours means for its retries.
+    fn attempt_error(&self, e: &reqwest::Error) -> Attempt {
+        if e.is_redirect() {
+            return Attempt::Fatal(
+                Error::network(format!(
+                    "{}: {}",
+                    self.registry,
+                    root_cause(e)
                 ))
-                .with_hint(
-                    "the registry served bytes that do not match the digest; nothing was stored",
-                )),
+                .with_hint("the registry redirected to a place imgbuild does not send requests to; if that host is trusted on your network, name it with --insecure-registry HOST"),
+            );
+        }
+        if e.is_timeout() {
+            return Attempt::Stalled;
+        }
+        if is_tls_error(e) {
+            return Attempt::Fatal(connect_error(&self.registry, e));
+        }
+        Attempt::Failed(format!("lost the connection: {}", root_cause(e)))
+    }
+
+    /// Authorization for a request of ours on `repository` (reading, or pushing too):
+    /// a Bearer token (cached until shortly before it expires), Basic credentials,
+    /// or none.
+    async fn authorization(&self, repository: &str, push: bool) -> Option<ReadAuth> {
+        match (&self.challenge, &self.auth) {
+            (Challenge::Bearer { realm, service }, _) => {
+                let key = (repository.to_string(), push);
+                let mut tokens = self.our_tokens.lock().await;
+                if let Some((token, until)) = tokens.get(&key) {
+                    if Instant::now() < *until {
+                        return Some(ReadAuth::Bearer(token.clone()));
+                    }
+                }
+                let actions = if push { "pull,push" } else { "pull" };
+                let scopes = [format!("repository:{repository}:{actions}")];
+                let token = self.fetch_token(realm, service.as_deref(), &scopes).await?;
+                let lifetime = token_lifetime(&token);
+                let until = Instant::now() + lifetime - lifetime / 4;
+                tokens.insert(key, (token.clone(), until));
+                Some(ReadAuth::Bearer(token))
             }
+            (_, RegistryAuth::Basic(user, password)) => {
+                Some(ReadAuth::Basic(user.clone(), password.clone()))
+            }
+            _ => None,
         }
     }
 
@@ -1071,12 +1360,13 @@ impl RegistryClient {
         F: FnMut() -> Fut,
         Fut: Future<Output = std::result::Result<T, OciDistributionError>>,
     {
+        let started = Instant::now();
         let mut attempt = 1;
         loop {
             self.refresh_identity().await?;
             match f().await {
                 Ok(v) => return Ok(v),
-                Err(e) if attempt < self.retry.attempts && is_retryable(&e) => {
+                Err(e) if self.retry.again(attempt, started) && is_retryable(&e) => {
                     self.note_retry(what, &describe(&e), attempt);
                     tokio::time::sleep(backoff(self.retry, attempt)).await;
                     attempt += 1;
@@ -1147,12 +1437,136 @@ impl RegistryClient {
     }
 }
 
-enum BlobError {
-    Oci(OciDistributionError),
-    /// The body broke off (or oci-client's own digest check failed) mid-stream.
-    Stream(std::io::Error),
-    Write(std::io::Error),
-    Corrupt(String),
+/// How one attempt of a GET of ours failed.
+enum Attempt {
+    /// No byte for the idle timeout.
+    Stalled,
+    /// A connection failure or a retryable status: worth another attempt.
+    Failed(String),
+    /// A status that retrying will not change.
+    Status(u16),
+    /// Refused, corrupt, or a local failure: no retry.
+    Fatal(Error),
+}
+
+/// Where [`RegistryClient::download`] puts a body: `start` before each attempt (with
+/// the announced length), then every chunk with the count received so far.
+trait DownloadSink {
+    fn start(&mut self, length: Option<u64>) -> Result<()>;
+    fn chunk(&mut self, chunk: &[u8], received: u64) -> Result<()>;
+}
+
+/// A manifest, index or config in memory, at most [`MAX_MANIFEST_BYTES`].
+struct ManifestSink<'a> {
+    what: &'a str,
+    body: Vec<u8>,
+}
+
+impl DownloadSink for ManifestSink<'_> {
+    fn start(&mut self, length: Option<u64>) -> Result<()> {
+        self.body.clear();
+        if length.is_some_and(|n| n > MAX_MANIFEST_BYTES) {
+            return Err(too_large(self.what));
+        }
+        Ok(())
+    }
+
+    fn chunk(&mut self, chunk: &[u8], received: u64) -> Result<()> {
+        if received > MAX_MANIFEST_BYTES {
+            return Err(too_large(self.what));
+        }
+        self.body.extend_from_slice(chunk);
+        Ok(())
+    }
+}
+
+/// A blob into a fresh writer per attempt, hashed as it arrives, never past `size`.
+struct BlobSink<'a, W, F> {
+    registry: &'a str,
+    repository: &'a str,
+    digest: &'a str,
+    size: Option<u64>,
+    /// Stop reading past this many bytes (configs: [`MAX_MANIFEST_BYTES`]).
+    limit: Option<u64>,
+    make_writer: &'a mut F,
+    slot: Option<(W, crate::digest::HashingWriter<std::io::Sink>)>,
+}
+
+impl<W, F> DownloadSink for BlobSink<'_, W, F>
+where
+    W: std::io::Write,
+    F: FnMut() -> Result<W>,
+{
+    fn start(&mut self, length: Option<u64>) -> Result<()> {
+        if let (Some(limit), Some(length)) = (self.limit, length) {
+            if length > limit {
+                return Err(too_large(&format!("blob {}", self.digest)));
+            }
+        }
+        self.slot = Some((
+            (self.make_writer)()?,
+            crate::digest::HashingWriter::new(std::io::sink()),
+        ));
+        Ok(())
+    }
+
+    fn chunk(&mut self, chunk: &[u8], received: u64) -> Result<()> {
+        if self.limit.is_some_and(|limit| received > limit) {
+            return Err(too_large(&format!("blob {}", self.digest)));
+        }
+        if let Some(size) = self.size.filter(|s| received > *s) {
+            return Err(corrupt(
+                self.registry,
+                self.repository,
+                &format!(
+                    "blob {} is larger than its descriptor's {size} bytes",
+                    self.digest
+                ),
+            ));
+        }
+        let Some((out, hasher)) = self.slot.as_mut() else {
+            return Ok(());
+        };
+        std::io::Write::write_all(hasher, chunk)
+            .and_then(|()| out.write_all(chunk))
+            .map_err(|e| Error::io(format!("cannot store blob {}", self.digest), e))
+    }
+}
+
+/// What a GET of ours authenticates with.
+enum ReadAuth {
+    Bearer(String),
+    Basic(String, String),
+}
+
+fn with_auth(request: reqwest::RequestBuilder, auth: &Option<ReadAuth>) -> reqwest::RequestBuilder {
+    match auth {
+        Some(ReadAuth::Bearer(token)) => request.bearer_auth(token),
+        Some(ReadAuth::Basic(user, password)) => request.basic_auth(user, Some(password)),
+        None => request,
+    }
+}
+
+/// A non-2xx answer: worth another attempt (408, 429, 5xx) or not.
+fn status_attempt(code: u16) -> Attempt {
+    if retryable_status(code) {
+        Attempt::Failed(format!("HTTP {code}"))
+    } else {
+        Attempt::Status(code)
+    }
+}
+
+fn too_large(what: &str) -> Error {
+    Error::network(format!(
+        "{what} is larger than the {} MiB imgbuild accepts for a manifest, index or config; stopped reading",
+        MAX_MANIFEST_BYTES / (1024 * 1024)
+    ))
+    .with_hint("real manifests are a few KiB: the registry is misbehaving, or this is not an image")
+}
+
+fn corrupt(registry: &str, repository: &str, message: &str) -> Error {
+    Error::network(format!("{registry}/{repository}: {message}"))
+        .with_hint("the registry served bytes that do not match the digest; nothing was stored")
 }
 
 const USER_AGENT: &str = concat!("imgbuild/", env!("CARGO_PKG_VERSION"));
@@ -1229,10 +1643,11 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = std::result::Result<reqwest::Response, reqwest::Error>>,
 {
+    let started = Instant::now();
     let mut attempt = 1;
     loop {
         match f().await {
-            Ok(r) if attempt < retry.attempts && retryable_status(r.status().as_u16()) => {
+            Ok(r) if retry.again(attempt, started) && retryable_status(r.status().as_u16()) => {
                 events.emit(Event::Retrying {
                     what: format!("{what} at {registry}"),
                     why: format!("HTTP {}", r.status()),
@@ -1244,7 +1659,7 @@ where
             // A TLS handshake failure will not heal by waiting; connection refusals
             // and resets might (a registry that is starting, a flaky proxy).
             Err(e)
-                if attempt < retry.attempts
+                if retry.again(attempt, started)
                     && !is_tls_error(&e)
                     && (e.is_connect() || e.is_timeout() || e.is_request()) =>
             {
@@ -1260,6 +1675,28 @@ where
         tokio::time::sleep(backoff(retry, attempt)).await;
         attempt += 1;
     }
+}
+
+/// Refuses a Bearer realm that credentials may not be sent to
+/// ([`transport::credentials_may_go_to`]), before anything is sent there.
+fn check_realm(
+    registry: &str,
+    realm: &str,
+    cred_source: Option<&str>,
+    insecure: &[String],
+) -> Result<()> {
+    transport::credentials_may_go_to(realm, insecure).map_err(|why| {
+        let shown = reqwest::Url::parse(realm)
+            .map(|u| transport::without_secrets(&u))
+            .unwrap_or_else(|_| first_line(realm));
+        Error::network(format!(
+            "registry {registry} asks for credentials to be sent to the token server {shown}; imgbuild refuses: {why}"
+        ))
+        .with_hint(format!(
+            "nothing was sent there. If that token server is trusted on your network, name it with --insecure-registry HOST; otherwise ask the registry's operator to serve it over HTTPS, or go without the credentials{}",
+            cred_source.map(|s| format!(" (from {s})")).unwrap_or_default()
+        ))
+    })
 }
 
 fn connect_error(registry: &str, e: &reqwest::Error) -> Error {
@@ -1542,11 +1979,26 @@ mod tests {
     }
 
     #[test]
+    fn retries_stop_at_the_attempt_count_or_the_budget() {
+        let r = Retry {
+            attempts: 3,
+            budget: Duration::from_secs(60),
+            ..Retry::default()
+        };
+        let now = Instant::now();
+        assert!(r.again(1, now) && r.again(2, now));
+        assert!(!r.again(3, now));
+        let long_ago = now - Duration::from_secs(61);
+        assert!(!r.again(1, long_ago));
+    }
+
+    #[test]
     fn backoff_grows_and_is_capped() {
         let r = Retry {
             attempts: 10,
             base: Duration::from_millis(100),
             max: Duration::from_secs(1),
+            budget: Duration::from_secs(60),
         };
         for attempt in 1..10 {
             let ceiling = Duration::from_millis(100 * (1 << (attempt - 1))).min(r.max);

@@ -36,7 +36,8 @@
 //! stdin (`https://index.docker.io/v1/` for Docker Hub, else the registry as written)
 //! and answer `{"ServerURL","Username","Secret"}`; a Username of `<token>` makes the
 //! Secret an identity token. A helper gets [`HELPER_TIMEOUT`] to answer and is killed
-//! after it, so [`find`] blocks for at most that long per helper: async callers should
+//! after it together with its process group (everything it started), so [`find`]
+//! blocks for at most that long per helper: async callers should
 //! run it on a blocking thread.
 //!
 //! Secrets live in [`Secret`], whose `Debug` and `Display` print `<redacted>`. No error
@@ -47,6 +48,7 @@ use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::io::{self, Read, Write};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
@@ -884,15 +886,34 @@ fn run_with_timeout(executable: &Path, input: &str, env: &Environment) -> Result
     if !env.inherit {
         command.env_clear().envs(&env.vars);
     }
+    // Its own process group, so that a hung helper is stopped with everything it
+    // started (a shell script's `sleep`, a keyring daemon's client).
+    command.process_group(0);
     let deadline = Instant::now() + env.helper_timeout;
     let mut child = spawn(&mut command)?;
     let result = drive(&mut child, input, deadline);
     if result.is_err() {
         // Best effort: the error being reported matters more than the cleanup's.
+        kill_process_group(&child);
         let _ = child.kill();
         let _ = child.wait();
     }
     result
+}
+
+/// SIGKILL to the helper's process group: the helper and every process it started
+/// that stayed in the group.
+fn kill_process_group(child: &Child) {
+    let Ok(pgid) = libc::pid_t::try_from(child.id()) else {
+        return;
+    };
+    // SAFETY: kill(2) takes no pointers and touches no memory of this process. The
+    // group id is the helper's pid (spawned with `process_group(0)`), and the helper
+    // has not been waited for yet (the caller waits after this), so its pid — and
+    // with it the group id — cannot have been reused by an unrelated process.
+    unsafe {
+        libc::kill(-pgid, libc::SIGKILL);
+    }
 }
 
 /// Spawns, retrying briefly while the executable is busy: a helper script written a
@@ -1592,6 +1613,35 @@ esac"#;
         assert_eq!(e.exit_code(), ExitCode::Failure);
         assert!(e.message().contains("docker-credential-slow"), "{e}");
         assert!(e.message().contains("no answer within 0.3 s"), "{e}");
+    }
+
+    #[test]
+    fn a_hung_helper_is_stopped_with_the_processes_it_started() {
+        let fx = Fixture::new();
+        let pid_file = fx.s("child.pid");
+        fx.helper(
+            "hung",
+            &format!("sleep 60 &\necho $! > '{pid_file}'\nwait\n"),
+        );
+        fx.docker_config(r#"{"credsStore":"hung"}"#);
+        let mut env = fx.env(&[]);
+        env.helper_timeout = Duration::from_millis(500);
+        let e = fails("ghcr.io", &env);
+        assert!(e.message().contains("no answer within 0.5 s"), "{e}");
+        let pid = std::fs::read_to_string(&pid_file).unwrap();
+        let pid = pid.trim();
+        // SIGKILL is delivered before kill(2) returns; give the reaper a bounded moment.
+        let gone = (0..200).any(|_| {
+            let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let running = state
+                .rsplit_once(')')
+                .is_some_and(|(_, rest)| !rest.trim_start().starts_with(['Z', 'X']));
+            if running {
+                std::thread::sleep(Duration::from_millis(25));
+            }
+            !running
+        });
+        assert!(gone, "the helper's child {pid} still runs");
     }
 
     // ---- secrets stay secret ----

@@ -5,3 +5,4 @@ pub mod credentials;
 pub mod pull;
 pub mod push;
 pub mod referrers;
+pub mod transport;

@@ -56,6 +56,14 @@ pub fn pull_base(
         for d in &manifest_digests {
             let bytes = manifest(&client, layout, repo, d).await?;
             let m: Manifest = parse(name, d, &bytes)?;
+            if m.config.size > super::client::MAX_MANIFEST_BYTES {
+                return Err(Error::network(format!(
+                    "base image {name}: its config {} is {} bytes, more than the {} MiB imgbuild accepts",
+                    m.config.digest,
+                    m.config.size,
+                    super::client::MAX_MANIFEST_BYTES / (1024 * 1024)
+                )));
+            }
             for desc in std::iter::once(&m.config).chain(&m.layers) {
                 if !layout.has_blob(&desc.digest) && !blobs.iter().any(|(b, _)| *b == desc.digest) {
                     blobs.push((desc.digest.clone(), desc.size));

@@ -62,10 +62,8 @@ impl ImageSource for RegistrySource {
             )?;
             Ok(bytes)
         } else {
-            self.runtime.block_on(
-                self.client
-                    .get_blob(&self.repository, digest, None, || Ok(Vec::new())),
-            )
+            self.runtime
+                .block_on(self.client.get_config(&self.repository, digest))
         }
     }
 

@@ -306,6 +306,7 @@ pub fn make_tar(entries: &[TarMember]) -> Vec<u8> {
     }
     b.into_inner().expect("tar")
 }
+pub mod fake;
 pub mod proxy;
 pub mod registry;
 pub mod token;

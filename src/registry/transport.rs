@@ -1,0 +1,209 @@
+//! The transport rules every registry and url-archive request obeys, in one place:
+//!
+//! - **Plain HTTP** only to loopback hosts (`localhost`, `127.0.0.0/8`, `[::1]`) and
+//!   hosts named with `--insecure-registry` ([`plain_http_allowed`]).
+//! - **Credentials** (Basic, identity tokens) only over HTTPS, or to a host that is
+//!   itself allowed plain HTTP ([`credentials_may_go_to`]) — a registry's Bearer
+//!   `realm` may name any URL, and must not get them in clear text elsewhere.
+//! - **Redirects** never leave HTTPS for plain HTTP outside that allowance, nor go to
+//!   another scheme ([`redirect_policy`]); an upload `Location` is held to the same
+//!   rule ([`downgrade`]).
+//!
+//! "Allowed plain HTTP" is a property of the *target host*, not of where a request
+//! started: a redirect from an HTTPS registry to `http://127.0.0.1/…` is allowed (the
+//! bytes stay on this machine), one to `http://cdn.example/…` is not, whatever the
+//! registry.
+
+use super::client::is_loopback;
+
+/// How many redirects a request may follow.
+pub const MAX_REDIRECTS: usize = 10;
+
+/// `host[:port]` as written in the url (the port only when the url has one).
+pub fn host_port(url: &reqwest::Url) -> String {
+    let host = url.host_str().unwrap_or("");
+    match url.port() {
+        Some(p) => format!("{host}:{p}"),
+        None => host.to_string(),
+    }
+}
+
+/// Whether plain HTTP may be spoken to `url`'s host: loopback, or named (with or
+/// without its port) in `insecure`.
+pub fn plain_http_allowed(url: &reqwest::Url, insecure: &[String]) -> bool {
+    let host = url.host_str().unwrap_or("");
+    let with_port = host_port(url);
+    is_loopback(host)
+        || insecure
+            .iter()
+            .any(|h| h.eq_ignore_ascii_case(host) || h.eq_ignore_ascii_case(&with_port))
+}
+
+/// Whether credentials may be sent to `url` (a token realm): Ok over HTTPS, or over
+/// plain HTTP to a host allowed plain HTTP; otherwise Err(why).
+pub fn credentials_may_go_to(url: &str, insecure: &[String]) -> Result<(), String> {
+    let parsed = reqwest::Url::parse(url).map_err(|_| "it is not a valid URL".to_string())?;
+    match parsed.scheme() {
+        "https" => Ok(()),
+        "http" if plain_http_allowed(&parsed, insecure) => Ok(()),
+        "http" => Err(format!(
+            "it is plain HTTP to {}, which is neither a loopback host nor named with --insecure-registry, so the credentials would cross the network unencrypted",
+            host_port(&parsed)
+        )),
+        other => Err(format!(
+            "its scheme {other:?} is neither https nor http"
+        )),
+    }
+}
+
+/// Why a request may not go to `to` (a redirect, an upload `Location`): it leaves
+/// https/http, or is plain HTTP to a host not allowed it. None when it may.
+pub fn downgrade(to: &reqwest::Url, insecure: &[String]) -> Option<String> {
+    match to.scheme() {
+        "https" => None,
+        "http" if plain_http_allowed(to, insecure) => None,
+        "http" => Some(format!(
+            "plain HTTP to {}, which is neither a loopback host nor named with --insecure-registry",
+            host_port(to)
+        )),
+        other => Some(format!("scheme {other:?}")),
+    }
+}
+
+/// The redirect policy of every client imgbuild makes: at most [`MAX_REDIRECTS`], and
+/// none that [`downgrade`] refuses (reqwest would follow an HTTPS → HTTP redirect).
+pub fn redirect_policy(insecure: Vec<String>) -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(move |attempt| {
+        if attempt.previous().len() >= MAX_REDIRECTS {
+            attempt.error(format!("more than {MAX_REDIRECTS} redirects"))
+        } else if let Some(why) = downgrade(attempt.url(), &insecure) {
+            let to = without_secrets(attempt.url());
+            let kind = if attempt.url().scheme() == "http" {
+                "plain HTTP"
+            } else {
+                "another scheme"
+            };
+            attempt.error(format!("redirected to {kind} ({to}), refused: {why}"))
+        } else {
+            attempt.follow()
+        }
+    })
+}
+
+/// A url for messages: no userinfo, no query (either may carry a secret).
+pub fn without_secrets(url: &reqwest::Url) -> String {
+    let mut shown = url.clone();
+    let _ = shown.set_username("");
+    let _ = shown.set_password(None);
+    if shown.query().is_some() {
+        shown.set_query(None);
+        format!("{shown}?…")
+    } else {
+        shown.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn insecure(hosts: &[&str]) -> Vec<String> {
+        hosts.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn credentials_go_over_https_to_any_host() {
+        assert!(credentials_may_go_to("https://auth.example.com/token", &[]).is_ok());
+        assert!(credentials_may_go_to("https://127.0.0.1:5001/token", &[]).is_ok());
+        assert!(credentials_may_go_to("HTTPS://Auth.Example.com/token", &[]).is_ok());
+    }
+
+    #[test]
+    fn credentials_never_go_over_plain_http_to_another_host() {
+        let why = credentials_may_go_to("http://auth.example.com/token", &[]).unwrap_err();
+        assert!(why.contains("plain HTTP to auth.example.com"), "{why}");
+        assert!(why.contains("unencrypted"), "{why}");
+        // Naming the registry insecure does not make another host insecure.
+        assert!(credentials_may_go_to(
+            "http://auth.example.com:5001/token",
+            &insecure(&["registry.lan:5000"])
+        )
+        .is_err());
+        // Nor does the same host name on another port named insecure.
+        assert!(credentials_may_go_to(
+            "http://registry.lan:5001/token",
+            &insecure(&["registry.lan:5000"])
+        )
+        .is_err());
+        // Addresses that only look local are not loopback.
+        for url in [
+            "http://10.0.0.1/token",
+            "http://192.168.1.1/token",
+            "http://[fe80::1]/token",
+            "http://0.0.0.0/token",
+            "http://localhost.example.com/token",
+            "http://127.0.0.1.nip.io/token",
+        ] {
+            assert!(credentials_may_go_to(url, &[]).is_err(), "{url}");
+        }
+    }
+
+    #[test]
+    fn credentials_go_over_plain_http_to_loopback() {
+        for url in [
+            "http://127.0.0.1:5001/token",
+            "http://127.1.2.3/token",
+            "http://localhost:8080/token",
+            "http://LOCALHOST/token",
+            "http://[::1]:9/token",
+        ] {
+            assert!(credentials_may_go_to(url, &[]).is_ok(), "{url}");
+        }
+    }
+
+    #[test]
+    fn credentials_go_over_plain_http_to_an_insecure_registry_host() {
+        let lan = insecure(&["registry.lan:5000", "auth.lan"]);
+        // The same host as the (insecure) registry.
+        assert!(credentials_may_go_to("http://registry.lan:5000/token", &lan).is_ok());
+        // A realm host named insecure without a port: any port.
+        assert!(credentials_may_go_to("http://auth.lan:8443/token", &lan).is_ok());
+        assert!(credentials_may_go_to("http://AUTH.LAN/token", &lan).is_ok());
+    }
+
+    #[test]
+    fn credentials_never_go_to_odd_schemes_or_non_urls() {
+        for url in [
+            "ftp://auth.example.com/token",
+            "file:///etc/passwd",
+            "ws://127.0.0.1/token",
+            "javascript:alert(1)",
+            "//auth.example.com/token",
+            "auth.example.com/token",
+            "",
+        ] {
+            assert!(credentials_may_go_to(url, &[]).is_err(), "{url}");
+        }
+    }
+
+    #[test]
+    fn downgrades_outside_the_plain_http_allowance_are_refused() {
+        let url = |u: &str| reqwest::Url::parse(u).unwrap();
+        assert_eq!(downgrade(&url("https://cdn.example/blob"), &[]), None);
+        assert_eq!(downgrade(&url("http://127.0.0.1:9/blob"), &[]), None);
+        assert_eq!(
+            downgrade(&url("http://cdn.lan/blob"), &insecure(&["cdn.lan"])),
+            None
+        );
+        let why = downgrade(&url("http://cdn.example/blob"), &[]).unwrap();
+        assert!(why.contains("plain HTTP to cdn.example"), "{why}");
+        assert!(downgrade(&url("ftp://cdn.example/blob"), &[]).is_some());
+    }
+
+    #[test]
+    fn urls_for_messages_carry_no_secrets() {
+        let url = reqwest::Url::parse("https://bob:hunter2@cdn.example/blob?sig=abc").unwrap();
+        let shown = without_secrets(&url);
+        assert_eq!(shown, "https://cdn.example/blob?…");
+    }
+}
