@@ -127,9 +127,9 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-/// Builds examples/hello into `out` and returns the digest the build printed.
+/// Builds recipes/hello into `out` and returns the digest the build printed.
 fn build_hello(out: &Path) -> String {
-    let recipe = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/hello/recipe.toml");
+    let recipe = Path::new(env!("CARGO_MANIFEST_DIR")).join("recipes/hello/recipe.toml");
     common::build_digest(&recipe, out, &[])
 }
 
