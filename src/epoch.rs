@@ -1,4 +1,4 @@
-//! The source date epoch: the one timestamp imgbuild writes (SPEC §3.1).
+//! The source date epoch: the one timestamp imgbuild writes (docs/determinism.md, "Time").
 
 use crate::error::{Error, Result};
 use std::path::Path;

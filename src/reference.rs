@@ -1,4 +1,4 @@
-//! Image references (SPEC §1): `oci:DIR`, `oci:DIR:TAG`, `oci:DIR@sha256:…`, and
+//! Image references (docs/cli.md): `oci:DIR`, `oci:DIR:TAG`, `oci:DIR@sha256:…`, and
 //! registry references in Docker's grammar, `host[:port]/path[:tag][@sha256:…]`, with
 //! Docker's defaults (`docker.io`, `library/`, tag `latest`).
 

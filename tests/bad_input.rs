@@ -1,4 +1,4 @@
-//! SPEC §6: bad input exits 2 with a message that says what is wrong, where (recipe
+//! Bad input (docs/cli.md, "Output streams and exit codes") exits 2 with a message that says what is wrong, where (recipe
 //! file:line:col and the line, or the source path) and how to fix it — and leaves
 //! nothing in --out.
 

@@ -1,4 +1,4 @@
-//! SPEC §3.1: nothing but the inputs may change the digest. Each test builds the same
+//! docs/determinism.md: nothing but the inputs may change the digest. Each test builds the same
 //! source twice, once under one perturbation of the host, and asserts equal digests.
 //! The source is the shared benchmark corpus at a small scale (small files, binaries,
 //! big files, symlinks, hardlinks, empty dirs, long and non-ASCII names).

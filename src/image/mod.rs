@@ -1,4 +1,4 @@
-//! Assemble: canonical OCI JSON — image config, manifest, index (SPEC §3.4).
+//! Assemble: canonical OCI JSON — image config, manifest, index (docs/determinism.md, "Metadata").
 //!
 //! This is the one place where digested JSON bytes are made. Every object is a struct
 //! whose field order is the serialization order, maps are `BTreeMap`s (sorted by key),

@@ -1,4 +1,4 @@
-//! The normal form of a layer's tar stream (SPEC §3.2), written header by header.
+//! The normal form of a layer's tar stream (docs/determinism.md, "Layer tar"), written header by header.
 //!
 //! The `tar` crate supplies the header struct and checksum; every field is set here,
 //! explicitly, so that nothing about the host (mtimes, owners, names, umask, readdir
