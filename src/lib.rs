@@ -30,6 +30,7 @@ pub mod reference;
 pub mod registry;
 pub mod sbom;
 pub mod source;
+pub mod stamp;
 mod suggest;
 pub mod verify;
 
