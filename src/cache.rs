@@ -124,8 +124,10 @@ impl LayerCache {
                 &mut temp,
                 format!("{} {} {}\n", blob.digest, blob.diff_id, blob.size).as_bytes(),
             )?;
-            temp.persist(self.dir.join(key.hex()))
-                .map_err(|e| e.error)?;
+            temp.persist(
+                &self.dir.join(key.hex()),
+                crate::atomic::Durability::Unsynced,
+            )?;
             Ok(())
         };
         let _ = record();
