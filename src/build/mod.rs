@@ -18,7 +18,7 @@ mod lock_policy;
 mod resolve;
 
 pub use execute::{execute, write_layers, LayerSettings};
-pub use resolve::{resolve, PlatformPlan, ResolvedBuild};
+pub use resolve::{resolve, PlatformPlan, ResolvedBuild, VerifiedLayer};
 
 use crate::digest::Digest;
 use crate::epoch::SourceDateEpoch;

@@ -56,11 +56,14 @@ pub struct ResolvedBuild<'a> {
     pub targets: Vec<PlatformPlan>,
     /// Base layers whose diff_id was checked now: recorded in the output layout.
     pub verified: VerifiedLayers,
-    pub newly_verified: Vec<(Digest, Digest)>,
+    pub newly_verified: Vec<VerifiedLayer>,
     /// The output layout, when resolving already had to create it (a registry base).
     pub layout: Option<Layout>,
     pub inputs: BuildInputs,
 }
+
+/// A base layer checked now: its digest and the diff_id it decompresses to.
+pub type VerifiedLayer = (Digest, Digest);
 
 /// One platform's plan and, with a base image, its base manifest.
 #[derive(Debug)]
@@ -123,23 +126,13 @@ pub fn resolve(opts: &BuildOptions) -> Result<ResolvedBuild<'_>> {
     // Base layers are checked (sizes, diff_ids) before anything is written; what was
     // decompressed now is recorded in the output layout once it exists.
     let verified = VerifiedLayers::in_layout(&opts.out);
-    let mut newly_verified = Vec::new();
-    let mut targets = Vec::new();
-    for platform in &platforms {
-        let base_platform = match &base_source {
-            Some(BaseSource::Layout(b)) => {
-                let bp = b.for_platform(platform)?;
-                newly_verified.extend(b.verify_layers(&bp, &verified)?);
-                Some(bp)
-            }
-            _ => None,
-        };
-        let plan = plan::resolve(&recipe, platform, &plan_options)?;
-        targets.push(PlatformPlan {
-            plan,
-            base: base_platform,
-        });
-    }
+    let (mut targets, mut newly_verified) = plan_platforms(
+        &recipe,
+        &platforms,
+        base_source.as_ref(),
+        &plan_options,
+        &verified,
+    )?;
     warn_once(opts, &targets);
     check_out_dir(&opts.out)?;
     let (base, layout) = match base_source {
@@ -186,6 +179,35 @@ pub fn resolve(opts: &BuildOptions) -> Result<ResolvedBuild<'_>> {
         layout,
         inputs,
     })
+}
+
+/// Plans every platform; with a layout base, opens its manifest for each platform and
+/// verifies its layers. Returns the plans and the base layers verified now.
+fn plan_platforms(
+    recipe: &Recipe,
+    platforms: &[Platform],
+    base_source: Option<&BaseSource>,
+    plan_options: &PlanOptions,
+    verified: &VerifiedLayers,
+) -> Result<(Vec<PlatformPlan>, Vec<VerifiedLayer>)> {
+    let mut newly_verified = Vec::new();
+    let mut targets = Vec::new();
+    for platform in platforms {
+        let base_platform = match base_source {
+            Some(BaseSource::Layout(b)) => {
+                let bp = b.for_platform(platform)?;
+                newly_verified.extend(b.verify_layers(&bp, verified)?);
+                Some(bp)
+            }
+            _ => None,
+        };
+        let plan = plan::resolve(recipe, platform, plan_options)?;
+        targets.push(PlatformPlan {
+            plan,
+            base: base_platform,
+        });
+    }
+    Ok((targets, newly_verified))
 }
 
 /// What provenance and the SBOM record about the inputs read.
@@ -281,7 +303,7 @@ fn pull_registry_base(
     opts: &BuildOptions,
     pulled: PulledBase<'_>,
     targets: &mut [PlatformPlan],
-    newly_verified: &mut Vec<(Digest, Digest)>,
+    newly_verified: &mut Vec<VerifiedLayer>,
 ) -> Result<(BaseImage, Layout)> {
     let (name, reference, digest) = pulled.pin;
     let layout = Layout::create(&opts.out)?;
