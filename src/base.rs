@@ -215,11 +215,11 @@ impl VerifiedLayers {
         if self.contains(digest, diff_id) || std::fs::create_dir_all(&self.dir).is_err() {
             return;
         }
-        let Ok(mut file) = tempfile::NamedTempFile::new_in(&self.dir) else {
+        let Ok(mut file) = crate::layout::temp_in(&self.dir) else {
             return;
         };
         if std::io::Write::write_all(&mut file, format!("{diff_id}\n").as_bytes()).is_ok() {
-            let _ = file.persist(self.path(digest));
+            let _ = file.persist(&self.path(digest), crate::atomic::Durability::Unsynced);
         }
     }
 }

@@ -12,7 +12,7 @@
 //! it is read, so that neither a swapped file nor one rewritten in place can reach a
 //! layer.
 
-use crate::cache::FileStamp;
+use crate::stamp::FileStamp;
 use rustix::fs::{openat, openat2, Mode, OFlags, ResolveFlags, CWD};
 use rustix::io::Errno;
 use std::ffi::OsStr;

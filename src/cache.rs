@@ -20,40 +20,10 @@ use crate::format::FormatVersion;
 use crate::layer::LayerBlob;
 use crate::layout::Layout;
 use crate::plan::{Content, EntryKind, LayerPlan};
+pub use crate::stamp::FileStamp;
 use sha2::{Digest as _, Sha256};
 use std::fs;
 use std::path::PathBuf;
-
-/// Everything that identifies a file on disk without reading it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct FileStamp {
-    pub dev: u64,
-    pub ino: u64,
-    pub size: u64,
-    pub mtime_ns: i128,
-    pub ctime_ns: i128,
-}
-
-impl FileStamp {
-    pub fn of(meta: &fs::Metadata) -> FileStamp {
-        use std::os::unix::fs::MetadataExt;
-        FileStamp {
-            dev: meta.dev(),
-            ino: meta.ino(),
-            size: meta.len(),
-            mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
-            ctime_ns: i128::from(meta.ctime()) * 1_000_000_000 + i128::from(meta.ctime_nsec()),
-        }
-    }
-
-    fn hash_into(&self, h: &mut Sha256) {
-        for v in [self.dev, self.ino, self.size] {
-            h.update(v.to_le_bytes());
-        }
-        h.update(self.mtime_ns.to_le_bytes());
-        h.update(self.ctime_ns.to_le_bytes());
-    }
-}
 
 pub struct LayerCache {
     dir: PathBuf,
@@ -154,8 +124,10 @@ impl LayerCache {
                 &mut temp,
                 format!("{} {} {}\n", blob.digest, blob.diff_id, blob.size).as_bytes(),
             )?;
-            temp.persist(self.dir.join(key.hex()))
-                .map_err(|e| e.error)?;
+            temp.persist(
+                &self.dir.join(key.hex()),
+                crate::atomic::Durability::Unsynced,
+            )?;
             Ok(())
         };
         let _ = record();

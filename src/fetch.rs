@@ -310,8 +310,8 @@ async fn download(
                         ));
                 }
                 let path = dir.join(&pin.sha256);
-                temp.persist(&path)
-                    .map_err(|e| Error::io_path("cannot store download", &path, e.error))?;
+                temp.persist(&path, crate::atomic::Durability::Unsynced)
+                    .map_err(|e| Error::io_path("cannot store download", &path, e))?;
                 return Ok(size);
             }
             Err(Failure::Fatal(e)) => return Err(e),

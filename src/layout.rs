@@ -6,6 +6,7 @@
 //! layout. The store deletes nothing but the temp files of builds that were killed
 //! (`remove_stale_temps`).
 
+use crate::atomic::{Durability, TempFile};
 use crate::digest::{Digest, HashingWriter};
 use crate::error::{Error, Result};
 use crate::image::{canonical_json, Descriptor, Index, ANNOTATION_REF_NAME, INDEX_V1};
@@ -84,7 +85,7 @@ impl Layout {
     }
 
     /// A buffered temp file among the blobs, renamed to its digest when committed.
-    fn blob_temp(&self) -> Result<BufWriter<tempfile::NamedTempFile>> {
+    fn blob_temp(&self) -> Result<BufWriter<TempFile>> {
         let dir = self.root.join("blobs").join("sha256");
         let temp = temp_in(&dir).map_err(|e| Error::io_path("cannot create a blob in", &dir, e))?;
         Ok(BufWriter::with_capacity(1 << 20, temp))
@@ -217,6 +218,7 @@ impl Layout {
             self.root.join("blobs").join("sha256"),
             self.root.join(".imgbuild").join("layers"),
             self.root.join(".imgbuild").join("downloads").join("sha256"),
+            self.root.join(".imgbuild").join("verified-layers"),
         ];
         for dir in dirs {
             let Ok(list) = fs::read_dir(&dir) else {
@@ -251,13 +253,15 @@ impl Layout {
         }
     }
 
+    /// Replaces `oci-layout` or `index.json` atomically (`crate::atomic`), synced:
+    /// the index is the layout's root of trust.
     fn replace_file(&self, path: &Path, bytes: &[u8]) -> Result<()> {
         let mut temp =
             temp_in(&self.root).map_err(|e| Error::io_path("cannot write to", &self.root, e))?;
         temp.write_all(bytes)
             .map_err(|e| Error::io_path("cannot write", path, e))?;
-        temp.persist(path)
-            .map_err(|e| Error::io_path("cannot replace", path, e.error))?;
+        temp.persist(path, Durability::Synced)
+            .map_err(|e| Error::io_path("cannot replace", path, e))?;
         Ok(())
     }
 }
@@ -273,16 +277,12 @@ fn symlinked_lock(path: &Path) -> Error {
     .with_hint("delete the symlink: imgbuild creates the lock file itself")
 }
 
-/// A temp file in the layout directory `dir`, world-readable, named
-/// `.tmp-<pid>-…` and held locked while it is open, so that a later build can tell a
-/// killed build's leftover (`remove_stale_temps`) from a live one's.
-pub(crate) fn temp_in(dir: &Path) -> io::Result<tempfile::NamedTempFile> {
-    let temp = tempfile::Builder::new()
-        .prefix(&format!(".tmp-{}-", std::process::id()))
-        .permissions(readable())
-        .tempfile_in(dir)?;
-    temp.as_file().lock()?;
-    Ok(temp)
+/// A temp file in the layout directory `dir` (`crate::atomic`), world-readable as
+/// other OCI tools write layout files (the umask still applies), named `.tmp-<pid>-…`
+/// and held locked while it is open, so that a later build can tell a killed build's
+/// leftover (`remove_stale_temps`) from a live one's.
+pub(crate) fn temp_in(dir: &Path) -> io::Result<TempFile> {
+    TempFile::new_in(dir, 0o644)
 }
 
 /// The pid in a temp file name written by `temp_in`.
@@ -303,13 +303,6 @@ fn process_runs(pid: i32) -> bool {
     }
 }
 
-/// Layout files are world-readable, as other OCI tools write them (tempfile's default
-/// is 0600); the process umask still applies.
-fn readable() -> std::fs::Permissions {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::Permissions::from_mode(0o644)
-}
-
 fn empty_index() -> Index {
     Index {
         schema_version: 2,
@@ -325,9 +318,9 @@ pub struct BlobWriter {
 }
 
 enum Sink {
-    Hashing(HashingWriter<BufWriter<tempfile::NamedTempFile>>),
+    Hashing(HashingWriter<BufWriter<TempFile>>),
     /// Bytes whose digest the caller knows; the count of bytes written.
-    Plain(BufWriter<tempfile::NamedTempFile>, u64),
+    Plain(BufWriter<TempFile>, u64),
 }
 
 impl BlobWriter {
@@ -385,17 +378,15 @@ impl BlobWriter {
         }
     }
 
-    fn persist(
-        buf: BufWriter<tempfile::NamedTempFile>,
-        layout: &Layout,
-        digest: &Digest,
-    ) -> Result<()> {
+    fn persist(buf: BufWriter<TempFile>, layout: &Layout, digest: &Digest) -> Result<()> {
         let temp = buf
             .into_inner()
             .map_err(|e| Error::io_path("cannot write blob to", layout.root(), e.into_error()))?;
         let path = layout.blob_path(digest);
-        temp.persist(&path)
-            .map_err(|e| Error::io_path("cannot store blob", &path, e.error))?;
+        // Unsynced: blobs are content-addressed and large; a blob lost to a crash is
+        // written again by the next build.
+        temp.persist(&path, Durability::Unsynced)
+            .map_err(|e| Error::io_path("cannot store blob", &path, e))?;
         Ok(())
     }
 }

@@ -4,6 +4,7 @@
 //! `recipe` (parse) → `plan` (resolve) → `layer` (write, with `compress`) →
 //! `image` (assemble) → `layout` (store). `build` drives it end to end.
 
+pub mod atomic;
 pub mod base;
 pub mod beneath;
 pub mod build;
@@ -30,6 +31,7 @@ pub mod reference;
 pub mod registry;
 pub mod sbom;
 pub mod source;
+pub mod stamp;
 mod suggest;
 pub mod verify;
 

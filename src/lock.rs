@@ -152,9 +152,7 @@ impl Lock {
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
-        let mut temp = tempfile::Builder::new()
-            .prefix(".recipe.lock.")
-            .tempfile_in(dir)
+        let mut temp = crate::atomic::TempFile::new_in(dir, 0o644)
             .map_err(|e| Error::io_path("cannot write to", dir, e))?;
         std::io::Write::write_all(&mut temp, text.as_bytes())
             .map_err(|e| Error::io_path("cannot write", &path, e))?;
@@ -162,8 +160,8 @@ impl Lock {
             use std::os::unix::fs::PermissionsExt;
             let _ = std::fs::set_permissions(temp.path(), std::fs::Permissions::from_mode(0o644));
         }
-        temp.persist(&path)
-            .map_err(|e| Error::io_path("cannot replace", &path, e.error))?;
+        temp.persist(&path, crate::atomic::Durability::Synced)
+            .map_err(|e| Error::io_path("cannot replace", &path, e))?;
         Ok(path)
     }
 }

@@ -228,17 +228,10 @@ pub fn write_atomic_with(
     path: &Path,
     write: impl FnOnce(&mut dyn Write) -> Result<()>,
 ) -> Result<()> {
-    use std::os::unix::fs::PermissionsExt;
     let target = output_target(path, "--provenance/--sbom")?;
-    let dir = match target.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".tmp-imgbuild-")
-        // The kernel masks the mode with the umask, as for any new file.
-        .permissions(std::fs::Permissions::from_mode(0o666))
-        .tempfile_in(&dir)
+    let dir = crate::atomic::dir_of(&target);
+    // The kernel masks the mode with the umask, as for any new file.
+    let mut tmp = crate::atomic::TempFile::new_in(&dir, 0o666)
         .map_err(|e| Error::io_path("cannot create a temporary file in", &dir, e))?;
     {
         let mut w = io::BufWriter::new(tmp.as_file_mut());
@@ -246,11 +239,8 @@ pub fn write_atomic_with(
         w.flush()
             .map_err(|e| Error::io_path("cannot write", path, e))?;
     }
-    tmp.as_file()
-        .sync_all()
-        .map_err(|e| Error::io_path("cannot write", tmp.path(), e))?;
-    tmp.persist(&target)
-        .map_err(|e| Error::io_path("cannot write", &target, e.error))?;
+    tmp.persist(&target, crate::atomic::Durability::Synced)
+        .map_err(|e| Error::io_path("cannot write", &target, e))?;
     Ok(())
 }
 

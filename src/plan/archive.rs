@@ -325,7 +325,7 @@ fn spool(path: &Path, file: File) -> Result<Arc<Spool>, SpoolError> {
     if !meta.is_file() {
         return Err(SpoolError::Io(io::Error::other("not a regular file")));
     }
-    let source_stamp = crate::cache::FileStamp::of(&meta);
+    let source_stamp = crate::stamp::FileStamp::of(&meta);
     let mut magic = [0u8; 4];
     let n = file.read_at(&mut magic, 0)?;
     let magic = &magic[..n];

@@ -230,7 +230,7 @@ impl Walker<'_> {
                     content: Content::Path {
                         context: self.context.clone(),
                         path: path.to_path_buf(),
-                        stamp: crate::cache::FileStamp::of(meta),
+                        stamp: crate::stamp::FileStamp::of(meta),
                     },
                     size: meta.len(),
                 },

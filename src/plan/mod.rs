@@ -11,10 +11,10 @@ pub mod accounts;
 mod archive;
 mod copy;
 
-use crate::cache::FileStamp;
 use crate::error::{Error, Result};
 use crate::platform::Platform;
 use crate::recipe::{Layer, Recipe};
+use crate::stamp::FileStamp;
 pub use accounts::resolve_user;
 use std::collections::BTreeMap;
 use std::ops::Range;

@@ -1,0 +1,223 @@
+//! The second stage of a build: write what the resolve stage decided, and nothing
+//! else. No input is read here that could raise an exit-2 error.
+//!
+//! In order: the output layout (created if resolving did not already), the base's
+//! blobs imported into it, the layers (the scheduler below, with the layer cache),
+//! then config, manifests and index (`assemble.rs`), and the index entry with
+//! the tags last.
+
+use super::assemble;
+use super::resolve::ResolvedBuild;
+use super::BuildResult;
+use crate::cache::LayerCache;
+use crate::compress::Compression;
+use crate::error::{Error, Result};
+use crate::events::{Event, Events};
+use crate::format::FormatVersion;
+use crate::layer::{self, LayerBlob};
+use crate::layout::Layout;
+use crate::plan::{LayerPlan, Plan};
+use std::collections::BTreeMap;
+use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+pub fn execute(resolved: ResolvedBuild<'_>) -> Result<BuildResult> {
+    let ResolvedBuild {
+        opts,
+        recipe,
+        format,
+        format_source,
+        compression,
+        epoch,
+        tags,
+        user,
+        base,
+        targets,
+        verified,
+        newly_verified,
+        layout,
+        inputs,
+        ..
+    } = resolved;
+    let layout = match layout {
+        Some(l) => l,
+        None => {
+            let l = Layout::create(&opts.out)?;
+            l.remove_stale_temps();
+            l
+        }
+    };
+    for (digest, diff_id) in &newly_verified {
+        verified.record(digest, diff_id);
+    }
+    if let Some(b) = &base {
+        for t in &targets {
+            for l in t.base.iter().flat_map(|bp| &bp.layers) {
+                layout.import_blob(&b.layout, &l.digest)?;
+            }
+        }
+    }
+    let cache = (!opts.no_cache).then(|| LayerCache::new(&layout));
+    let settings = LayerSettings {
+        epoch: epoch.seconds,
+        compression,
+        format,
+        threads: opts.threads,
+    };
+    let plans: Vec<&Plan> = targets.iter().map(|t| &t.plan).collect();
+    let blobs = write_layers(&plans, &settings, cache.as_ref(), &layout, &opts.events)?;
+    let mut manifests = Vec::new();
+    for (t, layer_blobs) in targets.iter().zip(blobs) {
+        let image = assemble::Image {
+            recipe: &recipe,
+            base: base.as_ref(),
+            epoch: &epoch,
+            user: user.as_deref(),
+            format,
+        };
+        manifests.push(assemble::assemble(
+            &image,
+            &t.plan,
+            t.base.as_ref(),
+            &layer_blobs,
+            &layout,
+        )?);
+    }
+    let (digest, media_type, size) = assemble::write_root(&recipe, &manifests, &layout)?;
+    layout.add_to_index(
+        &crate::image::Descriptor::new(media_type, digest.clone(), size),
+        &tags,
+    )?;
+    opts.events.emit(Event::ImageWritten {
+        digest: digest.clone(),
+        layout: opts.out.clone(),
+    });
+    Ok(BuildResult {
+        digest,
+        media_type,
+        size,
+        tags,
+        epoch,
+        manifests,
+        layout: opts.out.clone(),
+        format,
+        format_source,
+        inputs,
+    })
+}
+
+/// What every layer of a build is written with.
+pub struct LayerSettings {
+    pub epoch: u64,
+    pub compression: Compression,
+    pub format: FormatVersion,
+    pub threads: NonZeroUsize,
+}
+
+/// The layer scheduler: writes every distinct layer of every platform, several at a
+/// time. A layer whose plan is identical on two platforms (no `{arch}` in it) is
+/// written once. Returns each platform's layer blobs, in plan order.
+pub fn write_layers(
+    targets: &[&Plan],
+    settings: &LayerSettings,
+    cache: Option<&LayerCache>,
+    layout: &Layout,
+    events: &Events,
+) -> Result<Vec<Vec<LayerBlob>>> {
+    let LayerSettings {
+        epoch,
+        compression,
+        format,
+        threads,
+    } = *settings;
+    let mut jobs: Vec<&LayerPlan> = Vec::new();
+    let mut job_of: Vec<Vec<usize>> = Vec::new();
+    for plan in targets {
+        let mut ids = Vec::new();
+        for l in &plan.layers {
+            let id = match jobs
+                .iter()
+                .position(|j| j.name == l.name && j.entries == l.entries)
+            {
+                Some(i) => i,
+                None => {
+                    jobs.push(l);
+                    jobs.len() - 1
+                }
+            };
+            ids.push(id);
+        }
+        job_of.push(ids);
+    }
+    let results: Mutex<BTreeMap<usize, Result<LayerBlob>>> = Mutex::new(BTreeMap::new());
+    let next = AtomicUsize::new(0);
+    let workers = threads.get().min(jobs.len()).max(1);
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(job) = jobs.get(i) else { break };
+                let key = cache.map(|_| LayerCache::key(job, format, compression, epoch));
+                let hit = cache
+                    .zip(key.as_ref())
+                    .and_then(|(c, k)| c.get(k, layout, compression));
+                let cached = hit.is_some();
+                let r = match hit {
+                    Some(b) => Ok(b),
+                    None => layer::write_layer(job, epoch, compression, format, threads, layout),
+                };
+                if let Ok(b) = &r {
+                    if let (Some(c), Some(k), false) = (cache, &key, cached) {
+                        c.put(k, b);
+                    }
+                    events.emit(Event::LayerWritten {
+                        name: job.name.clone(),
+                        digest: b.digest.clone(),
+                        size: b.size,
+                        unchanged: cached,
+                    });
+                }
+                let failed = r.is_err();
+                if let Ok(mut m) = results.lock() {
+                    m.insert(i, r);
+                }
+                if failed {
+                    // Stop handing out work; the first error is reported.
+                    next.store(usize::MAX / 2, Ordering::Relaxed);
+                }
+            });
+        }
+    });
+    let mut results = results.into_inner().map_err(|_| {
+        Error::io(
+            "building layers",
+            std::io::Error::other("a worker panicked"),
+        )
+    })?;
+    let mut done: BTreeMap<usize, LayerBlob> = BTreeMap::new();
+    for i in 0..jobs.len() {
+        match results.remove(&i) {
+            Some(Ok(b)) => {
+                done.insert(i, b);
+            }
+            Some(Err(e)) => return Err(e),
+            None => {}
+        }
+    }
+    job_of
+        .into_iter()
+        .map(|ids| {
+            ids.into_iter()
+                .map(|i| {
+                    done.get(&i).cloned().ok_or_else(|| {
+                        Error::io(
+                            "building layers",
+                            std::io::Error::other("a layer was not built"),
+                        )
+                    })
+                })
+                .collect()
+        })
+        .collect()
+}

@@ -1,0 +1,268 @@
+//! Lock policy, all in one place: what `recipe.lock` pins and what `--locked` demands.
+//!
+//! - `--locked`: a lock must exist and agree with the recipe (format, base name, url
+//!   pins) — [`check_locked`];
+//! - the base image's digest: the recipe's own `@sha256:…`, else the lock's, else its tag
+//!   resolved now (refused under `--locked`) — [`pin_base`];
+//! - the base's per-platform manifests must be the ones the lock pinned —
+//!   [`check_platform_pin`];
+//! - the epoch: a `"git"` epoch comes from the lock when it pins one — [`resolve_epoch`];
+//! - the format version: flag > recipe > lock > caller's fallback > newest —
+//!   [`resolve_format`].
+//!
+//! Every error here is exit code 2 (a stale or missing pin), except a failure to reach
+//! the registry while resolving an unpinned base tag (exit 3).
+
+use super::BuildOptions;
+use crate::base::BasePlatform;
+use crate::digest::Digest;
+use crate::epoch::{self, EpochSource, SourceDateEpoch};
+use crate::error::{Error, Result};
+use crate::fetch;
+use crate::format::{FormatSource, FormatVersion};
+use crate::lock::{self, Lock};
+use crate::platform::Platform;
+use crate::recipe::{EpochSetting, Recipe};
+use crate::reference::{RegistryRef, DEFAULT_TAG};
+use crate::registry::client::RegistryClient;
+use std::path::Path;
+
+/// `--locked`: a lock must exist and agree with the recipe's floating inputs.
+pub(super) fn check_locked(
+    recipe: &Recipe,
+    recipe_path: &Path,
+    lock: Option<&Lock>,
+    url_pins: &[fetch::UrlPin],
+) -> Result<()> {
+    let Some(lock) = lock else {
+        return Err(Error::input(format!(
+            "--locked: there is no {}",
+            lock::path_for(recipe_path).display()
+        ))
+        .with_hint("run `imgbuild lock` and commit the file it writes"));
+    };
+    // A lock without a format field means format 1: it stays current for a recipe
+    // that names no format, so a locked build keeps its digest across the upgrade.
+    if let (Some(f), Some(key)) = (recipe.format()?, &recipe.image.format) {
+        if f != lock.format_version() {
+            return Err(recipe
+                .error_at(
+                    key.span(),
+                    format!(
+                        "--locked: {} pins format {}, but the recipe says format = {f}",
+                        lock::path_for(recipe_path).display(),
+                        lock.format_version()
+                    ),
+                )
+                .with_hint(
+                    "run `imgbuild lock` and commit recipe.lock, or build without --locked",
+                ));
+        }
+    }
+    let base_name = recipe
+        .base
+        .image
+        .as_ref()
+        .map(|s| s.get_ref().as_str())
+        .filter(|n| *n != "scratch" && !n.starts_with("oci:"));
+    match (&lock.base, base_name) {
+        (Some(b), Some(n)) if b.image != n => {
+            return Err(lock::stale(
+                recipe_path,
+                format!("pins base {}, but the recipe's base is {n}", b.image),
+            ))
+        }
+        (Some(b), None) => {
+            return Err(lock::stale(
+                recipe_path,
+                format!("pins base {}, which the recipe no longer names", b.image),
+            ))
+        }
+        _ => {}
+    }
+    for pin in url_pins {
+        match lock.url.iter().find(|u| u.url == pin.url) {
+            Some(u) if u.sha256.trim_start_matches("sha256:") == pin.sha256 => {}
+            Some(u) => {
+                return Err(lock::stale(
+                    recipe_path,
+                    format!(
+                        "pins {} to sha256 {}, but the recipe says {}",
+                        pin.url, u.sha256, pin.sha256
+                    ),
+                ))
+            }
+            None => {
+                return Err(lock::stale(
+                    recipe_path,
+                    format!("does not pin {} ({})", pin.url, pin.platform),
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The digest a registry base is pinned to: the recipe's own `@sha256:…`, else the
+/// lock's, else (without `--locked`) its tag resolved now, with a warning.
+pub(super) fn pin_base(
+    recipe: &Recipe,
+    opts: &BuildOptions,
+    lock: Option<&Lock>,
+    name: &str,
+    reference: &RegistryRef,
+    span: std::ops::Range<usize>,
+) -> Result<Digest> {
+    let locked = lock
+        .and_then(|l| l.base.as_ref())
+        .filter(|b| b.image == name)
+        .map(|b| {
+            Digest::parse(&b.digest).ok_or_else(|| {
+                lock::stale(
+                    &opts.recipe,
+                    format!(
+                        "pins base {name} to {:?}, which is not a sha256 digest",
+                        b.digest
+                    ),
+                )
+            })
+        })
+        .transpose()?;
+    if let Some(d) = &reference.digest {
+        if let Some(l) = locked.as_ref().filter(|l| *l != d) {
+            return Err(lock::stale(
+                &opts.recipe,
+                format!("pins base {name} to {l}, but the recipe says {d}"),
+            ));
+        }
+        return Ok(d.clone());
+    }
+    if let Some(d) = locked {
+        return Ok(d);
+    }
+    if opts.locked {
+        return Err(recipe
+            .error_at(span, format!("--locked: base image {name:?} is not pinned"))
+            .with_hint("run `imgbuild lock` to pin it in recipe.lock, or write the digest: image = \"host/repo:tag@sha256:…\""));
+    }
+    let tag = reference
+        .tag
+        .clone()
+        .unwrap_or_else(|| DEFAULT_TAG.to_string());
+    let rt = crate::registry::client::runtime()?;
+    let (_, digest) = rt.block_on(async {
+        let c = RegistryClient::connect(&reference.registry, &reference.repository, &opts.registry)
+            .await?;
+        c.authorize(&reference.repository, false).await?;
+        c.get_manifest(&reference.repository, &tag).await
+    })?;
+    opts.events.warn(format!(
+        "base image {name} is not pinned; its tag resolved to {digest} today. Pin it with `imgbuild lock` (or write {name}@{digest}) so that the build is reproducible"
+    ));
+    Ok(digest)
+}
+
+/// The platform manifest a base index gave must be the one the lock pinned.
+pub(super) fn check_platform_pin(
+    recipe: &Path,
+    lock: Option<&Lock>,
+    locked: bool,
+    platform: &Platform,
+    bp: &BasePlatform,
+) -> Result<()> {
+    let Some(base) = lock.and_then(|l| l.base.as_ref()) else {
+        return Ok(());
+    };
+    match base.platforms.get(&platform.to_string()) {
+        Some(d) if *d != bp.manifest_digest.to_string() => Err(lock::stale(
+            recipe,
+            format!(
+                "pins the {platform} manifest of base {} to {d}, but its index gives {}",
+                base.image, bp.manifest_digest
+            ),
+        )),
+        None if locked => Err(lock::stale(
+            recipe,
+            format!("pins no {platform} manifest of base {}", base.image),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The format version: `--format-version`, else the recipe's, else the lock's (format
+/// 1 for a lock written before format versions existed), else the caller's fallback,
+/// else the newest.
+pub(super) fn resolve_format(
+    recipe: &Recipe,
+    opts: &BuildOptions,
+    lock: Option<&Lock>,
+) -> Result<(FormatVersion, FormatSource)> {
+    if let Some(f) = opts.format {
+        return Ok((f, FormatSource::Flag));
+    }
+    if let Some(f) = recipe.format()? {
+        return Ok((f, FormatSource::Recipe));
+    }
+    if let Some(l) = lock {
+        return Ok((l.format_version(), FormatSource::Lock));
+    }
+    Ok(match opts.fallback_format {
+        Some(f) => (f, FormatSource::Fallback),
+        None => (FormatVersion::NEWEST, FormatSource::Newest),
+    })
+}
+
+/// The epoch (docs/determinism.md): flag, else recipe, else `SOURCE_DATE_EPOCH`, else 0. A `"git"` epoch
+/// comes from the lock when it pins one.
+pub(super) fn resolve_epoch(
+    recipe: &Recipe,
+    opts: &BuildOptions,
+    lock: Option<&Lock>,
+) -> Result<SourceDateEpoch> {
+    if let Some(s) = opts.epoch {
+        return Ok(SourceDateEpoch {
+            seconds: epoch::check_range(s, "--source-date-epoch")?,
+            source: EpochSource::Flag,
+        });
+    }
+    if let Some(e) = &recipe.image.source_date_epoch {
+        return match e.get_ref() {
+            EpochSetting::Seconds(s) => Ok(SourceDateEpoch {
+                seconds: *s as u64,
+                source: EpochSource::Recipe,
+            }),
+            EpochSetting::Named(_) => {
+                if let Some(pinned) = lock.and_then(|l| l.source_date_epoch.as_ref()) {
+                    return Ok(SourceDateEpoch {
+                        seconds: epoch::check_range(pinned.git, "recipe.lock source-date-epoch")?,
+                        source: EpochSource::RecipeGit,
+                    });
+                }
+                if opts.locked {
+                    return Err(recipe
+                        .error_at(
+                            e.span(),
+                            "--locked: source-date-epoch = \"git\" is not pinned",
+                        )
+                        .with_hint(
+                            "run `imgbuild lock` to record the commit time in recipe.lock",
+                        ));
+                }
+                Ok(SourceDateEpoch {
+                    seconds: epoch::git_commit_time(&recipe.context)?,
+                    source: EpochSource::RecipeGit,
+                })
+            }
+        };
+    }
+    if let Some(v) = opts.env_epoch.as_deref().filter(|v| !v.is_empty()) {
+        return Ok(SourceDateEpoch {
+            seconds: epoch::parse_epoch(v, "SOURCE_DATE_EPOCH")?,
+            source: EpochSource::Environment,
+        });
+    }
+    Ok(SourceDateEpoch {
+        seconds: 0,
+        source: EpochSource::Default,
+    })
+}

@@ -1,0 +1,119 @@
+//! The build pipeline, end to end: recipe → plans → layer blobs → config, manifest,
+//! index → layout, in two stages with a value between them.
+//!
+//! - [`resolve`] (`resolve.rs`) reads every input — recipe, lock, base image, url
+//!   archives, the context — and raises every exit-2 error, producing a
+//!   [`ResolvedBuild`]. The lock rules it applies live in `lock_policy.rs`.
+//! - [`execute`] (`execute.rs`) only writes: the base's blobs, the layers (the
+//!   scheduler and the layer cache), then config, manifests and index
+//!   (`assemble.rs`), and the tags last.
+//!
+//! Nothing of the image is written to `--out` before every input error could be
+//! raised. Url archives and a registry base are stored in `--out`'s content-addressed
+//! store while resolving (verified as they stream in); `resolve.rs` says when.
+
+mod assemble;
+mod execute;
+mod lock_policy;
+mod resolve;
+
+pub use execute::{execute, write_layers, LayerSettings};
+pub use resolve::{resolve, PlatformPlan, ResolvedBuild, VerifiedLayer};
+
+use crate::digest::Digest;
+use crate::epoch::SourceDateEpoch;
+use crate::error::Result;
+use crate::events::Events;
+use crate::format::{FormatSource, FormatVersion};
+use crate::image::Descriptor;
+use crate::platform::Platform;
+use std::num::NonZeroUsize;
+use std::path::PathBuf;
+
+#[derive(Debug, Clone)]
+pub struct BuildOptions {
+    pub recipe: PathBuf,
+    pub out: PathBuf,
+    /// Overrides the recipe's platforms.
+    pub platforms: Option<Vec<Platform>>,
+    /// Overrides the recipe's tags.
+    pub tags: Option<Vec<String>>,
+    /// `--source-date-epoch` (highest precedence).
+    pub epoch: Option<u64>,
+    /// `SOURCE_DATE_EPOCH` from the environment (lowest precedence but 0).
+    pub env_epoch: Option<String>,
+    pub threads: NonZeroUsize,
+    /// Where progress and warnings are reported (the registry options carry their own
+    /// handle, normally the same one).
+    pub events: Events,
+    /// Write every layer, ignoring the layer cache (it is still updated).
+    pub no_cache: bool,
+    /// How to reach registries (base images, url archives).
+    pub registry: crate::registry::client::Options,
+    /// `--locked`: every floating input must be pinned by a current recipe.lock.
+    pub locked: bool,
+    /// The directory context walks leave out, when it is not `out` (`verify` writes
+    /// to a temporary layout but must see the context as `build --out` would).
+    pub context_out: Option<PathBuf>,
+    /// `--format-version` (highest precedence: over the recipe and the lock).
+    pub format: Option<FormatVersion>,
+    /// The format when neither the flag, the recipe nor the lock names one; None: the
+    /// newest (`verify` passes the one the image it verifies was built with).
+    pub fallback_format: Option<FormatVersion>,
+}
+
+#[derive(Debug)]
+pub struct BuildResult {
+    /// The manifest (one platform) or index (several) digest.
+    pub digest: Digest,
+    pub media_type: &'static str,
+    pub size: u64,
+    pub tags: Vec<String>,
+    pub epoch: SourceDateEpoch,
+    pub manifests: Vec<PlatformImage>,
+    pub layout: PathBuf,
+    /// The format version the image was built with, and what chose it.
+    pub format: FormatVersion,
+    pub format_source: FormatSource,
+    /// What provenance and SBOM need to know about the inputs.
+    pub inputs: BuildInputs,
+}
+
+/// The inputs a build read, for provenance (`provenance.rs`) and the SBOM.
+#[derive(Debug, Default)]
+pub struct BuildInputs {
+    /// The recipe file as loaded, and its context directory.
+    pub recipe: PathBuf,
+    pub context: PathBuf,
+    /// `recipe.lock`, when there is one.
+    pub lock: Option<PathBuf>,
+    /// `[image].repository`, when the recipe names one.
+    pub repository: Option<String>,
+    pub compression: &'static str,
+    /// Every file of the context whose bytes went into a layer (copy sources and
+    /// local archives), sorted and without duplicates. Url archives are in `urls`.
+    pub files: Vec<PathBuf>,
+    /// Every url archive, as `(url, sha256 hex)`, sorted and without duplicates (a
+    /// url with `{arch}` appears once per distinct expansion).
+    pub urls: Vec<(String, String)>,
+    /// The base image: its name as written in the recipe and its root digest.
+    pub base: Option<(String, Digest)>,
+}
+
+#[derive(Debug)]
+pub struct PlatformImage {
+    pub platform: Platform,
+    pub digest: Digest,
+    pub size: u64,
+    pub config: Digest,
+    pub layers: Vec<Descriptor>,
+    pub diff_ids: Vec<Digest>,
+    /// How many of `layers` (the first ones) are the base image's.
+    pub base_layers: usize,
+}
+
+/// Builds the image `opts` describe: [`resolve`] (all reading, every input error),
+/// then [`execute`] (only writing).
+pub fn build(opts: &BuildOptions) -> Result<BuildResult> {
+    execute(resolve(opts)?)
+}

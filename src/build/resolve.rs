@@ -1,0 +1,399 @@
+//! The first stage of a build: read every input and raise every input error, producing
+//! a [`ResolvedBuild`] that the execute stage (`execute.rs`) only has to write out.
+//!
+//! Resolving loads the recipe and `recipe.lock`, applies the lock policy
+//! (`lock_policy.rs`), picks the format, epoch, tags and user, plans every
+//! platform (`crate::plan`), and opens and verifies the base image. Every exit-2 error
+//! of a build is raised here.
+//!
+//! Order against `--out`: nothing of the image is written before this stage returns.
+//! Two kinds of input are stored in `--out`'s content-addressed store *during* it,
+//! because they are verified while they stream in and only verified bytes land there:
+//! url archives (downloaded before planning, into `.imgbuild/downloads`), and a
+//! registry base (pulled into `blobs/` once planning is done, then checked against the
+//! lock's platform pins and its layers' diff_ids). Both come after `--out` was checked
+//! to be empty or an OCI layout, and neither touches `index.json`.
+
+use super::lock_policy::{
+    check_locked, check_platform_pin, pin_base, resolve_epoch, resolve_format,
+};
+use super::{BuildInputs, BuildOptions};
+use crate::base::{self, BaseImage, BasePlatform, BaseSource, VerifiedLayers};
+use crate::compress::Compression;
+use crate::digest::Digest;
+use crate::epoch::SourceDateEpoch;
+use crate::error::{Error, Result};
+use crate::fetch;
+use crate::format::{FormatSource, FormatVersion};
+use crate::layout::Layout;
+use crate::lock::{self, Lock};
+use crate::plan::{self, Plan, PlanOptions};
+use crate::platform::Platform;
+use crate::recipe::Recipe;
+use crate::reference::RegistryRef;
+use crate::registry::pull;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+/// A build with all reading done: what the execute stage writes.
+#[derive(Debug)]
+pub struct ResolvedBuild<'a> {
+    pub opts: &'a BuildOptions,
+    pub recipe: Recipe,
+    pub lock: Option<Lock>,
+    pub platforms: Vec<Platform>,
+    pub compression: Compression,
+    pub format: FormatVersion,
+    pub format_source: FormatSource,
+    pub epoch: SourceDateEpoch,
+    pub tags: Vec<String>,
+    /// `[config] user`, resolved to what the image config says.
+    pub user: Option<String>,
+    pub url_pins: Vec<fetch::UrlPin>,
+    /// The base image (a layout, or the output layout a registry base was pulled into).
+    pub base: Option<BaseImage>,
+    /// One plan per platform, in the order of `platforms`.
+    pub targets: Vec<PlatformPlan>,
+    /// Base layers whose diff_id was checked now: recorded in the output layout.
+    pub verified: VerifiedLayers,
+    pub newly_verified: Vec<VerifiedLayer>,
+    /// The output layout, when resolving already had to create it (a registry base).
+    pub layout: Option<Layout>,
+    pub inputs: BuildInputs,
+}
+
+/// A base layer checked now: its digest and the diff_id it decompresses to.
+pub type VerifiedLayer = (Digest, Digest);
+
+/// One platform's plan and, with a base image, its base manifest.
+#[derive(Debug)]
+pub struct PlatformPlan {
+    pub plan: Plan,
+    pub base: Option<BasePlatform>,
+}
+
+pub fn resolve(opts: &BuildOptions) -> Result<ResolvedBuild<'_>> {
+    let recipe = Recipe::load(&opts.recipe)?;
+    let platforms = match &opts.platforms {
+        Some(p) => p.clone(),
+        None => recipe.platforms()?,
+    };
+    let compression = recipe.compression()?;
+    let lock = Lock::load(&opts.recipe)?;
+    let url_pins = fetch::pins(&recipe, &platforms)?;
+    if opts.locked {
+        check_locked(&recipe, &opts.recipe, lock.as_ref(), &url_pins)?;
+    }
+    let (format, format_source) = resolve_format(&recipe, opts, lock.as_ref())?;
+    let epoch = resolve_epoch(&recipe, opts, lock.as_ref())?;
+    let tags = match &opts.tags {
+        Some(t) => t.clone(),
+        None => recipe
+            .image
+            .tags
+            .iter()
+            .map(|t| t.get_ref().clone())
+            .collect(),
+    };
+    let user = resolve_user(&recipe)?;
+    let base_source = base::resolve(&recipe)?;
+    let registry_base = match &base_source {
+        Some(BaseSource::Registry {
+            name,
+            reference,
+            span,
+        }) => {
+            let digest = pin_base(&recipe, opts, lock.as_ref(), name, reference, span.clone())?;
+            Some((name.clone(), reference.clone(), digest))
+        }
+        _ => None,
+    };
+    let out_dir = absolute(opts.context_out.as_ref().unwrap_or(&opts.out));
+    // Url archives are input too: fetched (and verified) before planning. Their cache
+    // in `--out` is content-addressed and only ever holds verified files.
+    let downloads = if url_pins.is_empty() {
+        fetch::Downloads::new()
+    } else {
+        check_out_dir(&opts.out)?;
+        fetch::fetch(&recipe, &url_pins, &opts.out, &opts.registry)?
+    };
+    // The downloads are inputs by url, not files of the context.
+    let download_paths: BTreeSet<PathBuf> = downloads.values().cloned().collect();
+    let plan_options = PlanOptions {
+        out_dir: Some(out_dir),
+        downloads,
+    };
+    // Base layers are checked (sizes, diff_ids) before anything is written; what was
+    // decompressed now is recorded in the output layout once it exists.
+    let verified = VerifiedLayers::in_layout(&opts.out);
+    let (mut targets, mut newly_verified) = plan_platforms(
+        &recipe,
+        &platforms,
+        base_source.as_ref(),
+        &plan_options,
+        &verified,
+    )?;
+    warn_once(opts, &targets);
+    check_out_dir(&opts.out)?;
+    let (base, layout) = match base_source {
+        Some(BaseSource::Layout(b)) => (Some(b), None),
+        Some(BaseSource::Registry { .. }) => {
+            let Some(pin) = registry_base else {
+                return Err(Error::input("internal: registry base without a pin"));
+            };
+            let pulled = PulledBase {
+                pin,
+                platforms: &platforms,
+                lock: lock.as_ref(),
+                verified: &verified,
+            };
+            let (b, layout) = pull_registry_base(opts, pulled, &mut targets, &mut newly_verified)?;
+            (Some(b), Some(layout))
+        }
+        None => (None, None),
+    };
+    let inputs = build_inputs(
+        &recipe,
+        compression,
+        &targets,
+        &download_paths,
+        &url_pins,
+        base.as_ref(),
+    );
+    Ok(ResolvedBuild {
+        opts,
+        recipe,
+        lock,
+        platforms,
+        compression,
+        format,
+        format_source,
+        epoch,
+        tags,
+        user,
+        url_pins,
+        base,
+        targets,
+        verified,
+        newly_verified,
+        layout,
+        inputs,
+    })
+}
+
+/// Plans every platform; with a layout base, opens its manifest for each platform and
+/// verifies its layers. Returns the plans and the base layers verified now.
+fn plan_platforms(
+    recipe: &Recipe,
+    platforms: &[Platform],
+    base_source: Option<&BaseSource>,
+    plan_options: &PlanOptions,
+    verified: &VerifiedLayers,
+) -> Result<(Vec<PlatformPlan>, Vec<VerifiedLayer>)> {
+    let mut newly_verified = Vec::new();
+    let mut targets = Vec::new();
+    for platform in platforms {
+        let base_platform = match base_source {
+            Some(BaseSource::Layout(b)) => {
+                let bp = b.for_platform(platform)?;
+                newly_verified.extend(b.verify_layers(&bp, verified)?);
+                Some(bp)
+            }
+            _ => None,
+        };
+        let plan = plan::resolve(recipe, platform, plan_options)?;
+        targets.push(PlatformPlan {
+            plan,
+            base: base_platform,
+        });
+    }
+    Ok((targets, newly_verified))
+}
+
+/// What provenance and the SBOM record about the inputs read.
+fn build_inputs(
+    recipe: &Recipe,
+    compression: Compression,
+    targets: &[PlatformPlan],
+    download_paths: &BTreeSet<PathBuf>,
+    url_pins: &[fetch::UrlPin],
+    base: Option<&BaseImage>,
+) -> BuildInputs {
+    BuildInputs {
+        recipe: recipe.source.path.clone(),
+        context: recipe.context.clone(),
+        lock: Some(lock::path_for(&recipe.source.path)).filter(|p| p.is_file()),
+        repository: recipe
+            .image
+            .repository
+            .as_ref()
+            .map(|r| r.get_ref().clone()),
+        compression: compression.as_str(),
+        files: input_files(targets.iter().map(|t| &t.plan))
+            .into_iter()
+            .filter(|f| !download_paths.contains(f))
+            .collect(),
+        urls: url_pins
+            .iter()
+            .map(|p| (p.url.clone(), p.sha256.clone()))
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect(),
+        base: base.map(|b| (b.name.clone(), b.digest.clone())),
+    }
+}
+
+/// `[config] user`: a `[[user]]` of the recipe or a numeric `uid[:gid]`.
+fn resolve_user(recipe: &Recipe) -> Result<Option<String>> {
+    let Some(u) = &recipe.config.user else {
+        return Ok(None);
+    };
+    plan::resolve_user(recipe, u.get_ref())
+        .ok_or_else(|| {
+            recipe
+                .error_at(
+                    u.span(),
+                    format!(
+                        "user {:?} is neither a [[user]] of this recipe nor uid[:gid]",
+                        u.get_ref()
+                    ),
+                )
+                .with_hint("add a [[user]] with that name, or write a numeric \"uid:gid\"")
+        })
+        .map(Some)
+}
+
+/// Reports each empty layer and each plan warning once, however many platforms
+/// share it.
+fn warn_once(opts: &BuildOptions, targets: &[PlatformPlan]) {
+    let mut empty_layers: Vec<String> = Vec::new();
+    for layer in targets.iter().flat_map(|t| &t.plan.layers) {
+        let note = format!(
+            "layer {:?} is empty: it adds nothing to the image",
+            layer.name
+        );
+        if layer.entries.is_empty() && !empty_layers.contains(&note) {
+            empty_layers.push(note);
+        }
+    }
+    let mut warned: Vec<&String> = empty_layers.iter().collect();
+    for w in &warned {
+        opts.events.warn(w.as_str());
+    }
+    for w in targets.iter().flat_map(|t| &t.plan.warnings) {
+        if !warned.contains(&w) {
+            opts.events.warn(w.as_str());
+            warned.push(w);
+        }
+    }
+}
+
+/// A registry base to pull: its name, reference and pinned digest, and what checks it.
+struct PulledBase<'a> {
+    pin: (String, RegistryRef, Digest),
+    platforms: &'a [Platform],
+    lock: Option<&'a Lock>,
+    verified: &'a VerifiedLayers,
+}
+
+/// Pulls a registry base into the output layout (a content-addressed store; its blobs
+/// are verified while they stream in), then checks each platform's manifest against
+/// the lock and its layers against their diff_ids.
+fn pull_registry_base(
+    opts: &BuildOptions,
+    pulled: PulledBase<'_>,
+    targets: &mut [PlatformPlan],
+    newly_verified: &mut Vec<VerifiedLayer>,
+) -> Result<(BaseImage, Layout)> {
+    let (name, reference, digest) = pulled.pin;
+    let layout = Layout::create(&opts.out)?;
+    layout.remove_stale_temps();
+    pull::pull_base(
+        &layout,
+        &name,
+        &reference,
+        &digest,
+        pulled.platforms,
+        &opts.registry,
+    )?;
+    let b = BaseImage {
+        name,
+        layout: layout.clone(),
+        digest,
+    };
+    for target in targets.iter_mut() {
+        let bp = b.for_platform(&target.plan.platform)?;
+        newly_verified.extend(b.verify_layers(&bp, pulled.verified)?);
+        check_platform_pin(
+            &opts.recipe,
+            pulled.lock,
+            opts.locked,
+            &target.plan.platform,
+            &bp,
+        )?;
+        target.base = Some(bp);
+    }
+    Ok((b, layout))
+}
+
+/// The context files whose bytes the plans read: copy sources and local archives.
+fn input_files<'a>(plans: impl Iterator<Item = &'a Plan>) -> Vec<PathBuf> {
+    let mut files = std::collections::BTreeSet::new();
+    for entry in plans.flat_map(|p| &p.layers).flat_map(|l| &l.entries) {
+        if let plan::EntryKind::File { content, .. } = &entry.kind {
+            match content {
+                plan::Content::Path { path, .. } => {
+                    files.insert(path.clone());
+                }
+                plan::Content::Spool { spool, .. } => {
+                    files.insert(spool.source.clone());
+                }
+                plan::Content::Inline(_) => {}
+            }
+        }
+    }
+    files.into_iter().collect()
+}
+
+/// `--out` must be missing, empty, or an OCI layout: imgbuild never scatters blobs
+/// into a directory that holds something else.
+pub(super) fn check_out_dir(out: &Path) -> Result<()> {
+    if !out.exists() || out.join("oci-layout").is_file() {
+        return Ok(());
+    }
+    if !out.is_dir() {
+        return Err(Error::input(format!(
+            "--out {} exists and is not a directory",
+            out.display()
+        ))
+        .with_hint("name a new or empty directory, or an existing OCI image layout"));
+    }
+    // Another build may be creating the layout right now: its first entries (before
+    // oci-layout lands) are ones only imgbuild writes.
+    let ours = |name: &std::ffi::OsStr| {
+        let n = name.to_string_lossy();
+        matches!(
+            n.as_ref(),
+            "blobs" | "oci-layout" | "index.json" | ".index.json.lock" | ".imgbuild"
+        ) || n.starts_with(".tmp-")
+    };
+    let mut foreign = false;
+    for entry in std::fs::read_dir(out).map_err(|e| Error::io_path("cannot read", out, e))? {
+        let entry = entry.map_err(|e| Error::io_path("cannot read", out, e))?;
+        foreign |= !ours(&entry.file_name());
+    }
+    if !foreign {
+        return Ok(());
+    }
+    Err(Error::input(format!(
+        "--out {} is a non-empty directory that is not an OCI image layout (it has no oci-layout file)",
+        out.display()
+    ))
+    .with_hint("name a new or empty directory, or an existing OCI image layout"))
+}
+
+fn absolute(p: &Path) -> PathBuf {
+    p.canonicalize()
+        .or_else(|_| std::path::absolute(p))
+        .unwrap_or_else(|_| p.to_path_buf())
+}
