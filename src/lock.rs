@@ -1,4 +1,4 @@
-//! `recipe.lock`: every floating input of a recipe, pinned (SPEC §2).
+//! `recipe.lock`: every floating input of a recipe, pinned (docs/registries.md, "recipe.lock").
 //!
 //! Written by `imgbuild lock`, read by `build` (which then needs neither the network
 //! to resolve a base tag nor git history to resolve a `"git"` epoch), and enforced by

@@ -1,5 +1,5 @@
 //! Resolve: a `Recipe` and a `Platform` become a `Plan` — per layer, the exact list of
-//! tar entries in normal form (SPEC §3.2), sorted, with every conflict found.
+//! tar entries in normal form (docs/determinism.md, "Layer tar"), sorted, with every conflict found.
 //!
 //! This module owns every decision about *what* goes into a layer: source resolution
 //! against the context, exclusion, default modes, ancestors, hardlink structure,
@@ -26,7 +26,7 @@ use toml::Spanned;
 pub const DIR_MODE: u32 = 0o755;
 /// Mode of symlinks (their permission bits mean nothing on Linux).
 pub const SYMLINK_MODE: u32 = 0o777;
-/// Mode of whiteout entries (SPEC §3.2).
+/// Mode of whiteout entries (docs/determinism.md, "Layer tar").
 pub const WHITEOUT_MODE: u32 = 0o644;
 
 #[derive(Debug)]
@@ -470,7 +470,7 @@ impl<'r> LayerBuilder<'r> {
     }
 }
 
-/// Normalizes hardlink groups of one item (SPEC §3.2): the member first in sorted path
+/// Normalizes hardlink groups of one item (docs/determinism.md): the member first in sorted path
 /// order is the regular file, the others are hardlinks to it. `groups` maps a group key
 /// to the indices of its members; exactly one member per group carries the content.
 pub(crate) fn normalize_hardlinks(items: &mut [Item], groups: BTreeMap<u64, Vec<usize>>) {
