@@ -31,6 +31,7 @@ pub mod registry;
 pub mod sbom;
 pub mod source;
 mod suggest;
+pub mod tar_read;
 pub mod verify;
 
 pub use error::{Error, ExitCode, Result};

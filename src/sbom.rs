@@ -14,13 +14,12 @@ use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::image::Descriptor;
 use crate::layout::Layout;
+use crate::tar_read::{Blob, Compression, Fault, ReadError};
 use serde_json::{json, Value};
 use sha1::Sha1;
 use sha2::{Digest as _, Sha256};
-use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{self, Read, Write};
-use std::rc::Rc;
+use std::io::{self, Write};
 
 pub const SPDX_MEDIA_TYPE: &str = "application/spdx+json";
 
@@ -375,94 +374,73 @@ pub fn for_each_layer_file(
     mut each: impl FnMut(LayerFile),
 ) -> Result<()> {
     let path = layout.blob_path(&layer.digest);
-    let failed = Rc::new(Cell::new(false));
     // Failing to read the blob file is an I/O error (exit 3); a blob the decoder or
     // the tar reader rejects is a corrupt layer, bad input (exit 2), as in `diff`.
-    let bad = |e: io::Error| {
-        if failed.get() {
-            Error::io(
-                format!(
-                    "cannot read layer {} ({}) for the SBOM",
-                    layer.digest,
-                    path.display()
-                ),
-                e,
-            )
-        } else {
-            Error::input(format!(
-                "layer {} ({}) is not a valid {} layer: {e}",
+    let bad = |e: ReadError| match e.fault {
+        Fault::Source => Error::io(
+            format!(
+                "cannot read layer {} ({}) for the SBOM",
                 layer.digest,
-                path.display(),
-                layer.media_type
-            ))
-            .with_hint("the layout is corrupt: build into a fresh --out, or re-pull the base image")
-        }
+                path.display()
+            ),
+            e.error,
+        ),
+        Fault::Corrupt => Error::input(format!(
+            "layer {} ({}) is not a valid {} layer: {}",
+            layer.digest,
+            path.display(),
+            layer.media_type,
+            e.error
+        ))
+        .with_hint("the layout is corrupt: build into a fresh --out, or re-pull the base image"),
     };
-    let file = std::fs::File::open(&path).map_err(|e| {
-        failed.set(true);
-        bad(e)
-    })?;
-    let file = FailureFlag {
-        inner: file,
-        failed: failed.clone(),
-    };
-    let reader = io::BufReader::new(file);
     let mt = layer.media_type.as_str();
-    let decoded: Box<dyn Read> = if mt.ends_with("gzip") {
-        Box::new(flate2::read::MultiGzDecoder::new(reader))
-    } else if mt.ends_with("zstd") {
-        Box::new(zstd::stream::read::Decoder::with_buffer(reader).map_err(bad)?)
-    } else if mt.ends_with(".tar") {
-        Box::new(reader)
-    } else {
+    let Some(compression) = Compression::of_media_type(mt) else {
         return Err(Error::input(format!(
             "layer {} has media type {mt:?}, which imgbuild cannot read to list its files",
             layer.digest
         ))
         .with_hint("build without --sbom, or use a base image with tar, gzip or zstd layers"));
     };
-    let mut archive = tar::Archive::new(decoded);
+    let file = std::fs::File::open(&path).map_err(|error| {
+        bad(ReadError {
+            fault: Fault::Source,
+            entry: None,
+            error,
+        })
+    })?;
     let mut by_path: BTreeMap<String, (String, String)> = BTreeMap::new();
-    for entry in archive.entries().map_err(bad)? {
-        let mut entry = entry.map_err(bad)?;
-        let raw = entry.path_bytes().into_owned();
-        let path = normalize(&String::from_utf8_lossy(&raw));
-        let kind = entry.header().entry_type();
-        let base_name = path.rsplit('/').next().unwrap_or("");
-        if base_name.starts_with(crate::recipe::WHITEOUT_PREFIX) {
-            continue;
-        }
-        if kind.is_file() || kind == tar::EntryType::Continuous {
-            let mut w = DualHasher::default();
-            io::copy(&mut entry, &mut w).map_err(bad)?;
-            let (sha1, sha256) = w.finish();
-            by_path.insert(path.clone(), (sha1.clone(), sha256.clone()));
-            each(LayerFile { path, sha1, sha256 });
-        } else if kind.is_hard_link() {
-            let target = entry
-                .link_name_bytes()
-                .map(|t| normalize(&String::from_utf8_lossy(&t)))
-                .unwrap_or_default();
-            if let Some((sha1, sha256)) = by_path.get(&target).cloned() {
-                by_path.insert(path.clone(), (sha1.clone(), sha256.clone()));
-                each(LayerFile { path, sha1, sha256 });
-            }
-        }
-    }
+    Blob::open(file, Some(compression), false)
+        .and_then(|blob| {
+            blob.walk(|_, entry| {
+                let raw = entry.path_bytes().into_owned();
+                let path = normalize(&String::from_utf8_lossy(&raw));
+                let kind = entry.header().entry_type();
+                let base_name = path.rsplit('/').next().unwrap_or("");
+                if base_name.starts_with(crate::recipe::WHITEOUT_PREFIX) {
+                    return Ok(());
+                }
+                if kind.is_file() || kind == tar::EntryType::Continuous {
+                    let mut w = DualHasher::default();
+                    io::copy(entry, &mut w)?;
+                    let (sha1, sha256) = w.finish();
+                    by_path.insert(path.clone(), (sha1.clone(), sha256.clone()));
+                    each(LayerFile { path, sha1, sha256 });
+                } else if kind.is_hard_link() {
+                    let target = entry
+                        .link_name_bytes()
+                        .map(|t| normalize(&String::from_utf8_lossy(&t)))
+                        .unwrap_or_default();
+                    if let Some((sha1, sha256)) = by_path.get(&target).cloned() {
+                        by_path.insert(path.clone(), (sha1.clone(), sha256.clone()));
+                        each(LayerFile { path, sha1, sha256 });
+                    }
+                }
+                Ok(())
+            })
+        })
+        .map_err(bad)?;
     Ok(())
-}
-
-/// A reader that remembers whether its source (the blob file) failed, so that an
-/// error surfacing through the decoder can be told apart from a corrupt blob.
-struct FailureFlag<R> {
-    inner: R,
-    failed: Rc<Cell<bool>>,
-}
-
-impl<R: Read> Read for FailureFlag<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.inner.read(buf).inspect_err(|_| self.failed.set(true))
-    }
 }
 
 fn normalize(path: &str) -> String {

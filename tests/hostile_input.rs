@@ -255,6 +255,7 @@ proptest! {
                         layer,
                         0,
                         imgbuild::compress::Compression::None,
+                        imgbuild::format::FormatVersion::V1,
                         std::num::NonZeroUsize::MIN,
                         &layout,
                     );

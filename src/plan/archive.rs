@@ -13,6 +13,7 @@ use super::{
 use crate::error::{Error, Result};
 use crate::platform::Platform;
 use crate::recipe::{ArchiveItem, Recipe};
+use crate::tar_read::{Blob, Compression, Fault, ReadError};
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, Read};
@@ -288,30 +289,16 @@ impl SpoolError {
     }
 }
 
-/// Marks an error of the archive file itself inside a decompressor's error.
-#[derive(Debug)]
-struct SourceReadFailed(io::Error);
-
-impl std::fmt::Display for SourceReadFailed {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
-    }
-}
-impl std::error::Error for SourceReadFailed {}
-
-/// Reads `file` by position from 0, tagging its own errors (`SourceReadFailed`).
-struct Tagged<'a> {
+/// Reads `file` by position from 0.
+struct Positional<'a> {
     file: &'a File,
     offset: u64,
 }
 
-impl Read for Tagged<'_> {
+impl Read for Positional<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         use std::os::unix::fs::FileExt;
-        let n = self
-            .file
-            .read_at(buf, self.offset)
-            .map_err(|e| io::Error::new(e.kind(), SourceReadFailed(e)))?;
+        let n = self.file.read_at(buf, self.offset)?;
         self.offset += n as u64;
         Ok(n)
     }
@@ -329,17 +316,8 @@ fn spool(path: &Path, file: File) -> Result<Arc<Spool>, SpoolError> {
     let mut magic = [0u8; 4];
     let n = file.read_at(&mut magic, 0)?;
     let magic = &magic[..n];
-    let source = Tagged {
-        file: &file,
-        offset: 0,
-    };
-    let mut reader: Box<dyn Read> = if magic.starts_with(&[0x1f, 0x8b]) {
-        Box::new(flate2::read::MultiGzDecoder::new(io::BufReader::new(
-            source,
-        )))
-    } else if magic.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        Box::new(zstd::stream::read::Decoder::new(source).map_err(SpoolError::Corrupt)?)
-    } else {
+    let compression = Compression::sniff(magic);
+    if compression == Compression::None {
         return Ok(Arc::new(Spool {
             path: path.to_path_buf(),
             source: path.to_path_buf(),
@@ -347,7 +325,16 @@ fn spool(path: &Path, file: File) -> Result<Arc<Spool>, SpoolError> {
             file,
             _temp: None,
         }));
+    }
+    let source = Positional {
+        file: &file,
+        offset: 0,
     };
+    let fault = |e: ReadError| match e.fault {
+        Fault::Source => SpoolError::Io(e.error),
+        Fault::Corrupt => SpoolError::Corrupt(e.error),
+    };
+    let mut reader = Blob::open(source, Some(compression), false).map_err(fault)?;
     let mut temp = tempfile::NamedTempFile::new()?;
     let mut buf = vec![0u8; 256 * 1024];
     loop {
@@ -355,16 +342,7 @@ fn spool(path: &Path, file: File) -> Result<Arc<Spool>, SpoolError> {
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                let ours = e
-                    .get_ref()
-                    .is_some_and(|i| i.downcast_ref::<SourceReadFailed>().is_some());
-                return Err(if ours {
-                    SpoolError::Io(e)
-                } else {
-                    SpoolError::Corrupt(e)
-                });
-            }
+            Err(e) => return Err(fault(reader.classify(e))),
         };
         io::Write::write_all(temp.as_file_mut(), &buf[..n])?;
     }
