@@ -441,7 +441,8 @@ pub fn for_each_layer_file(
                 path.display()
             ),
             e.error,
-        ),
+        )
+        .with_path(&path),
         Fault::Corrupt => Error::input(format!(
             "layer {} ({}) is not a valid {} layer: {}",
             layer.digest,
@@ -449,6 +450,8 @@ pub fn for_each_layer_file(
             layer.media_type,
             e.error
         ))
+        .with_path(&path)
+        .with_source(e)
         .with_hint("the layout is corrupt: build into a fresh --out, or re-pull the base image"),
     };
     let mt = layer.media_type.as_str();

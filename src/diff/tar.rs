@@ -167,7 +167,9 @@ pub fn walk_layer(blob: impl Read, diff_id: Option<&Digest>, what: &str) -> Resu
         };
         match e.fault {
             Fault::Source => Error::io(format!("cannot read {what}"), e.error),
-            Fault::Corrupt => Error::input(format!("{what} is not a valid layer: {}", e.error)),
+            Fault::Corrupt => {
+                Error::input(format!("{what} is not a valid layer: {}", e.error)).with_source(e)
+            }
         }
     };
     let mut walked = Walked::default();

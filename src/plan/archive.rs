@@ -78,13 +78,13 @@ fn read_members(a: &ArchiveItem, spool: &Arc<Spool>, bad: &Bad<'_>) -> Result<(V
     let mut archive = tar::Archive::new(spool.reader_at(0));
     let entries = archive
         .entries()
-        .map_err(|e| bad(format!("not a readable tar ({e})")))?;
+        .map_err(|e| bad(format!("not a readable tar ({e})")).with_source(e))?;
     let dst = image_path(a.dst.get_ref());
     let strip = a.strip_components as usize;
     let mut by_path: BTreeMap<Vec<u8>, Item> = BTreeMap::new();
     let mut links: Links = Vec::new();
     for entry in entries {
-        let entry = entry.map_err(|e| bad(format!("not a readable tar ({e})")))?;
+        let entry = entry.map_err(|e| bad(format!("not a readable tar ({e})")).with_source(e))?;
         let name = entry.path_bytes().into_owned();
         let Some(rel) = member_path(&name, strip).map_err(bad)? else {
             continue;
@@ -321,6 +321,8 @@ impl SpoolError {
                     at.span(),
                     format!("archive {name}: the compressed stream is corrupt or truncated ({e})"),
                 )
+                .with_path(path)
+                .with_source(e)
                 .with_hint("the archive is damaged: download or pack it again"),
             SpoolError::Io(e) => Error::io_path("cannot read archive", path, e)
                 .with_detail(recipe.source.snippet(at.span())),

@@ -21,11 +21,16 @@ impl Recipe {
         let text = std::fs::read_to_string(path).map_err(|e| {
             if !path.exists() {
                 // A missing recipe is bad usage, not an I/O failure.
-                Error::input(format!("recipe {} does not exist", path.display())).with_hint(
+                Error::input(format!("recipe {} does not exist", path.display()))
+                    .with_path(path)
+                    .with_source(e)
+                    .with_hint(
                     "pass the recipe's path (e.g. path/to/recipe.toml, or the directory holding it), or run in the directory that holds recipe.toml",
                 )
             } else if e.kind() == std::io::ErrorKind::InvalidData {
                 Error::input(format!("recipe {} is not UTF-8 text", path.display()))
+                    .with_path(path)
+                    .with_source(e)
                     .with_hint("a recipe is a TOML file, which must be UTF-8")
             } else {
                 Error::io_path("cannot read recipe", path, e)
@@ -95,7 +100,8 @@ fn toml_error(source: &RecipeSource, e: &toml::de::Error) -> Error {
     if let Some((unknown, expected)) = parse_unknown_field(&message) {
         let keys: Vec<&str> = expected.iter().map(String::as_str).collect();
         err = Error::input(format!("unknown key `{unknown}`"))
-            .with_detail(source.snippet(e.span().unwrap_or(0..0)));
+            .with_detail(source.snippet(e.span().unwrap_or(0..0)))
+            .with_path(&source.path);
         err = match crate::suggest::nearest(&unknown, keys.iter().copied()) {
             Some(n) => err.with_hint(format!(
                 "did you mean `{n}`? (valid keys here: {})",
@@ -104,7 +110,7 @@ fn toml_error(source: &RecipeSource, e: &toml::de::Error) -> Error {
             None => err.with_hint(format!("valid keys here: {}", keys.join(", "))),
         };
     }
-    err
+    err.with_source(e.clone())
 }
 
 /// Parses serde's "unknown field `x`, expected one of `a`, `b`" (or "expected `a`").
