@@ -172,6 +172,19 @@ mod tests {
         )
     }
 
+    #[test]
+    fn recipe_errors_carry_the_recipe_path_and_the_toml_cause() {
+        let e = parse("[image]\nplatforms = 3\n").unwrap_err();
+        assert_eq!(e.path(), Some(std::path::Path::new("recipe.toml")));
+        let cause = std::error::Error::source(&e);
+        assert!(
+            cause.is_some_and(|c| c.downcast_ref::<toml::de::Error>().is_some()),
+            "{cause:?}"
+        );
+        let e = parse("[[layer]]\nname = \"l\"\n[[layer.dir]]\npath = \"rel\"\n").unwrap_err();
+        assert_eq!(e.path(), Some(std::path::Path::new("recipe.toml")));
+    }
+
     fn err(text: &str) -> String {
         parse(text).unwrap_err().to_string()
     }
