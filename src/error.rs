@@ -1,4 +1,5 @@
-//! The one error type every stage returns, and the exit codes of SPEC §1.
+//! The one error type every stage returns, and the exit codes of docs/cli.md
+//! ("Output streams and exit codes").
 //!
 //! An error has a class (which decides the exit code), a one-line message (what is
 //! wrong), an optional detail block (where: a recipe snippet, a path, a registry and
@@ -14,7 +15,7 @@ use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 
-/// Process exit codes, as documented in SPEC §1 and docs/cli.md.
+/// Process exit codes, as documented in docs/cli.md.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ExitCode {
     Success = 0,

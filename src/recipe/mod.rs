@@ -1,4 +1,4 @@
-//! The recipe: `recipe.toml` parsed into typed structs (SPEC §2).
+//! The recipe: `recipe.toml` parsed into typed structs (docs/recipe.md).
 //!
 //! This module owns syntax and per-key validation (types, ranges, absolute paths,
 //! names); every error points at `file:line:col`. It never touches the build context:

@@ -214,7 +214,7 @@ fn root() -> Spanned<String> {
     Spanned::new(0..0, "/".to_string())
 }
 
-/// Names starting with this are whiteouts in an OCI layer (SPEC §3.2).
+/// Names starting with this are whiteouts in an OCI layer (docs/determinism.md).
 pub const WHITEOUT_PREFIX: &str = ".wh.";
 
 /// The largest mode a recipe may ask for: permission bits plus setuid, setgid, sticky.
