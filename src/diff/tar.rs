@@ -176,7 +176,9 @@ pub fn walk_layer(blob: impl Read, diff_id: Option<&Digest>, what: &str) -> Resu
     // Positions count entries only: a PAX global header (skipped) is not one, so a tar
     // that differs by one does not look reordered.
     let mut position = 0;
-    let got = Blob::open(blob, None, diff_id.is_some())
+    // Hashed (and so read to its end) even without a diff_id to check: a corrupt
+    // stream after the tar's last entry is still a corrupt layer.
+    let got = Blob::open(blob, None, true)
         .and_then(|b| {
             b.walk(|_, entry| {
                 if let Some((path, meta)) = read_entry(entry, position)? {
@@ -347,6 +349,23 @@ mod tests {
             );
             assert_eq!(e.content, Some(Digest::of(b"hello")));
         }
+    }
+
+    #[test]
+    fn a_corrupt_gzip_trailer_is_an_error_even_without_a_diff_id() {
+        let tar = tar_of(&[("a", b"x", 0o644)]);
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        io::Write::write_all(&mut gz, &tar).expect("gzip");
+        let mut gz = gz.finish().expect("gzip");
+        let crc = gz.len() - 8;
+        gz[crc] ^= 0xff;
+        let e = walk_layer(&gz[..], None, "layer 0").unwrap_err();
+        assert_eq!(e.exit_code() as i32, 2, "{}", e.message());
+        assert!(
+            e.message().contains("is not a valid layer"),
+            "{}",
+            e.message()
+        );
     }
 
     #[test]
