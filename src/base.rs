@@ -254,11 +254,14 @@ impl BaseImage {
             if verified.contains(&layer.digest, diff_id) {
                 continue;
             }
-            let got = uncompressed_digest(&path).map_err(|e| match e {
-                LayerReadError::Io(e) => Error::io_path("cannot read", &path, e),
-                LayerReadError::Corrupt(e) => self.bad_layer(
+            let got = uncompressed_digest(&path).map_err(|e| match e.fault {
+                crate::tar_read::Fault::Source => Error::io_path("cannot read", &path, e.error),
+                crate::tar_read::Fault::Corrupt => self.bad_layer(
                     &what,
-                    format!("it is not a valid layer ({e}): a truncated or corrupt stream"),
+                    format!(
+                        "it is not a valid layer ({}): a truncated or corrupt stream",
+                        e.error
+                    ),
                 ),
             })?;
             if got != *diff_id {
@@ -279,81 +282,23 @@ impl BaseImage {
     }
 }
 
-enum LayerReadError {
-    /// Reading the blob file failed.
-    Io(std::io::Error),
-    /// The decoder refused the bytes.
-    Corrupt(std::io::Error),
-}
-
 /// The sha256 of a layer blob's uncompressed bytes (gzip, zstd or plain tar, told by
-/// their magic bytes, as the diff and SBOM readers do), checking that they are a tar.
-fn uncompressed_digest(path: &std::path::Path) -> std::result::Result<Digest, LayerReadError> {
-    use sha2::Digest as _;
-    use std::io::{BufRead, BufReader, Read};
-
-    /// Notes whether an error came from the file rather than from a decoder.
-    struct Source<R> {
-        inner: R,
-        failed: std::rc::Rc<std::cell::Cell<bool>>,
-    }
-    impl<R: Read> Read for Source<R> {
-        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-            self.inner.read(buf).inspect_err(|_| self.failed.set(true))
-        }
-    }
-
-    let failed = std::rc::Rc::new(std::cell::Cell::new(false));
-    let classify = |e: std::io::Error| {
-        if failed.get() {
-            LayerReadError::Io(e)
-        } else {
-            LayerReadError::Corrupt(e)
-        }
-    };
-    let file = std::fs::File::open(path).map_err(LayerReadError::Io)?;
-    let mut reader = BufReader::with_capacity(
-        256 * 1024,
-        Source {
-            inner: file,
-            failed: failed.clone(),
-        },
-    );
-    let head = reader.fill_buf().map_err(classify)?.to_vec();
-    let mut decoded: Box<dyn Read> = if head.starts_with(&[0x1f, 0x8b]) {
-        Box::new(flate2::bufread::MultiGzDecoder::new(reader))
-    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        Box::new(zstd::stream::read::Decoder::with_buffer(reader).map_err(classify)?)
-    } else {
-        Box::new(reader)
-    };
-    /// Hashes what is read through it.
-    struct Hashing<R> {
-        inner: R,
-        hasher: sha2::Sha256,
-    }
-    impl<R: Read> Read for Hashing<R> {
-        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-            let n = self.inner.read(buf)?;
-            self.hasher.update(&buf[..n]);
-            Ok(n)
-        }
-    }
-
-    let mut hashing = Hashing {
-        inner: &mut decoded,
-        hasher: sha2::Sha256::new(),
-    };
-    // Walk the tar too (headers; contents skipped), so that a layer the SBOM or a diff
-    // would fail to read is refused here, before anything is written.
-    {
-        let mut archive = tar::Archive::new(&mut hashing);
-        for entry in archive.entries().map_err(classify)? {
-            let mut entry = entry.map_err(classify)?;
-            std::io::copy(&mut entry, &mut std::io::sink()).map_err(classify)?;
-        }
-    }
-    // The end-of-archive blocks the tar reader need not read: hash them too.
-    std::io::copy(&mut hashing, &mut std::io::sink()).map_err(classify)?;
-    Ok(Digest::from_bytes(hashing.hasher.finalize().into()))
+/// their magic bytes, read by `crate::tar_read` as the diff and SBOM readers do),
+/// walking the tar too (headers; contents skipped), so that a layer the SBOM or a diff
+/// would fail to read is refused here, before anything is written.
+fn uncompressed_digest(
+    path: &std::path::Path,
+) -> std::result::Result<Digest, crate::tar_read::ReadError> {
+    use crate::tar_read::{Blob, Fault, ReadError};
+    let file = std::fs::File::open(path).map_err(|error| ReadError {
+        fault: Fault::Source,
+        entry: None,
+        error,
+    })?;
+    let got = Blob::open(file, None, true)?.walk(|_, _| Ok(()))?;
+    got.ok_or_else(|| ReadError {
+        fault: Fault::Corrupt,
+        entry: None,
+        error: std::io::Error::other("the layer was not hashed"),
+    })
 }

@@ -122,7 +122,8 @@ fn read_manifest(
 }
 
 fn json(bytes: &[u8], digest: &Digest) -> Result<Value> {
-    serde_json::from_slice(bytes).map_err(|e| corrupt(digest, &format!("not JSON ({e})")))
+    serde_json::from_slice(bytes)
+        .map_err(|e| corrupt(digest, &format!("not JSON ({e})")).with_source(e))
 }
 
 fn corrupt(digest: &Digest, what: &str) -> Error {

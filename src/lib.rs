@@ -33,6 +33,7 @@ pub mod sbom;
 pub mod source;
 pub mod stamp;
 mod suggest;
+pub mod tar_read;
 pub mod verify;
 
 pub use error::{Error, ExitCode, Result};

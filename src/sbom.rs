@@ -14,13 +14,12 @@ use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::image::Descriptor;
 use crate::layout::Layout;
+use crate::tar_read::{Blob, Compression, Fault, ReadError};
 use serde_json::{json, Value};
 use sha1::Sha1;
 use sha2::{Digest as _, Sha256};
-use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{self, Read, Write};
-use std::rc::Rc;
+use std::io::{self, Write};
 
 pub const SPDX_MEDIA_TYPE: &str = "application/spdx+json";
 
@@ -72,7 +71,18 @@ pub fn write_sbom(
     epoch_rfc3339: &str,
     out: &mut dyn Write,
 ) -> Result<()> {
-    // Each distinct layer once (platforms often share layers), in image order.
+    let layers = distinct_layers(result);
+    let spilled = spill_files(layout, &layers)?;
+    let skeleton = skeleton(result, name, epoch_rfc3339, &spilled)?;
+    write_document(&skeleton, spilled, out)
+}
+
+const IMAGE_ID: &str = "SPDXRef-Image";
+const BASE_ID: &str = "SPDXRef-BaseImage";
+
+/// Each distinct layer once (platforms often share layers), in image order: the
+/// layer, whether it comes from the base image, and the platforms that use it.
+fn distinct_layers(result: &BuildResult) -> Vec<(&Descriptor, bool, Vec<String>)> {
     let mut seen = BTreeSet::new();
     let mut layers: Vec<(&Descriptor, bool, Vec<String>)> = Vec::new();
     for m in &result.manifests {
@@ -87,17 +97,32 @@ pub fn write_sbom(
             }
         }
     }
+    layers
+}
 
-    let image_id = "SPDXRef-Image";
-    let base_id = "SPDXRef-BaseImage";
-    let spill_err = |e: io::Error| Error::io("cannot write the SBOM's temporary file", e);
+/// The `files` items, written unindented to a temporary file, and what the rest of
+/// the document needs of them.
+struct Spilled {
+    file: std::fs::File,
+    files_written: u64,
+    /// Per layer: the short digest its file ids use, its file count, whether from the base.
+    counts: Vec<(String, usize, bool)>,
+    image_sha1s: Vec<[u8; 20]>,
+    base_sha1s: Vec<[u8; 20]>,
+}
+
+fn spill_err(e: io::Error) -> Error {
+    Error::io("cannot write the SBOM's temporary file", e)
+}
+
+/// Reads every layer's files, spilling their `files` items.
+fn spill_files(layout: &Layout, layers: &[(&Descriptor, bool, Vec<String>)]) -> Result<Spilled> {
     let mut spill = io::BufWriter::new(tempfile::tempfile().map_err(spill_err)?);
     let mut files_written = 0u64;
-    // Per layer: the short digest its file ids use, its file count, whether from the base.
     let mut counts: Vec<(String, usize, bool)> = Vec::new();
     let mut image_sha1s: Vec<[u8; 20]> = Vec::new();
     let mut base_sha1s: Vec<[u8; 20]> = Vec::new();
-    for (layer, from_base, platforms) in &layers {
+    for (layer, from_base, platforms) in layers {
         let short = layer.digest.hex()[..16].to_string();
         let origin = if *from_base {
             "the base image's layer"
@@ -143,48 +168,64 @@ pub fn write_sbom(
         }
         counts.push((short, n, *from_base));
     }
-    let mut spill = spill.into_inner().map_err(|e| spill_err(e.into_error()))?;
+    let file = spill.into_inner().map_err(|e| spill_err(e.into_error()))?;
+    Ok(Spilled {
+        file,
+        files_written,
+        counts,
+        image_sha1s,
+        base_sha1s,
+    })
+}
 
+/// The document pretty-printed by serde_json, with placeholders for the streamed
+/// arrays.
+fn skeleton(
+    result: &BuildResult,
+    name: &str,
+    epoch_rfc3339: &str,
+    spilled: &Spilled,
+) -> Result<String> {
     let mut image = package(
-        image_id,
+        IMAGE_ID,
         name,
         &result.digest,
         purl(result.inputs.repository.as_deref(), &result.digest),
-        &image_sha1s,
+        &spilled.image_sha1s,
     );
     image["primaryPackagePurpose"] = json!("CONTAINER");
     let mut packages = vec![image];
     let mut relationships = vec![json!({
         "spdxElementId": "SPDXRef-DOCUMENT",
         "relationshipType": "DESCRIBES",
-        "relatedSpdxElement": image_id,
+        "relatedSpdxElement": IMAGE_ID,
     })];
-    if files_written > 0 {
+    if spilled.files_written > 0 {
         relationships.push(json!(RELATIONSHIPS_HERE));
     }
     if let Some((base_name, base_digest)) = &result.inputs.base {
         let registry = (!base_name.starts_with("oci:")).then_some(base_name.as_str());
         let mut base = package(
-            base_id,
+            BASE_ID,
             base_name,
             base_digest,
             purl(registry, base_digest),
-            &base_sha1s,
+            &spilled.base_sha1s,
         );
         base["primaryPackagePurpose"] = json!("CONTAINER");
         packages.push(base);
         relationships.push(json!({
-            "spdxElementId": image_id,
+            "spdxElementId": IMAGE_ID,
             "relationshipType": "DESCENDANT_OF",
-            "relatedSpdxElement": base_id,
+            "relatedSpdxElement": BASE_ID,
         }));
         relationships.push(json!({
-            "spdxElementId": image_id,
+            "spdxElementId": IMAGE_ID,
             "relationshipType": "CONTAINS",
-            "relatedSpdxElement": base_id,
+            "relatedSpdxElement": BASE_ID,
         }));
     }
-    let files: Vec<Value> = if files_written > 0 {
+    let files: Vec<Value> = if spilled.files_written > 0 {
         vec![json!(FILES_HERE)]
     } else {
         Vec::new()
@@ -205,9 +246,17 @@ pub fn write_sbom(
         "files": files,
         "relationships": relationships,
     });
-    let skeleton = serde_json::to_string_pretty(&doc)
-        .map_err(|e| Error::io("cannot encode the SBOM", io::Error::other(e)))?;
-    let write_err = |e: io::Error| Error::io("cannot write the SBOM", e);
+    serde_json::to_string_pretty(&doc)
+        .map_err(|e| Error::io("cannot encode the SBOM", io::Error::other(e)))
+}
+
+fn write_err(e: io::Error) -> Error {
+    Error::io("cannot write the SBOM", e)
+}
+
+/// Prints `skeleton` to `out`, each placeholder line replaced by its streamed items
+/// at the placeholder's indentation.
+fn write_document(skeleton: &str, mut spilled: Spilled, out: &mut dyn Write) -> Result<()> {
     let files_line = placeholder_line(FILES_HERE);
     let rels_line = placeholder_line(RELATIONSHIPS_HERE);
     for line in skeleton.split_inclusive('\n') {
@@ -220,43 +269,50 @@ pub fn write_sbom(
                 .filter(|r| r.is_empty() || *r == ",")
                 .is_some()
         };
-        if rest(&files_line) {
-            io::Seek::rewind(&mut spill).map_err(spill_err)?;
-            copy_indented(io::BufReader::new(&mut spill), indent, out).map_err(write_err)?;
+        let placeholder = if rest(&files_line) {
+            io::Seek::rewind(&mut spilled.file).map_err(spill_err)?;
+            copy_indented(io::BufReader::new(&mut spilled.file), indent, out).map_err(write_err)?;
+            &files_line
         } else if rest(&rels_line) {
-            let mut first = true;
-            for (short, n, from_base) in &counts {
-                for i in 1..=*n {
-                    let item = json!({
-                        "spdxElementId": if *from_base { base_id } else { image_id },
-                        "relationshipType": "CONTAINS",
-                        "relatedSpdxElement": format!("SPDXRef-File-{short}-{i}"),
-                    });
-                    let text = serde_json::to_string_pretty(&item)
-                        .map_err(|e| write_err(io::Error::other(e)))?;
-                    if !first {
-                        out.write_all(b",\n").map_err(write_err)?;
-                    }
-                    first = false;
-                    copy_indented(text.as_bytes(), indent, out).map_err(write_err)?;
-                }
-            }
-            // The placeholder line's own ending (",\n" or "\n") follows the items.
-            out.write_all(&body.as_bytes()[indent.len() + rels_line.len()..])
-                .map_err(write_err)?;
-            out.write_all(&line.as_bytes()[body.len()..])
-                .map_err(write_err)?;
-            continue;
+            write_relationships(&spilled.counts, indent, out)?;
+            &rels_line
         } else {
             out.write_all(line.as_bytes()).map_err(write_err)?;
             continue;
-        }
-        out.write_all(&body.as_bytes()[indent.len() + files_line.len()..])
+        };
+        // The placeholder line's own ending (",\n" or "\n") follows the items.
+        out.write_all(&body.as_bytes()[indent.len() + placeholder.len()..])
             .map_err(write_err)?;
         out.write_all(&line.as_bytes()[body.len()..])
             .map_err(write_err)?;
     }
     out.write_all(b"\n").map_err(write_err)?;
+    Ok(())
+}
+
+/// The `CONTAINS` relationship of every file, generated from the per-layer counts.
+fn write_relationships(
+    counts: &[(String, usize, bool)],
+    indent: &str,
+    out: &mut dyn Write,
+) -> Result<()> {
+    let mut first = true;
+    for (short, n, from_base) in counts {
+        for i in 1..=*n {
+            let item = json!({
+                "spdxElementId": if *from_base { BASE_ID } else { IMAGE_ID },
+                "relationshipType": "CONTAINS",
+                "relatedSpdxElement": format!("SPDXRef-File-{short}-{i}"),
+            });
+            let text =
+                serde_json::to_string_pretty(&item).map_err(|e| write_err(io::Error::other(e)))?;
+            if !first {
+                out.write_all(b",\n").map_err(write_err)?;
+            }
+            first = false;
+            copy_indented(text.as_bytes(), indent, out).map_err(write_err)?;
+        }
+    }
     Ok(())
 }
 
@@ -375,94 +431,76 @@ pub fn for_each_layer_file(
     mut each: impl FnMut(LayerFile),
 ) -> Result<()> {
     let path = layout.blob_path(&layer.digest);
-    let failed = Rc::new(Cell::new(false));
     // Failing to read the blob file is an I/O error (exit 3); a blob the decoder or
     // the tar reader rejects is a corrupt layer, bad input (exit 2), as in `diff`.
-    let bad = |e: io::Error| {
-        if failed.get() {
-            Error::io(
-                format!(
-                    "cannot read layer {} ({}) for the SBOM",
-                    layer.digest,
-                    path.display()
-                ),
-                e,
-            )
-        } else {
-            Error::input(format!(
-                "layer {} ({}) is not a valid {} layer: {e}",
+    let bad = |e: ReadError| match e.fault {
+        Fault::Source => Error::io(
+            format!(
+                "cannot read layer {} ({}) for the SBOM",
                 layer.digest,
-                path.display(),
-                layer.media_type
-            ))
-            .with_hint("the layout is corrupt: build into a fresh --out, or re-pull the base image")
-        }
+                path.display()
+            ),
+            e.error,
+        )
+        .with_path(&path),
+        Fault::Corrupt => Error::input(format!(
+            "layer {} ({}) is not a valid {} layer: {}",
+            layer.digest,
+            path.display(),
+            layer.media_type,
+            e.error
+        ))
+        .with_path(&path)
+        .with_source(e)
+        .with_hint("the layout is corrupt: build into a fresh --out, or re-pull the base image"),
     };
-    let file = std::fs::File::open(&path).map_err(|e| {
-        failed.set(true);
-        bad(e)
-    })?;
-    let file = FailureFlag {
-        inner: file,
-        failed: failed.clone(),
-    };
-    let reader = io::BufReader::new(file);
     let mt = layer.media_type.as_str();
-    let decoded: Box<dyn Read> = if mt.ends_with("gzip") {
-        Box::new(flate2::read::MultiGzDecoder::new(reader))
-    } else if mt.ends_with("zstd") {
-        Box::new(zstd::stream::read::Decoder::with_buffer(reader).map_err(bad)?)
-    } else if mt.ends_with(".tar") {
-        Box::new(reader)
-    } else {
+    let Some(compression) = Compression::of_media_type(mt) else {
         return Err(Error::input(format!(
             "layer {} has media type {mt:?}, which imgbuild cannot read to list its files",
             layer.digest
         ))
         .with_hint("build without --sbom, or use a base image with tar, gzip or zstd layers"));
     };
-    let mut archive = tar::Archive::new(decoded);
+    let file = std::fs::File::open(&path).map_err(|error| {
+        bad(ReadError {
+            fault: Fault::Source,
+            entry: None,
+            error,
+        })
+    })?;
     let mut by_path: BTreeMap<String, (String, String)> = BTreeMap::new();
-    for entry in archive.entries().map_err(bad)? {
-        let mut entry = entry.map_err(bad)?;
-        let raw = entry.path_bytes().into_owned();
-        let path = normalize(&String::from_utf8_lossy(&raw));
-        let kind = entry.header().entry_type();
-        let base_name = path.rsplit('/').next().unwrap_or("");
-        if base_name.starts_with(crate::recipe::WHITEOUT_PREFIX) {
-            continue;
-        }
-        if kind.is_file() || kind == tar::EntryType::Continuous {
-            let mut w = DualHasher::default();
-            io::copy(&mut entry, &mut w).map_err(bad)?;
-            let (sha1, sha256) = w.finish();
-            by_path.insert(path.clone(), (sha1.clone(), sha256.clone()));
-            each(LayerFile { path, sha1, sha256 });
-        } else if kind.is_hard_link() {
-            let target = entry
-                .link_name_bytes()
-                .map(|t| normalize(&String::from_utf8_lossy(&t)))
-                .unwrap_or_default();
-            if let Some((sha1, sha256)) = by_path.get(&target).cloned() {
-                by_path.insert(path.clone(), (sha1.clone(), sha256.clone()));
-                each(LayerFile { path, sha1, sha256 });
-            }
-        }
-    }
+    Blob::open(file, Some(compression), false)
+        .and_then(|blob| {
+            blob.walk(|_, entry| {
+                let raw = entry.path_bytes().into_owned();
+                let path = normalize(&String::from_utf8_lossy(&raw));
+                let kind = entry.header().entry_type();
+                let base_name = path.rsplit('/').next().unwrap_or("");
+                if base_name.starts_with(crate::recipe::WHITEOUT_PREFIX) {
+                    return Ok(());
+                }
+                if kind.is_file() || kind == tar::EntryType::Continuous {
+                    let mut w = DualHasher::default();
+                    io::copy(entry, &mut w)?;
+                    let (sha1, sha256) = w.finish();
+                    by_path.insert(path.clone(), (sha1.clone(), sha256.clone()));
+                    each(LayerFile { path, sha1, sha256 });
+                } else if kind.is_hard_link() {
+                    let target = entry
+                        .link_name_bytes()
+                        .map(|t| normalize(&String::from_utf8_lossy(&t)))
+                        .unwrap_or_default();
+                    if let Some((sha1, sha256)) = by_path.get(&target).cloned() {
+                        by_path.insert(path.clone(), (sha1.clone(), sha256.clone()));
+                        each(LayerFile { path, sha1, sha256 });
+                    }
+                }
+                Ok(())
+            })
+        })
+        .map_err(bad)?;
     Ok(())
-}
-
-/// A reader that remembers whether its source (the blob file) failed, so that an
-/// error surfacing through the decoder can be told apart from a corrupt blob.
-struct FailureFlag<R> {
-    inner: R,
-    failed: Rc<Cell<bool>>,
-}
-
-impl<R: Read> Read for FailureFlag<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.inner.read(buf).inspect_err(|_| self.failed.set(true))
-    }
 }
 
 fn normalize(path: &str) -> String {

@@ -255,7 +255,7 @@ proptest! {
                         layer,
                         0,
                         imgbuild::compress::Compression::None,
-                        imgbuild::format::FormatVersion::NEWEST,
+                        imgbuild::format::FormatVersion::V1,
                         std::num::NonZeroUsize::MIN,
                         &layout,
                     );

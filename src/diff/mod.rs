@@ -370,12 +370,13 @@ fn ignore_set(globs: &[String]) -> Result<GlobSet> {
             .build()
             .map_err(|e| {
                 Error::input(format!("--ignore {g:?} is not a valid glob: {}", e.kind()))
+                    .with_source(e)
                     .with_hint("globs match entry paths like /var/log/app.log: `*` stays within one directory, `**` crosses them")
             })?;
         set.add(glob);
     }
     set.build()
-        .map_err(|e| Error::input(format!("--ignore: {e}")))
+        .map_err(|e| Error::input(format!("--ignore: {e}")).with_source(e))
 }
 
 /// "The two documents are equal as JSON, but not byte for byte."

@@ -1,19 +1,15 @@
 //! The tar level of a diff: one streaming pass over a layer blob (gzip, zstd or plain
-//! tar, told apart by its first bytes) that keeps, per entry, only its header fields
+//! tar, told apart by its first bytes; read by `crate::tar_read`) that keeps, per entry, only its header fields
 //! and the sha256 of its content — never the content. The uncompressed stream is
 //! hashed on the way and checked against the layer's diff_id.
 
 use crate::digest::Digest;
 use crate::error::{Error, Result};
+use crate::tar_read::{Blob, Fault, ReadError};
 use sha2::{Digest as _, Sha256};
-use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::fmt;
-use std::io::{self, BufRead, BufReader, Read};
-use std::rc::Rc;
-
-/// Bytes read from the compressed blob at a time.
-const READ_BUFFER: usize = 256 * 1024;
+use std::io::{self, Read};
 
 /// Bytes from a tar (a path, link name, user name, PAX key or value), kept and
 /// compared as they are. Shown as text when they are valid UTF-8, else as `hex:`
@@ -162,59 +158,38 @@ pub struct Walked {
 /// Walks one layer blob read from `blob`. `what` names it in errors (`layer 2 of
 /// oci:out@sha256:…`); the uncompressed bytes must hash to `diff_id` when given.
 pub fn walk_layer(blob: impl Read, diff_id: Option<&Digest>, what: &str) -> Result<Walked> {
-    let source_failed = Rc::new(Cell::new(false));
-    let blob = SourceReader {
-        inner: blob,
-        failed: source_failed.clone(),
-    };
     // Errors reading the blob itself are I/O failures (exit 3); anything the decoders
     // or the tar reader complain about is a corrupt layer (exit 2).
-    let read_error = |what: &str, e: io::Error| {
-        if source_failed.get() {
-            Error::io(format!("cannot read {what}"), e)
-        } else {
-            Error::input(format!("{what} is not a valid layer: {e}"))
-        }
-    };
-    let mut buffered = BufReader::with_capacity(READ_BUFFER, blob);
-    let head = buffered
-        .fill_buf()
-        .map_err(|e| read_error(what, e))?
-        .to_vec();
-    let decoded: Box<dyn Read> = if head.starts_with(&[0x1f, 0x8b]) {
-        Box::new(flate2::bufread::MultiGzDecoder::new(buffered))
-    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        Box::new(
-            zstd::stream::read::Decoder::with_buffer(buffered).map_err(|e| read_error(what, e))?,
-        )
-    } else {
-        Box::new(buffered)
-    };
-    let mut hashing = HashingReader {
-        inner: decoded,
-        hasher: Sha256::new(),
-    };
-    let mut walked = Walked::default();
-    {
-        let mut archive = tar::Archive::new(&mut hashing);
-        let entries = archive.entries().map_err(|e| read_error(what, e))?;
-        // Positions count entries only: a PAX global header (skipped) is not one, so
-        // a tar that differs by one does not look reordered.
-        let mut position = 0;
-        for (index, entry) in entries.enumerate() {
-            let mut entry = entry.map_err(|e| read_error(what, e))?;
-            if let Some((path, meta)) = read_entry(&mut entry, position)
-                .map_err(|e| read_error(&format!("{what}, entry {index}"), e))?
-            {
-                walked.entries.insert(path, meta);
-                position += 1;
+    let read_error = |e: ReadError| {
+        let what = match e.entry {
+            Some(index) => format!("{what}, entry {index}"),
+            None => what.to_string(),
+        };
+        match e.fault {
+            Fault::Source => Error::io(format!("cannot read {what}"), e.error),
+            Fault::Corrupt => {
+                Error::input(format!("{what} is not a valid layer: {}", e.error)).with_source(e)
             }
         }
-    }
-    // The tar ends with zero blocks the tar reader need not read: hash them too.
-    io::copy(&mut hashing, &mut io::sink()).map_err(|e| read_error(what, e))?;
-    let got = Digest::from_bytes(hashing.hasher.finalize().into());
-    if let Some(expected) = diff_id.filter(|d| **d != got) {
+    };
+    let mut walked = Walked::default();
+    // Positions count entries only: a PAX global header (skipped) is not one, so a tar
+    // that differs by one does not look reordered.
+    let mut position = 0;
+    // Hashed (and so read to its end) even without a diff_id to check: a corrupt
+    // stream after the tar's last entry is still a corrupt layer.
+    let got = Blob::open(blob, None, true)
+        .and_then(|b| {
+            b.walk(|_, entry| {
+                if let Some((path, meta)) = read_entry(entry, position)? {
+                    walked.entries.insert(path, meta);
+                    position += 1;
+                }
+                Ok(())
+            })
+        })
+        .map_err(read_error)?;
+    if let Some((expected, got)) = diff_id.zip(got).filter(|(d, got)| **d != *got) {
         return Err(Error::input(format!(
             "{what}: its uncompressed bytes hash to {got}, but the config's diff_id is {expected}"
         ))
@@ -327,40 +302,6 @@ pub fn normalize(raw: &[u8]) -> Bytes {
     Bytes(out)
 }
 
-/// The blob as read from disk or a temporary file; remembers whether reading it failed.
-/// `InvalidData` is not a read failure: it is how an image source says the bytes do
-/// not match their digest, which makes the layer corrupt (exit 2), as a bad tar does.
-struct SourceReader<R> {
-    inner: R,
-    failed: Rc<Cell<bool>>,
-}
-
-impl<R: Read> Read for SourceReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.inner.read(buf).inspect_err(|e| {
-            if !matches!(
-                e.kind(),
-                io::ErrorKind::Interrupted | io::ErrorKind::InvalidData
-            ) {
-                self.failed.set(true);
-            }
-        })
-    }
-}
-
-struct HashingReader<R> {
-    inner: R,
-    hasher: Sha256,
-}
-
-impl<R: Read> Read for HashingReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        Ok(n)
-    }
-}
-
 struct Sha256Writer(Sha256);
 
 impl io::Write for Sha256Writer {
@@ -408,6 +349,23 @@ mod tests {
             );
             assert_eq!(e.content, Some(Digest::of(b"hello")));
         }
+    }
+
+    #[test]
+    fn a_corrupt_gzip_trailer_is_an_error_even_without_a_diff_id() {
+        let tar = tar_of(&[("a", b"x", 0o644)]);
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        io::Write::write_all(&mut gz, &tar).expect("gzip");
+        let mut gz = gz.finish().expect("gzip");
+        let crc = gz.len() - 8;
+        gz[crc] ^= 0xff;
+        let e = walk_layer(&gz[..], None, "layer 0").unwrap_err();
+        assert_eq!(e.exit_code() as i32, 2, "{}", e.message());
+        assert!(
+            e.message().contains("is not a valid layer"),
+            "{}",
+            e.message()
+        );
     }
 
     #[test]

@@ -13,6 +13,7 @@ use super::{
 use crate::error::{Error, Result};
 use crate::platform::Platform;
 use crate::recipe::{ArchiveItem, Recipe};
+use crate::tar_read::{Blob, Compression, Fault, ReadError};
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, Read};
@@ -38,60 +39,59 @@ pub(crate) fn resolve(
         Some(url) if a.src.is_none() => platform.expand(url.get_ref()),
         _ => src.get_ref().clone(),
     };
-    let bad = |msg: String| {
-        recipe
-            .error_at(src.span(), format!("archive {archive_name}: {msg}"))
+    let bad = Bad {
+        recipe,
+        at: src,
+        archive: &archive_name,
+    };
+    let (mut items, links) = read_members(a, &spool, &bad)?;
+    let groups = hardlink_groups(&items, links, &bad)?;
+    normalize_hardlinks(&mut items, groups);
+    Ok(items)
+}
+
+/// An archive's hardlinks: (link path, target path), both in the image.
+type Links = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// Makes the errors about one archive's content: at its `src`/`url`, naming it.
+struct Bad<'a> {
+    recipe: &'a Recipe,
+    at: &'a Spanned<String>,
+    archive: &'a str,
+}
+
+impl Bad<'_> {
+    fn err(&self, msg: String) -> Error {
+        self.recipe
+            .error_at(self.at.span(), format!("archive {}: {msg}", self.archive))
             .with_hint(
                 "repack the archive as a plain tar of files, directories, symlinks and hardlinks",
             )
-    };
+    }
+}
+
+/// The archive's members as items below `dst` (later entries with the same path
+/// replacing earlier ones, as tar does), in path order, and its hardlinks (link path,
+/// target path).
+fn read_members(a: &ArchiveItem, spool: &Arc<Spool>, bad: &Bad<'_>) -> Result<(Vec<Item>, Links)> {
+    let bad = |msg: String| bad.err(msg);
     let mut archive = tar::Archive::new(spool.reader_at(0));
     let entries = archive
         .entries()
-        .map_err(|e| bad(format!("not a readable tar ({e})")))?;
+        .map_err(|e| bad(format!("not a readable tar ({e})")).with_source(e))?;
     let dst = image_path(a.dst.get_ref());
     let strip = a.strip_components as usize;
-    // Later entries of one archive replace earlier ones with the same path, as tar does.
     let mut by_path: BTreeMap<Vec<u8>, Item> = BTreeMap::new();
-    let mut links: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+    let mut links: Links = Vec::new();
     for entry in entries {
-        let entry = entry.map_err(|e| bad(format!("not a readable tar ({e})")))?;
-        let header = entry.header();
+        let entry = entry.map_err(|e| bad(format!("not a readable tar ({e})")).with_source(e))?;
         let name = entry.path_bytes().into_owned();
         let Some(rel) = member_path(&name, strip).map_err(bad)? else {
             continue;
         };
         let path = join(&dst, &rel);
-        let id = |v: io::Result<u64>, what: &str| -> Result<u32> {
-            let v = v.map_err(|e| {
-                bad(format!(
-                    "bad {what} in {}: {e}",
-                    String::from_utf8_lossy(&name)
-                ))
-            })?;
-            u32::try_from(v).map_err(|_| {
-                bad(format!(
-                    "{what} {v} of {} is too large",
-                    String::from_utf8_lossy(&name)
-                ))
-            })
-        };
-        // A hardlink shares its target's inode: its own mode field means nothing (some
-        // writers leave it empty); it takes the target's metadata when normalized.
-        let mode = match header.mode() {
-            Ok(m) => m & crate::recipe::MAX_MODE,
-            Err(_) if header.entry_type() == tar::EntryType::Link => 0,
-            Err(e) => {
-                let name = String::from_utf8_lossy(&name);
-                return Err(bad(format!("bad mode of {name}: {e}")));
-            }
-        };
-        let meta = Meta {
-            mode,
-            uid: id(header.uid(), "uid")?,
-            gid: id(header.gid(), "gid")?,
-        };
-        let kind = match header.entry_type() {
+        let meta = member_meta(entry.header(), &name, &bad)?;
+        let kind = match entry.header().entry_type() {
             tar::EntryType::Regular | tar::EntryType::Continuous => EntryKind::File {
                 content: Content::Spool {
                     spool: spool.clone(),
@@ -131,8 +131,49 @@ pub(crate) fn resolve(
         };
         by_path.insert(path.clone(), Item { path, kind, meta });
     }
-    let mut items: Vec<Item> = by_path.into_values().collect();
-    // Group every hardlink with the file it names, then normalize (first path wins).
+    Ok((by_path.into_values().collect(), links))
+}
+
+/// A member's mode (masked to the permission and special bits) and numeric owners.
+fn member_meta(header: &tar::Header, name: &[u8], bad: &impl Fn(String) -> Error) -> Result<Meta> {
+    let id = |v: io::Result<u64>, what: &str| -> Result<u32> {
+        let v = v.map_err(|e| {
+            bad(format!(
+                "bad {what} in {}: {e}",
+                String::from_utf8_lossy(name)
+            ))
+        })?;
+        u32::try_from(v).map_err(|_| {
+            bad(format!(
+                "{what} {v} of {} is too large",
+                String::from_utf8_lossy(name)
+            ))
+        })
+    };
+    // A hardlink shares its target's inode: its own mode field means nothing (some
+    // writers leave it empty); it takes the target's metadata when normalized.
+    let mode = match header.mode() {
+        Ok(m) => m & crate::recipe::MAX_MODE,
+        Err(_) if header.entry_type() == tar::EntryType::Link => 0,
+        Err(e) => {
+            let name = String::from_utf8_lossy(name);
+            return Err(bad(format!("bad mode of {name}: {e}")));
+        }
+    };
+    Ok(Meta {
+        mode,
+        uid: id(header.uid(), "uid")?,
+        gid: id(header.gid(), "gid")?,
+    })
+}
+
+/// Groups every hardlink with the file it names (by index into `items`), for
+/// `normalize_hardlinks` (first path wins).
+fn hardlink_groups(
+    items: &[Item],
+    links: Links,
+    bad: &Bad<'_>,
+) -> Result<BTreeMap<u64, Vec<usize>>> {
     let index: BTreeMap<Vec<u8>, usize> = items
         .iter()
         .enumerate()
@@ -142,14 +183,14 @@ pub(crate) fn resolve(
     let mut group_of: BTreeMap<Vec<u8>, u64> = BTreeMap::new();
     for (link, target) in links {
         let Some(&t) = index.get(&target) else {
-            return Err(bad(format!(
+            return Err(bad.err(format!(
                 "hardlink /{} names /{}, which the archive does not hold",
                 String::from_utf8_lossy(&link),
                 String::from_utf8_lossy(&target)
             )));
         };
         if !matches!(items[t].kind, EntryKind::File { .. }) {
-            return Err(bad(format!(
+            return Err(bad.err(format!(
                 "hardlink /{} names a non-file",
                 String::from_utf8_lossy(&link)
             )));
@@ -164,8 +205,7 @@ pub(crate) fn resolve(
             members.push(l);
         }
     }
-    normalize_hardlinks(&mut items, groups);
-    Ok(items)
+    Ok(groups)
 }
 
 /// A `src` archive: inside the context, a regular file, spooled.
@@ -281,6 +321,8 @@ impl SpoolError {
                     at.span(),
                     format!("archive {name}: the compressed stream is corrupt or truncated ({e})"),
                 )
+                .with_path(path)
+                .with_source(e)
                 .with_hint("the archive is damaged: download or pack it again"),
             SpoolError::Io(e) => Error::io_path("cannot read archive", path, e)
                 .with_detail(recipe.source.snippet(at.span())),
@@ -288,30 +330,16 @@ impl SpoolError {
     }
 }
 
-/// Marks an error of the archive file itself inside a decompressor's error.
-#[derive(Debug)]
-struct SourceReadFailed(io::Error);
-
-impl std::fmt::Display for SourceReadFailed {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
-    }
-}
-impl std::error::Error for SourceReadFailed {}
-
-/// Reads `file` by position from 0, tagging its own errors (`SourceReadFailed`).
-struct Tagged<'a> {
+/// Reads `file` by position from 0.
+struct Positional<'a> {
     file: &'a File,
     offset: u64,
 }
 
-impl Read for Tagged<'_> {
+impl Read for Positional<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         use std::os::unix::fs::FileExt;
-        let n = self
-            .file
-            .read_at(buf, self.offset)
-            .map_err(|e| io::Error::new(e.kind(), SourceReadFailed(e)))?;
+        let n = self.file.read_at(buf, self.offset)?;
         self.offset += n as u64;
         Ok(n)
     }
@@ -329,17 +357,8 @@ fn spool(path: &Path, file: File) -> Result<Arc<Spool>, SpoolError> {
     let mut magic = [0u8; 4];
     let n = file.read_at(&mut magic, 0)?;
     let magic = &magic[..n];
-    let source = Tagged {
-        file: &file,
-        offset: 0,
-    };
-    let mut reader: Box<dyn Read> = if magic.starts_with(&[0x1f, 0x8b]) {
-        Box::new(flate2::read::MultiGzDecoder::new(io::BufReader::new(
-            source,
-        )))
-    } else if magic.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        Box::new(zstd::stream::read::Decoder::new(source).map_err(SpoolError::Corrupt)?)
-    } else {
+    let compression = Compression::sniff(magic);
+    if compression == Compression::None {
         return Ok(Arc::new(Spool {
             path: path.to_path_buf(),
             source: path.to_path_buf(),
@@ -347,7 +366,16 @@ fn spool(path: &Path, file: File) -> Result<Arc<Spool>, SpoolError> {
             file,
             _temp: None,
         }));
+    }
+    let source = Positional {
+        file: &file,
+        offset: 0,
     };
+    let fault = |e: ReadError| match e.fault {
+        Fault::Source => SpoolError::Io(e.error),
+        Fault::Corrupt => SpoolError::Corrupt(e.error),
+    };
+    let mut reader = Blob::open(source, Some(compression), false).map_err(fault)?;
     let mut temp = tempfile::NamedTempFile::new()?;
     let mut buf = vec![0u8; 256 * 1024];
     loop {
@@ -355,16 +383,7 @@ fn spool(path: &Path, file: File) -> Result<Arc<Spool>, SpoolError> {
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                let ours = e
-                    .get_ref()
-                    .is_some_and(|i| i.downcast_ref::<SourceReadFailed>().is_some());
-                return Err(if ours {
-                    SpoolError::Io(e)
-                } else {
-                    SpoolError::Corrupt(e)
-                });
-            }
+            Err(e) => return Err(fault(reader.classify(e))),
         };
         io::Write::write_all(temp.as_file_mut(), &buf[..n])?;
     }

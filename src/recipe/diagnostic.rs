@@ -24,7 +24,9 @@ impl RecipeSource {
 
     /// An input error (exit 2) pointing at `span` of the recipe.
     pub fn error_at(&self, span: Range<usize>, message: impl Into<String>) -> Error {
-        Error::input(message).with_detail(self.snippet(span))
+        Error::input(message)
+            .with_detail(self.snippet(span))
+            .with_path(&self.path)
     }
 
     /// `  --> recipe.toml:12:3`, the line, and carets under the span.

@@ -1,0 +1,127 @@
+//! Loading a recipe: reading the file, parsing the TOML, and turning serde's errors
+//! into diagnostics at `file:line:col`.
+
+use super::types::RawRecipe;
+use super::{Recipe, RecipeSource};
+use crate::error::{Error, Result};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+impl Recipe {
+    /// Reads and validates the recipe at `path`.
+    pub fn load(path: &Path) -> Result<Recipe> {
+        // A directory means its recipe.toml, as `docker build DIR` means DIR/Dockerfile.
+        let joined;
+        let path = if path.is_dir() {
+            joined = path.join("recipe.toml");
+            joined.as_path()
+        } else {
+            path
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            if !path.exists() {
+                // A missing recipe is bad usage, not an I/O failure.
+                Error::input(format!("recipe {} does not exist", path.display()))
+                    .with_path(path)
+                    .with_source(e)
+                    .with_hint(
+                    "pass the recipe's path (e.g. path/to/recipe.toml, or the directory holding it), or run in the directory that holds recipe.toml",
+                )
+            } else if e.kind() == std::io::ErrorKind::InvalidData {
+                Error::input(format!("recipe {} is not UTF-8 text", path.display()))
+                    .with_path(path)
+                    .with_source(e)
+                    .with_hint("a recipe is a TOML file, which must be UTF-8")
+            } else {
+                Error::io_path("cannot read recipe", path, e)
+            }
+        })?;
+        let context = path
+            .parent()
+            .map(|p| {
+                if p.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    p
+                }
+            })
+            .unwrap_or(Path::new("."))
+            .canonicalize()
+            .map_err(|e| Error::io_path("cannot resolve the recipe's directory", path, e))?;
+        Recipe::parse(
+            RecipeSource {
+                path: path.to_path_buf(),
+                text,
+            },
+            context,
+        )
+    }
+
+    /// Parses recipe text; `context` is the directory sources resolve against.
+    pub fn parse(source: RecipeSource, context: PathBuf) -> Result<Recipe> {
+        let raw: RawRecipe = match toml::from_str(&source.text) {
+            Ok(raw) => raw,
+            Err(e) => return Err(toml_error(&source, &e)),
+        };
+        let recipe = Recipe {
+            source: Arc::new(source),
+            context,
+            image: raw.image,
+            base: raw.base,
+            config: raw.config,
+            annotations: raw.annotations,
+            users: raw.user,
+            groups: raw.group,
+            layers: raw.layer,
+        };
+        recipe.validate()?;
+        Ok(recipe)
+    }
+}
+
+/// Turns a TOML/serde error into a diagnostic, suggesting the nearest valid key.
+fn toml_error(source: &RecipeSource, e: &toml::de::Error) -> Error {
+    let message = e.message().trim().to_string();
+    let span = e.span().unwrap_or(0..0);
+    let mut err = source.error_at(span.clone(), format!("invalid recipe: {message}"));
+    if message.contains("Sha256Pin") {
+        err = source
+            .error_at(span.clone(), "sha256 must be a string or a table of platform = string")
+            .with_hint("write sha256 = \"<64 hex digits>\", or sha256 = { \"linux/amd64\" = \"…\", \"linux/arm64\" = \"…\" } when the url has {arch}");
+    }
+    if message.contains("EpochSetting") {
+        err = source
+            .error_at(
+                span,
+                "source-date-epoch must be a whole number of seconds or \"git\"",
+            )
+            .with_hint("e.g. source-date-epoch = 1700000000");
+    }
+    if let Some((unknown, expected)) = parse_unknown_field(&message) {
+        let keys: Vec<&str> = expected.iter().map(String::as_str).collect();
+        err = Error::input(format!("unknown key `{unknown}`"))
+            .with_detail(source.snippet(e.span().unwrap_or(0..0)))
+            .with_path(&source.path);
+        err = match crate::suggest::nearest(&unknown, keys.iter().copied()) {
+            Some(n) => err.with_hint(format!(
+                "did you mean `{n}`? (valid keys here: {})",
+                keys.join(", ")
+            )),
+            None => err.with_hint(format!("valid keys here: {}", keys.join(", "))),
+        };
+    }
+    err.with_source(e.clone())
+}
+
+/// Parses serde's "unknown field `x`, expected one of `a`, `b`" (or "expected `a`").
+fn parse_unknown_field(message: &str) -> Option<(String, Vec<String>)> {
+    let rest = message.strip_prefix("unknown field `")?;
+    let (unknown, rest) = rest.split_once('`')?;
+    let expected = rest
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_string)
+        .collect();
+    Some((unknown.to_string(), expected))
+}
