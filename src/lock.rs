@@ -181,9 +181,8 @@ pub fn lock(
     format_flag: Option<FormatVersion>,
 ) -> Result<(PathBuf, Lock, FormatSource)> {
     use crate::base::{select_platform, BaseSource};
-    use crate::digest::Digest;
     use crate::recipe::{EpochSetting, Recipe};
-    use crate::registry::client::RegistryClient;
+    use crate::source::{ImageSource, RegistrySource};
 
     let recipe = Recipe::load(recipe_path)?;
     let platforms = recipe.platforms()?;
@@ -204,18 +203,8 @@ pub fn lock(
         name, reference, ..
     }) = crate::base::resolve(&recipe)?
     {
-        let rt = crate::registry::client::runtime()?;
-        let repo = &reference.repository;
-        let wanted = match (&reference.digest, &reference.tag) {
-            (Some(d), _) => d.to_string(),
-            (None, Some(t)) => t.clone(),
-            (None, None) => crate::reference::DEFAULT_TAG.to_string(),
-        };
-        let (bytes, digest): (Vec<u8>, Digest) = rt.block_on(async {
-            let c = RegistryClient::connect(&reference.registry, repo, registry).await?;
-            c.authorize(repo, false).await?;
-            c.get_manifest(repo, &wanted).await
-        })?;
+        // The tag (or digest) the recipe names, read as any image is read.
+        let (digest, bytes) = RegistrySource::open(&reference, registry)?.root()?;
         let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
             Error::input(format!(
                 "base image {name}: {digest} is not a manifest or index: {e}"

@@ -23,8 +23,8 @@ use crate::format::{FormatSource, FormatVersion};
 use crate::lock::{self, Lock};
 use crate::platform::Platform;
 use crate::recipe::{EpochSetting, Recipe};
-use crate::reference::{RegistryRef, DEFAULT_TAG};
-use crate::registry::client::RegistryClient;
+use crate::reference::RegistryRef;
+use crate::source::{ImageSource, RegistrySource};
 use std::path::Path;
 
 /// `--locked`: a lock must exist and agree with the recipe's floating inputs.
@@ -145,17 +145,8 @@ pub(super) fn pin_base(
             .error_at(span, format!("--locked: base image {name:?} is not pinned"))
             .with_hint("run `imgbuild lock` to pin it in recipe.lock, or write the digest: image = \"host/repo:tag@sha256:…\""));
     }
-    let tag = reference
-        .tag
-        .clone()
-        .unwrap_or_else(|| DEFAULT_TAG.to_string());
-    let rt = crate::registry::client::runtime()?;
-    let (_, digest) = rt.block_on(async {
-        let c = RegistryClient::connect(&reference.registry, &reference.repository, &opts.registry)
-            .await?;
-        c.authorize(&reference.repository, false).await?;
-        c.get_manifest(&reference.repository, &tag).await
-    })?;
+    // Its tag (or `latest`), read as any image is read.
+    let (digest, _) = RegistrySource::open(reference, &opts.registry)?.root()?;
     opts.events.warn(format!(
         "base image {name} is not pinned; its tag resolved to {digest} today. Pin it with `imgbuild lock` (or write {name}@{digest}) so that the build is reproducible"
     ));
