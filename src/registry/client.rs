@@ -36,6 +36,7 @@ use oci_client::{Client, Reference as OciReference, RegistryOperation};
 use reqwest::header::HeaderValue;
 
 use super::credentials::{self, Credential, Environment};
+use super::retry::{self, retryable_status, Attempt as Try};
 use super::transport;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
@@ -76,35 +77,7 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// KiB. Reading stops as soon as a body is known to be larger.
 pub const MAX_MANIFEST_BYTES: u64 = 4 * 1024 * 1024;
 
-/// Backoff for failed requests: attempt n waits a random time in
-/// `[0, min(max, base * 2^(n-1))]` (full jitter). No attempt starts once `budget`
-/// has passed since the first: stalls cannot add up past it.
-#[derive(Clone, Copy, Debug)]
-pub struct Retry {
-    pub attempts: u32,
-    pub base: Duration,
-    pub max: Duration,
-    pub budget: Duration,
-}
-
-impl Default for Retry {
-    fn default() -> Self {
-        Retry {
-            attempts: 6,
-            base: Duration::from_millis(200),
-            max: Duration::from_secs(5),
-            budget: Duration::from_secs(180),
-        }
-    }
-}
-
-impl Retry {
-    /// Whether attempt `attempt` (1-based, just failed) may be followed by another,
-    /// for a request first tried at `started`.
-    pub fn again(&self, attempt: u32, started: Instant) -> bool {
-        attempt < self.attempts && started.elapsed() < self.budget
-    }
-}
+pub use super::retry::Retry;
 
 /// Blobs pushed or pulled at once per image.
 pub const CONCURRENCY: usize = 4;
@@ -853,30 +826,10 @@ impl RegistryClient {
     ) -> Result<()> {
         let d = digest.to_string();
         let what = format!("upload blob {d}");
-        let started = Instant::now();
-        let mut attempt = 1;
-        loop {
-            let reason = match self.upload_once(repository, &d, path, size).await {
-                Ok(()) => return Ok(()),
-                Err(Attempt::Fatal(e)) => return Err(e),
-                Err(Attempt::Status(code)) => {
-                    let e = OciDistributionError::ServerError {
-                        code,
-                        url: String::new(),
-                        message: String::new(),
-                    };
-                    return Err(self.error(&format!("cannot {what}"), repository, e));
-                }
-                Err(Attempt::Stalled) => self.stall_reason(),
-                Err(Attempt::Failed(why)) => why,
-            };
-            if !self.retry.again(attempt, started) {
-                return Err(self.gave_up(&what, repository, &reason, attempt));
-            }
-            self.note_retry(&what, &reason, attempt);
-            tokio::time::sleep(backoff(self.retry, attempt)).await;
-            attempt += 1;
-        }
+        self.transfer(repository, &what, &what, || {
+            self.upload_once(repository, &d, path, size)
+        })
+        .await
     }
 
     async fn upload_once(
@@ -895,7 +848,7 @@ impl RegistryClient {
             .map_err(|e| self.attempt_error(&e))?;
         let code = response.status().as_u16();
         if code != 202 {
-            return Err(status_attempt(code));
+            return Err(status_attempt(&response));
         }
         let base = reqwest::Url::parse(&post_url).map_err(|e| {
             Attempt::Fatal(Error::network(format!("bad registry url {post_url}: {e}")))
@@ -942,7 +895,7 @@ impl RegistryClient {
         let response = request.send().await.map_err(|e| self.attempt_error(&e))?;
         match response.status().as_u16() {
             200..=299 => Ok(()),
-            code => Err(status_attempt(code)),
+            _ => Err(status_attempt(&response)),
         }
     }
 
@@ -1235,33 +1188,58 @@ impl RegistryClient {
         accept: &[&str],
         sink: &mut dyn DownloadSink,
     ) -> Result<bool> {
-        let started = Instant::now();
-        let mut attempt = 1;
-        loop {
-            let failure = match self.download_once(repository, url, accept, sink).await {
-                Ok(found) => return Ok(found),
-                Err(f) => f,
-            };
-            let reason = match failure {
-                Attempt::Fatal(e) => return Err(e),
-                Attempt::Status(code) => {
-                    let e = OciDistributionError::ServerError {
-                        code,
-                        url: url.to_string(),
-                        message: String::new(),
-                    };
-                    return Err(self.error(&format!("cannot get {what}"), repository, e));
-                }
-                Attempt::Stalled => self.stall_reason(),
-                Attempt::Failed(why) => why,
-            };
-            if !self.retry.again(attempt, started) {
-                return Err(self.gave_up(&format!("get {what}"), repository, &reason, attempt));
+        // Attempts run one after another; the lock only lends the sink to each in turn.
+        let sink = tokio::sync::Mutex::new(sink);
+        self.transfer(
+            repository,
+            &format!("GET {what}"),
+            &format!("get {what}"),
+            || async {
+                let mut sink = sink.lock().await;
+                self.download_once(repository, url, accept, &mut **sink)
+                    .await
+            },
+        )
+        .await
+    }
+
+    /// Runs one of our transfers under the retry policy: a stall, a lost connection
+    /// or a retryable status is tried again (noted as `note`); a status retrying will
+    /// not change fails as "cannot `action`"; after the last attempt, the reason.
+    async fn transfer<T, F, Fut>(
+        &self,
+        repository: &str,
+        note: &str,
+        action: &str,
+        mut once: F,
+    ) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = std::result::Result<T, Attempt>>,
+    {
+        let what = format!("{note} at {}", self.registry);
+        retry::run(self.retry, &what, &self.events, |n| {
+            let attempt = once();
+            async move {
+                let (why, after) = match attempt.await {
+                    Ok(value) => return Try::Done(value),
+                    Err(Attempt::Fatal(e)) => return Try::Fatal(e),
+                    Err(Attempt::Status(code)) => {
+                        let e = OciDistributionError::ServerError {
+                            code,
+                            url: String::new(),
+                            message: String::new(),
+                        };
+                        return Try::Fatal(self.error(&format!("cannot {action}"), repository, e));
+                    }
+                    Err(Attempt::Stalled) => (self.stall_reason(), None),
+                    Err(Attempt::Failed(why, after)) => (why, after),
+                };
+                let last = self.gave_up(action, repository, &why, n);
+                Try::Retry { why, after, last }
             }
-            self.note_retry(&format!("GET {what}"), &reason, attempt);
-            tokio::time::sleep(backoff(self.retry, attempt)).await;
-            attempt += 1;
-        }
+        })
+        .await
     }
 
     async fn download_once(
@@ -1282,7 +1260,7 @@ impl RegistryClient {
             return Ok(false);
         }
         if !(200..300).contains(&code) {
-            return Err(status_attempt(code));
+            return Err(status_attempt(&response));
         }
         sink.start(response.content_length())
             .map_err(Attempt::Fatal)?;
@@ -1320,7 +1298,7 @@ impl RegistryClient {
         if is_tls_error(e) {
             return Attempt::Fatal(connect_error(&self.registry, e));
         }
-        Attempt::Failed(format!("lost the connection: {}", root_cause(e)))
+        Attempt::Failed(format!("lost the connection: {}", root_cause(e)), None)
     }
 
     /// Authorization for a request of ours on `repository` (reading, or pushing too):
@@ -1351,6 +1329,8 @@ impl RegistryClient {
         }
     }
 
+    /// Runs an oci-client step under the retry policy, the identity token renewed
+    /// before each attempt when due.
     async fn with_retry<T, F, Fut>(
         &self,
         what: &str,
@@ -1360,29 +1340,21 @@ impl RegistryClient {
         F: FnMut() -> Fut,
         Fut: Future<Output = std::result::Result<T, OciDistributionError>>,
     {
-        let started = Instant::now();
-        let mut attempt = 1;
-        loop {
-            self.refresh_identity().await?;
-            match f().await {
-                Ok(v) => return Ok(v),
-                Err(e) if self.retry.again(attempt, started) && is_retryable(&e) => {
-                    self.note_retry(what, &describe(&e), attempt);
-                    tokio::time::sleep(backoff(self.retry, attempt)).await;
-                    attempt += 1;
+        let what = format!("{what} at {}", self.registry);
+        retry::run(self.retry, &what, &self.events, |_| {
+            let attempt = f();
+            async move {
+                if let Err(e) = self.refresh_identity().await {
+                    return Try::Fatal(e);
                 }
-                Err(e) => return Err(e),
+                match attempt.await {
+                    Ok(v) => Try::Done(v),
+                    Err(e) if is_retryable(&e) => Try::retry(describe(&e), e),
+                    Err(e) => Try::Fatal(e),
+                }
             }
-        }
-    }
-
-    fn note_retry(&self, what: &str, why: &str, attempt: u32) {
-        self.events.emit(Event::Retrying {
-            what: format!("{what} at {}", self.registry),
-            why: why.to_string(),
-            attempt: attempt + 1,
-            attempts: self.retry.attempts,
-        });
+        })
+        .await
     }
 
     /// Our error for a failed step: what, where (registry/repository), the status,
@@ -1441,8 +1413,9 @@ impl RegistryClient {
 enum Attempt {
     /// No byte for the idle timeout.
     Stalled,
-    /// A connection failure or a retryable status: worth another attempt.
-    Failed(String),
+    /// A connection failure or a retryable status: worth another attempt (after the
+    /// wait the server asked for, if it did).
+    Failed(String, Option<Duration>),
     /// A status that retrying will not change.
     Status(u16),
     /// Refused, corrupt, or a local failure: no retry.
@@ -1547,10 +1520,12 @@ fn with_auth(request: reqwest::RequestBuilder, auth: &Option<ReadAuth>) -> reqwe
     }
 }
 
-/// A non-2xx answer: worth another attempt (408, 429, 5xx) or not.
-fn status_attempt(code: u16) -> Attempt {
+/// A non-2xx answer: worth another attempt (408, 429, 5xx; after its `Retry-After`)
+/// or not.
+fn status_attempt(response: &reqwest::Response) -> Attempt {
+    let code = response.status().as_u16();
     if retryable_status(code) {
-        Attempt::Failed(format!("HTTP {code}"))
+        Attempt::Failed(format!("HTTP {code}"), retry::retry_after(response))
     } else {
         Attempt::Status(code)
     }
@@ -1632,8 +1607,11 @@ fn challenge_params(s: &str) -> Vec<(String, String)> {
     out
 }
 
+/// A plain request of ours under the retry policy: retryable statuses (after their
+/// `Retry-After`) and connection failures are tried again; after the last attempt,
+/// its answer or error is returned.
 async fn retry_request<F, Fut>(
-    retry: Retry,
+    policy: Retry,
     events: &Events,
     what: &str,
     registry: &str,
@@ -1643,38 +1621,31 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = std::result::Result<reqwest::Response, reqwest::Error>>,
 {
-    let started = Instant::now();
-    let mut attempt = 1;
-    loop {
-        match f().await {
-            Ok(r) if retry.again(attempt, started) && retryable_status(r.status().as_u16()) => {
-                events.emit(Event::Retrying {
-                    what: format!("{what} at {registry}"),
+    let what = format!("{what} at {registry}");
+    retry::run(policy, &what, events, |_| {
+        let attempt = f();
+        async move {
+            match attempt.await {
+                Ok(r) if retryable_status(r.status().as_u16()) => Try::Retry {
                     why: format!("HTTP {}", r.status()),
-                    attempt: attempt + 1,
-                    attempts: retry.attempts,
-                });
+                    after: retry::retry_after(&r),
+                    last: Ok(r),
+                },
+                Ok(r) => Try::Done(r),
+                // A TLS handshake failure will not heal by waiting; connection refusals
+                // and resets might (a registry that is starting, a flaky proxy).
+                Err(e)
+                    if !is_tls_error(&e)
+                        && (e.is_connect() || e.is_timeout() || e.is_request()) =>
+                {
+                    Try::retry(root_cause(&e), Err(e))
+                }
+                Err(e) => Try::Fatal(Err(e)),
             }
-            Ok(r) => return Ok(r),
-            // A TLS handshake failure will not heal by waiting; connection refusals
-            // and resets might (a registry that is starting, a flaky proxy).
-            Err(e)
-                if retry.again(attempt, started)
-                    && !is_tls_error(&e)
-                    && (e.is_connect() || e.is_timeout() || e.is_request()) =>
-            {
-                events.emit(Event::Retrying {
-                    what: format!("{what} at {registry}"),
-                    why: root_cause(&e),
-                    attempt: attempt + 1,
-                    attempts: retry.attempts,
-                });
-            }
-            Err(e) => return Err(e),
         }
-        tokio::time::sleep(backoff(retry, attempt)).await;
-        attempt += 1;
-    }
+    })
+    .await
+    .or_else(|last| last)
 }
 
 /// Refuses a Bearer realm that credentials may not be sent to
@@ -1757,10 +1728,6 @@ pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
         source = s.source();
     }
     parts.join(": ")
-}
-
-pub(crate) fn retryable_status(code: u16) -> bool {
-    code == 408 || code == 429 || (500..600).contains(&code)
 }
 
 fn status_of(e: &OciDistributionError) -> Option<u16> {
@@ -1907,26 +1874,6 @@ fn first_line(s: &str) -> String {
     }
 }
 
-/// Full-jitter exponential backoff. The randomness only spreads retries of parallel
-/// uploads apart; it never reaches a digested byte.
-pub(crate) fn backoff(retry: Retry, attempt: u32) -> Duration {
-    let ceiling = retry
-        .base
-        .saturating_mul(1u32 << attempt.saturating_sub(1).min(16))
-        .min(retry.max);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    // splitmix-style scramble of the clock's low bits: enough to decorrelate workers.
-    let mut x = u64::from(nanos) ^ (u64::from(attempt) << 32) ^ 0x9E37_79B9_7F4A_7C15;
-    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    x ^= x >> 31;
-    let fraction = (x % 1_000_000) as f64 / 1_000_000.0;
-    ceiling.mul_f64(fraction.max(0.1))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1979,43 +1926,7 @@ mod tests {
     }
 
     #[test]
-    fn retries_stop_at_the_attempt_count_or_the_budget() {
-        let r = Retry {
-            attempts: 3,
-            budget: Duration::from_secs(60),
-            ..Retry::default()
-        };
-        let now = Instant::now();
-        assert!(r.again(1, now) && r.again(2, now));
-        assert!(!r.again(3, now));
-        let long_ago = now - Duration::from_secs(61);
-        assert!(!r.again(1, long_ago));
-    }
-
-    #[test]
-    fn backoff_grows_and_is_capped() {
-        let r = Retry {
-            attempts: 10,
-            base: Duration::from_millis(100),
-            max: Duration::from_secs(1),
-            budget: Duration::from_secs(60),
-        };
-        for attempt in 1..10 {
-            let ceiling = Duration::from_millis(100 * (1 << (attempt - 1))).min(r.max);
-            let d = backoff(r, attempt);
-            assert!(d <= ceiling, "attempt {attempt}: {d:?} > {ceiling:?}");
-            assert!(d >= ceiling.mul_f64(0.1), "attempt {attempt}: {d:?}");
-        }
-    }
-
-    #[test]
-    fn retryable_statuses() {
-        for code in [408, 429, 500, 502, 503, 504] {
-            assert!(retryable_status(code), "{code}");
-        }
-        for code in [200, 201, 400, 401, 403, 404] {
-            assert!(!retryable_status(code), "{code}");
-        }
+    fn retryable_oci_client_errors() {
         let e = OciDistributionError::ServerError {
             code: 503,
             url: "u".into(),

@@ -5,4 +5,5 @@ pub mod credentials;
 pub mod pull;
 pub mod push;
 pub mod referrers;
+pub mod retry;
 pub mod transport;
