@@ -37,7 +37,9 @@ use reqwest::header::HeaderValue;
 
 use super::credentials::{self, Credential, Environment};
 use super::retry::{self, retryable_status, Attempt as Try};
-use super::transport;
+pub use super::transport::is_loopback;
+use super::transport::{self, first_line};
+pub(crate) use super::transport::{error_chain, is_tls_error, root_cause};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::events::{Event, Events};
@@ -146,31 +148,6 @@ pub fn runtime() -> Result<tokio::runtime::Runtime> {
         .map_err(|e| Error::io("cannot start the network runtime", e))
 }
 
-/// Whether plain HTTP may be used for `registry` without `--insecure-registry`.
-pub fn is_loopback(registry: &str) -> bool {
-    let host = host_part(registry);
-    if host.eq_ignore_ascii_case("localhost") {
-        return true;
-    }
-    match host.trim_start_matches('[').trim_end_matches(']').parse() {
-        Ok(std::net::IpAddr::V4(ip)) => ip.is_loopback(),
-        Ok(std::net::IpAddr::V6(ip)) => ip.is_loopback(),
-        Err(_) => false,
-    }
-}
-
-/// `host` of `host[:port]` (IPv6 literals keep their brackets).
-fn host_part(registry: &str) -> &str {
-    if registry.starts_with('[') {
-        match registry.find(']') {
-            Some(end) => &registry[..=end],
-            None => registry,
-        }
-    } else {
-        registry.split(':').next().unwrap_or(registry)
-    }
-}
-
 fn load_certificates(files: &[PathBuf]) -> Result<Vec<Vec<u8>>> {
     let mut out = Vec::new();
     for path in files {
@@ -259,7 +236,7 @@ impl RegistryClient {
         } else {
             retry
         };
-        let (scheme, response) = match retry_request(
+        let (scheme, response) = match retry::request(
             https_retry,
             &opts.events,
             "GET /v2/",
@@ -271,7 +248,7 @@ impl RegistryClient {
             Ok(r) => ("https", r),
             Err(_) if plain_allowed => {
                 let http_url = format!("http://{}/v2/", api_host(registry));
-                match retry_request(retry, &opts.events, "GET /v2/", registry, || {
+                match retry::request(retry, &opts.events, "GET /v2/", registry, || {
                     ping(http_url.clone())
                 })
                 .await
@@ -395,7 +372,7 @@ impl RegistryClient {
         if let Challenge::Basic = self.challenge {
             // Basic: ask /v2/ again with the credentials (if any).
             let url = self.api_url("");
-            let status = retry_request(
+            let status = retry::request(
                 self.retry,
                 &self.events,
                 "GET /v2/ (log in)",
@@ -733,7 +710,7 @@ impl RegistryClient {
             ))));
         }
         let body = form.query().unwrap_or_default().to_string();
-        let response = retry_request(
+        let response = retry::request(
             self.retry,
             &self.events,
             "POST token (identity token)",
@@ -797,7 +774,7 @@ impl RegistryClient {
         if let Some(service) = service {
             query.push(("service", service));
         }
-        let response = retry_request(self.retry, &self.events, "GET token", realm, || {
+        let response = retry::request(self.retry, &self.events, "GET token", realm, || {
             let mut request = self.http.get(realm).query(&query);
             if let RegistryAuth::Basic(user, password) = &self.auth {
                 request = request.basic_auth(user, Some(password));
@@ -1046,7 +1023,7 @@ impl RegistryClient {
             }
             _ => None,
         };
-        let response = retry_request(
+        let response = retry::request(
             self.retry,
             &self.events,
             "GET referrers",
@@ -1607,47 +1584,6 @@ fn challenge_params(s: &str) -> Vec<(String, String)> {
     out
 }
 
-/// A plain request of ours under the retry policy: retryable statuses (after their
-/// `Retry-After`) and connection failures are tried again; after the last attempt,
-/// its answer or error is returned.
-async fn retry_request<F, Fut>(
-    policy: Retry,
-    events: &Events,
-    what: &str,
-    registry: &str,
-    mut f: F,
-) -> std::result::Result<reqwest::Response, reqwest::Error>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = std::result::Result<reqwest::Response, reqwest::Error>>,
-{
-    let what = format!("{what} at {registry}");
-    retry::run(policy, &what, events, |_| {
-        let attempt = f();
-        async move {
-            match attempt.await {
-                Ok(r) if retryable_status(r.status().as_u16()) => Try::Retry {
-                    why: format!("HTTP {}", r.status()),
-                    after: retry::retry_after(&r),
-                    last: Ok(r),
-                },
-                Ok(r) => Try::Done(r),
-                // A TLS handshake failure will not heal by waiting; connection refusals
-                // and resets might (a registry that is starting, a flaky proxy).
-                Err(e)
-                    if !is_tls_error(&e)
-                        && (e.is_connect() || e.is_timeout() || e.is_request()) =>
-                {
-                    Try::retry(root_cause(&e), Err(e))
-                }
-                Err(e) => Try::Fatal(Err(e)),
-            }
-        }
-    })
-    .await
-    .or_else(|last| last)
-}
-
 /// Refuses a Bearer realm that credentials may not be sent to
 /// ([`transport::credentials_may_go_to`]), before anything is sent there.
 fn check_realm(
@@ -1678,56 +1614,6 @@ fn connect_error(registry: &str, e: &reqwest::Error) -> Error {
     .with_hint(
         "check the host name and port, and that the registry is running and reachable from here",
     )
-}
-
-/// Whether a failed request failed in the TLS handshake (a plain-HTTP server, an
-/// unknown CA, a wrong host name).
-pub(crate) fn is_tls_error(e: &reqwest::Error) -> bool {
-    let chain = error_chain(e).to_ascii_lowercase();
-    [
-        "certificate",
-        "tls",
-        "handshake",
-        "invalidcontenttype",
-        "corrupt message",
-        "unknownissuer",
-    ]
-    .iter()
-    .any(|w| chain.contains(w))
-}
-
-/// The innermost cause, without "(os error N)": "Connection refused".
-pub(crate) fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut last = e;
-    while let Some(s) = last.source() {
-        last = s;
-    }
-    let text = last.to_string();
-    let text = match text.find(" (os error") {
-        Some(i) => text[..i].to_string(),
-        None => text,
-    };
-    // rustls' messages are terse; keep the layer above when it says more.
-    if text.len() < 12 {
-        error_chain(e)
-    } else {
-        text
-    }
-}
-
-/// The error and its sources, joined: reqwest's own Display says only "error
-/// sending request for url (…)".
-pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts = vec![e.to_string()];
-    let mut source = e.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-        source = s.source();
-    }
-    parts.join(": ")
 }
 
 fn status_of(e: &OciDistributionError) -> Option<u16> {
@@ -1861,19 +1747,6 @@ fn describe(e: &OciDistributionError) -> String {
     }
 }
 
-fn first_line(s: &str) -> String {
-    let line = s.trim().lines().next().unwrap_or("").trim();
-    if line.len() > 200 {
-        let mut end = 200;
-        while !line.is_char_boundary(end) {
-            end -= 1;
-        }
-        format!("{}…", &line[..end])
-    } else {
-        line.to_string()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1883,29 +1756,6 @@ mod tests {
         assert_eq!(api_host("docker.io"), "index.docker.io");
         assert_eq!(api_host("ghcr.io"), "ghcr.io");
         assert_eq!(api_host("127.0.0.1:5000"), "127.0.0.1:5000");
-    }
-
-    #[test]
-    fn loopback_hosts() {
-        for host in [
-            "localhost",
-            "localhost:5000",
-            "127.0.0.1:5000",
-            "127.3.4.5",
-            "[::1]:5000",
-            "[::1]",
-        ] {
-            assert!(is_loopback(host), "{host}");
-        }
-        for host in [
-            "docker.io",
-            "10.0.0.1:5000",
-            "localhost.example.com",
-            "[::2]:80",
-            "128.0.0.1",
-        ] {
-            assert!(!is_loopback(host), "{host}");
-        }
     }
 
     #[test]

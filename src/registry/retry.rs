@@ -12,6 +12,7 @@
 use std::future::Future;
 use std::time::{Duration, Instant, SystemTime};
 
+use super::transport::{is_tls_error, root_cause};
 use crate::events::{Event, Events};
 
 /// Backoff for failed requests: attempt n waits a random time in
@@ -129,6 +130,47 @@ where
         tokio::time::sleep(wait).await;
         n += 1;
     }
+}
+
+/// A plain request of ours under the retry policy: retryable statuses (after their
+/// `Retry-After`) and connection failures are tried again; after the last attempt,
+/// its answer or error is returned.
+pub async fn request<F, Fut>(
+    policy: Retry,
+    events: &Events,
+    what: &str,
+    registry: &str,
+    mut f: F,
+) -> Result<reqwest::Response, reqwest::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<reqwest::Response, reqwest::Error>>,
+{
+    let what = format!("{what} at {registry}");
+    run(policy, &what, events, |_| {
+        let attempt = f();
+        async move {
+            match attempt.await {
+                Ok(r) if retryable_status(r.status().as_u16()) => Attempt::Retry {
+                    why: format!("HTTP {}", r.status()),
+                    after: retry_after(&r),
+                    last: Ok(r),
+                },
+                Ok(r) => Attempt::Done(r),
+                // A TLS handshake failure will not heal by waiting; connection refusals
+                // and resets might (a registry that is starting, a flaky proxy).
+                Err(e)
+                    if !is_tls_error(&e)
+                        && (e.is_connect() || e.is_timeout() || e.is_request()) =>
+                {
+                    Attempt::retry(root_cause(&e), Err(e))
+                }
+                Err(e) => Attempt::Fatal(Err(e)),
+            }
+        }
+    })
+    .await
+    .or_else(|last| last)
 }
 
 /// The wait a 429 or 503 answer asks for with `Retry-After` (delay-seconds or an

@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
 
-use super::helper::Helper;
+use super::helper::{Helper, Server};
 use super::*;
 
 /// `config.json` (keys are hosts).
@@ -452,7 +452,11 @@ impl<'a> AuthFile<'a> {
             how,
             file: self.path,
         };
-        Ok(helper.get(target, env)?.map(|credential| Found {
+        let server = Server {
+            written: target.written,
+            url: target.server_url(),
+        };
+        Ok(helper.get(&server, env)?.map(|credential| Found {
             credential,
             source: helper.describe(),
         }))

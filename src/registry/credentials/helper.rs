@@ -14,8 +14,14 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 
-use super::files::Target;
 use super::*;
+
+/// The registry a helper is asked about: as the caller wrote it (for messages) and
+/// the server URL the helper gets on stdin.
+pub(super) struct Server<'a> {
+    pub(super) written: &'a str,
+    pub(super) url: &'a str,
+}
 
 /// A `docker-credential-*` program named by a credentials file.
 pub(super) struct Helper<'a> {
@@ -32,7 +38,7 @@ impl Helper<'_> {
 
     /// Runs `<program> get` with the server URL on stdin. None when the helper has no
     /// credential for the registry.
-    pub(super) fn get(&self, target: &Target, env: &Environment) -> Result<Option<Credential>> {
+    pub(super) fn get(&self, target: &Server<'_>, env: &Environment) -> Result<Option<Credential>> {
         let Some(executable) = find_on_path(&self.program, env.get("PATH")) else {
             return Err(Error::input(format!(
                 "credential helper {} is not on PATH ({} in {} names it for {})",
@@ -48,7 +54,7 @@ impl Helper<'_> {
                 self.file.display()
             )));
         };
-        let output = run_with_timeout(&executable, target.server_url(), env).map_err(|e| {
+        let output = run_with_timeout(&executable, target.url, env).map_err(|e| {
             let message = format!(
                 "credential helper {} failed for {}",
                 self.describe(),
@@ -102,7 +108,7 @@ impl Helper<'_> {
     pub(super) fn parse_answer(
         &self,
         stdout: &[u8],
-        target: &Target,
+        target: &Server<'_>,
     ) -> Result<Option<Credential>> {
         let bad = |what: String| {
             Error::io(
@@ -115,8 +121,7 @@ impl Helper<'_> {
             )
             .with_hint(format!(
                 "check the helper by hand: `printf {} | {} get`",
-                target.server_url(),
-                self.program
+                target.url, self.program
             ))
         };
         let value: Value = match serde_json::from_slice(stdout) {
