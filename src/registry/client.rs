@@ -22,19 +22,19 @@
 //!   registry would silently turn every mount into an upload), and a 202 answer
 //!   treated as "not mounted" rather than as a failure.
 
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures_util::StreamExt;
 use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
 use oci_client::errors::OciDistributionError;
 use oci_client::secrets::RegistryAuth;
-use oci_client::token_cache::{RegistryToken, RegistryTokenType};
+use oci_client::token_cache::RegistryTokenType;
 use oci_client::{Client, Reference as OciReference, RegistryOperation};
 use reqwest::header::HeaderValue;
 
+use super::auth::{check_realm, parse_challenge, with_auth, Auth, Challenge};
 use super::credentials::{self, Credential, Environment};
 use super::retry::{self, retryable_status, Attempt as Try};
 pub use super::transport::is_loopback;
@@ -42,7 +42,7 @@ use super::transport::{self, first_line};
 pub(crate) use super::transport::{error_chain, is_tls_error, root_cause};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
-use crate::events::{Event, Events};
+use crate::events::Events;
 
 /// How a command reaches registries: set from `--registry-ca`, `--insecure-registry`,
 /// `--registry-timeout`.
@@ -90,17 +90,6 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 /// Body bytes read from a layout file per chunk when uploading.
 const UPLOAD_CHUNK: usize = 256 * 1024;
 
-/// The challenge a registry answered `GET /v2/` with.
-#[derive(Clone, Debug)]
-enum Challenge {
-    None,
-    Basic,
-    Bearer {
-        realm: String,
-        service: Option<String>,
-    },
-}
-
 /// A connection to one registry host.
 pub struct RegistryClient {
     /// The host as written in references (`127.0.0.1:5000`, `docker.io`).
@@ -108,19 +97,8 @@ pub struct RegistryClient {
     scheme: &'static str,
     client: Client,
     http: reqwest::Client,
-    auth: RegistryAuth,
-    /// Where the credentials came from, for error messages; None = anonymous.
-    cred_source: Option<String>,
-    /// A Docker identity token (`docker login` with an OAuth refresh token, as Azure
-    /// ACR gives): exchanged at the Bearer realm for access tokens.
-    identity_token: Option<credentials::Secret>,
-    /// The repositories an identity token was exchanged for, and when to exchange it
-    /// again (oci-client would ask anonymously once the access token expires).
-    identity_grants: tokio::sync::Mutex<BTreeMap<String, IdentityGrant>>,
-    challenge: Challenge,
-    /// Tokens for our own requests, per repository and push-or-not, with when to
-    /// stop using them.
-    our_tokens: tokio::sync::Mutex<BTreeMap<(String, bool), (String, Instant)>>,
+    /// The registry's challenge, our credentials and tokens.
+    auth: Auth,
     idle_timeout: Duration,
     /// `--insecure-registry` hosts, for the credential and redirect rules.
     insecure: Vec<String>,
@@ -133,7 +111,7 @@ impl std::fmt::Debug for RegistryClient {
         f.debug_struct("RegistryClient")
             .field("registry", &self.registry)
             .field("scheme", &self.scheme)
-            .field("cred_source", &self.cred_source)
+            .field("cred_source", &self.auth.cred_source)
             .finish_non_exhaustive()
     }
 }
@@ -314,13 +292,18 @@ impl RegistryClient {
             registry: registry.to_string(),
             scheme,
             client,
-            http,
-            auth,
-            cred_source,
-            identity_token,
-            identity_grants: tokio::sync::Mutex::new(BTreeMap::new()),
-            challenge,
-            our_tokens: tokio::sync::Mutex::new(BTreeMap::new()),
+            http: http.clone(),
+            auth: Auth::new(
+                registry,
+                http,
+                auth,
+                cred_source,
+                identity_token,
+                challenge,
+                opts.insecure.clone(),
+                retry,
+                opts.events.clone(),
+            ),
             idle_timeout: opts.idle_timeout,
             insecure: opts.insecure.clone(),
             retry,
@@ -328,7 +311,7 @@ impl RegistryClient {
         };
         let probe = this.reference(repository, None);
         this.client
-            .store_auth_if_needed(probe.resolve_registry(), &this.auth)
+            .store_auth_if_needed(probe.resolve_registry(), &this.auth.credentials)
             .await;
         Ok(this)
     }
@@ -369,7 +352,7 @@ impl RegistryClient {
     /// fail with a clear message before any work (oci-client would otherwise fall
     /// back to anonymous requests and report a bare 401 later).
     pub async fn authorize(&self, repository: &str, push: bool) -> Result<()> {
-        if let Challenge::Basic = self.challenge {
+        if let Challenge::Basic = self.auth.challenge {
             // Basic: ask /v2/ again with the credentials (if any).
             let url = self.api_url("");
             let status = retry::request(
@@ -379,7 +362,7 @@ impl RegistryClient {
                 &self.registry,
                 || {
                     let mut request = self.http.get(&url);
-                    if let RegistryAuth::Basic(user, password) = &self.auth {
+                    if let RegistryAuth::Basic(user, password) = &self.auth.credentials {
                         request = request.basic_auth(user, Some(password));
                     }
                     request.send()
@@ -394,15 +377,15 @@ impl RegistryClient {
             }
             return Ok(());
         }
-        let Challenge::Bearer { realm, service } = &self.challenge else {
+        let Challenge::Bearer { realm, service } = &self.auth.challenge else {
             // A registry whose /v2/ asked for nothing may still want credentials for a
             // push (open reads, authenticated writes): when there are some, every request
             // carries them — ours (`with_basic`) and oci-client's uploads (a Basic entry
             // in its token cache, which also spares its /v2/ probe before each).
-            if let RegistryAuth::Basic(user, password) = &self.auth {
+            if let RegistryAuth::Basic(user, password) = &self.auth.credentials {
                 let reference = self.reference(repository, None);
                 self.client
-                    .store_auth_if_needed(reference.resolve_registry(), &self.auth)
+                    .store_auth_if_needed(reference.resolve_registry(), &self.auth.credentials)
                     .await;
                 for op in [RegistryOperation::Pull, RegistryOperation::Push] {
                     self.client
@@ -424,13 +407,13 @@ impl RegistryClient {
             RegistryOperation::Pull
         };
         let what = if push { "push to" } else { "pull from" };
-        if let Some(identity) = &self.identity_token {
+        if let Some(identity) = &self.auth.identity_token {
             // oci-client knows Basic credentials only: exchange the identity token for
             // an access token ourselves, and hand it over for every later request.
-            let mut grants = self.identity_grants.lock().await;
             return self
-                .grant_identity(
-                    &mut grants,
+                .auth
+                .grant(
+                    &self.client,
                     identity,
                     realm,
                     service.as_deref(),
@@ -441,7 +424,9 @@ impl RegistryClient {
                 .map_err(|e| self.error(&format!("cannot get a token to {what}"), repository, e));
         }
         self.with_retry(&format!("authorize {repository}"), || async {
-            self.client.auth(&reference, &self.auth, op).await
+            self.client
+                .auth(&reference, &self.auth.credentials, op)
+                .await
         })
         .await
         .map(|_| ())
@@ -469,13 +454,13 @@ impl RegistryClient {
     /// requests a re-push consists of (HEADs, the manifest PUT) go straight to the
     /// registry instead, so a re-push is one HEAD per blob plus the manifest.
     fn is_open(&self) -> bool {
-        matches!(self.challenge, Challenge::None) && self.registry != "docker.io"
+        matches!(self.auth.challenge, Challenge::None) && self.registry != "docker.io"
     }
 
     /// Basic credentials on a request, when we have them (a registry that asks for none
     /// on `/v2/` may still want them for a push; `authorize` gives oci-client them too).
     fn with_basic(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
-        match &self.auth {
+        match &self.auth.credentials {
             RegistryAuth::Basic(user, password) => request.basic_auth(user, Some(password)),
             _ => request,
         }
@@ -534,7 +519,7 @@ impl RegistryClient {
     /// has opened an upload session (its `Location`), which we cancel with a DELETE
     /// rather than leave for the registry's purge.
     pub async fn mount_blob(&self, repository: &str, from: &str, digest: &Digest) -> Result<bool> {
-        let bearer = match &self.challenge {
+        let bearer = match &self.auth.challenge {
             Challenge::Bearer { realm, service } => {
                 // A token with pull scope on the source too; without it distribution
                 // answers 202 (an upload session) instead of mounting.
@@ -542,7 +527,11 @@ impl RegistryClient {
                     format!("repository:{repository}:pull,push"),
                     format!("repository:{from}:pull"),
                 ];
-                match self.fetch_token(realm, service.as_deref(), &scopes).await {
+                match self
+                    .auth
+                    .fetch_token(realm, service.as_deref(), &scopes)
+                    .await
+                {
                     Some(token) => Some(token),
                     // No token for both scopes: upload instead.
                     None => return Ok(false),
@@ -550,7 +539,7 @@ impl RegistryClient {
             }
             _ => None,
         };
-        let authorize = |request: reqwest::RequestBuilder| match (&bearer, &self.auth) {
+        let authorize = |request: reqwest::RequestBuilder| match (&bearer, &self.auth.credentials) {
             (Some(token), _) => request.bearer_auth(token),
             (None, RegistryAuth::Basic(user, password)) => request.basic_auth(user, Some(password)),
             (None, _) => request,
@@ -605,191 +594,6 @@ impl RegistryClient {
         }
     }
 
-    /// Exchanges the identity token for `repository` (pull, or pull and push), puts the
-    /// access token in oci-client's cache, and notes when to exchange it again.
-    async fn grant_identity(
-        &self,
-        grants: &mut BTreeMap<String, IdentityGrant>,
-        identity: &credentials::Secret,
-        realm: &str,
-        service: Option<&str>,
-        repository: &str,
-        push: bool,
-    ) -> std::result::Result<(), OciDistributionError> {
-        let actions = if push { "pull,push" } else { "pull" };
-        let scopes = [format!("repository:{repository}:{actions}")];
-        let token = self
-            .exchange_identity_token(identity, realm, service, &scopes)
-            .await?;
-        let reference = self.reference(repository, None);
-        self.client
-            .store_auth_if_needed(reference.resolve_registry(), &RegistryAuth::Anonymous)
-            .await;
-        let ops: &[RegistryOperation] = if push {
-            &[RegistryOperation::Pull, RegistryOperation::Push]
-        } else {
-            &[RegistryOperation::Pull]
-        };
-        for op in ops {
-            self.client
-                .tokens
-                .insert(
-                    &reference,
-                    *op,
-                    RegistryTokenType::Bearer(RegistryToken::Token {
-                        token: token.clone(),
-                    }),
-                )
-                .await;
-        }
-        let lifetime = token_lifetime(&token);
-        let refresh_at = Instant::now() + lifetime - (lifetime / 4).min(Duration::from_secs(30));
-        grants.insert(repository.to_string(), IdentityGrant { push, refresh_at });
-        Ok(())
-    }
-
-    /// Exchanges the identity token again for every repository whose access token is
-    /// about to expire. Called before each attempt of each request.
-    async fn refresh_identity(&self) -> std::result::Result<(), OciDistributionError> {
-        let (Some(identity), Challenge::Bearer { realm, service }) =
-            (&self.identity_token, &self.challenge)
-        else {
-            return Ok(());
-        };
-        let mut grants = self.identity_grants.lock().await;
-        let now = Instant::now();
-        let due: Vec<(String, bool)> = grants
-            .iter()
-            .filter(|(_, g)| now >= g.refresh_at)
-            .map(|(r, g)| (r.clone(), g.push))
-            .collect();
-        for (repository, push) in due {
-            self.events.emit(Event::TokenRenewed {
-                registry: self.registry.clone(),
-                repository: repository.clone(),
-            });
-            self.grant_identity(
-                &mut grants,
-                identity,
-                realm,
-                service.as_deref(),
-                &repository,
-                push,
-            )
-            .await?;
-        }
-        Ok(())
-    }
-
-    /// The OAuth2 refresh-token grant of Docker's token protocol: POST the identity
-    /// token to the realm (form-encoded) and get an access token for `scopes`.
-    async fn exchange_identity_token(
-        &self,
-        identity: &credentials::Secret,
-        realm: &str,
-        service: Option<&str>,
-        scopes: &[String],
-    ) -> std::result::Result<String, OciDistributionError> {
-        let mut form = reqwest::Url::parse("http://form.invalid/")
-            .map_err(|e| OciDistributionError::GenericError(Some(format!("form encoding: {e}"))))?;
-        {
-            let mut pairs = form.query_pairs_mut();
-            pairs.append_pair("grant_type", "refresh_token");
-            pairs.append_pair("client_id", "imgbuild");
-            if let Some(service) = service {
-                pairs.append_pair("service", service);
-            }
-            // OAuth2 takes one `scope` field, its scopes separated by spaces.
-            pairs.append_pair("scope", &scopes.join(" "));
-            pairs.append_pair("refresh_token", identity.expose());
-        }
-        // `connect` refused such a realm already; checked again where the secret leaves.
-        if let Err(why) = transport::credentials_may_go_to(realm, &self.insecure) {
-            return Err(OciDistributionError::GenericError(Some(format!(
-                "imgbuild does not send credentials to the token realm {realm}: {why}"
-            ))));
-        }
-        let body = form.query().unwrap_or_default().to_string();
-        let response = retry::request(
-            self.retry,
-            &self.events,
-            "POST token (identity token)",
-            &self.registry,
-            || {
-                self.http
-                    .post(realm)
-                    .header(
-                        reqwest::header::CONTENT_TYPE,
-                        "application/x-www-form-urlencoded",
-                    )
-                    .body(body.clone())
-                    .send()
-            },
-        )
-        .await?;
-        let code = response.status().as_u16();
-        if !response.status().is_success() {
-            // An OAuth2 error answer names the problem (`invalid_grant`: the token
-            // expired or was revoked); it holds no secret.
-            let body: serde_json::Value = response.json().await.unwrap_or_default();
-            let error = body["error"].as_str().unwrap_or_default();
-            let refused = matches!(code, 401 | 403)
-                || (code == 400 && matches!(error, "invalid_grant" | "invalid_client"));
-            if refused {
-                return Err(OciDistributionError::UnauthorizedError {
-                    url: realm.to_string(),
-                });
-            }
-            let description = body["error_description"].as_str().unwrap_or_default();
-            return Err(OciDistributionError::ServerError {
-                code,
-                url: realm.to_string(),
-                message: format!("{error} {description}").trim().to_string(),
-            });
-        }
-        let token: RegistryToken = response.json().await?;
-        Ok(token.token().to_string())
-    }
-
-    /// A token for `scopes`, asked of the realm with our credentials; None when the
-    /// token server refuses (the caller goes on with the token oci-client gets).
-    async fn fetch_token(
-        &self,
-        realm: &str,
-        service: Option<&str>,
-        scopes: &[String],
-    ) -> Option<String> {
-        if let Some(identity) = &self.identity_token {
-            return self
-                .exchange_identity_token(identity, realm, service, scopes)
-                .await
-                .ok();
-        }
-        if matches!(self.auth, RegistryAuth::Basic(..))
-            && transport::credentials_may_go_to(realm, &self.insecure).is_err()
-        {
-            return None;
-        }
-        let mut query: Vec<(&str, &str)> = scopes.iter().map(|s| ("scope", s.as_str())).collect();
-        if let Some(service) = service {
-            query.push(("service", service));
-        }
-        let response = retry::request(self.retry, &self.events, "GET token", realm, || {
-            let mut request = self.http.get(realm).query(&query);
-            if let RegistryAuth::Basic(user, password) = &self.auth {
-                request = request.basic_auth(user, Some(password));
-            }
-            request.send()
-        })
-        .await
-        .ok()?;
-        if !response.status().is_success() {
-            return None;
-        }
-        let token: RegistryToken = response.json().await.ok()?;
-        Some(token.token().to_string())
-    }
-
     /// Uploads a blob from a file, streaming (bounded memory): `POST` an upload
     /// session, then one `PUT` of the whole blob to its `Location` — which must not
     /// downgrade to plain HTTP outside the allowance of [`transport`], and gets the
@@ -816,7 +620,7 @@ impl RegistryClient {
         path: &Path,
         size: u64,
     ) -> std::result::Result<(), Attempt> {
-        let auth = self.authorization(repository, true).await;
+        let auth = self.auth.authorization(repository, true).await;
         let post_url = self.api_url(&format!("{repository}/blobs/uploads/"));
         let response = with_auth(self.http.post(&post_url), &auth)
             .header(reqwest::header::CONTENT_LENGTH, "0")
@@ -1016,10 +820,12 @@ impl RegistryClient {
             self.scheme,
             api_host(&self.registry)
         );
-        let token = match &self.challenge {
+        let token = match &self.auth.challenge {
             Challenge::Bearer { realm, service } => {
                 let scopes = [format!("repository:{repository}:pull")];
-                self.fetch_token(realm, service.as_deref(), &scopes).await
+                self.auth
+                    .fetch_token(realm, service.as_deref(), &scopes)
+                    .await
             }
             _ => None,
         };
@@ -1033,7 +839,7 @@ impl RegistryClient {
                     .http
                     .get(&url)
                     .header(reqwest::header::ACCEPT, crate::image::INDEX_V1);
-                match (&token, &self.auth) {
+                match (&token, &self.auth.credentials) {
                     (Some(t), _) => request = request.bearer_auth(t),
                     (None, RegistryAuth::Basic(user, password)) => {
                         request = request.basic_auth(user, Some(password))
@@ -1230,7 +1036,7 @@ impl RegistryClient {
         if !accept.is_empty() {
             request = request.header(reqwest::header::ACCEPT, accept.join(", "));
         }
-        let request = with_auth(request, &self.authorization(repository, false).await);
+        let request = with_auth(request, &self.auth.authorization(repository, false).await);
         let response = request.send().await.map_err(|e| self.attempt_error(&e))?;
         let code = response.status().as_u16();
         if code == 404 {
@@ -1278,34 +1084,6 @@ impl RegistryClient {
         Attempt::Failed(format!("lost the connection: {}", root_cause(e)), None)
     }
 
-    /// Authorization for a request of ours on `repository` (reading, or pushing too):
-    /// a Bearer token (cached until shortly before it expires), Basic credentials,
-    /// or none.
-    async fn authorization(&self, repository: &str, push: bool) -> Option<ReadAuth> {
-        match (&self.challenge, &self.auth) {
-            (Challenge::Bearer { realm, service }, _) => {
-                let key = (repository.to_string(), push);
-                let mut tokens = self.our_tokens.lock().await;
-                if let Some((token, until)) = tokens.get(&key) {
-                    if Instant::now() < *until {
-                        return Some(ReadAuth::Bearer(token.clone()));
-                    }
-                }
-                let actions = if push { "pull,push" } else { "pull" };
-                let scopes = [format!("repository:{repository}:{actions}")];
-                let token = self.fetch_token(realm, service.as_deref(), &scopes).await?;
-                let lifetime = token_lifetime(&token);
-                let until = Instant::now() + lifetime - lifetime / 4;
-                tokens.insert(key, (token.clone(), until));
-                Some(ReadAuth::Bearer(token))
-            }
-            (_, RegistryAuth::Basic(user, password)) => {
-                Some(ReadAuth::Basic(user.clone(), password.clone()))
-            }
-            _ => None,
-        }
-    }
-
     /// Runs an oci-client step under the retry policy, the identity token renewed
     /// before each attempt when due.
     async fn with_retry<T, F, Fut>(
@@ -1321,7 +1099,7 @@ impl RegistryClient {
         retry::run(self.retry, &what, &self.events, |_| {
             let attempt = f();
             async move {
-                if let Err(e) = self.refresh_identity().await {
+                if let Err(e) = self.auth.refresh_identity(&self.client).await {
                     return Try::Fatal(e);
                 }
                 match attempt.await {
@@ -1342,7 +1120,7 @@ impl RegistryClient {
         let mut err = Error::network(format!("{what} at {place}: {}", describe(&e)));
         match status {
             Some(401) | Some(403) => {
-                let creds = match &self.cred_source {
+                let creds = match &self.auth.cred_source {
                     Some(source) => format!("the credentials from {source} were refused"),
                     None => "no credentials were found for it".to_string(),
                 };
@@ -1376,7 +1154,7 @@ impl RegistryClient {
         if let OciDistributionError::AuthenticationFailure(_) = e {
             err = err.with_hint(format!(
                 "the token server refused the credentials{}; log in again or set IMGBUILD_REGISTRY_USER/_PASSWORD",
-                self.cred_source
+                self.auth.cred_source
                     .as_ref()
                     .map(|s| format!(" from {s}"))
                     .unwrap_or_default()
@@ -1483,20 +1261,6 @@ where
     }
 }
 
-/// What a GET of ours authenticates with.
-enum ReadAuth {
-    Bearer(String),
-    Basic(String, String),
-}
-
-fn with_auth(request: reqwest::RequestBuilder, auth: &Option<ReadAuth>) -> reqwest::RequestBuilder {
-    match auth {
-        Some(ReadAuth::Bearer(token)) => request.bearer_auth(token),
-        Some(ReadAuth::Basic(user, password)) => request.basic_auth(user, Some(password)),
-        None => request,
-    }
-}
-
 /// A non-2xx answer: worth another attempt (408, 429, 5xx; after its `Retry-After`)
 /// or not.
 fn status_attempt(response: &reqwest::Response) -> Attempt {
@@ -1530,81 +1294,6 @@ const MANIFEST_TYPES: &[&str] = &[
     crate::image::DOCKER_MANIFEST_V2,
     crate::image::DOCKER_MANIFEST_LIST,
 ];
-
-fn parse_challenge(header: Option<&HeaderValue>) -> Challenge {
-    let Some(value) = header.and_then(|h| h.to_str().ok()) else {
-        return Challenge::None;
-    };
-    let (scheme, params) = value.split_once(' ').unwrap_or((value, ""));
-    if scheme.eq_ignore_ascii_case("basic") {
-        return Challenge::Basic;
-    }
-    if !scheme.eq_ignore_ascii_case("bearer") {
-        return Challenge::None;
-    }
-    let mut realm = None;
-    let mut service = None;
-    for (key, val) in challenge_params(params) {
-        match key.to_ascii_lowercase().as_str() {
-            "realm" => realm = Some(val),
-            "service" => service = Some(val),
-            _ => {}
-        }
-    }
-    match realm {
-        Some(realm) => Challenge::Bearer { realm, service },
-        None => Challenge::None,
-    }
-}
-
-/// `key="value", key=value` pairs of a WWW-Authenticate header.
-fn challenge_params(s: &str) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    let mut rest = s.trim();
-    while !rest.is_empty() {
-        let Some((key, after)) = rest.split_once('=') else {
-            break;
-        };
-        let key = key.trim().trim_start_matches(',').trim().to_string();
-        let after = after.trim_start();
-        let (value, next) = if let Some(quoted) = after.strip_prefix('"') {
-            match quoted.find('"') {
-                Some(end) => (quoted[..end].to_string(), &quoted[end + 1..]),
-                None => (quoted.to_string(), ""),
-            }
-        } else {
-            match after.find(',') {
-                Some(end) => (after[..end].trim().to_string(), &after[end..]),
-                None => (after.trim().to_string(), ""),
-            }
-        };
-        out.push((key, value));
-        rest = next.trim_start().trim_start_matches(',').trim_start();
-    }
-    out
-}
-
-/// Refuses a Bearer realm that credentials may not be sent to
-/// ([`transport::credentials_may_go_to`]), before anything is sent there.
-fn check_realm(
-    registry: &str,
-    realm: &str,
-    cred_source: Option<&str>,
-    insecure: &[String],
-) -> Result<()> {
-    transport::credentials_may_go_to(realm, insecure).map_err(|why| {
-        let shown = reqwest::Url::parse(realm)
-            .map(|u| transport::without_secrets(&u))
-            .unwrap_or_else(|_| first_line(realm));
-        Error::network(format!(
-            "registry {registry} asks for credentials to be sent to the token server {shown}; imgbuild refuses: {why}"
-        ))
-        .with_hint(format!(
-            "nothing was sent there. If that token server is trusted on your network, name it with --insecure-registry HOST; otherwise ask the registry's operator to serve it over HTTPS, or go without the credentials{}",
-            cred_source.map(|s| format!(" (from {s})")).unwrap_or_default()
-        ))
-    })
-}
 
 fn connect_error(registry: &str, e: &reqwest::Error) -> Error {
     Error::network(format!(
@@ -1640,40 +1329,6 @@ fn status_of(e: &OciDistributionError) -> Option<u16> {
             }
         }
         _ => None,
-    }
-}
-
-/// A repository an identity token was exchanged for.
-struct IdentityGrant {
-    push: bool,
-    /// When to exchange the identity token again, before the access token expires.
-    refresh_at: Instant,
-}
-
-/// How long an access token lasts: its JWT `exp` claim, else what oci-client assumes
-/// for tokens without one (60 s), after which it would stop using it.
-fn token_lifetime(token: &str) -> Duration {
-    const ASSUMED: Duration = Duration::from_secs(60);
-    let mut parts = token.split('.');
-    let (Some(_), Some(payload), Some(_), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return ASSUMED;
-    };
-    use base64::Engine as _;
-    let exp = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload.trim_end_matches('='))
-        .ok()
-        .and_then(|p| serde_json::from_slice::<serde_json::Value>(&p).ok())
-        .and_then(|claims| claims["exp"].as_u64());
-    match exp {
-        Some(exp) => {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs());
-            Duration::from_secs(exp.saturating_sub(now))
-        }
-        None => ASSUMED,
     }
 }
 
@@ -1756,23 +1411,6 @@ mod tests {
         assert_eq!(api_host("docker.io"), "index.docker.io");
         assert_eq!(api_host("ghcr.io"), "ghcr.io");
         assert_eq!(api_host("127.0.0.1:5000"), "127.0.0.1:5000");
-    }
-
-    #[test]
-    fn bearer_challenge_is_parsed() {
-        let h = HeaderValue::from_static(
-            r#"Bearer realm="http://127.0.0.1:1/token",service="reg, x",scope="repository:a:pull""#,
-        );
-        match parse_challenge(Some(&h)) {
-            Challenge::Bearer { realm, service } => {
-                assert_eq!(realm, "http://127.0.0.1:1/token");
-                assert_eq!(service.as_deref(), Some("reg, x"));
-            }
-            other => panic!("{other:?}"),
-        }
-        let basic = HeaderValue::from_static(r#"Basic realm="Registry Realm""#);
-        assert!(matches!(parse_challenge(Some(&basic)), Challenge::Basic));
-        assert!(matches!(parse_challenge(None), Challenge::None));
     }
 
     #[test]
