@@ -1,4 +1,5 @@
-//! Talking to OCI registries (SPEC §4): credentials, the client, push and pull.
+//! Talking to OCI registries (docs/registries.md): credentials, authentication, the
+//! retry policy, the client, push and pull.
 
 mod auth;
 pub mod client;

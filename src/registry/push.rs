@@ -1,5 +1,5 @@
 //! Push: copy one image (a manifest, or an index and its manifests) from an OCI
-//! layout to a registry repository, in the order of SPEC §4:
+//! layout to a registry repository, in the order of docs/registries.md ("Pushing"):
 //!
 //! 1. every blob (configs and layers), in parallel: skipped when a HEAD says the
 //!    repository has it; mounted from the base image's repository when that lives in

@@ -7,9 +7,14 @@
 //!   HTTPS does not answer there (as Docker treats such hosts).
 //! - **Credentials** from the sources of [`super::credentials`], handed to oci-client
 //!   as Basic credentials, which it uses directly or trades for a Bearer token.
-//! - **Retries** with exponential backoff and full jitter on connection errors, 408,
-//!   429 and 5xx, for every step (they are all idempotent: blobs are content-addressed,
-//!   a manifest PUT of the same bytes is a no-op).
+//!
+//! Split by concern: this file connects and renders errors; [`blobs`], [`manifests`],
+//! [`referrers`] and [`transfer`] hold the requests.
+//! - **Retries** on connection errors, 408, 429 and 5xx for every step, by the one
+//!   policy of [`super::retry`] (the steps are all idempotent: blobs are
+//!   content-addressed, a manifest PUT of the same bytes is a no-op).
+//! - **Authentication** by [`super::auth`]: the registry's challenge, tokens for our
+//!   own requests, the identity-token exchange.
 //! - **Errors** that name the registry, the repository, the step and the HTTP status,
 //!   with a hint; never a secret (oci-client's own messages carry upload URLs and
 //!   bodies, so they are rewritten here).

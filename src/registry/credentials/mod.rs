@@ -1,4 +1,4 @@
-//! Where registry credentials come from (SPEC §4).
+//! Where registry credentials come from (docs/registries.md, "Credentials").
 //!
 //! [`find`] answers one question — which credential, if any, to present to a registry
 //! for a repository — from what a user of docker, podman, skopeo or crane has already
