@@ -25,7 +25,8 @@ use crate::error::{Error, Result};
 use crate::events::Event;
 use crate::platform::Platform;
 use crate::recipe::{Recipe, Sha256Pin};
-use crate::registry::client::{self, Options, Retry};
+use crate::registry::client::{self, Options};
+use crate::registry::retry::{self, Attempt};
 use crate::registry::transport;
 
 /// Where downloads live inside a layout.
@@ -271,9 +272,10 @@ fn http_client(opts: &Options) -> Result<reqwest::Client> {
         .map_err(|e| Error::network(format!("cannot set up HTTPS: {}", client::error_chain(&e))))
 }
 
-/// Why one attempt failed, and whether another may help.
+/// Why one attempt failed, and whether another may help (after the wait the server
+/// asked for, if it did).
 enum Failure {
-    Retry(String),
+    Retry(String, Option<std::time::Duration>),
     Fatal(Error),
 }
 
@@ -287,54 +289,49 @@ async fn download(
     dir: &Path,
     opts: &Options,
 ) -> Result<u64> {
-    let retry: Retry = opts.retry;
-    let mut attempt = 1;
-    loop {
-        let mut temp =
-            crate::layout::temp_in(dir).map_err(|e| Error::io_path("cannot write to", dir, e))?;
-        match attempt_download(recipe, http, pin, &url, temp.as_file_mut()).await {
-            Ok((hex, size)) => {
-                if hex != pin.sha256 {
-                    // The temp file is deleted when dropped: nothing unverified stays.
-                    drop(temp);
-                    return Err(recipe
-                        .error_at(
-                            pin.sha256_span.clone(),
-                            format!(
-                                "the download of {} has sha256 {hex}, but the recipe pins {}",
-                                for_log(&pin.url), pin.sha256
-                            ),
-                        )
-                        .with_hint(
-                            "the pin is wrong or the server changed the file; if the new file is trusted, update sha256 (and run imgbuild lock)",
-                        ));
-                }
-                let path = dir.join(&pin.sha256);
-                temp.persist(&path, crate::atomic::Durability::Unsynced)
-                    .map_err(|e| Error::io_path("cannot store download", &path, e))?;
-                return Ok(size);
+    let gave_up = |why: &str| {
+        Error::network(format!("cannot download {}: {why}", for_log(&pin.url)))
+            .with_detail(recipe.source.snippet(pin.url_span.clone()))
+            .with_hint(format!(
+                "gave up after {} attempts; check that the server is up and reachable from here",
+                opts.retry.attempts
+            ))
+    };
+    retry::run(opts.retry, &for_log(&pin.url), &opts.events, |_| async {
+        let mut temp = match crate::layout::temp_in(dir) {
+            Ok(temp) => temp,
+            Err(e) => return Attempt::Fatal(Error::io_path("cannot write to", dir, e)),
+        };
+        let (hex, size) = match attempt_download(recipe, http, pin, &url, temp.as_file_mut()).await {
+            Ok(done) => done,
+            Err(Failure::Fatal(e)) => return Attempt::Fatal(e),
+            Err(Failure::Retry(why, after)) => {
+                let last = gave_up(&why);
+                return Attempt::Retry { why, after, last };
             }
-            Err(Failure::Fatal(e)) => return Err(e),
-            Err(Failure::Retry(why)) if attempt < retry.attempts => {
-                opts.events.emit(Event::Retrying {
-                    what: for_log(&pin.url),
-                    why: why.clone(),
-                    attempt: attempt + 1,
-                    attempts: retry.attempts,
-                });
-            }
-            Err(Failure::Retry(why)) => {
-                return Err(Error::network(format!("cannot download {}: {why}", for_log(&pin.url)))
-                    .with_detail(recipe.source.snippet(pin.url_span.clone()))
-                    .with_hint(format!(
-                        "gave up after {} attempts; check that the server is up and reachable from here",
-                        retry.attempts
-                    )));
-            }
+        };
+        if hex != pin.sha256 {
+            // The temp file is deleted when dropped: nothing unverified stays.
+            drop(temp);
+            return Attempt::Fatal(recipe
+                .error_at(
+                    pin.sha256_span.clone(),
+                    format!(
+                        "the download of {} has sha256 {hex}, but the recipe pins {}",
+                        for_log(&pin.url), pin.sha256
+                    ),
+                )
+                .with_hint(
+                    "the pin is wrong or the server changed the file; if the new file is trusted, update sha256 (and run imgbuild lock)",
+                ));
         }
-        tokio::time::sleep(client::backoff(retry, attempt)).await;
-        attempt += 1;
-    }
+        let path = dir.join(&pin.sha256);
+        match temp.persist(&path, crate::atomic::Durability::Unsynced) {
+            Ok(_) => Attempt::Done(size),
+            Err(e) => Attempt::Fatal(Error::io_path("cannot store download", &path, e)),
+        }
+    })
+    .await
 }
 
 /// One GET, streamed into `file` while hashed: the sha256 hex and the size.
@@ -371,7 +368,7 @@ async fn attempt_download(
                 .with_hint("point the url at the file itself, over https"),
             ))
         }
-        Err(e) => return Err(Failure::Retry(client::root_cause(&e))),
+        Err(e) => return Err(Failure::Retry(client::root_cause(&e), None)),
     };
     let status = response.status();
     if !status.is_success() {
@@ -381,8 +378,8 @@ async fn attempt_download(
             status.canonical_reason().unwrap_or("")
         );
         let text = text.trim_end().to_string();
-        if client::retryable_status(status.as_u16()) {
-            return Err(Failure::Retry(text));
+        if retry::retryable_status(status.as_u16()) {
+            return Err(Failure::Retry(text, retry::retry_after(&response)));
         }
         return Err(Failure::Fatal(
             Error::network(format!("cannot download {}: {text}", for_log(&pin.url)))
@@ -405,7 +402,7 @@ async fn attempt_download(
                 })?;
             }
             Ok(None) => break,
-            Err(e) => return Err(Failure::Retry(client::root_cause(&e))),
+            Err(e) => return Err(Failure::Retry(client::root_cause(&e), None)),
         }
     }
     file.flush().map_err(|e| {

@@ -347,3 +347,123 @@ fn an_upload_location_on_plain_http_elsewhere_gets_no_bytes() {
         registry.requests()
     );
 }
+
+/// Records the retry notes of a registry client.
+struct Retries(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+impl imgbuild::events::Reporter for Retries {
+    fn report(&self, event: imgbuild::events::Event) {
+        if let imgbuild::events::Event::Retrying {
+            what, why, attempt, ..
+        } = event
+        {
+            self.0
+                .lock()
+                .unwrap()
+                .push(format!("{what}: {why} (attempt {attempt})"));
+        }
+    }
+}
+
+/// A registry whose manifest GETs answer 503 with `Retry-After: <retry_after>` the
+/// first `failures` times, then the manifest; `/v2/` answers 200.
+fn registry_failing(failures: usize, retry_after: &'static str) -> FakeServer {
+    let count = std::sync::atomic::AtomicUsize::new(0);
+    FakeServer::start(move |req, out| {
+        if req.target == "/v2/" {
+            respond(out, 200, &[], b"{}");
+        } else if req.target == "/v2/acme/app/manifests/v1" {
+            if count.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < failures {
+                respond(out, 503, &[("Retry-After", retry_after)], b"busy");
+            } else {
+                let ct = ("Content-Type", "application/vnd.oci.image.manifest.v1+json");
+                respond(out, 200, &[ct], br#"{"schemaVersion":2}"#);
+            }
+        } else {
+            respond(out, 404, &[], b"{}");
+        }
+    })
+}
+
+/// Gets `acme/app:v1` from `registry` with `retry`: the result and the retry notes.
+fn get_manifest_with(
+    registry: &FakeServer,
+    retry: imgbuild::registry::client::Retry,
+) -> (imgbuild::Result<Vec<u8>>, Vec<String>) {
+    use imgbuild::registry::client::{runtime, Options, RegistryClient};
+    let notes = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let opts = Options {
+        retry,
+        events: imgbuild::events::Events::new(Retries(notes.clone())),
+        ..Options::default()
+    };
+    let result = runtime().unwrap().block_on(async {
+        let client = RegistryClient::connect(&registry.host(), "acme/app", &opts).await?;
+        client
+            .get_manifest("acme/app", "v1")
+            .await
+            .map(|(bytes, _)| bytes)
+    });
+    let notes = notes.lock().unwrap().clone();
+    (result, notes)
+}
+
+fn manifest_gets(registry: &FakeServer) -> usize {
+    registry
+        .requests()
+        .iter()
+        .filter(|r| r.target == "/v2/acme/app/manifests/v1")
+        .count()
+}
+
+#[test]
+fn a_registry_that_fails_twice_with_retry_after_is_retried_until_it_answers() {
+    let registry = registry_failing(2, "0");
+    let retry = imgbuild::registry::client::Retry {
+        attempts: 4,
+        ..Default::default()
+    };
+    let (result, notes) = get_manifest_with(&registry, retry);
+    assert_eq!(result.unwrap(), br#"{"schemaVersion":2}"#);
+    assert_eq!(manifest_gets(&registry), 3);
+    let at = format!("GET manifest v1 at {}", registry.host());
+    assert_eq!(
+        notes,
+        [
+            format!("{at}: HTTP 503 (attempt 2)"),
+            format!("{at}: HTTP 503 (attempt 3)")
+        ]
+    );
+}
+
+#[test]
+fn a_registry_that_keeps_failing_is_given_up_after_the_attempts() {
+    let registry = registry_failing(usize::MAX, "0");
+    let retry = imgbuild::registry::client::Retry {
+        attempts: 3,
+        ..Default::default()
+    };
+    let (result, notes) = get_manifest_with(&registry, retry);
+    let err = result.unwrap_err().to_string();
+    assert!(err.contains("HTTP 503 (attempt 3 of 3)"), "{err}");
+    assert_eq!(manifest_gets(&registry), 3);
+    assert_eq!(notes.len(), 2, "{notes:?}");
+}
+
+#[test]
+fn a_retry_after_past_the_budget_ends_the_retries_at_once() {
+    // The backoff alone would retry at once (its ceiling is a nanosecond): only the
+    // Retry-After, an hour against a minute's budget, stops it.
+    let registry = registry_failing(usize::MAX, "3600");
+    let retry = imgbuild::registry::client::Retry {
+        attempts: 5,
+        base: std::time::Duration::from_nanos(1),
+        max: std::time::Duration::from_nanos(1),
+        budget: std::time::Duration::from_secs(60),
+    };
+    let (result, notes) = get_manifest_with(&registry, retry);
+    let err = result.unwrap_err().to_string();
+    assert!(err.contains("HTTP 503 (attempt 1 of 5)"), "{err}");
+    assert_eq!(manifest_gets(&registry), 1);
+    assert!(notes.is_empty(), "{notes:?}");
+}

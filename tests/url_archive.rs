@@ -58,6 +58,8 @@ struct ServerState {
     redirects: BTreeMap<String, String>,
     /// Every request's path, in order.
     requests: Vec<String>,
+    /// The `Retry-After` sent with every failure status, if any.
+    retry_after: Option<String>,
 }
 
 struct HttpServer {
@@ -108,6 +110,11 @@ impl HttpServer {
             .insert(format!("/{path}"), statuses.to_vec());
     }
 
+    /// Sends `Retry-After: <value>` with every failure status.
+    fn retry_after(&self, value: &str) {
+        self.lock().retry_after = Some(value.to_string());
+    }
+
     /// Answers `from` with a 302 to `location` (a path or a whole url).
     fn redirect(&self, from: &str, location: &str) {
         self.lock()
@@ -147,7 +154,7 @@ fn serve(mut conn: TcpStream, state: &Mutex<ServerState>) {
     }
     let head = String::from_utf8_lossy(&head);
     let path = head.split_whitespace().nth(1).unwrap_or("/").to_string();
-    let (status, location, body) = {
+    let (status, location, body, retry_after) = {
         let mut s = state.lock().expect("server state");
         s.requests.push(path.clone());
         let failure = s.failures.get_mut(&path).and_then(|f| {
@@ -157,12 +164,14 @@ fn serve(mut conn: TcpStream, state: &Mutex<ServerState>) {
                 Some(f.remove(0))
             }
         });
-        match (failure, s.redirects.get(&path), s.files.get(&path)) {
+        let retry_after = failure.and(s.retry_after.clone());
+        let (status, location, body) = match (failure, s.redirects.get(&path), s.files.get(&path)) {
             (Some(code), _, _) => (code, None, b"try again\n".to_vec()),
             (None, Some(to), _) => (302, Some(to.clone()), Vec::new()),
             (None, None, Some(f)) => (200, None, f.clone()),
             (None, None, None) => (404, None, b"not found\n".to_vec()),
-        }
+        };
+        (status, location, body, retry_after)
     };
     let reason = match status {
         200 => "OK",
@@ -177,6 +186,9 @@ fn serve(mut conn: TcpStream, state: &Mutex<ServerState>) {
     );
     if let Some(l) = location {
         response.push_str(&format!("Location: {l}\r\n"));
+    }
+    if let Some(wait) = retry_after {
+        response.push_str(&format!("Retry-After: {wait}\r\n"));
     }
     response.push_str("\r\n");
     let _ = conn.write_all(response.as_bytes());
@@ -474,6 +486,38 @@ fn http_503_twice_then_200_succeeds_after_retries() {
         fs::read(downloads(&out).join(sha256_hex(&bytes))).expect("download"),
         bytes
     );
+}
+
+#[test]
+fn a_503_asking_to_retry_after_the_budget_is_not_retried() {
+    let server = HttpServer::start();
+    let bytes = archive("busy");
+    server.put("t.tar.gz", bytes.clone());
+    server.fail_first("t.tar.gz", &[503, 503]);
+    // An hour, against the 3 minutes a request may take with its retries.
+    server.retry_after("3600");
+    let ctx = Ctx::new();
+    ctx.recipe_text(&url_recipe(&server.url("t.tar.gz"), &sha256_hex(&bytes)));
+    let o = build(&ctx, &ctx.path().join("out"), &[]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(3), "{err}");
+    assert!(err.contains("HTTP 503 Service Unavailable"), "{err}");
+    assert!(!err.contains("retrying"), "{err}");
+    assert_eq!(server.requests("t.tar.gz"), 1);
+}
+
+#[test]
+fn a_503_with_a_short_retry_after_is_retried() {
+    let server = HttpServer::start();
+    let bytes = archive("soon");
+    server.put("t.tar.gz", bytes.clone());
+    server.fail_first("t.tar.gz", &[503]);
+    server.retry_after("0");
+    let ctx = Ctx::new();
+    ctx.recipe_text(&url_recipe(&server.url("t.tar.gz"), &sha256_hex(&bytes)));
+    let o = build(&ctx, &ctx.path().join("out"), &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(server.requests("t.tar.gz"), 2);
 }
 
 #[test]

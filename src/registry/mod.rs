@@ -1,8 +1,11 @@
-//! Talking to OCI registries (SPEC §4): credentials, the client, push and pull.
+//! Talking to OCI registries (docs/registries.md): credentials, authentication, the
+//! retry policy, the client, push and pull.
 
+mod auth;
 pub mod client;
 pub mod credentials;
 pub mod pull;
 pub mod push;
 pub mod referrers;
+pub mod retry;
 pub mod transport;

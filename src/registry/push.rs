@@ -1,5 +1,5 @@
 //! Push: copy one image (a manifest, or an index and its manifests) from an OCI
-//! layout to a registry repository, in the order of SPEC §4:
+//! layout to a registry repository, in the order of docs/registries.md ("Pushing"):
 //!
 //! 1. every blob (configs and layers), in parallel: skipped when a HEAD says the
 //!    repository has it; mounted from the base image's repository when that lives in
@@ -247,6 +247,31 @@ pub async fn push(
             )
             .await?;
     }
+    put_tags(client, repository, &graph, tags).await?;
+    let target = if tags.is_empty() {
+        format!("{}@{}", report.repository, report.digest)
+    } else {
+        format!("{} (tags {})", report.repository, tags.join(", "))
+    };
+    events.emit(Event::Pushed {
+        target,
+        blobs: report.blobs,
+        uploaded: report.uploaded,
+        uploaded_bytes: report.uploaded_bytes,
+        mounted: report.mounted,
+        skipped: report.skipped,
+    });
+    Ok(report)
+}
+
+/// Writes `tags` one after another, last of all; a failure names the tags already
+/// moved to the new image.
+async fn put_tags(
+    client: &RegistryClient,
+    repository: &str,
+    graph: &Graph,
+    tags: &[String],
+) -> Result<()> {
     for tag in tags {
         client
             .put_manifest(repository, tag, &graph.root_bytes, &graph.root.media_type)
@@ -275,18 +300,5 @@ pub async fn push(
                 }
             })?;
     }
-    let target = if tags.is_empty() {
-        format!("{}@{}", report.repository, report.digest)
-    } else {
-        format!("{} (tags {})", report.repository, tags.join(", "))
-    };
-    events.emit(Event::Pushed {
-        target,
-        blobs: report.blobs,
-        uploaded: report.uploaded,
-        uploaded_bytes: report.uploaded_bytes,
-        mounted: report.mounted,
-        skipped: report.skipped,
-    });
-    Ok(report)
+    Ok(())
 }

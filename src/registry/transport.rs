@@ -14,8 +14,6 @@
 //! bytes stay on this machine), one to `http://cdn.example/…` is not, whatever the
 //! registry.
 
-use super::client::is_loopback;
-
 /// How many redirects a request may follow.
 pub const MAX_REDIRECTS: usize = 10;
 
@@ -100,6 +98,95 @@ pub fn without_secrets(url: &reqwest::Url) -> String {
         format!("{shown}?…")
     } else {
         shown.to_string()
+    }
+}
+
+/// Whether plain HTTP may be used for `registry` without `--insecure-registry`.
+pub fn is_loopback(registry: &str) -> bool {
+    let host = host_part(registry);
+    if host.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    match host.trim_start_matches('[').trim_end_matches(']').parse() {
+        Ok(std::net::IpAddr::V4(ip)) => ip.is_loopback(),
+        Ok(std::net::IpAddr::V6(ip)) => ip.is_loopback(),
+        Err(_) => false,
+    }
+}
+
+/// `host` of `host[:port]` (IPv6 literals keep their brackets).
+fn host_part(registry: &str) -> &str {
+    if registry.starts_with('[') {
+        match registry.find(']') {
+            Some(end) => &registry[..=end],
+            None => registry,
+        }
+    } else {
+        registry.split(':').next().unwrap_or(registry)
+    }
+}
+
+/// Whether a failed request failed in the TLS handshake (a plain-HTTP server, an
+/// unknown CA, a wrong host name).
+pub fn is_tls_error(e: &reqwest::Error) -> bool {
+    let chain = error_chain(e).to_ascii_lowercase();
+    [
+        "certificate",
+        "tls",
+        "handshake",
+        "invalidcontenttype",
+        "corrupt message",
+        "unknownissuer",
+    ]
+    .iter()
+    .any(|w| chain.contains(w))
+}
+
+/// The innermost cause, without "(os error N)": "Connection refused".
+pub fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut last = e;
+    while let Some(s) = last.source() {
+        last = s;
+    }
+    let text = last.to_string();
+    let text = match text.find(" (os error") {
+        Some(i) => text[..i].to_string(),
+        None => text,
+    };
+    // rustls' messages are terse; keep the layer above when it says more.
+    if text.len() < 12 {
+        error_chain(e)
+    } else {
+        text
+    }
+}
+
+/// The error and its sources, joined: reqwest's own Display says only "error
+/// sending request for url (…)".
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        source = s.source();
+    }
+    parts.join(": ")
+}
+
+/// The first line of `s`, at most 200 bytes: for messages quoting a server.
+pub fn first_line(s: &str) -> String {
+    let line = s.trim().lines().next().unwrap_or("").trim();
+    if line.len() > 200 {
+        let mut end = 200;
+        while !line.is_char_boundary(end) {
+            end -= 1;
+        }
+        format!("{}…", &line[..end])
+    } else {
+        line.to_string()
     }
 }
 
@@ -205,5 +292,28 @@ mod tests {
         let url = reqwest::Url::parse("https://bob:hunter2@cdn.example/blob?sig=abc").unwrap();
         let shown = without_secrets(&url);
         assert_eq!(shown, "https://cdn.example/blob?…");
+    }
+
+    #[test]
+    fn loopback_hosts() {
+        for host in [
+            "localhost",
+            "localhost:5000",
+            "127.0.0.1:5000",
+            "127.3.4.5",
+            "[::1]:5000",
+            "[::1]",
+        ] {
+            assert!(is_loopback(host), "{host}");
+        }
+        for host in [
+            "docker.io",
+            "10.0.0.1:5000",
+            "localhost.example.com",
+            "[::2]:80",
+            "128.0.0.1",
+        ] {
+            assert!(!is_loopback(host), "{host}");
+        }
     }
 }
