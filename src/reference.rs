@@ -53,17 +53,35 @@ impl Reference {
 pub const CREDENTIALS_HINT: &str = "credentials belong in the Docker config (docker login HOST), a containers auth.json (REGISTRY_AUTH_FILE) or IMGBUILD_REGISTRY_USER and IMGBUILD_REGISTRY_PASSWORD, never in a reference";
 
 /// The byte range of the userinfo (`user[:password]`) in a reference as typed —
-/// `bob:pw@host/repo`, `https://bob:pw@host/repo` — if it has one. The `@` of a
-/// digest (`repo@sha256:…`, `host/repo@sha256:…`) is not userinfo.
+/// `bob:pw@host/repo`, `https://bob:pw@host/repo` — if it has one.
+///
+/// A reference has exactly one legitimate `@`: the digest separator, the last `@`,
+/// followed by `sha256:` and no `/`. Every other `@` ends userinfo, and the userinfo
+/// runs from the start (after a URL scheme) to the last such `@` — so a password may
+/// hold `/`, `@`, `:` or anything else and is still all inside the range.
 fn userinfo_range(s: &str) -> Option<Range<usize>> {
-    let start = s.find("://").map_or(0, |i| i + 3);
+    let start = scheme_end(s).unwrap_or(0);
     let rest = &s[start..];
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    let at = rest[..authority_end].rfind('@')?;
-    if rest[at + 1..].starts_with("sha256:") {
-        return None;
+    let mut ats: Vec<usize> = rest.match_indices('@').map(|(i, _)| i).collect();
+    if let Some(&last) = ats.last() {
+        let after = &rest[last + 1..];
+        if after.starts_with("sha256:") && !after.contains('/') {
+            ats.pop();
+        }
     }
+    let at = *ats.last()?;
     Some(start..start + at)
+}
+
+/// The offset just past `scheme://` when `s` starts with a URL scheme (ASCII letters,
+/// digits and `+`).
+fn scheme_end(s: &str) -> Option<usize> {
+    let (scheme, _) = s.split_once("://")?;
+    let valid = !scheme.is_empty()
+        && scheme
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'+');
+    valid.then(|| scheme.len() + 3)
 }
 
 /// `s` with any userinfo replaced by `<redacted>`: safe to show in errors and logs.
@@ -87,16 +105,12 @@ fn credentials_or_scheme(s: &str) -> Option<String> {
             redact_userinfo(s)
         ));
     }
-    if let Some((scheme, rest)) = s.split_once("://") {
-        if !scheme.is_empty()
-            && scheme
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'+')
-        {
-            return Some(format!(
-                "{s:?} has a URL scheme ({scheme}://); write the reference without it, e.g. {rest:?} (plain HTTP is chosen with --insecure-registry)"
-            ));
-        }
+    if let Some(end) = scheme_end(s) {
+        let scheme = &s[..end - 3];
+        let rest = &s[end..];
+        return Some(format!(
+            "{s:?} has a URL scheme ({scheme}://); write the reference without it, e.g. {rest:?} (plain HTTP is chosen with --insecure-registry)"
+        ));
     }
     None
 }
@@ -316,6 +330,40 @@ mod tests {
             assert!(!e.contains("s3cr3t") && !e.contains("p@ss"), "{e}");
             assert!(e.contains(shown), "{e}");
             assert!(e.contains("docker login"), "{e}");
+        }
+    }
+
+    #[test]
+    fn a_password_holding_any_character_is_all_redacted() {
+        const DIGEST: &str =
+            "sha256:0000000000000000000000000000000000000000000000000000000000000000";
+        for password in [
+            "S3CR/ET+x",
+            "pa/ss",
+            "p@ss/w@rd",
+            "pa:ss:wd",
+            "pa\\ss",
+            "pa%2Fss",
+            "x@sha256:ab",
+            "x@sha256:ab/cd",
+            "sec://ret",
+        ] {
+            for prefix in ["", "https://"] {
+                for rest in [
+                    "127.0.0.1:5000/repo:1".to_string(),
+                    "host.example/repo".to_string(),
+                    format!("host.example/repo@{DIGEST}"),
+                    "sha256:5000/repo".to_string(),
+                ] {
+                    let typed = format!("{prefix}bob:{password}@{rest}");
+                    let shown = super::redact_userinfo(&typed);
+                    assert_eq!(shown, format!("{prefix}<redacted>@{rest}"), "{typed}");
+                    let e = super::Reference::parse(&typed).unwrap_err();
+                    assert!(!e.contains(password) && !e.contains("bob"), "{e}");
+                    assert!(e.contains(&shown), "{e}");
+                    assert!(e.contains("docker login"), "{e}");
+                }
+            }
         }
     }
 

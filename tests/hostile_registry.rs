@@ -156,6 +156,118 @@ fn credentials_in_the_recipe_repository_or_base_are_refused_and_never_shown() {
     }
 }
 
+/// Passwords whose halves are `HALVES`, joined by a character that ends an authority or
+/// a userinfo in some parser (`/`, `@`, `:`, `\`) or spells one (`%2F`).
+const HALVES: [&str; 2] = ["Xy7qHalf", "Zw4kHalf"];
+
+fn tricky_passwords() -> Vec<String> {
+    ["/", "@", ":", "\\", "%2F", "/@:\\"]
+        .iter()
+        .map(|sep| format!("{}{sep}{}", HALVES[0], HALVES[1]))
+        .collect()
+}
+
+/// Exit 2, neither half of the password in stdout or stderr, `<redacted>` shown.
+fn assert_refused_without_tricky_secret(o: &std::process::Output, what: &str) {
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(o.status.code(), Some(2), "{what}: {all}");
+    for half in HALVES {
+        assert!(!all.contains(half), "{what}: the password is shown: {all}");
+    }
+    assert!(all.contains("<redacted>"), "{what}: {all}");
+}
+
+#[test]
+fn passwords_holding_slash_at_colon_or_backslash_are_never_shown() {
+    let ctx = Ctx::new();
+    ctx.recipe_text(
+        "[image]\nsource-date-epoch = 1700000000\n[[layer]]\nname = \"app\"\n  [[layer.file]]\n  path = \"/x\"\n  content = \"x\\n\"\n",
+    );
+    let out = ctx.path().join("out");
+    for password in tricky_passwords() {
+        for scheme in ["", "https://"] {
+            let target = format!("{scheme}{USER}:{password}@127.0.0.1:9/repo:1");
+            for json in [false, true] {
+                let mut push = imgbuild();
+                push.arg("push")
+                    .arg(format!("oci:{}", out.display()))
+                    .arg(&target);
+                let mut build = imgbuild();
+                build
+                    .arg("build")
+                    .arg(ctx.recipe())
+                    .arg("--out")
+                    .arg(&out)
+                    .arg(format!("--push={target}"));
+                if json {
+                    push.arg("--json");
+                    build.arg("--json");
+                }
+                assert_refused_without_tricky_secret(&push.output().unwrap(), &target);
+                assert_refused_without_tricky_secret(&build.output().unwrap(), &target);
+            }
+            let toml = |v: &str| v.replace('\\', "\\\\");
+            let repository = format!("{scheme}{USER}:{password}@127.0.0.1:9/repo");
+            let base = format!("{scheme}{USER}:{password}@127.0.0.1:9/base@{ZERO_DIGEST}");
+            for table in [
+                format!("repository = \"{}\"\n", toml(&repository)),
+                format!("[base]\nimage = \"{}\"\n", toml(&base)),
+            ] {
+                let ctx = Ctx::new();
+                ctx.recipe_text(&format!(
+                    "[image]\nsource-date-epoch = 1700000000\n{table}[[layer]]\nname = \"app\"\n  [[layer.file]]\n  path = \"/x\"\n  content = \"x\\n\"\n"
+                ));
+                let o = imgbuild()
+                    .arg("build")
+                    .arg(ctx.recipe())
+                    .arg("--out")
+                    .arg(ctx.path().join("out"))
+                    .output()
+                    .unwrap();
+                assert_refused_without_tricky_secret(&o, &table);
+            }
+        }
+    }
+    assert!(!out.join("index.json").exists(), "nothing was built");
+}
+
+#[test]
+fn credentials_spelled_with_toml_escapes_are_blanked_in_the_recipe_excerpt() {
+    // A basic string with `\\`, with `\uXXXX` (one for the `@`), a literal string: the
+    // excerpt must not show the source line, whatever the spelling.
+    for value in [
+        r#""bob:Xy7qHalf\\Zw4kHalf@127.0.0.1:9/repo""#,
+        r#""bob:Xy7qHalf\u002FZw4kHalf@127.0.0.1:9/repo""#,
+        r#""bob:Xy7qHalf/Zw4kHalf\u0040127.0.0.1:9/repo""#,
+        r#"'bob:Xy7qHalf\Zw4kHalf@127.0.0.1:9/repo'"#,
+    ] {
+        for table in [
+            format!("repository = {value}\n"),
+            format!("[base]\nimage = {value}\n"),
+        ] {
+            let ctx = Ctx::new();
+            ctx.recipe_text(&format!(
+                "[image]\nsource-date-epoch = 1700000000\n{table}[[layer]]\nname = \"app\"\n  [[layer.file]]\n  path = \"/x\"\n  content = \"x\\n\"\n"
+            ));
+            for json in [false, true] {
+                let mut c = imgbuild();
+                c.arg("build")
+                    .arg(ctx.recipe())
+                    .arg("--out")
+                    .arg(ctx.path().join("out"));
+                if json {
+                    c.arg("--json");
+                }
+                assert_refused_without_tricky_secret(&c.output().unwrap(), &table);
+            }
+        }
+    }
+}
+
 fn sha256(bytes: &[u8]) -> String {
     use sha2::Digest as _;
     let hash = sha2::Sha256::digest(bytes);

@@ -48,6 +48,22 @@ impl RecipeSource {
             " ".repeat(col - 1),
         )
     }
+
+    /// The excerpt of [`RecipeSource::snippet`] with the value at `span` (quotes and
+    /// all) shown as `"<redacted>"`; None when `span` is not a range of the text.
+    pub fn snippet_redacted(&self, span: Range<usize>) -> Option<String> {
+        const REDACTED: &str = "\"<redacted>\"";
+        if span.start > span.end {
+            return None;
+        }
+        let before = self.text.get(..span.start)?;
+        let after = self.text.get(span.end..)?;
+        let blanked = RecipeSource {
+            path: self.path.clone(),
+            text: format!("{before}{REDACTED}{after}"),
+        };
+        Some(blanked.snippet(span.start..span.start + REDACTED.len()))
+    }
 }
 
 fn floor_char_boundary(s: &str, mut i: usize) -> usize {

@@ -42,14 +42,17 @@ impl Recipe {
             return None;
         }
         let shown = crate::reference::redact_userinfo(text);
-        let snippet = self.source.snippet(span).replace(text, &shown);
-        Some(
-            Error::input(format!(
-                "{what} {shown:?} carries credentials (user:password@)"
-            ))
-            .with_detail(snippet)
-            .with_hint(crate::reference::CREDENTIALS_HINT),
-        )
+        let mut err = Error::input(format!(
+            "{what} {shown:?} carries credentials (user:password@)"
+        ))
+        .with_hint(crate::reference::CREDENTIALS_HINT);
+        // The excerpt blanks the value's whole span: its source may spell the secret
+        // with escapes (`\\`, `\u0040`) or as a literal string, so no text replace of
+        // the decoded value is safe.
+        if let Some(snippet) = self.source.snippet_redacted(span) {
+            err = err.with_detail(snippet);
+        }
+        Some(err)
     }
 
     /// The platforms to build, from the recipe (default linux/amd64).
@@ -372,6 +375,49 @@ mod tests {
             "a".repeat(64)
         ));
         assert!(e.contains("sha256 must be 64 lowercase hex digits"), "{e}");
+    }
+
+    /// TOML spellings of a reference whose userinfo holds `SEK…RIT`: escapes, a
+    /// unicode escape (one for the `@` itself), a literal string, a multi-line string.
+    const SPELLED_SECRETS: [&str; 6] = [
+        r#""bob:SEK\\RIT@host.example/repo""#,
+        r#""bob:SEK\u0052IT@host.example/repo""#,
+        r#""bob:SEK/RIT\u0040host.example/repo""#,
+        r#"'bob:SEK/R\IT@host.example/repo'"#,
+        r#""https://bob:SEK%2FRIT@host.example/repo""#,
+        "\"\"\"\nbob:SEK\\\\RIT@host.example/repo\"\"\"",
+    ];
+
+    fn assert_redacted(e: &Error, value: &str) {
+        let shown = e.to_string();
+        assert_eq!(e.exit_code(), crate::error::ExitCode::BadInput, "{shown}");
+        assert!(
+            !shown.contains("SEK") && !shown.contains("bob"),
+            "{value} is shown: {shown}"
+        );
+        assert!(shown.contains("\"<redacted>\""), "{shown}");
+        assert!(shown.contains("recipe.toml:"), "{shown}");
+        assert!(shown.contains("docker login"), "{shown}");
+    }
+
+    #[test]
+    fn a_repository_spelled_with_escapes_is_redacted_in_message_and_excerpt() {
+        for value in SPELLED_SECRETS {
+            let e = parse(&format!("[image]\nrepository = {value}\n")).unwrap_err();
+            assert_redacted(&e, value);
+        }
+    }
+
+    #[test]
+    fn a_base_image_spelled_with_escapes_is_redacted_in_message_and_excerpt() {
+        for value in SPELLED_SECRETS {
+            let r = parse(&format!("[base]\nimage = {value}\n")).unwrap();
+            let image = r.base.image.as_ref().unwrap();
+            let e = r
+                .credentials_in_reference(image.span(), image.get_ref(), "base image")
+                .unwrap();
+            assert_redacted(&e, value);
+        }
     }
 
     #[test]
