@@ -254,7 +254,7 @@ impl BaseImage {
             if verified.contains(&layer.digest, diff_id) {
                 continue;
             }
-            let got = uncompressed_digest(&path).map_err(|e| match e.fault {
+            let (compressed, got) = layer_digests(&path).map_err(|e| match e.fault {
                 crate::tar_read::Fault::Source => Error::io_path("cannot read", &path, e.error),
                 crate::tar_read::Fault::Corrupt => self.bad_layer(
                     &what,
@@ -264,6 +264,14 @@ impl BaseImage {
                     ),
                 ),
             })?;
+            // The bytes checked must be the layer's own: the digest is what `--out`
+            // stores them under (or already holds) and what the image names.
+            if compressed != layer.digest {
+                return Err(self.bad_layer(
+                    &what,
+                    format!("its blob's content has digest {compressed}, not the manifest's"),
+                ));
+            }
             if got != *diff_id {
                 return Err(self.bad_layer(
                     &what,
@@ -282,23 +290,50 @@ impl BaseImage {
     }
 }
 
-/// The sha256 of a layer blob's uncompressed bytes (gzip, zstd or plain tar, told by
-/// their magic bytes, read by `crate::tar_read` as the diff and SBOM readers do),
-/// walking the tar too (headers; contents skipped), so that a layer the SBOM or a diff
-/// would fail to read is refused here, before anything is written.
-fn uncompressed_digest(
+/// The sha256 of a layer blob's compressed bytes (the whole file) and of its
+/// uncompressed bytes (gzip, zstd or plain tar, told by their magic bytes, read by
+/// `crate::tar_read` as the diff and SBOM readers do), walking the tar too (headers;
+/// contents skipped), so that a layer the SBOM or a diff would fail to read is refused
+/// here, before anything is written.
+fn layer_digests(
     path: &std::path::Path,
-) -> std::result::Result<Digest, crate::tar_read::ReadError> {
+) -> std::result::Result<(Digest, Digest), crate::tar_read::ReadError> {
     use crate::tar_read::{Blob, Fault, ReadError};
-    let file = std::fs::File::open(path).map_err(|error| ReadError {
+    use sha2::Digest as _;
+    let source = |error| ReadError {
         fault: Fault::Source,
         entry: None,
         error,
-    })?;
-    let got = Blob::open(file, None, true)?.walk(|_, _| Ok(()))?;
-    got.ok_or_else(|| ReadError {
+    };
+    let file = std::fs::File::open(path).map_err(source)?;
+    let mut hashing = HashingReader {
+        inner: file,
+        hasher: sha2::Sha256::new(),
+    };
+    let got = Blob::open(&mut hashing, None, true)?.walk(|_, _| Ok(()))?;
+    // What the decompressor did not read (bytes after the stream's end) is part of
+    // the blob too.
+    std::io::copy(&mut hashing, &mut std::io::sink()).map_err(source)?;
+    let compressed = Digest::from_bytes(hashing.hasher.finalize().into());
+    let got = got.ok_or_else(|| ReadError {
         fault: Fault::Corrupt,
         entry: None,
         error: std::io::Error::other("the layer was not hashed"),
-    })
+    })?;
+    Ok((compressed, got))
+}
+
+/// A reader hashing every byte read through it.
+struct HashingReader<R> {
+    inner: R,
+    hasher: sha2::Sha256,
+}
+
+impl<R: std::io::Read> std::io::Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use sha2::Digest as _;
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
 }
