@@ -78,7 +78,11 @@ pub fn resolve(recipe: &Recipe) -> Result<Option<BaseSource>> {
     };
     let digest =
         Digest::parse(digest).ok_or_else(|| err(format!("{digest:?} is not a sha256 digest")))?;
-    let path = recipe.context.join(dir);
+    let path = layout_dir(recipe, dir).map_err(|why| {
+        err(format!("base layout {dir:?} {why}")).with_hint(
+            "a base layout must lie inside the recipe's directory (the context): write DIR relative to it, or copy the layout there (`skopeo copy … oci:DIR`)",
+        )
+    })?;
     let layout = Layout::open(&path).map_err(|e| {
         err(format!("base layout {dir:?}: {}", e.message())).with_hint(
             e.hint()
@@ -94,6 +98,32 @@ pub fn resolve(recipe: &Recipe) -> Result<Option<BaseSource>> {
         layout,
         digest,
     })))
+}
+
+/// The directory of an `oci:DIR` base, held to the rules of `src`: relative, without
+/// `..`, and inside the context once symlinks are resolved (the resolved path, so a
+/// symlink changed later is not followed again). A directory that does not exist is
+/// left for `Layout::open` to report.
+fn layout_dir(recipe: &Recipe, dir: &str) -> std::result::Result<std::path::PathBuf, String> {
+    let rel = std::path::Path::new(dir);
+    if rel.is_absolute() {
+        return Err("is absolute".into());
+    }
+    if rel
+        .components()
+        .any(|c| matches!(c, std::path::Component::ParentDir))
+    {
+        return Err("goes outside the context with '..'".into());
+    }
+    let path = recipe.context.join(rel);
+    match path.canonicalize() {
+        Ok(real) if real.starts_with(&recipe.context) => Ok(real),
+        Ok(real) => Err(format!(
+            "resolves, through a symlink, to {} outside the context",
+            real.display()
+        )),
+        Err(_) => Ok(path),
+    }
 }
 
 impl BaseImage {
