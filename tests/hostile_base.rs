@@ -204,7 +204,11 @@ fn a_base_blob_that_is_not_its_digest_is_refused_even_when_out_holds_that_digest
     assert!(err.contains(&format!("layer 0 ({layer})")), "{err}");
     assert!(err.contains("not the manifest's"), "{err}");
     assert_eq!(fs::read(out.join("index.json")).unwrap(), index_before);
-    assert_eq!(fs::read(&record).unwrap(), record_before, "the record changed");
+    assert_eq!(
+        fs::read(&record).unwrap(),
+        record_before,
+        "the record changed"
+    );
 }
 
 /// A fake registry serving the blobs of `root` by digest, and `manifest` as itself.

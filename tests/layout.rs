@@ -275,7 +275,10 @@ fn a_base_layout_outside_the_context_is_refused_at_its_recipe_line() {
     };
     for (dir, why) in [
         (base_dir.display().to_string(), "is absolute"),
-        (rel_up.display().to_string(), "goes outside the context with '..'"),
+        (
+            rel_up.display().to_string(),
+            "goes outside the context with '..'",
+        ),
         ("linked".to_string(), "outside the context"),
     ] {
         c.recipe_text(&format!(
@@ -287,6 +290,9 @@ fn a_base_layout_outside_the_context_is_refused_at_its_recipe_line() {
         assert_eq!(o.status.code(), Some(2), "{dir}: {e}");
         assert!(e.contains(why), "{dir}: {e}");
         assert!(e.contains("recipe.toml:2:9"), "{dir}: {e}");
-        assert!(!out.join("index.json").exists(), "{dir}: something was written");
+        assert!(
+            !out.join("index.json").exists(),
+            "{dir}: something was written"
+        );
     }
 }
