@@ -209,7 +209,8 @@ impl Layout {
     }
 
     /// Removes the temp files that builds killed mid-write left in this layout: those
-    /// whose process no longer runs and that no one holds locked (see `temp_in`).
+    /// whose process no longer runs and that no one holds locked (see `temp_in`), and
+    /// those a build was killed creating (`.tmpnew-…`, unlocked for a minute).
     /// Best-effort: a file it cannot judge or remove stays.
     pub fn remove_stale_temps(&self) {
         let dirs = [
@@ -225,11 +226,17 @@ impl Layout {
             };
             for entry in list.flatten() {
                 let name = entry.file_name();
-                let Some(pid) = temp_pid(&name.to_string_lossy()) else {
-                    continue;
-                };
-                if process_runs(pid) {
-                    continue;
+                let name = name.to_string_lossy();
+                // A temp file not yet locked and named (`crate::atomic`): its writer
+                // renames it at once, so only one left for a minute is a leftover.
+                let pending = name.starts_with(".tmpnew-");
+                if !pending {
+                    let Some(pid) = temp_pid(&name) else {
+                        continue;
+                    };
+                    if process_runs(pid) {
+                        continue;
+                    }
                 }
                 let path = entry.path();
                 let opened = {
@@ -240,7 +247,16 @@ impl Layout {
                         .open(&path)
                 };
                 let Ok(file) = opened else { continue };
-                if !file.metadata().is_ok_and(|m| m.is_file()) {
+                let Ok(meta) = file.metadata() else { continue };
+                if !meta.is_file() {
+                    continue;
+                }
+                let old = meta
+                    .modified()
+                    .ok()
+                    .and_then(|m| m.elapsed().ok())
+                    .is_some_and(|age| age >= std::time::Duration::from_secs(60));
+                if pending && !old {
                     continue;
                 }
                 // A writer holds its temp file locked as long as it runs (in any pid

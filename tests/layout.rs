@@ -241,6 +241,20 @@ fn a_build_removes_temp_files_of_killed_builds_but_not_of_running_ones() {
         f.lock().expect("lock");
         held.push(f);
         kept.push(h);
+        // A temp file being created (not yet locked and named) stays; one left so for
+        // minutes by a build killed then is removed.
+        let fresh = dir.join(".tmpnew-fresh");
+        fs::write(&fresh, "").expect("write");
+        kept.push(fresh);
+        let old = dir.join(".tmpnew-old");
+        fs::write(&old, "").expect("write");
+        fs::File::options()
+            .write(true)
+            .open(&old)
+            .expect("open")
+            .set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(120))
+            .expect("set mtime");
+        stale.push(old);
     }
     c.write("big", "changed");
     c.build_ok(&out, &[]);
