@@ -54,8 +54,11 @@ impl TempFile {
         rename_new(&pending, &named)?; // on failure, `pending` is deleted when dropped
                                        // The pending name is gone: only the new name is to be deleted on drop.
         let _ = pending.keep();
+        let path = tempfile::TempPath::try_from_path(&named).inspect_err(|_| {
+            let _ = std::fs::remove_file(&named);
+        })?;
         Ok(TempFile {
-            inner: tempfile::NamedTempFile::from_parts(file, tempfile::TempPath::from_path(named)),
+            inner: tempfile::NamedTempFile::from_parts(file, path),
         })
     }
 

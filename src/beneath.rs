@@ -315,7 +315,7 @@ mod tests {
         std::fs::remove_file(ctx.join("d/f")).unwrap();
         rustix::fs::mknodat(
             CWD,
-            &ctx.join("d/f"),
+            ctx.join("d/f"),
             rustix::fs::FileType::Fifo,
             Mode::from_raw_mode(0o644),
             0,
