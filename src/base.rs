@@ -78,7 +78,11 @@ pub fn resolve(recipe: &Recipe) -> Result<Option<BaseSource>> {
     };
     let digest =
         Digest::parse(digest).ok_or_else(|| err(format!("{digest:?} is not a sha256 digest")))?;
-    let path = recipe.context.join(dir);
+    let path = layout_dir(recipe, dir).map_err(|why| {
+        err(format!("base layout {dir:?} {why}")).with_hint(
+            "a base layout must lie inside the recipe's directory (the context): write DIR relative to it, or copy the layout there (`skopeo copy … oci:DIR`)",
+        )
+    })?;
     let layout = Layout::open(&path).map_err(|e| {
         err(format!("base layout {dir:?}: {}", e.message())).with_hint(
             e.hint()
@@ -94,6 +98,32 @@ pub fn resolve(recipe: &Recipe) -> Result<Option<BaseSource>> {
         layout,
         digest,
     })))
+}
+
+/// The directory of an `oci:DIR` base, held to the rules of `src`: relative, without
+/// `..`, and inside the context once symlinks are resolved (the resolved path, so a
+/// symlink changed later is not followed again). A directory that does not exist is
+/// left for `Layout::open` to report.
+fn layout_dir(recipe: &Recipe, dir: &str) -> std::result::Result<std::path::PathBuf, String> {
+    let rel = std::path::Path::new(dir);
+    if rel.is_absolute() {
+        return Err("is absolute".into());
+    }
+    if rel
+        .components()
+        .any(|c| matches!(c, std::path::Component::ParentDir))
+    {
+        return Err("goes outside the context with '..'".into());
+    }
+    let path = recipe.context.join(rel);
+    match path.canonicalize() {
+        Ok(real) if real.starts_with(&recipe.context) => Ok(real),
+        Ok(real) => Err(format!(
+            "resolves, through a symlink, to {} outside the context",
+            real.display()
+        )),
+        Err(_) => Ok(path),
+    }
 }
 
 impl BaseImage {
@@ -254,7 +284,7 @@ impl BaseImage {
             if verified.contains(&layer.digest, diff_id) {
                 continue;
             }
-            let got = uncompressed_digest(&path).map_err(|e| match e.fault {
+            let (compressed, got) = layer_digests(&path).map_err(|e| match e.fault {
                 crate::tar_read::Fault::Source => Error::io_path("cannot read", &path, e.error),
                 crate::tar_read::Fault::Corrupt => self.bad_layer(
                     &what,
@@ -264,6 +294,14 @@ impl BaseImage {
                     ),
                 ),
             })?;
+            // The bytes checked must be the layer's own: the digest is what `--out`
+            // stores them under (or already holds) and what the image names.
+            if compressed != layer.digest {
+                return Err(self.bad_layer(
+                    &what,
+                    format!("its blob's content has digest {compressed}, not the manifest's"),
+                ));
+            }
             if got != *diff_id {
                 return Err(self.bad_layer(
                     &what,
@@ -282,23 +320,50 @@ impl BaseImage {
     }
 }
 
-/// The sha256 of a layer blob's uncompressed bytes (gzip, zstd or plain tar, told by
-/// their magic bytes, read by `crate::tar_read` as the diff and SBOM readers do),
-/// walking the tar too (headers; contents skipped), so that a layer the SBOM or a diff
-/// would fail to read is refused here, before anything is written.
-fn uncompressed_digest(
+/// The sha256 of a layer blob's compressed bytes (the whole file) and of its
+/// uncompressed bytes (gzip, zstd or plain tar, told by their magic bytes, read by
+/// `crate::tar_read` as the diff and SBOM readers do), walking the tar too (headers;
+/// contents skipped), so that a layer the SBOM or a diff would fail to read is refused
+/// here, before anything is written.
+fn layer_digests(
     path: &std::path::Path,
-) -> std::result::Result<Digest, crate::tar_read::ReadError> {
+) -> std::result::Result<(Digest, Digest), crate::tar_read::ReadError> {
     use crate::tar_read::{Blob, Fault, ReadError};
-    let file = std::fs::File::open(path).map_err(|error| ReadError {
+    use sha2::Digest as _;
+    let source = |error| ReadError {
         fault: Fault::Source,
         entry: None,
         error,
-    })?;
-    let got = Blob::open(file, None, true)?.walk(|_, _| Ok(()))?;
-    got.ok_or_else(|| ReadError {
+    };
+    let file = std::fs::File::open(path).map_err(source)?;
+    let mut hashing = HashingReader {
+        inner: file,
+        hasher: sha2::Sha256::new(),
+    };
+    let got = Blob::open(&mut hashing, None, true)?.walk(|_, _| Ok(()))?;
+    // What the decompressor did not read (bytes after the stream's end) is part of
+    // the blob too.
+    std::io::copy(&mut hashing, &mut std::io::sink()).map_err(source)?;
+    let compressed = Digest::from_bytes(hashing.hasher.finalize().into());
+    let got = got.ok_or_else(|| ReadError {
         fault: Fault::Corrupt,
         entry: None,
         error: std::io::Error::other("the layer was not hashed"),
-    })
+    })?;
+    Ok((compressed, got))
+}
+
+/// A reader hashing every byte read through it.
+struct HashingReader<R> {
+    inner: R,
+    hasher: sha2::Sha256,
+}
+
+impl<R: std::io::Read> std::io::Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use sha2::Digest as _;
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
 }

@@ -127,17 +127,74 @@ pub fn open_planned(context: &Path, path: &Path, planned: &FileStamp) -> io::Res
         ))
     })?;
     let root = open_root(context)?;
-    let fd = open_beneath(root.as_fd(), rel, OFlags::RDONLY).map_err(|e| {
+    let file = open_regular(root.as_fd(), rel).map_err(|e| {
         match e
             .get_ref()
             .and_then(|i| i.downcast_ref::<SymlinkInTheWay>())
         {
             Some(_) => io::Error::other(SymlinkInTheWay(path.display().to_string())),
+            None if e.get_ref().is_some_and(|i| i.is::<NotRegular>()) => {
+                io::Error::other(SourceChanged(path.display().to_string()))
+            }
             None => io::Error::new(e.kind(), format!("{}: {e}", path.display())),
         }
     })?;
-    let file = File::from(fd);
     check_unchanged(&file, planned, path)?;
+    Ok(file)
+}
+
+/// What stands at a path opened for its bytes is not a regular file (a FIFO, a
+/// device, a directory, a socket).
+#[derive(Debug)]
+pub struct NotRegular(pub String);
+
+impl std::fmt::Display for NotRegular {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} is not a regular file", self.0)
+    }
+}
+impl std::error::Error for NotRegular {}
+
+/// Opens the regular file `rel` below `root` for reading, as `open_beneath` does, but
+/// never opens anything else: opening a FIFO for reading blocks until a writer comes,
+/// and opening a device may act on it. So the path is first opened with `O_PATH`
+/// (which opens nothing), checked to be a regular file, and only then is that very
+/// inode opened for reading, through `/proc/self/fd` — or, without `/proc`, by
+/// opening the path again with `O_NONBLOCK` (which cannot block) and checking that
+/// it is the same regular file.
+pub fn open_regular(root: BorrowedFd<'_>, rel: &Path) -> io::Result<File> {
+    let not_regular = || io::Error::other(NotRegular(rel.display().to_string()));
+    let handle = File::from(open_beneath(root, rel, OFlags::PATH)?);
+    let meta = handle.metadata()?;
+    if !meta.is_file() {
+        return Err(not_regular());
+    }
+    let same = |f: &File| -> io::Result<bool> {
+        use std::os::unix::fs::MetadataExt;
+        let m = f.metadata()?;
+        Ok(m.is_file() && m.dev() == meta.dev() && m.ino() == meta.ino())
+    };
+    let via_proc = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&handle));
+    let file = match openat(
+        CWD,
+        via_proc.as_str(),
+        OFlags::RDONLY | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) {
+        Ok(fd) => File::from(fd),
+        Err(Errno::NOENT) => {
+            let file = File::from(open_beneath(root, rel, OFlags::RDONLY | OFlags::NONBLOCK)?);
+            if !same(&file)? {
+                return Err(not_regular());
+            }
+            rustix::fs::fcntl_setfl(&file, rustix::fs::fcntl_getfl(&file)? - OFlags::NONBLOCK)?;
+            file
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if !same(&file)? {
+        return Err(not_regular());
+    }
     Ok(file)
 }
 
@@ -248,6 +305,47 @@ mod tests {
             let l = open(root.as_fd(), Path::new("flink"), OFlags::PATH).unwrap();
             assert!(File::from(l).metadata().unwrap().file_type().is_symlink());
         }
+    }
+
+    #[test]
+    fn a_fifo_in_place_of_a_planned_file_is_refused_without_blocking() {
+        let (dir, _root) = setup();
+        let ctx = dir.path().join("ctx");
+        let planned = FileStamp::of(&std::fs::metadata(ctx.join("d/f")).unwrap());
+        std::fs::remove_file(ctx.join("d/f")).unwrap();
+        rustix::fs::mknodat(
+            CWD,
+            ctx.join("d/f"),
+            rustix::fs::FileType::Fifo,
+            Mode::from_raw_mode(0o644),
+            0,
+        )
+        .unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let path = ctx.join("d/f");
+        let ctx2 = ctx.clone();
+        std::thread::spawn(move || {
+            let r = open_planned(&ctx2, &path, &planned).map(|_| ());
+            let _ = tx.send(r);
+        });
+        // Bounded: a blocking open never answers. Then unblock it with a writer so
+        // the thread ends either way.
+        let got = rx.recv_timeout(std::time::Duration::from_secs(20));
+        if got.is_err() {
+            let _ = std::fs::OpenOptions::new()
+                .write(true)
+                .open(ctx.join("d/f"));
+        }
+        let e = got.expect("open_planned blocked on a FIFO").unwrap_err();
+        assert!(
+            e.get_ref()
+                .is_some_and(|i| i.downcast_ref::<SourceChanged>().is_some()),
+            "{e}"
+        );
+        // open_regular refuses it by itself too.
+        let root = open_root(&ctx).unwrap();
+        let e = open_regular(root.as_fd(), Path::new("d/f")).unwrap_err();
+        assert!(e.get_ref().is_some_and(|i| i.is::<NotRegular>()), "{e}");
     }
 
     #[test]

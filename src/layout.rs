@@ -125,16 +125,15 @@ impl Layout {
         let mut file = File::open(&src).map_err(|e| Error::io_path("cannot read blob", &src, e))?;
         let mut w = self.blob_writer()?;
         io::copy(&mut file, &mut w).map_err(|e| Error::io_path("cannot copy blob", &src, e))?;
-        let got = w.commit(self)?;
-        if got != *digest {
-            let _ = fs::remove_file(self.blob_path(&got));
-            return Err(Error::io(
+        // Stored only under `digest`, and only when the bytes hash to it: a wrong blob
+        // stays in its temp file (deleted when dropped), and nothing already in this
+        // layout is touched, whatever digest the wrong bytes have.
+        w.commit_as(self, digest).map_err(|_| {
+            Error::io(
                 format!("blob {} of {}", digest, from.root.display()),
-                io::Error::other(format!(
-                    "its content has digest {got}: the layout is corrupt"
-                )),
-            ));
-        }
+                io::Error::other("its content has another digest: the layout is corrupt"),
+            )
+        })?;
         Ok(())
     }
 
@@ -210,7 +209,8 @@ impl Layout {
     }
 
     /// Removes the temp files that builds killed mid-write left in this layout: those
-    /// whose process no longer runs and that no one holds locked (see `temp_in`).
+    /// whose process no longer runs and that no one holds locked (see `temp_in`), and
+    /// those a build was killed creating (`.tmpnew-…`, unlocked for a minute).
     /// Best-effort: a file it cannot judge or remove stays.
     pub fn remove_stale_temps(&self) {
         let dirs = [
@@ -226,11 +226,17 @@ impl Layout {
             };
             for entry in list.flatten() {
                 let name = entry.file_name();
-                let Some(pid) = temp_pid(&name.to_string_lossy()) else {
-                    continue;
-                };
-                if process_runs(pid) {
-                    continue;
+                let name = name.to_string_lossy();
+                // A temp file not yet locked and named (`crate::atomic`): its writer
+                // renames it at once, so only one left for a minute is a leftover.
+                let pending = name.starts_with(".tmpnew-");
+                if !pending {
+                    let Some(pid) = temp_pid(&name) else {
+                        continue;
+                    };
+                    if process_runs(pid) {
+                        continue;
+                    }
                 }
                 let path = entry.path();
                 let opened = {
@@ -241,7 +247,16 @@ impl Layout {
                         .open(&path)
                 };
                 let Ok(file) = opened else { continue };
-                if !file.metadata().is_ok_and(|m| m.is_file()) {
+                let Ok(meta) = file.metadata() else { continue };
+                if !meta.is_file() {
+                    continue;
+                }
+                let old = meta
+                    .modified()
+                    .ok()
+                    .and_then(|m| m.elapsed().ok())
+                    .is_some_and(|age| age >= std::time::Duration::from_secs(60));
+                if pending && !old {
                     continue;
                 }
                 // A writer holds its temp file locked as long as it runs (in any pid
@@ -365,14 +380,16 @@ impl BlobWriter {
                 Self::persist(buf, layout, digest)?;
                 Ok(size)
             }
-            Sink::Hashing(_) => {
-                let (got, size) = self.commit_sized(layout)?;
+            Sink::Hashing(inner) => {
+                let (buf, got, size) = inner.finish();
                 if got != *digest {
+                    // The temp file is deleted when dropped; nothing is stored.
                     return Err(Error::io(
                         "cannot store blob",
                         io::Error::other(format!("its bytes hash to {got}, not {digest}")),
                     ));
                 }
+                Self::persist(buf, layout, digest)?;
                 Ok(size)
             }
         }
@@ -432,6 +449,25 @@ mod tests {
         let mut w = layout.blob_writer().unwrap();
         w.write_all(b"x").unwrap();
         assert!(w.commit_as(&layout, &digest).is_err());
+    }
+
+    #[test]
+    fn a_blob_imported_under_a_wrong_name_removes_nothing_already_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = Layout::create(&dir.path().join("out")).unwrap();
+        let kept = out.write_blob(b"a layer of another image").unwrap();
+        // A hostile layout holds those very bytes under another name.
+        let hostile = Layout::create(&dir.path().join("hostile")).unwrap();
+        let claimed = Digest::of(b"what the manifest claims");
+        fs::write(hostile.blob_path(&claimed), b"a layer of another image").unwrap();
+        assert!(out.import_blob(&hostile, &claimed).is_err());
+        assert_eq!(out.read_blob(&kept).unwrap(), b"a layer of another image");
+        assert!(!out.has_blob(&claimed));
+        let names: Vec<_> = fs::read_dir(dir.path().join("out/blobs/sha256"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from(kept.hex())]);
     }
 
     #[test]

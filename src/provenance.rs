@@ -50,8 +50,8 @@ pub fn statement(result: &BuildResult, name: &str, params: &Parameters) -> Resul
     if let Some(lock) = &inputs.lock {
         deps.push(file_descriptor(lock, &inputs.context, "lock")?);
     }
-    for f in &inputs.files {
-        deps.push(file_descriptor(f, &inputs.context, "source")?);
+    for (f, stamp) in &inputs.files {
+        deps.push(source_descriptor(f, stamp, &inputs.context)?);
     }
     for (url, sha256) in &inputs.urls {
         deps.push(json!({
@@ -194,10 +194,29 @@ fn relative(path: &Path, context: &Path) -> String {
 }
 
 /// A ResourceDescriptor for a context file: its relative path and sha256, read now
-/// (streaming).
+/// (streaming). For the recipe and the lock (named on the command line, trusted).
 fn file_descriptor(path: &Path, context: &Path, role: &str) -> Result<Value> {
-    let mut file = std::fs::File::open(path)
+    let file = std::fs::File::open(path)
         .map_err(|e| Error::io_path("cannot read (for the provenance)", path, e))?;
+    descriptor(file, path, context, role)
+}
+
+/// A ResourceDescriptor for a source the layers read: opened as the layers opened it,
+/// below the context without following any symlink, and only if it is still the file
+/// planned (`crate::beneath`), before and after it is hashed.
+fn source_descriptor(
+    path: &Path,
+    stamp: &crate::stamp::FileStamp,
+    context: &Path,
+) -> Result<Value> {
+    let unreadable = |e| Error::io_path("cannot read (for the provenance)", path, e);
+    let file = crate::beneath::open_planned(context, path, stamp).map_err(unreadable)?;
+    let d = descriptor(&file, path, context, "source")?;
+    crate::beneath::check_unchanged(&file, stamp, path).map_err(unreadable)?;
+    Ok(d)
+}
+
+fn descriptor(mut file: impl io::Read, path: &Path, context: &Path, role: &str) -> Result<Value> {
     let mut w = HashingWriter::new(io::sink());
     io::copy(&mut file, &mut w)
         .map_err(|e| Error::io_path("cannot read (for the provenance)", path, e))?;
@@ -381,6 +400,35 @@ mod tests {
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
         assert_eq!(d["name"], "f");
+    }
+
+    #[test]
+    fn a_source_swapped_for_a_symlink_after_the_layers_is_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = dir.path().join("ctx");
+        std::fs::create_dir_all(ctx.join("d")).unwrap();
+        std::fs::write(ctx.join("d/f"), "abc").unwrap();
+        std::fs::write(dir.path().join("secret"), "abc").unwrap();
+        let ctx = ctx.canonicalize().unwrap();
+        let path = ctx.join("d/f");
+        let stamp = crate::stamp::FileStamp::of(&std::fs::metadata(&path).unwrap());
+        let d = source_descriptor(&path, &stamp, &ctx).unwrap();
+        assert_eq!(
+            d["digest"]["sha256"],
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(d["name"], "d/f");
+        // The file, then its directory, replaced by symlinks to outside: refused,
+        // never read through the link.
+        std::fs::remove_file(&path).unwrap();
+        std::os::unix::fs::symlink(dir.path().join("secret"), &path).unwrap();
+        assert!(source_descriptor(&path, &stamp, &ctx).is_err());
+        std::fs::remove_dir_all(ctx.join("d")).unwrap();
+        std::fs::create_dir(dir.path().join("out")).unwrap();
+        std::fs::rename(dir.path().join("secret"), dir.path().join("out/f")).unwrap();
+        std::os::unix::fs::symlink(dir.path().join("out"), ctx.join("d")).unwrap();
+        let planned = crate::stamp::FileStamp::of(&std::fs::metadata(&path).unwrap());
+        assert!(source_descriptor(&path, &planned, &ctx).is_err());
     }
 
     #[test]

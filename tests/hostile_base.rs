@@ -150,6 +150,67 @@ fn a_base_layer_is_decompressed_once_and_the_result_recorded_in_the_layout() {
     assert!(!err.contains("diff_id"), "{err}");
 }
 
+/// A gzip stream of exactly `size` bytes decompressing to `tar` (padded with a gzip
+/// header comment).
+fn gzip_of_size(tar: &[u8], size: usize) -> Vec<u8> {
+    use std::io::Write as _;
+    let gz = |comment: Option<Vec<u8>>| {
+        let mut b = flate2::GzBuilder::new();
+        if let Some(c) = comment {
+            b = b.comment(c);
+        }
+        let mut w = b.write(Vec::new(), flate2::Compression::best());
+        w.write_all(tar).unwrap();
+        w.finish().unwrap()
+    };
+    let bare = gz(None).len();
+    assert!(bare + 1 < size, "the padded stream cannot be {size} bytes");
+    let out = gz(Some(vec![b'p'; size - bare - 1]));
+    assert_eq!(out.len(), size);
+    out
+}
+
+#[test]
+fn a_base_blob_that_is_not_its_digest_is_refused_even_when_out_holds_that_digest() {
+    let ctx = Ctx::new();
+    let (root, good) = good_base(&ctx);
+    let out = ctx.path().join("out");
+    ctx.recipe_text(&recipe_on(&format!("oci:base@{good}")));
+    ctx.build_ok(&out, &[]);
+    let index_before = fs::read(out.join("index.json")).unwrap();
+    let layer = Layout::new(&root).layer_digests(&good)[0].clone();
+    let hex = layer.strip_prefix("sha256:").unwrap().to_string();
+    let record = out.join(".imgbuild/verified-layers").join(&hex);
+    let record_before = fs::read(&record).unwrap();
+    // The base now lists the same layer digest with another diff_id, and ships
+    // another gzip stream of the same size under that digest, decompressing to it.
+    let blob = root.join("blobs/sha256").join(&hex);
+    let size = fs::metadata(&blob).unwrap().len() as usize;
+    let evil_tar = vec![0u8; 1024]; // an empty tar
+    fs::write(&blob, gzip_of_size(&evil_tar, size)).unwrap();
+    let layout = Layout::new(&root);
+    let manifest = layout.manifest(&good);
+    let mut config = layout.config(&good);
+    config["rootfs"]["diff_ids"][0] = sha256(&evil_tar).into();
+    let mut manifest = manifest;
+    let config_bytes = serde_json::to_vec(&config).unwrap();
+    manifest["config"]["digest"] = put_blob(&root, &config_bytes).into();
+    manifest["config"]["size"] = config_bytes.len().into();
+    let bad = put_blob(&root, &serde_json::to_vec(&manifest).unwrap());
+    ctx.recipe_text(&recipe_on(&format!("oci:base@{bad}")));
+    let o = ctx.build(&out, &[]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains(&format!("layer 0 ({layer})")), "{err}");
+    assert!(err.contains("not the manifest's"), "{err}");
+    assert_eq!(fs::read(out.join("index.json")).unwrap(), index_before);
+    assert_eq!(
+        fs::read(&record).unwrap(),
+        record_before,
+        "the record changed"
+    );
+}
+
 /// A fake registry serving the blobs of `root` by digest, and `manifest` as itself.
 fn registry_serving(root: &Path) -> FakeServer {
     let root = root.to_path_buf();

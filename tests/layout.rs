@@ -241,6 +241,20 @@ fn a_build_removes_temp_files_of_killed_builds_but_not_of_running_ones() {
         f.lock().expect("lock");
         held.push(f);
         kept.push(h);
+        // A temp file being created (not yet locked and named) stays; one left so for
+        // minutes by a build killed then is removed.
+        let fresh = dir.join(".tmpnew-fresh");
+        fs::write(&fresh, "").expect("write");
+        kept.push(fresh);
+        let old = dir.join(".tmpnew-old");
+        fs::write(&old, "").expect("write");
+        fs::File::options()
+            .write(true)
+            .open(&old)
+            .expect("open")
+            .set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(120))
+            .expect("set mtime");
+        stale.push(old);
     }
     c.write("big", "changed");
     c.build_ok(&out, &[]);
@@ -253,4 +267,46 @@ fn a_build_removes_temp_files_of_killed_builds_but_not_of_running_ones() {
         assert!(k.exists(), "{} of a live build was removed", k.display());
     }
     drop(held);
+}
+
+#[test]
+fn a_base_layout_outside_the_context_is_refused_at_its_recipe_line() {
+    // A real layout outside the context: absolute, through `..` and through a
+    // symlink, each refused as `src` would be (exit 2 at the line of `image`).
+    let outside = Ctx::new();
+    outside.recipe_text(&recipe("t", "x")).write("big", "b");
+    let base_dir = outside.path().join("layout");
+    let d = outside.build_ok(&base_dir, &[]);
+    let d = d.trim();
+    let c = Ctx::new();
+    std::os::unix::fs::symlink(&base_dir, c.path().join("linked")).unwrap();
+    let rel_up = {
+        let mut up = std::path::PathBuf::new();
+        for _ in c.path().components().skip(1) {
+            up.push("..");
+        }
+        up.join(base_dir.strip_prefix("/").unwrap())
+    };
+    for (dir, why) in [
+        (base_dir.display().to_string(), "is absolute"),
+        (
+            rel_up.display().to_string(),
+            "goes outside the context with '..'",
+        ),
+        ("linked".to_string(), "outside the context"),
+    ] {
+        c.recipe_text(&format!(
+            "[base]\nimage = \"oci:{dir}@{d}\"\n[[layer]]\nname = \"x\"\n[[layer.file]]\npath = \"/x\"\ncontent = \"x\"\n"
+        ));
+        let out = c.path().join("o");
+        let o = c.build(&out, &[]);
+        let e = common::stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{dir}: {e}");
+        assert!(e.contains(why), "{dir}: {e}");
+        assert!(e.contains("recipe.toml:2:9"), "{dir}: {e}");
+        assert!(
+            !out.join("index.json").exists(),
+            "{dir}: something was written"
+        );
+    }
 }

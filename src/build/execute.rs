@@ -48,15 +48,17 @@ pub fn execute(resolved: ResolvedBuild<'_>) -> Result<BuildResult> {
             l
         }
     };
-    for (digest, diff_id) in &newly_verified {
-        verified.record(digest, diff_id);
-    }
     if let Some(b) = &base {
         for t in &targets {
             for l in t.base.iter().flat_map(|bp| &bp.layers) {
                 layout.import_blob(&b.layout, &l.digest)?;
             }
         }
+    }
+    // Recorded only now that `--out` holds each layer under its digest: the bytes
+    // checked hashed to that digest, so they are the bytes `--out` holds.
+    for (digest, diff_id) in &newly_verified {
+        verified.record(digest, diff_id);
     }
     let cache = (!opts.no_cache).then(|| LayerCache::new(&layout));
     let settings = LayerSettings {

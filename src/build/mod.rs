@@ -91,8 +91,9 @@ pub struct BuildInputs {
     pub repository: Option<String>,
     pub compression: &'static str,
     /// Every file of the context whose bytes went into a layer (copy sources and
-    /// local archives), sorted and without duplicates. Url archives are in `urls`.
-    pub files: Vec<PathBuf>,
+    /// local archives), with its identity on disk when planned, sorted by path and
+    /// without duplicates. Url archives are in `urls`.
+    pub files: Vec<(PathBuf, crate::stamp::FileStamp)>,
     /// Every url archive, as `(url, sha256 hex)`, sorted and without duplicates (a
     /// url with `{arch}` appears once per distinct expansion).
     pub urls: Vec<(String, String)>,

@@ -231,7 +231,7 @@ fn build_inputs(
         compression: compression.as_str(),
         files: input_files(targets.iter().map(|t| &t.plan))
             .into_iter()
-            .filter(|f| !download_paths.contains(f))
+            .filter(|(f, _)| !download_paths.contains(f))
             .collect(),
         urls: url_pins
             .iter()
@@ -337,16 +337,20 @@ fn pull_registry_base(
 }
 
 /// The context files whose bytes the plans read: copy sources and local archives.
-fn input_files<'a>(plans: impl Iterator<Item = &'a Plan>) -> Vec<PathBuf> {
-    let mut files = std::collections::BTreeSet::new();
+fn input_files<'a>(
+    plans: impl Iterator<Item = &'a Plan>,
+) -> Vec<(PathBuf, crate::stamp::FileStamp)> {
+    let mut files = std::collections::BTreeMap::new();
     for entry in plans.flat_map(|p| &p.layers).flat_map(|l| &l.entries) {
         if let plan::EntryKind::File { content, .. } = &entry.kind {
             match content {
-                plan::Content::Path { path, .. } => {
-                    files.insert(path.clone());
+                plan::Content::Path { path, stamp, .. } => {
+                    files.entry(path.clone()).or_insert(*stamp);
                 }
                 plan::Content::Spool { spool, .. } => {
-                    files.insert(spool.source.clone());
+                    files
+                        .entry(spool.source.clone())
+                        .or_insert(spool.source_stamp);
                 }
                 plan::Content::Inline(_) => {}
             }

@@ -232,14 +232,7 @@ fn local(recipe: &Recipe, src: &Spanned<String>) -> Result<Arc<Spool>> {
     }
     let rel = real.strip_prefix(&recipe.context).unwrap_or(&real);
     let file = crate::beneath::open_root(&recipe.context)
-        .and_then(|root| {
-            crate::beneath::open_beneath(
-                std::os::fd::AsFd::as_fd(&root),
-                rel,
-                rustix::fs::OFlags::RDONLY,
-            )
-        })
-        .map(File::from)
+        .and_then(|root| crate::beneath::open_regular(std::os::fd::AsFd::as_fd(&root), rel))
         .map_err(|e| {
             Error::io_path("cannot read archive", &real, e)
                 .with_detail(recipe.source.snippet(src.span()))
