@@ -14,6 +14,7 @@ use oci_client::token_cache::{RegistryToken, RegistryTokenType};
 use oci_client::{Client, Reference as OciReference, RegistryOperation};
 use reqwest::header::HeaderValue;
 
+use super::client::MAX_MANIFEST_BYTES;
 use super::credentials::Secret;
 use super::retry::{self, Retry};
 use super::transport::{self, first_line};
@@ -47,9 +48,9 @@ pub(super) struct Auth {
     pub(super) insecure: Vec<String>,
     pub(super) retry: Retry,
     pub(super) events: Events,
-    /// The repositories an identity token was exchanged for, and when to exchange it
-    /// again (oci-client would ask anonymously once the access token expires).
-    identity_grants: tokio::sync::Mutex<BTreeMap<String, IdentityGrant>>,
+    /// The repositories a token was got for and put in oci-client's cache, and when to
+    /// get it again (oci-client would ask anonymously once the token expires).
+    grants: tokio::sync::Mutex<BTreeMap<String, Grant>>,
     /// Tokens for our own requests, per repository and push-or-not, with when to
     /// stop using them.
     our_tokens: tokio::sync::Mutex<BTreeMap<(String, bool), (String, Instant)>>,
@@ -87,43 +88,33 @@ impl Auth {
             insecure,
             retry,
             events,
-            identity_grants: tokio::sync::Mutex::new(BTreeMap::new()),
+            grants: tokio::sync::Mutex::new(BTreeMap::new()),
             our_tokens: tokio::sync::Mutex::new(BTreeMap::new()),
         }
     }
 
-    /// Exchanges the identity token for `repository` now and hands the access token
-    /// to oci-client (which knows Basic credentials only) for every later request.
+    /// Gets a token for `repository` now, with imgbuild's own token request (which
+    /// checks where the credentials go), and puts it in oci-client's token cache, so
+    /// that oci-client never asks a token server itself with our credentials.
     pub(super) async fn grant(
         &self,
         client: &Client,
-        identity: &Secret,
         realm: &str,
         service: Option<&str>,
         repository: &str,
         push: bool,
     ) -> std::result::Result<(), OciDistributionError> {
-        let mut grants = self.identity_grants.lock().await;
-        self.grant_identity(
-            client,
-            &mut grants,
-            identity,
-            realm,
-            service,
-            repository,
-            push,
-        )
-        .await
+        let mut grants = self.grants.lock().await;
+        self.grant_token(client, &mut grants, realm, service, repository, push)
+            .await
     }
 
-    /// Exchanges the identity token for `repository` (pull, or pull and push), puts the
-    /// access token in oci-client's cache, and notes when to exchange it again.
-    #[allow(clippy::too_many_arguments)]
-    async fn grant_identity(
+    /// Gets a token for `repository` (pull, or pull and push), puts it in oci-client's
+    /// cache, and notes when to get it again.
+    async fn grant_token(
         &self,
         client: &Client,
-        grants: &mut BTreeMap<String, IdentityGrant>,
-        identity: &Secret,
+        grants: &mut BTreeMap<String, Grant>,
         realm: &str,
         service: Option<&str>,
         repository: &str,
@@ -131,9 +122,7 @@ impl Auth {
     ) -> std::result::Result<(), OciDistributionError> {
         let actions = if push { "pull,push" } else { "pull" };
         let scopes = [format!("repository:{repository}:{actions}")];
-        let token = self
-            .exchange_identity_token(identity, realm, service, &scopes)
-            .await?;
+        let token = self.request_token(realm, service, &scopes).await?;
         let reference = reference(&self.registry, repository);
         client
             .store_auth_if_needed(reference.resolve_registry(), &RegistryAuth::Anonymous)
@@ -157,22 +146,20 @@ impl Auth {
         }
         let lifetime = token_lifetime(&token);
         let refresh_at = Instant::now() + lifetime - (lifetime / 4).min(Duration::from_secs(30));
-        grants.insert(repository.to_string(), IdentityGrant { push, refresh_at });
+        grants.insert(repository.to_string(), Grant { push, refresh_at });
         Ok(())
     }
 
-    /// Exchanges the identity token again for every repository whose access token is
-    /// about to expire. Called before each attempt of each request.
-    pub(super) async fn refresh_identity(
+    /// Gets a token again for every repository whose token is about to expire (an
+    /// identity token is exchanged again). Called before each attempt of each request.
+    pub(super) async fn refresh_grants(
         &self,
         client: &Client,
     ) -> std::result::Result<(), OciDistributionError> {
-        let (Some(identity), Challenge::Bearer { realm, service }) =
-            (&self.identity_token, &self.challenge)
-        else {
+        let Challenge::Bearer { realm, service } = &self.challenge else {
             return Ok(());
         };
-        let mut grants = self.identity_grants.lock().await;
+        let mut grants = self.grants.lock().await;
         let now = Instant::now();
         let due: Vec<(String, bool)> = grants
             .iter()
@@ -184,10 +171,9 @@ impl Auth {
                 registry: self.registry.clone(),
                 repository: repository.clone(),
             });
-            self.grant_identity(
+            self.grant_token(
                 client,
                 &mut grants,
-                identity,
                 realm,
                 service.as_deref(),
                 &repository,
@@ -221,11 +207,7 @@ impl Auth {
             pairs.append_pair("refresh_token", identity.expose());
         }
         // `connect` refused such a realm already; checked again where the secret leaves.
-        if let Err(why) = transport::credentials_may_go_to(realm, &self.insecure) {
-            return Err(OciDistributionError::GenericError(Some(format!(
-                "imgbuild does not send credentials to the token realm {realm}: {why}"
-            ))));
-        }
+        refuse_realm(realm, &self.insecure)?;
         let body = form.query().unwrap_or_default().to_string();
         let response = retry::request(
             self.retry,
@@ -248,7 +230,8 @@ impl Auth {
         if !response.status().is_success() {
             // An OAuth2 error answer names the problem (`invalid_grant`: the token
             // expired or was revoked); it holds no secret.
-            let body: serde_json::Value = response.json().await.unwrap_or_default();
+            let body: serde_json::Value =
+                serde_json::from_str(&transport::error_body(response).await).unwrap_or_default();
             let error = body["error"].as_str().unwrap_or_default();
             let refused = matches!(code, 401 | 403)
                 || (code == 400 && matches!(error, "invalid_grant" | "invalid_client"));
@@ -264,28 +247,37 @@ impl Auth {
                 message: format!("{error} {description}").trim().to_string(),
             });
         }
-        let token: RegistryToken = response.json().await?;
-        Ok(token.token().to_string())
+        read_token(response, realm).await
     }
 
     /// A token for `scopes`, asked of the realm with our credentials; None when the
-    /// token server refuses (the caller goes on with the token oci-client gets).
+    /// token server refuses (the caller goes on without one).
     pub(super) async fn fetch_token(
         &self,
         realm: &str,
         service: Option<&str>,
         scopes: &[String],
     ) -> Option<String> {
+        self.request_token(realm, service, scopes).await.ok()
+    }
+
+    /// A token for `scopes` from the realm: the identity token exchanged, or a GET
+    /// with the Basic credentials (or none). Credentials go only where
+    /// [`transport::credentials_may_go_to`] allows; the answer is read within
+    /// [`MAX_MANIFEST_BYTES`].
+    pub(super) async fn request_token(
+        &self,
+        realm: &str,
+        service: Option<&str>,
+        scopes: &[String],
+    ) -> std::result::Result<String, OciDistributionError> {
         if let Some(identity) = &self.identity_token {
             return self
                 .exchange_identity_token(identity, realm, service, scopes)
-                .await
-                .ok();
+                .await;
         }
-        if matches!(self.credentials, RegistryAuth::Basic(..))
-            && transport::credentials_may_go_to(realm, &self.insecure).is_err()
-        {
-            return None;
+        if matches!(self.credentials, RegistryAuth::Basic(..)) {
+            refuse_realm(realm, &self.insecure)?;
         }
         let mut query: Vec<(&str, &str)> = scopes.iter().map(|s| ("scope", s.as_str())).collect();
         if let Some(service) = service {
@@ -298,13 +290,17 @@ impl Auth {
             }
             request.send()
         })
-        .await
-        .ok()?;
+        .await?;
+        let code = response.status().as_u16();
         if !response.status().is_success() {
-            return None;
+            let body = first_line(&transport::error_body(response).await);
+            let sep = if body.is_empty() { "" } else { ": " };
+            return Err(OciDistributionError::AuthenticationFailure(format!(
+                "{} answered HTTP {code}{sep}{body}",
+                shown_realm(realm)
+            )));
         }
-        let token: RegistryToken = response.json().await.ok()?;
-        Some(token.token().to_string())
+        read_token(response, realm).await
     }
 
     /// Authorization for a request of ours on `repository` (reading, or pushing too):
@@ -334,6 +330,43 @@ impl Auth {
             _ => None,
         }
     }
+}
+
+/// Err naming the realm when credentials may not be sent there.
+fn refuse_realm(realm: &str, insecure: &[String]) -> std::result::Result<(), OciDistributionError> {
+    transport::credentials_may_go_to(realm, insecure).map_err(|why| {
+        OciDistributionError::GenericError(Some(format!(
+            "imgbuild does not send credentials to the token realm {}: {why}",
+            shown_realm(realm)
+        )))
+    })
+}
+
+/// A realm URL as shown in messages: without userinfo.
+fn shown_realm(realm: &str) -> String {
+    reqwest::Url::parse(realm)
+        .map(|u| transport::without_secrets(&u))
+        .unwrap_or_else(|_| first_line(realm))
+}
+
+/// A token server's answer: JSON with the token, at most [`MAX_MANIFEST_BYTES`].
+async fn read_token(
+    response: reqwest::Response,
+    realm: &str,
+) -> std::result::Result<String, OciDistributionError> {
+    let body = transport::read_capped(response, MAX_MANIFEST_BYTES)
+        .await
+        .map_err(|e| match e {
+            transport::CappedRead::TooLarge => OciDistributionError::GenericError(Some(format!(
+                "the answer of the token server {} is larger than the {} MiB imgbuild accepts; stopped reading",
+                shown_realm(realm),
+                MAX_MANIFEST_BYTES / (1024 * 1024)
+            ))),
+            transport::CappedRead::Failed(e) => OciDistributionError::RequestError(e),
+        })?;
+    let token: RegistryToken = serde_json::from_slice(&body)
+        .map_err(|e| OciDistributionError::RegistryTokenDecodeError(e.to_string()))?;
+    Ok(token.token().to_string())
 }
 
 /// What a GET of ours authenticates with.
@@ -415,9 +448,7 @@ pub(super) fn check_realm(
     insecure: &[String],
 ) -> Result<()> {
     transport::credentials_may_go_to(realm, insecure).map_err(|why| {
-        let shown = reqwest::Url::parse(realm)
-            .map(|u| transport::without_secrets(&u))
-            .unwrap_or_else(|_| first_line(realm));
+        let shown = shown_realm(realm);
         Error::network(format!(
             "registry {registry} asks for credentials to be sent to the token server {shown}; imgbuild refuses: {why}"
         ))
@@ -428,10 +459,10 @@ pub(super) fn check_realm(
     })
 }
 
-/// A repository an identity token was exchanged for.
-struct IdentityGrant {
+/// A repository a token was got for and handed to oci-client.
+struct Grant {
     push: bool,
-    /// When to exchange the identity token again, before the access token expires.
+    /// When to get the token again, before it expires.
     refresh_at: Instant,
 }
 

@@ -176,6 +176,46 @@ pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     parts.join(": ")
 }
 
+/// The most of an error answer's body imgbuild reads (it only shows its first line).
+pub const MAX_ERROR_BODY_BYTES: usize = 64 * 1024;
+
+/// A body longer than the cap it was read under; reading stopped there.
+#[derive(Debug)]
+pub enum CappedRead {
+    TooLarge,
+    Failed(reqwest::Error),
+}
+
+/// Reads a response's body, at most `cap` bytes: refused as soon as its announced
+/// length or what has arrived is larger (the rest is never read).
+pub async fn read_capped(mut response: reqwest::Response, cap: u64) -> Result<Vec<u8>, CappedRead> {
+    if response.content_length().is_some_and(|n| n > cap) {
+        return Err(CappedRead::TooLarge);
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(CappedRead::Failed)? {
+        if (body.len() + chunk.len()) as u64 > cap {
+            return Err(CappedRead::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// An error answer's body as text, its first [`MAX_ERROR_BODY_BYTES`] only (the rest
+/// is not read); empty when it cannot be read.
+pub async fn error_body(mut response: reqwest::Response) -> String {
+    let mut body = Vec::new();
+    while body.len() < MAX_ERROR_BODY_BYTES {
+        match response.chunk().await {
+            Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+            _ => break,
+        }
+    }
+    body.truncate(MAX_ERROR_BODY_BYTES);
+    String::from_utf8_lossy(&body).into_owned()
+}
+
 /// The first line of `s`, at most 200 bytes: for messages quoting a server.
 pub fn first_line(s: &str) -> String {
     let line = s.trim().lines().next().unwrap_or("").trim();

@@ -1,12 +1,15 @@
-//! One registry host, spoken to through oci-client, with the parts oci-client leaves
-//! out wrapped around it:
+//! One registry host. oci-client provides the protocol's types (errors, tokens) but
+//! makes no request of its own: every request is imgbuild's, on one reqwest client
+//! with the rules of [`super::transport`].
 //!
 //! - **Transport choice.** HTTPS, verified against the system roots plus any
 //!   `--registry-ca` file. Plain HTTP only for loopback hosts (`localhost`,
 //!   `127.0.0.0/8`, `[::1]`) and hosts named with `--insecure-registry`, and only when
 //!   HTTPS does not answer there (as Docker treats such hosts).
-//! - **Credentials** from the sources of [`super::credentials`], handed to oci-client
-//!   as Basic credentials, which it uses directly or trades for a Bearer token.
+//! - **Credentials** from the sources of [`super::credentials`], never handed to
+//!   oci-client (left to itself, it would ask `/v2/` again and send them to whatever
+//!   token realm that second answer names); tokens are asked for by [`super::auth`]
+//!   from the realm checked when connecting.
 //!
 //! Split by concern: this file connects and renders errors; [`blobs`], [`manifests`],
 //! [`referrers`] and [`transfer`] hold the requests.
@@ -18,10 +21,12 @@
 //! - **Errors** that name the registry, the repository, the step and the HTTP status,
 //!   with a hint; never a secret (oci-client's own messages carry upload URLs and
 //!   bodies, so they are rewritten here).
-//! - **Our own transfers.** Blob and manifest GETs and blob uploads are made here
-//!   with reqwest, not by oci-client (which reads any manifest whole, follows any
-//!   redirect and any upload `Location`): the rules of [`super::transport`], the 4 MiB
-//!   cap on manifests and configs, the idle timeout and the retry budget.
+//! - **Our own requests.** Blob HEADs, GETs and uploads, manifest GETs and PUTs, and
+//!   token requests are made here with reqwest, not by oci-client (which reads any
+//!   body whole, follows any redirect and any upload `Location`): the rules of
+//!   [`super::transport`], the 4 MiB cap on manifests, configs, indexes and token
+//!   answers (64 KiB, truncated, on error answers), the idle timeout and the retry
+//!   budget.
 //! - **Cross-repository mounts** with a token that also carries pull scope on the
 //!   source repository (oci-client asks for the target's scope only, so a token
 //!   registry would silently turn every mount into an upload), and a 202 answer
@@ -35,8 +40,7 @@ use futures_util::StreamExt;
 use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
 use oci_client::errors::OciDistributionError;
 use oci_client::secrets::RegistryAuth;
-use oci_client::token_cache::RegistryTokenType;
-use oci_client::{Client, Reference as OciReference, RegistryOperation};
+use oci_client::{Client, Reference as OciReference};
 use reqwest::header::HeaderValue;
 
 use super::auth::{check_realm, parse_challenge, with_auth, Auth, Challenge};
@@ -340,9 +344,11 @@ impl RegistryClient {
             retry,
             events: opts.events.clone(),
         };
+        // oci-client is never given the credentials: left to itself, it asks `/v2/`
+        // again and sends them to whatever token realm that answer names.
         let probe = this.reference(repository, None);
         this.client
-            .store_auth_if_needed(probe.resolve_registry(), &this.auth.credentials)
+            .store_auth_if_needed(probe.resolve_registry(), &RegistryAuth::Anonymous)
             .await;
         Ok(this)
     }
@@ -406,80 +412,23 @@ impl RegistryClient {
                 let e = OciDistributionError::UnauthorizedError { url };
                 return Err(self.error("cannot log in", repository, e));
             }
-            return Ok(());
         }
         let Challenge::Bearer { realm, service } = &self.auth.challenge else {
-            // A registry whose /v2/ asked for nothing may still want credentials for a
-            // push (open reads, authenticated writes): when there are some, every request
-            // carries them — ours (`with_basic`) and oci-client's uploads (a Basic entry
-            // in its token cache, which also spares its /v2/ probe before each).
-            if let RegistryAuth::Basic(user, password) = &self.auth.credentials {
-                let reference = self.reference(repository, None);
-                self.client
-                    .store_auth_if_needed(reference.resolve_registry(), &self.auth.credentials)
-                    .await;
-                for op in [RegistryOperation::Pull, RegistryOperation::Push] {
-                    self.client
-                        .tokens
-                        .insert(
-                            &reference,
-                            op,
-                            RegistryTokenType::Basic(user.clone(), password.clone()),
-                        )
-                        .await;
-                }
-            }
+            // Basic, or a registry whose /v2/ asked for nothing but that may still want
+            // credentials for a push (open reads, authenticated writes): when there are
+            // some, every request of ours carries them to the registry's own origin
+            // (`auth::Auth::authorization`).
             return Ok(());
         };
-        let reference = self.reference(repository, None);
-        let op = if push {
-            RegistryOperation::Push
-        } else {
-            RegistryOperation::Pull
-        };
         let what = if push { "push to" } else { "pull from" };
-        if let Some(identity) = &self.auth.identity_token {
-            // oci-client knows Basic credentials only: exchange the identity token for
-            // an access token ourselves, and hand it over for every later request.
-            return self
-                .auth
-                .grant(
-                    &self.client,
-                    identity,
-                    realm,
-                    service.as_deref(),
-                    repository,
-                    push,
-                )
-                .await
-                .map_err(|e| self.error(&format!("cannot get a token to {what}"), repository, e));
-        }
-        self.with_retry(&format!("authorize {repository}"), || async {
-            self.client
-                .auth(&reference, &self.auth.credentials, op)
-                .await
-        })
-        .await
-        .map(|_| ())
-        .map_err(|e| self.error(&format!("cannot get a token to {what}"), repository, e))
-    }
-
-    /// Whether the registry asked for no credentials at all (its `/v2/` answered
-    /// without a challenge). oci-client looks for a token before each operation and,
-    /// finding none to cache on such a registry, asks `/v2/` again every time; the
-    /// requests a re-push consists of (HEADs, the manifest PUT) go straight to the
-    /// registry instead, so a re-push is one HEAD per blob plus the manifest.
-    fn is_open(&self) -> bool {
-        matches!(self.auth.challenge, Challenge::None) && self.registry != "docker.io"
-    }
-
-    /// Basic credentials on a request, when we have them (a registry that asks for none
-    /// on `/v2/` may still want them for a push; `authorize` gives oci-client them too).
-    fn with_basic(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
-        match &self.auth.credentials {
-            RegistryAuth::Basic(user, password) => request.basic_auth(user, Some(password)),
-            _ => request,
-        }
+        // The token comes from imgbuild's own request to the realm `connect` checked
+        // (an identity token exchanged, Basic credentials, or none), never from
+        // oci-client's, which would ask `/v2/` again and follow whatever realm that
+        // second answer names.
+        self.auth
+            .grant(&self.client, realm, service.as_deref(), repository, push)
+            .await
+            .map_err(|e| self.error(&format!("cannot get a token to {what}"), repository, e))
     }
 
     fn api_url(&self, path: &str) -> String {
@@ -520,7 +469,7 @@ impl RegistryClient {
         retry::run(self.retry, &what, &self.events, |_| {
             let attempt = f();
             async move {
-                if let Err(e) = self.auth.refresh_identity(&self.client).await {
+                if let Err(e) = self.auth.refresh_grants(&self.client).await {
                     return Try::Fatal(e);
                 }
                 match attempt.await {
@@ -703,6 +652,7 @@ fn describe(e: &OciDistributionError) -> String {
         OciDistributionError::AuthenticationFailure(reason) => {
             format!("the token server refused: {}", first_line(reason))
         }
+        OciDistributionError::GenericError(Some(message)) => first_line(message),
         other => first_line(&other.to_string()),
     }
 }
