@@ -1,8 +1,8 @@
 //! Authentication with a registry: the challenge its `/v2/` answers with
 //! (`WWW-Authenticate`: none, Basic, or Bearer with a realm and service), the
 //! credentials presented (Basic, or a Docker identity token), the tokens fetched for
-//! our own requests, and the identity-token exchange (OAuth2 refresh-token grant) with
-//! its renewal before the access token expires. Where credentials may be sent is
+//! our requests (only from the realm checked when connecting, with their renewal
+//! before they expire), and the identity-token exchange (OAuth2 refresh-token grant). Where credentials may be sent is
 //! [`super::transport`]'s rule, checked here before any leaves.
 
 use std::collections::BTreeMap;
@@ -10,8 +10,7 @@ use std::time::{Duration, Instant};
 
 use oci_client::errors::OciDistributionError;
 use oci_client::secrets::RegistryAuth;
-use oci_client::token_cache::{RegistryToken, RegistryTokenType};
-use oci_client::{Client, Reference as OciReference, RegistryOperation};
+use oci_client::token_cache::RegistryToken;
 use reqwest::header::HeaderValue;
 
 use super::client::MAX_MANIFEST_BYTES;
@@ -48,21 +47,9 @@ pub(super) struct Auth {
     pub(super) insecure: Vec<String>,
     pub(super) retry: Retry,
     pub(super) events: Events,
-    /// The repositories a token was got for and put in oci-client's cache, and when to
-    /// get it again (oci-client would ask anonymously once the token expires).
-    grants: tokio::sync::Mutex<BTreeMap<String, Grant>>,
     /// Tokens for our own requests, per repository and push-or-not, with when to
     /// stop using them.
     our_tokens: tokio::sync::Mutex<BTreeMap<(String, bool), (String, Instant)>>,
-}
-
-/// The reference oci-client keys its token cache on for `repository`.
-fn reference(registry: &str, repository: &str) -> OciReference {
-    OciReference::with_tag(
-        registry.to_string(),
-        repository.to_string(),
-        "latest".to_string(),
-    )
 }
 
 impl Auth {
@@ -88,99 +75,29 @@ impl Auth {
             insecure,
             retry,
             events,
-            grants: tokio::sync::Mutex::new(BTreeMap::new()),
             our_tokens: tokio::sync::Mutex::new(BTreeMap::new()),
         }
     }
 
-    /// Gets a token for `repository` now, with imgbuild's own token request (which
-    /// checks where the credentials go), and puts it in oci-client's token cache, so
-    /// that oci-client never asks a token server itself with our credentials.
-    pub(super) async fn grant(
+    /// Gets a token for `repository` (reading, or pushing too) now, with imgbuild's own
+    /// token request to the realm checked when connecting, and keeps it for our
+    /// requests: refused credentials fail here, before any work.
+    pub(super) async fn authorize(
         &self,
-        client: &Client,
-        realm: &str,
-        service: Option<&str>,
         repository: &str,
         push: bool,
-    ) -> std::result::Result<(), OciDistributionError> {
-        let mut grants = self.grants.lock().await;
-        self.grant_token(client, &mut grants, realm, service, repository, push)
-            .await
-    }
-
-    /// Gets a token for `repository` (pull, or pull and push), puts it in oci-client's
-    /// cache, and notes when to get it again.
-    async fn grant_token(
-        &self,
-        client: &Client,
-        grants: &mut BTreeMap<String, Grant>,
-        realm: &str,
-        service: Option<&str>,
-        repository: &str,
-        push: bool,
-    ) -> std::result::Result<(), OciDistributionError> {
-        let actions = if push { "pull,push" } else { "pull" };
-        let scopes = [format!("repository:{repository}:{actions}")];
-        let token = self.request_token(realm, service, &scopes).await?;
-        let reference = reference(&self.registry, repository);
-        client
-            .store_auth_if_needed(reference.resolve_registry(), &RegistryAuth::Anonymous)
-            .await;
-        let ops: &[RegistryOperation] = if push {
-            &[RegistryOperation::Pull, RegistryOperation::Push]
-        } else {
-            &[RegistryOperation::Pull]
-        };
-        for op in ops {
-            client
-                .tokens
-                .insert(
-                    &reference,
-                    *op,
-                    RegistryTokenType::Bearer(RegistryToken::Token {
-                        token: token.clone(),
-                    }),
-                )
-                .await;
-        }
-        let lifetime = token_lifetime(&token);
-        let refresh_at = Instant::now() + lifetime - (lifetime / 4).min(Duration::from_secs(30));
-        grants.insert(repository.to_string(), Grant { push, refresh_at });
-        Ok(())
-    }
-
-    /// Gets a token again for every repository whose token is about to expire (an
-    /// identity token is exchanged again). Called before each attempt of each request.
-    pub(super) async fn refresh_grants(
-        &self,
-        client: &Client,
     ) -> std::result::Result<(), OciDistributionError> {
         let Challenge::Bearer { realm, service } = &self.challenge else {
             return Ok(());
         };
-        let mut grants = self.grants.lock().await;
-        let now = Instant::now();
-        let due: Vec<(String, bool)> = grants
-            .iter()
-            .filter(|(_, g)| now >= g.refresh_at)
-            .map(|(r, g)| (r.clone(), g.push))
-            .collect();
-        for (repository, push) in due {
-            self.events.emit(Event::TokenRenewed {
-                registry: self.registry.clone(),
-                repository: repository.clone(),
-            });
-            self.grant_token(
-                client,
-                &mut grants,
-                realm,
-                service.as_deref(),
-                &repository,
-                push,
-            )
+        let mut tokens = self.our_tokens.lock().await;
+        let token = self
+            .request_token(realm, service.as_deref(), &scopes_for(repository, push))
             .await?;
-        }
+        tokens.insert(
+            (repository.to_string(), push),
+            (token.clone(), until(&token)),
+        );
         Ok(())
     }
 
@@ -315,13 +232,16 @@ impl Auth {
                     if Instant::now() < *until {
                         return Some(ReadAuth::Bearer(token.clone()));
                     }
+                    if self.identity_token.is_some() {
+                        self.events.emit(Event::TokenRenewed {
+                            registry: self.registry.clone(),
+                            repository: repository.to_string(),
+                        });
+                    }
                 }
-                let actions = if push { "pull,push" } else { "pull" };
-                let scopes = [format!("repository:{repository}:{actions}")];
+                let scopes = scopes_for(repository, push);
                 let token = self.fetch_token(realm, service.as_deref(), &scopes).await?;
-                let lifetime = token_lifetime(&token);
-                let until = Instant::now() + lifetime - lifetime / 4;
-                tokens.insert(key, (token.clone(), until));
+                tokens.insert(key, (token.clone(), until(&token)));
                 Some(ReadAuth::Bearer(token))
             }
             (_, RegistryAuth::Basic(user, password)) => {
@@ -330,6 +250,18 @@ impl Auth {
             _ => None,
         }
     }
+}
+
+/// The scope of a token for `repository`: pull, or pull and push.
+fn scopes_for(repository: &str, push: bool) -> [String; 1] {
+    let actions = if push { "pull,push" } else { "pull" };
+    [format!("repository:{repository}:{actions}")]
+}
+
+/// When to stop using `token` and ask for another: a quarter of its lifetime early.
+fn until(token: &str) -> Instant {
+    let lifetime = token_lifetime(token);
+    Instant::now() + lifetime - lifetime / 4
 }
 
 /// Err naming the realm when credentials may not be sent there.
@@ -459,15 +391,8 @@ pub(super) fn check_realm(
     })
 }
 
-/// A repository a token was got for and handed to oci-client.
-struct Grant {
-    push: bool,
-    /// When to get the token again, before it expires.
-    refresh_at: Instant,
-}
-
-/// How long an access token lasts: its JWT `exp` claim, else what oci-client assumes
-/// for tokens without one (60 s), after which it would stop using it.
+/// How long an access token lasts: its JWT `exp` claim, else 60 s (what the Docker
+/// token protocol assumes for a token without `expires_in`).
 pub(super) fn token_lifetime(token: &str) -> Duration {
     const ASSUMED: Duration = Duration::from_secs(60);
     let mut parts = token.split('.');

@@ -1,15 +1,15 @@
-//! One registry host. oci-client provides the protocol's types (errors, tokens) but
-//! makes no request of its own: every request is imgbuild's, on one reqwest client
-//! with the rules of [`super::transport`].
+//! One registry host. oci-client provides the protocol's types (errors, credentials,
+//! token answers) and makes no request: every request is imgbuild's, on one reqwest
+//! client with the rules of [`super::transport`].
 //!
 //! - **Transport choice.** HTTPS, verified against the system roots plus any
 //!   `--registry-ca` file. Plain HTTP only for loopback hosts (`localhost`,
 //!   `127.0.0.0/8`, `[::1]`) and hosts named with `--insecure-registry`, and only when
 //!   HTTPS does not answer there (as Docker treats such hosts).
-//! - **Credentials** from the sources of [`super::credentials`], never handed to
-//!   oci-client (left to itself, it would ask `/v2/` again and send them to whatever
-//!   token realm that second answer names); tokens are asked for by [`super::auth`]
-//!   from the realm checked when connecting.
+//! - **Credentials** from the sources of [`super::credentials`]; tokens are asked for
+//!   by [`super::auth`] from the realm checked when connecting, never from a realm a
+//!   later answer names (oci-client's `Client::auth` asked `/v2/` again and sent the
+//!   credentials to whatever realm that second answer named).
 //!
 //! Split by concern: this file connects and renders errors; [`blobs`], [`manifests`],
 //! [`referrers`] and [`transfer`] hold the requests.
@@ -37,10 +37,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
 use oci_client::errors::OciDistributionError;
 use oci_client::secrets::RegistryAuth;
-use oci_client::{Client, Reference as OciReference};
 use reqwest::header::HeaderValue;
 
 use super::auth::{check_realm, parse_challenge, with_auth, Auth, Challenge};
@@ -109,7 +107,6 @@ pub struct RegistryClient {
     /// The host as written in references (`127.0.0.1:5000`, `docker.io`).
     registry: String,
     scheme: &'static str,
-    client: Client,
     http: reqwest::Client,
     /// The registry's challenge, our credentials and tokens.
     auth: Auth,
@@ -161,8 +158,8 @@ fn load_certificates(files: &[PathBuf]) -> Result<Vec<Vec<u8>>> {
     Ok(out)
 }
 
-/// The credentials for `repository` at `registry`: what oci-client is given, where
-/// they came from, and an identity token (presented as anonymous to oci-client).
+/// The credentials for `repository` at `registry`: Basic ones (or anonymous), where
+/// they came from, and an identity token (with anonymous as the Basic part).
 async fn find_credentials(
     registry: &str,
     repository: &str,
@@ -244,36 +241,6 @@ async fn ping(
     Ok(answer)
 }
 
-/// oci-client's client for `registry` over `scheme`, trusting the `--registry-ca`
-/// certificates `pems` too.
-fn oci_client(registry: &str, scheme: &str, pems: Vec<Vec<u8>>, opts: &Options) -> Result<Client> {
-    let mut extra = Vec::new();
-    for pem in pems {
-        extra.push(Certificate {
-            encoding: CertificateEncoding::Pem,
-            data: pem,
-        });
-    }
-    let config = ClientConfig {
-        protocol: if scheme == "http" {
-            ClientProtocol::HttpsExcept(vec![registry.to_string()])
-        } else {
-            ClientProtocol::Https
-        },
-        extra_root_certificates: extra,
-        use_monolithic_push: true,
-        platform_resolver: None,
-        max_concurrent_upload: CONCURRENCY,
-        max_concurrent_download: CONCURRENCY,
-        connect_timeout: Some(CONNECT_TIMEOUT),
-        read_timeout: Some(opts.idle_timeout),
-        user_agent: USER_AGENT,
-        ..ClientConfig::default()
-    };
-    Client::try_from(config)
-        .map_err(|e| Error::network(format!("cannot set up a client for {registry}: {e}")))
-}
-
 /// A reqwest client builder with imgbuild's timeouts, user agent and redirect rules
 /// ([`transport::redirect_policy`]), trusting the system roots plus every
 /// `--registry-ca` file. Registries and url archives share it, so that one flag
@@ -295,7 +262,6 @@ impl RegistryClient {
     /// Connects to `registry` (pings `/v2/`, chooses HTTPS or HTTP, finds credentials
     /// for `repository`).
     pub async fn connect(registry: &str, repository: &str, opts: &Options) -> Result<Self> {
-        let pems = load_certificates(&opts.ca_files)?;
         let http = http_client_builder(opts)?
             .build()
             .map_err(|e| Error::network(format!("cannot set up HTTPS: {}", error_chain(&e))))?;
@@ -322,11 +288,9 @@ impl RegistryClient {
             }
         };
 
-        let client = oci_client(registry, scheme, pems, opts)?;
         let this = RegistryClient {
             registry: registry.to_string(),
             scheme,
-            client,
             http: http.clone(),
             auth: Auth::new(
                 registry,
@@ -344,12 +308,6 @@ impl RegistryClient {
             retry,
             events: opts.events.clone(),
         };
-        // oci-client is never given the credentials: left to itself, it asks `/v2/`
-        // again and sends them to whatever token realm that answer names.
-        let probe = this.reference(repository, None);
-        this.client
-            .store_auth_if_needed(probe.resolve_registry(), &RegistryAuth::Anonymous)
-            .await;
         Ok(this)
     }
 
@@ -367,27 +325,9 @@ impl RegistryClient {
         self.scheme
     }
 
-    fn reference(&self, repository: &str, tag_or_digest: Option<&str>) -> OciReference {
-        match tag_or_digest {
-            Some(d) if d.starts_with("sha256:") => OciReference::with_digest(
-                self.registry.clone(),
-                repository.to_string(),
-                d.to_string(),
-            ),
-            Some(t) => {
-                OciReference::with_tag(self.registry.clone(), repository.to_string(), t.to_string())
-            }
-            None => OciReference::with_tag(
-                self.registry.clone(),
-                repository.to_string(),
-                "latest".to_string(),
-            ),
-        }
-    }
-
-    /// Gets a token for `operation` on `repository` now, so that refused credentials
-    /// fail with a clear message before any work (oci-client would otherwise fall
-    /// back to anonymous requests and report a bare 401 later).
+    /// Gets a token for `repository` (reading, or pushing too) now, so that refused
+    /// credentials fail with a clear message before any work (rather than as a bare
+    /// 401 later).
     pub async fn authorize(&self, repository: &str, push: bool) -> Result<()> {
         if let Challenge::Basic = self.auth.challenge {
             // Basic: ask /v2/ again with the credentials (if any).
@@ -413,7 +353,7 @@ impl RegistryClient {
                 return Err(self.error("cannot log in", repository, e));
             }
         }
-        let Challenge::Bearer { realm, service } = &self.auth.challenge else {
+        let Challenge::Bearer { .. } = &self.auth.challenge else {
             // Basic, or a registry whose /v2/ asked for nothing but that may still want
             // credentials for a push (open reads, authenticated writes): when there are
             // some, every request of ours carries them to the registry's own origin
@@ -422,11 +362,11 @@ impl RegistryClient {
         };
         let what = if push { "push to" } else { "pull from" };
         // The token comes from imgbuild's own request to the realm `connect` checked
-        // (an identity token exchanged, Basic credentials, or none), never from
-        // oci-client's, which would ask `/v2/` again and follow whatever realm that
-        // second answer names.
+        // (an identity token exchanged, Basic credentials, or none). Never asking
+        // `/v2/` again for it: a later answer may name another realm (oci-client's
+        // `Client::auth` did, and sent the credentials there).
         self.auth
-            .grant(&self.client, realm, service.as_deref(), repository, push)
+            .authorize(repository, push)
             .await
             .map_err(|e| self.error(&format!("cannot get a token to {what}"), repository, e))
     }
@@ -454,8 +394,8 @@ impl RegistryClient {
         )
     }
 
-    /// Runs an oci-client step under the retry policy, the identity token renewed
-    /// before each attempt when due.
+    /// Runs a step of ours under the retry policy (tokens are renewed when due by
+    /// [`Auth::authorization`], which each attempt asks).
     async fn with_retry<T, F, Fut>(
         &self,
         what: &str,
@@ -469,9 +409,6 @@ impl RegistryClient {
         retry::run(self.retry, &what, &self.events, |_| {
             let attempt = f();
             async move {
-                if let Err(e) = self.auth.refresh_grants(&self.client).await {
-                    return Try::Fatal(e);
-                }
                 match attempt.await {
                     Ok(v) => Try::Done(v),
                     Err(e) if is_retryable(&e) => Try::retry(describe(&e), e),
@@ -587,7 +524,7 @@ fn status_of(e: &OciDistributionError) -> Option<u16> {
 }
 
 /// The host that serves the registry API: Docker Hub's references say `docker.io`, its
-/// API answers at `index.docker.io` (where oci-client sends its own requests too).
+/// API answers at `index.docker.io`.
 fn api_host(registry: &str) -> &str {
     if registry == "docker.io" {
         "index.docker.io"
@@ -617,7 +554,7 @@ fn is_retryable(e: &OciDistributionError) -> bool {
     }
 }
 
-/// One line for an oci-client error, without upload URLs (they carry session state)
+/// One line for an error of a step, without upload URLs (they carry session state)
 /// and without long bodies.
 fn describe(e: &OciDistributionError) -> String {
     match e {
