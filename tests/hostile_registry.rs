@@ -82,6 +82,112 @@ fn credentials_are_not_sent_to_a_plain_http_token_realm_on_another_host() {
     );
 }
 
+/// A registry whose first `/v2/` names an allowed token realm (plain HTTP on
+/// loopback) and every later one a plain-HTTP realm on another host: imgbuild gets
+/// its tokens from the realm it checked, and nothing it sends ever carries the
+/// credentials to the other host (oci-client, left to itself, asked `/v2/` again and
+/// sent them to the second realm).
+#[test]
+fn credentials_are_not_sent_to_a_token_realm_named_by_a_later_challenge() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let proxy = recording_proxy();
+    // The allowed realm: refuses, so that the build stops at the token.
+    let token = FakeServer::start(|_, out| respond(out, 401, &[], b"{\"details\":\"denied\"}"));
+    let allowed = format!("http://{}/token", token.host());
+    let elsewhere = "http://token.attacker.test/token";
+    let pings = std::sync::Arc::new(AtomicUsize::new(0));
+    let registry = {
+        let (allowed, pings) = (allowed.clone(), pings.clone());
+        FakeServer::start(move |req, out| {
+            let realm = if req.target == "/v2/" && pings.fetch_add(1, Ordering::SeqCst) == 0 {
+                allowed.as_str()
+            } else {
+                elsewhere
+            };
+            let challenge = format!("Bearer realm=\"{realm}\",service=\"fake\"");
+            respond(out, 401, &[("WWW-Authenticate", &challenge)], b"{}");
+        })
+    };
+    let ctx = ctx_with_base(&format!("{}/base@{ZERO_DIGEST}", registry.host()));
+    let o = imgbuild_behind(&proxy)
+        .env("IMGBUILD_REGISTRY_USER", USER)
+        .env("IMGBUILD_REGISTRY_PASSWORD", PASSWORD)
+        .arg("build")
+        .arg(ctx.recipe())
+        .arg("--out")
+        .arg(ctx.path().join("out"))
+        .output()
+        .unwrap();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(3), "{err}");
+    let leaked: Vec<_> = proxy
+        .requests()
+        .into_iter()
+        .filter(|r| r.header("authorization").is_some() || r.target.contains(PASSWORD))
+        .collect();
+    assert!(leaked.is_empty(), "credentials left loopback: {leaked:?}");
+    assert!(
+        proxy
+            .requests()
+            .iter()
+            .all(|r| !r.target.contains("attacker")),
+        "{:?}",
+        proxy.requests()
+    );
+    // The credentials went to the allowed realm, and only there.
+    assert!(
+        token.requests().iter().any(|r| r
+            .header("authorization")
+            .is_some_and(|a| a.starts_with("Basic "))),
+        "{:?}",
+        token.requests()
+    );
+    assert!(!err.contains(PASSWORD), "{err}");
+    // The error names the realm the credentials were offered to, and only that one.
+    assert!(err.contains(&allowed), "names the realm: {err}");
+    assert!(!err.contains("attacker"), "{err}");
+}
+
+/// A token server that answers with an endless body: imgbuild stops reading at the
+/// cap and says so, instead of reading it all.
+#[test]
+fn a_huge_token_answer_is_refused_without_reading_it_all() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    const HUGE: usize = 200 << 20;
+    let written = std::sync::Arc::new(AtomicUsize::new(0));
+    let counter = written.clone();
+    let token = FakeServer::start(move |_, out| {
+        use std::io::Write;
+        // No Content-Length: the body ends when the connection closes.
+        let head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n{\"token\":\"";
+        let _ = out.write_all(head.as_bytes());
+        let chunk = vec![b'a'; 1 << 20];
+        while counter.load(Ordering::SeqCst) < HUGE {
+            if out.write_all(&chunk).is_err() {
+                break;
+            }
+            counter.fetch_add(chunk.len(), Ordering::SeqCst);
+        }
+    });
+    let realm = format!("http://{}/token", token.host());
+    let registry = FakeServer::start(move |_, out| {
+        let challenge = format!("Bearer realm=\"{realm}\",service=\"fake\"");
+        respond(out, 401, &[("WWW-Authenticate", &challenge)], b"{}");
+    });
+    let (o, _ctx) = build_on(
+        &format!("{}/base@{ZERO_DIGEST}", registry.host()),
+        &[],
+        imgbuild(),
+    );
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(3), "{err}");
+    assert!(err.contains("larger than the 4 MiB"), "{err}");
+    assert!(err.contains("stopped reading"), "{err}");
+    // imgbuild hung up long before the end (socket buffers hold a few MiB more).
+    let sent = written.load(Ordering::SeqCst);
+    assert!(sent < HUGE / 4, "the server wrote {sent} bytes");
+}
+
 /// Runs imgbuild and checks that it failed with exit 2, never showing `PASSWORD`, and
 /// pointing at where credentials belong.
 fn assert_refused_without_secret(o: &std::process::Output) -> String {

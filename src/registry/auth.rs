@@ -1,8 +1,8 @@
 //! Authentication with a registry: the challenge its `/v2/` answers with
 //! (`WWW-Authenticate`: none, Basic, or Bearer with a realm and service), the
 //! credentials presented (Basic, or a Docker identity token), the tokens fetched for
-//! our own requests, and the identity-token exchange (OAuth2 refresh-token grant) with
-//! its renewal before the access token expires. Where credentials may be sent is
+//! our requests (only from the realm checked when connecting, with their renewal
+//! before they expire), and the identity-token exchange (OAuth2 refresh-token grant). Where credentials may be sent is
 //! [`super::transport`]'s rule, checked here before any leaves.
 
 use std::collections::BTreeMap;
@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 
 use oci_client::errors::OciDistributionError;
 use oci_client::secrets::RegistryAuth;
-use oci_client::token_cache::{RegistryToken, RegistryTokenType};
-use oci_client::{Client, Reference as OciReference, RegistryOperation};
+use oci_client::token_cache::RegistryToken;
 use reqwest::header::HeaderValue;
 
+use super::client::MAX_MANIFEST_BYTES;
 use super::credentials::Secret;
 use super::retry::{self, Retry};
 use super::transport::{self, first_line};
@@ -47,21 +47,9 @@ pub(super) struct Auth {
     pub(super) insecure: Vec<String>,
     pub(super) retry: Retry,
     pub(super) events: Events,
-    /// The repositories an identity token was exchanged for, and when to exchange it
-    /// again (oci-client would ask anonymously once the access token expires).
-    identity_grants: tokio::sync::Mutex<BTreeMap<String, IdentityGrant>>,
     /// Tokens for our own requests, per repository and push-or-not, with when to
     /// stop using them.
     our_tokens: tokio::sync::Mutex<BTreeMap<(String, bool), (String, Instant)>>,
-}
-
-/// The reference oci-client keys its token cache on for `repository`.
-fn reference(registry: &str, repository: &str) -> OciReference {
-    OciReference::with_tag(
-        registry.to_string(),
-        repository.to_string(),
-        "latest".to_string(),
-    )
 }
 
 impl Auth {
@@ -87,114 +75,29 @@ impl Auth {
             insecure,
             retry,
             events,
-            identity_grants: tokio::sync::Mutex::new(BTreeMap::new()),
             our_tokens: tokio::sync::Mutex::new(BTreeMap::new()),
         }
     }
 
-    /// Exchanges the identity token for `repository` now and hands the access token
-    /// to oci-client (which knows Basic credentials only) for every later request.
-    pub(super) async fn grant(
+    /// Gets a token for `repository` (reading, or pushing too) now, with imgbuild's own
+    /// token request to the realm checked when connecting, and keeps it for our
+    /// requests: refused credentials fail here, before any work.
+    pub(super) async fn authorize(
         &self,
-        client: &Client,
-        identity: &Secret,
-        realm: &str,
-        service: Option<&str>,
         repository: &str,
         push: bool,
     ) -> std::result::Result<(), OciDistributionError> {
-        let mut grants = self.identity_grants.lock().await;
-        self.grant_identity(
-            client,
-            &mut grants,
-            identity,
-            realm,
-            service,
-            repository,
-            push,
-        )
-        .await
-    }
-
-    /// Exchanges the identity token for `repository` (pull, or pull and push), puts the
-    /// access token in oci-client's cache, and notes when to exchange it again.
-    #[allow(clippy::too_many_arguments)]
-    async fn grant_identity(
-        &self,
-        client: &Client,
-        grants: &mut BTreeMap<String, IdentityGrant>,
-        identity: &Secret,
-        realm: &str,
-        service: Option<&str>,
-        repository: &str,
-        push: bool,
-    ) -> std::result::Result<(), OciDistributionError> {
-        let actions = if push { "pull,push" } else { "pull" };
-        let scopes = [format!("repository:{repository}:{actions}")];
-        let token = self
-            .exchange_identity_token(identity, realm, service, &scopes)
-            .await?;
-        let reference = reference(&self.registry, repository);
-        client
-            .store_auth_if_needed(reference.resolve_registry(), &RegistryAuth::Anonymous)
-            .await;
-        let ops: &[RegistryOperation] = if push {
-            &[RegistryOperation::Pull, RegistryOperation::Push]
-        } else {
-            &[RegistryOperation::Pull]
-        };
-        for op in ops {
-            client
-                .tokens
-                .insert(
-                    &reference,
-                    *op,
-                    RegistryTokenType::Bearer(RegistryToken::Token {
-                        token: token.clone(),
-                    }),
-                )
-                .await;
-        }
-        let lifetime = token_lifetime(&token);
-        let refresh_at = Instant::now() + lifetime - (lifetime / 4).min(Duration::from_secs(30));
-        grants.insert(repository.to_string(), IdentityGrant { push, refresh_at });
-        Ok(())
-    }
-
-    /// Exchanges the identity token again for every repository whose access token is
-    /// about to expire. Called before each attempt of each request.
-    pub(super) async fn refresh_identity(
-        &self,
-        client: &Client,
-    ) -> std::result::Result<(), OciDistributionError> {
-        let (Some(identity), Challenge::Bearer { realm, service }) =
-            (&self.identity_token, &self.challenge)
-        else {
+        let Challenge::Bearer { realm, service } = &self.challenge else {
             return Ok(());
         };
-        let mut grants = self.identity_grants.lock().await;
-        let now = Instant::now();
-        let due: Vec<(String, bool)> = grants
-            .iter()
-            .filter(|(_, g)| now >= g.refresh_at)
-            .map(|(r, g)| (r.clone(), g.push))
-            .collect();
-        for (repository, push) in due {
-            self.events.emit(Event::TokenRenewed {
-                registry: self.registry.clone(),
-                repository: repository.clone(),
-            });
-            self.grant_identity(
-                client,
-                &mut grants,
-                identity,
-                realm,
-                service.as_deref(),
-                &repository,
-                push,
-            )
+        let mut tokens = self.our_tokens.lock().await;
+        let token = self
+            .request_token(realm, service.as_deref(), &scopes_for(repository, push))
             .await?;
-        }
+        tokens.insert(
+            (repository.to_string(), push),
+            (token.clone(), until(&token)),
+        );
         Ok(())
     }
 
@@ -221,11 +124,7 @@ impl Auth {
             pairs.append_pair("refresh_token", identity.expose());
         }
         // `connect` refused such a realm already; checked again where the secret leaves.
-        if let Err(why) = transport::credentials_may_go_to(realm, &self.insecure) {
-            return Err(OciDistributionError::GenericError(Some(format!(
-                "imgbuild does not send credentials to the token realm {realm}: {why}"
-            ))));
-        }
+        refuse_realm(realm, &self.insecure)?;
         let body = form.query().unwrap_or_default().to_string();
         let response = retry::request(
             self.retry,
@@ -248,7 +147,8 @@ impl Auth {
         if !response.status().is_success() {
             // An OAuth2 error answer names the problem (`invalid_grant`: the token
             // expired or was revoked); it holds no secret.
-            let body: serde_json::Value = response.json().await.unwrap_or_default();
+            let body: serde_json::Value =
+                serde_json::from_str(&transport::error_body(response).await).unwrap_or_default();
             let error = body["error"].as_str().unwrap_or_default();
             let refused = matches!(code, 401 | 403)
                 || (code == 400 && matches!(error, "invalid_grant" | "invalid_client"));
@@ -264,28 +164,37 @@ impl Auth {
                 message: format!("{error} {description}").trim().to_string(),
             });
         }
-        let token: RegistryToken = response.json().await?;
-        Ok(token.token().to_string())
+        read_token(response, realm).await
     }
 
     /// A token for `scopes`, asked of the realm with our credentials; None when the
-    /// token server refuses (the caller goes on with the token oci-client gets).
+    /// token server refuses (the caller goes on without one).
     pub(super) async fn fetch_token(
         &self,
         realm: &str,
         service: Option<&str>,
         scopes: &[String],
     ) -> Option<String> {
+        self.request_token(realm, service, scopes).await.ok()
+    }
+
+    /// A token for `scopes` from the realm: the identity token exchanged, or a GET
+    /// with the Basic credentials (or none). Credentials go only where
+    /// [`transport::credentials_may_go_to`] allows; the answer is read within
+    /// [`MAX_MANIFEST_BYTES`].
+    pub(super) async fn request_token(
+        &self,
+        realm: &str,
+        service: Option<&str>,
+        scopes: &[String],
+    ) -> std::result::Result<String, OciDistributionError> {
         if let Some(identity) = &self.identity_token {
             return self
                 .exchange_identity_token(identity, realm, service, scopes)
-                .await
-                .ok();
+                .await;
         }
-        if matches!(self.credentials, RegistryAuth::Basic(..))
-            && transport::credentials_may_go_to(realm, &self.insecure).is_err()
-        {
-            return None;
+        if matches!(self.credentials, RegistryAuth::Basic(..)) {
+            refuse_realm(realm, &self.insecure)?;
         }
         let mut query: Vec<(&str, &str)> = scopes.iter().map(|s| ("scope", s.as_str())).collect();
         if let Some(service) = service {
@@ -298,13 +207,17 @@ impl Auth {
             }
             request.send()
         })
-        .await
-        .ok()?;
+        .await?;
+        let code = response.status().as_u16();
         if !response.status().is_success() {
-            return None;
+            let body = first_line(&transport::error_body(response).await);
+            let sep = if body.is_empty() { "" } else { ": " };
+            return Err(OciDistributionError::AuthenticationFailure(format!(
+                "{} answered HTTP {code}{sep}{body}",
+                shown_realm(realm)
+            )));
         }
-        let token: RegistryToken = response.json().await.ok()?;
-        Some(token.token().to_string())
+        read_token(response, realm).await
     }
 
     /// Authorization for a request of ours on `repository` (reading, or pushing too):
@@ -319,13 +232,16 @@ impl Auth {
                     if Instant::now() < *until {
                         return Some(ReadAuth::Bearer(token.clone()));
                     }
+                    if self.identity_token.is_some() {
+                        self.events.emit(Event::TokenRenewed {
+                            registry: self.registry.clone(),
+                            repository: repository.to_string(),
+                        });
+                    }
                 }
-                let actions = if push { "pull,push" } else { "pull" };
-                let scopes = [format!("repository:{repository}:{actions}")];
+                let scopes = scopes_for(repository, push);
                 let token = self.fetch_token(realm, service.as_deref(), &scopes).await?;
-                let lifetime = token_lifetime(&token);
-                let until = Instant::now() + lifetime - lifetime / 4;
-                tokens.insert(key, (token.clone(), until));
+                tokens.insert(key, (token.clone(), until(&token)));
                 Some(ReadAuth::Bearer(token))
             }
             (_, RegistryAuth::Basic(user, password)) => {
@@ -334,6 +250,55 @@ impl Auth {
             _ => None,
         }
     }
+}
+
+/// The scope of a token for `repository`: pull, or pull and push.
+fn scopes_for(repository: &str, push: bool) -> [String; 1] {
+    let actions = if push { "pull,push" } else { "pull" };
+    [format!("repository:{repository}:{actions}")]
+}
+
+/// When to stop using `token` and ask for another: a quarter of its lifetime early.
+fn until(token: &str) -> Instant {
+    let lifetime = token_lifetime(token);
+    Instant::now() + lifetime - lifetime / 4
+}
+
+/// Err naming the realm when credentials may not be sent there.
+fn refuse_realm(realm: &str, insecure: &[String]) -> std::result::Result<(), OciDistributionError> {
+    transport::credentials_may_go_to(realm, insecure).map_err(|why| {
+        OciDistributionError::GenericError(Some(format!(
+            "imgbuild does not send credentials to the token realm {}: {why}",
+            shown_realm(realm)
+        )))
+    })
+}
+
+/// A realm URL as shown in messages: without userinfo.
+fn shown_realm(realm: &str) -> String {
+    reqwest::Url::parse(realm)
+        .map(|u| transport::without_secrets(&u))
+        .unwrap_or_else(|_| first_line(realm))
+}
+
+/// A token server's answer: JSON with the token, at most [`MAX_MANIFEST_BYTES`].
+async fn read_token(
+    response: reqwest::Response,
+    realm: &str,
+) -> std::result::Result<String, OciDistributionError> {
+    let body = transport::read_capped(response, MAX_MANIFEST_BYTES)
+        .await
+        .map_err(|e| match e {
+            transport::CappedRead::TooLarge => OciDistributionError::GenericError(Some(format!(
+                "the answer of the token server {} is larger than the {} MiB imgbuild accepts; stopped reading",
+                shown_realm(realm),
+                MAX_MANIFEST_BYTES / (1024 * 1024)
+            ))),
+            transport::CappedRead::Failed(e) => OciDistributionError::RequestError(e),
+        })?;
+    let token: RegistryToken = serde_json::from_slice(&body)
+        .map_err(|e| OciDistributionError::RegistryTokenDecodeError(e.to_string()))?;
+    Ok(token.token().to_string())
 }
 
 /// What a GET of ours authenticates with.
@@ -415,9 +380,7 @@ pub(super) fn check_realm(
     insecure: &[String],
 ) -> Result<()> {
     transport::credentials_may_go_to(realm, insecure).map_err(|why| {
-        let shown = reqwest::Url::parse(realm)
-            .map(|u| transport::without_secrets(&u))
-            .unwrap_or_else(|_| first_line(realm));
+        let shown = shown_realm(realm);
         Error::network(format!(
             "registry {registry} asks for credentials to be sent to the token server {shown}; imgbuild refuses: {why}"
         ))
@@ -428,15 +391,8 @@ pub(super) fn check_realm(
     })
 }
 
-/// A repository an identity token was exchanged for.
-struct IdentityGrant {
-    push: bool,
-    /// When to exchange the identity token again, before the access token expires.
-    refresh_at: Instant,
-}
-
-/// How long an access token lasts: its JWT `exp` claim, else what oci-client assumes
-/// for tokens without one (60 s), after which it would stop using it.
+/// How long an access token lasts: its JWT `exp` claim, else 60 s (what the Docker
+/// token protocol assumes for a token without `expires_in`).
 pub(super) fn token_lifetime(token: &str) -> Duration {
     const ASSUMED: Duration = Duration::from_secs(60);
     let mut parts = token.split('.');

@@ -176,6 +176,46 @@ pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     parts.join(": ")
 }
 
+/// The most of an error answer's body imgbuild reads (it only shows its first line).
+pub const MAX_ERROR_BODY_BYTES: usize = 64 * 1024;
+
+/// A body longer than the cap it was read under; reading stopped there.
+#[derive(Debug)]
+pub enum CappedRead {
+    TooLarge,
+    Failed(reqwest::Error),
+}
+
+/// Reads a response's body, at most `cap` bytes: refused as soon as its announced
+/// length or what has arrived is larger (the rest is never read).
+pub async fn read_capped(mut response: reqwest::Response, cap: u64) -> Result<Vec<u8>, CappedRead> {
+    if response.content_length().is_some_and(|n| n > cap) {
+        return Err(CappedRead::TooLarge);
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(CappedRead::Failed)? {
+        if (body.len() + chunk.len()) as u64 > cap {
+            return Err(CappedRead::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// An error answer's body as text, its first [`MAX_ERROR_BODY_BYTES`] only (the rest
+/// is not read); empty when it cannot be read.
+pub async fn error_body(mut response: reqwest::Response) -> String {
+    let mut body = Vec::new();
+    while body.len() < MAX_ERROR_BODY_BYTES {
+        match response.chunk().await {
+            Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+            _ => break,
+        }
+    }
+    body.truncate(MAX_ERROR_BODY_BYTES);
+    String::from_utf8_lossy(&body).into_owned()
+}
+
 /// The first line of `s`, at most 200 bytes: for messages quoting a server.
 pub fn first_line(s: &str) -> String {
     let line = s.trim().lines().next().unwrap_or("").trim();
@@ -315,5 +355,89 @@ mod tests {
         ] {
             assert!(!is_loopback(host), "{host}");
         }
+    }
+
+    /// A server on 127.0.0.1 answering one request with `head` then `body`; returns
+    /// the URL and how many body bytes it managed to write.
+    fn serve_once(
+        head: String,
+        body: Vec<u8>,
+        repeat: usize,
+    ) -> (String, std::thread::JoinHandle<usize>) {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/", listener.local_addr().unwrap());
+        let server = std::thread::spawn(move || {
+            let (mut conn, _) = listener.accept().unwrap();
+            conn.set_write_timeout(Some(std::time::Duration::from_secs(30)))
+                .unwrap();
+            let mut request = [0u8; 4096];
+            let _ = conn.read(&mut request);
+            let _ = conn.write_all(head.as_bytes());
+            let mut written = 0;
+            for _ in 0..repeat {
+                if conn.write_all(&body).is_err() {
+                    break;
+                }
+                written += body.len();
+            }
+            written
+        });
+        (url, server)
+    }
+
+    fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
+
+    #[test]
+    fn a_body_past_the_cap_is_refused_and_not_read_to_the_end() {
+        const CHUNK: usize = 1 << 20;
+        const CHUNKS: usize = 200;
+        // No Content-Length: the body ends when the connection closes.
+        let head = "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n".to_string();
+        let (url, server) = serve_once(head, vec![b'x'; CHUNK], CHUNKS);
+        let got = block_on(async {
+            let response = get_async(&url).await;
+            read_capped(response, 64 * 1024).await
+        });
+        assert!(matches!(got, Err(CappedRead::TooLarge)), "{got:?}");
+        // The server saw the client hang up long before the end.
+        let written = server.join().unwrap();
+        assert!(
+            written < CHUNK * CHUNKS / 4,
+            "the server wrote {written} bytes"
+        );
+    }
+
+    #[test]
+    fn an_announced_length_past_the_cap_is_refused_before_reading() {
+        let head = "HTTP/1.1 200 OK\r\nContent-Length: 10485760\r\nConnection: close\r\n\r\n";
+        let (url, server) = serve_once(head.to_string(), Vec::new(), 0);
+        let got = block_on(async {
+            let response = get_async(&url).await;
+            read_capped(response, 1024).await
+        });
+        assert!(matches!(got, Err(CappedRead::TooLarge)), "{got:?}");
+        server.join().unwrap();
+    }
+
+    #[test]
+    fn an_error_body_is_truncated_not_refused() {
+        let len = 3 * MAX_ERROR_BODY_BYTES;
+        let head = format!("HTTP/1.1 500 X\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n");
+        let (url, server) = serve_once(head, vec![b'e'; len], 1);
+        let body = block_on(async { error_body(get_async(&url).await).await });
+        assert_eq!(body.len(), MAX_ERROR_BODY_BYTES);
+        assert!(body.bytes().all(|b| b == b'e'));
+        let _ = server.join();
+    }
+
+    async fn get_async(url: &str) -> reqwest::Response {
+        reqwest::Client::new().get(url).send().await.unwrap()
     }
 }

@@ -8,27 +8,21 @@ use super::*;
 impl RegistryClient {
     /// HEAD: does the repository hold the blob?
     pub async fn blob_exists(&self, repository: &str, digest: &Digest) -> Result<bool> {
-        let reference = self.reference(repository, None);
         let d = digest.to_string();
-        self.with_retry(&format!("HEAD blob {d}"), || async {
-            if self.is_open() {
-                self.head_blob_open(repository, &d).await
-            } else {
-                self.client.blob_exists(&reference, &d).await
-            }
-        })
-        .await
-        .map_err(|e| self.error(&format!("cannot check for blob {d}"), repository, e))
+        self.with_retry(&format!("HEAD blob {d}"), || self.head_blob(repository, &d))
+            .await
+            .map_err(|e| self.error(&format!("cannot check for blob {d}"), repository, e))
     }
 
-    /// HEAD a blob on an open registry: Ok(true) for 2xx, Ok(false) for 404.
-    pub(super) async fn head_blob_open(
+    /// HEAD a blob, with our authorization: Ok(true) for 2xx, Ok(false) for 404.
+    pub(super) async fn head_blob(
         &self,
         repository: &str,
         digest: &str,
     ) -> std::result::Result<bool, OciDistributionError> {
         let url = self.api_url(&format!("{repository}/blobs/{digest}"));
-        let response = self.with_basic(self.http.head(&url)).send().await?;
+        let auth = self.auth.authorization(repository, false).await;
+        let response = with_auth(self.http.head(&url), &auth).send().await?;
         match response.status().as_u16() {
             200..=299 => Ok(true),
             404 => Ok(false),

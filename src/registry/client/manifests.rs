@@ -15,8 +15,9 @@ pub(super) const MANIFEST_TYPES: &[&str] = &[
 ];
 
 impl RegistryClient {
-    /// PUT a manifest's exact bytes on an open registry.
-    pub(super) async fn put_manifest_open(
+    /// PUT a manifest's exact bytes, with our authorization (an error answer's body
+    /// is read up to [`transport::MAX_ERROR_BODY_BYTES`]).
+    pub(super) async fn put_manifest_once(
         &self,
         repository: &str,
         tag_or_digest: &str,
@@ -24,8 +25,8 @@ impl RegistryClient {
         content_type: HeaderValue,
     ) -> std::result::Result<(), OciDistributionError> {
         let url = self.api_url(&format!("{repository}/manifests/{tag_or_digest}"));
-        let response = self
-            .with_basic(self.http.put(&url))
+        let auth = self.auth.authorization(repository, true).await;
+        let response = with_auth(self.http.put(&url), &auth)
             .header(reqwest::header::CONTENT_TYPE, content_type)
             .body(body)
             .send()
@@ -34,7 +35,7 @@ impl RegistryClient {
         if (200..300).contains(&code) {
             return Ok(());
         }
-        let message = response.text().await.unwrap_or_default();
+        let message = transport::error_body(response).await;
         Err(OciDistributionError::ServerError { code, url, message })
     }
 
@@ -46,28 +47,19 @@ impl RegistryClient {
         bytes: &[u8],
         media_type: &str,
     ) -> Result<()> {
-        let reference = self.reference(repository, Some(tag_or_digest));
         let content_type = HeaderValue::from_str(media_type).map_err(|_| {
             Error::input(format!(
                 "media type {media_type:?} is not a valid header value"
             ))
         })?;
         let body = bytes::Bytes::copy_from_slice(bytes);
-        self.with_retry(&format!("PUT manifest {tag_or_digest}"), || async {
-            if self.is_open() {
-                self.put_manifest_open(
-                    repository,
-                    tag_or_digest,
-                    body.clone(),
-                    content_type.clone(),
-                )
-                .await
-            } else {
-                self.client
-                    .push_manifest_raw(&reference, body.clone(), content_type.clone())
-                    .await
-                    .map(|_| ())
-            }
+        self.with_retry(&format!("PUT manifest {tag_or_digest}"), || {
+            self.put_manifest_once(
+                repository,
+                tag_or_digest,
+                body.clone(),
+                content_type.clone(),
+            )
         })
         .await
         .map_err(|e| {

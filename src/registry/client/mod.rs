@@ -1,12 +1,15 @@
-//! One registry host, spoken to through oci-client, with the parts oci-client leaves
-//! out wrapped around it:
+//! One registry host. oci-client provides the protocol's types (errors, credentials,
+//! token answers) and makes no request: every request is imgbuild's, on one reqwest
+//! client with the rules of [`super::transport`].
 //!
 //! - **Transport choice.** HTTPS, verified against the system roots plus any
 //!   `--registry-ca` file. Plain HTTP only for loopback hosts (`localhost`,
 //!   `127.0.0.0/8`, `[::1]`) and hosts named with `--insecure-registry`, and only when
 //!   HTTPS does not answer there (as Docker treats such hosts).
-//! - **Credentials** from the sources of [`super::credentials`], handed to oci-client
-//!   as Basic credentials, which it uses directly or trades for a Bearer token.
+//! - **Credentials** from the sources of [`super::credentials`]; tokens are asked for
+//!   by [`super::auth`] from the realm checked when connecting, never from a realm a
+//!   later answer names (oci-client's `Client::auth` asked `/v2/` again and sent the
+//!   credentials to whatever realm that second answer named).
 //!
 //! Split by concern: this file connects and renders errors; [`blobs`], [`manifests`],
 //! [`referrers`] and [`transfer`] hold the requests.
@@ -18,10 +21,12 @@
 //! - **Errors** that name the registry, the repository, the step and the HTTP status,
 //!   with a hint; never a secret (oci-client's own messages carry upload URLs and
 //!   bodies, so they are rewritten here).
-//! - **Our own transfers.** Blob and manifest GETs and blob uploads are made here
-//!   with reqwest, not by oci-client (which reads any manifest whole, follows any
-//!   redirect and any upload `Location`): the rules of [`super::transport`], the 4 MiB
-//!   cap on manifests and configs, the idle timeout and the retry budget.
+//! - **Our own requests.** Blob HEADs, GETs and uploads, manifest GETs and PUTs, and
+//!   token requests are made here with reqwest, not by oci-client (which reads any
+//!   body whole, follows any redirect and any upload `Location`): the rules of
+//!   [`super::transport`], the 4 MiB cap on manifests, configs, indexes and token
+//!   answers (64 KiB, truncated, on error answers), the idle timeout and the retry
+//!   budget.
 //! - **Cross-repository mounts** with a token that also carries pull scope on the
 //!   source repository (oci-client asks for the target's scope only, so a token
 //!   registry would silently turn every mount into an upload), and a 202 answer
@@ -32,11 +37,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
 use oci_client::errors::OciDistributionError;
 use oci_client::secrets::RegistryAuth;
-use oci_client::token_cache::RegistryTokenType;
-use oci_client::{Client, Reference as OciReference, RegistryOperation};
 use reqwest::header::HeaderValue;
 
 use super::auth::{check_realm, parse_challenge, with_auth, Auth, Challenge};
@@ -105,7 +107,6 @@ pub struct RegistryClient {
     /// The host as written in references (`127.0.0.1:5000`, `docker.io`).
     registry: String,
     scheme: &'static str,
-    client: Client,
     http: reqwest::Client,
     /// The registry's challenge, our credentials and tokens.
     auth: Auth,
@@ -157,8 +158,8 @@ fn load_certificates(files: &[PathBuf]) -> Result<Vec<Vec<u8>>> {
     Ok(out)
 }
 
-/// The credentials for `repository` at `registry`: what oci-client is given, where
-/// they came from, and an identity token (presented as anonymous to oci-client).
+/// The credentials for `repository` at `registry`: Basic ones (or anonymous), where
+/// they came from, and an identity token (with anonymous as the Basic part).
 async fn find_credentials(
     registry: &str,
     repository: &str,
@@ -240,36 +241,6 @@ async fn ping(
     Ok(answer)
 }
 
-/// oci-client's client for `registry` over `scheme`, trusting the `--registry-ca`
-/// certificates `pems` too.
-fn oci_client(registry: &str, scheme: &str, pems: Vec<Vec<u8>>, opts: &Options) -> Result<Client> {
-    let mut extra = Vec::new();
-    for pem in pems {
-        extra.push(Certificate {
-            encoding: CertificateEncoding::Pem,
-            data: pem,
-        });
-    }
-    let config = ClientConfig {
-        protocol: if scheme == "http" {
-            ClientProtocol::HttpsExcept(vec![registry.to_string()])
-        } else {
-            ClientProtocol::Https
-        },
-        extra_root_certificates: extra,
-        use_monolithic_push: true,
-        platform_resolver: None,
-        max_concurrent_upload: CONCURRENCY,
-        max_concurrent_download: CONCURRENCY,
-        connect_timeout: Some(CONNECT_TIMEOUT),
-        read_timeout: Some(opts.idle_timeout),
-        user_agent: USER_AGENT,
-        ..ClientConfig::default()
-    };
-    Client::try_from(config)
-        .map_err(|e| Error::network(format!("cannot set up a client for {registry}: {e}")))
-}
-
 /// A reqwest client builder with imgbuild's timeouts, user agent and redirect rules
 /// ([`transport::redirect_policy`]), trusting the system roots plus every
 /// `--registry-ca` file. Registries and url archives share it, so that one flag
@@ -291,7 +262,6 @@ impl RegistryClient {
     /// Connects to `registry` (pings `/v2/`, chooses HTTPS or HTTP, finds credentials
     /// for `repository`).
     pub async fn connect(registry: &str, repository: &str, opts: &Options) -> Result<Self> {
-        let pems = load_certificates(&opts.ca_files)?;
         let http = http_client_builder(opts)?
             .build()
             .map_err(|e| Error::network(format!("cannot set up HTTPS: {}", error_chain(&e))))?;
@@ -318,11 +288,9 @@ impl RegistryClient {
             }
         };
 
-        let client = oci_client(registry, scheme, pems, opts)?;
         let this = RegistryClient {
             registry: registry.to_string(),
             scheme,
-            client,
             http: http.clone(),
             auth: Auth::new(
                 registry,
@@ -340,10 +308,6 @@ impl RegistryClient {
             retry,
             events: opts.events.clone(),
         };
-        let probe = this.reference(repository, None);
-        this.client
-            .store_auth_if_needed(probe.resolve_registry(), &this.auth.credentials)
-            .await;
         Ok(this)
     }
 
@@ -361,27 +325,9 @@ impl RegistryClient {
         self.scheme
     }
 
-    fn reference(&self, repository: &str, tag_or_digest: Option<&str>) -> OciReference {
-        match tag_or_digest {
-            Some(d) if d.starts_with("sha256:") => OciReference::with_digest(
-                self.registry.clone(),
-                repository.to_string(),
-                d.to_string(),
-            ),
-            Some(t) => {
-                OciReference::with_tag(self.registry.clone(), repository.to_string(), t.to_string())
-            }
-            None => OciReference::with_tag(
-                self.registry.clone(),
-                repository.to_string(),
-                "latest".to_string(),
-            ),
-        }
-    }
-
-    /// Gets a token for `operation` on `repository` now, so that refused credentials
-    /// fail with a clear message before any work (oci-client would otherwise fall
-    /// back to anonymous requests and report a bare 401 later).
+    /// Gets a token for `repository` (reading, or pushing too) now, so that refused
+    /// credentials fail with a clear message before any work (rather than as a bare
+    /// 401 later).
     pub async fn authorize(&self, repository: &str, push: bool) -> Result<()> {
         if let Challenge::Basic = self.auth.challenge {
             // Basic: ask /v2/ again with the credentials (if any).
@@ -406,80 +352,23 @@ impl RegistryClient {
                 let e = OciDistributionError::UnauthorizedError { url };
                 return Err(self.error("cannot log in", repository, e));
             }
-            return Ok(());
         }
-        let Challenge::Bearer { realm, service } = &self.auth.challenge else {
-            // A registry whose /v2/ asked for nothing may still want credentials for a
-            // push (open reads, authenticated writes): when there are some, every request
-            // carries them — ours (`with_basic`) and oci-client's uploads (a Basic entry
-            // in its token cache, which also spares its /v2/ probe before each).
-            if let RegistryAuth::Basic(user, password) = &self.auth.credentials {
-                let reference = self.reference(repository, None);
-                self.client
-                    .store_auth_if_needed(reference.resolve_registry(), &self.auth.credentials)
-                    .await;
-                for op in [RegistryOperation::Pull, RegistryOperation::Push] {
-                    self.client
-                        .tokens
-                        .insert(
-                            &reference,
-                            op,
-                            RegistryTokenType::Basic(user.clone(), password.clone()),
-                        )
-                        .await;
-                }
-            }
+        let Challenge::Bearer { .. } = &self.auth.challenge else {
+            // Basic, or a registry whose /v2/ asked for nothing but that may still want
+            // credentials for a push (open reads, authenticated writes): when there are
+            // some, every request of ours carries them to the registry's own origin
+            // (`auth::Auth::authorization`).
             return Ok(());
-        };
-        let reference = self.reference(repository, None);
-        let op = if push {
-            RegistryOperation::Push
-        } else {
-            RegistryOperation::Pull
         };
         let what = if push { "push to" } else { "pull from" };
-        if let Some(identity) = &self.auth.identity_token {
-            // oci-client knows Basic credentials only: exchange the identity token for
-            // an access token ourselves, and hand it over for every later request.
-            return self
-                .auth
-                .grant(
-                    &self.client,
-                    identity,
-                    realm,
-                    service.as_deref(),
-                    repository,
-                    push,
-                )
-                .await
-                .map_err(|e| self.error(&format!("cannot get a token to {what}"), repository, e));
-        }
-        self.with_retry(&format!("authorize {repository}"), || async {
-            self.client
-                .auth(&reference, &self.auth.credentials, op)
-                .await
-        })
-        .await
-        .map(|_| ())
-        .map_err(|e| self.error(&format!("cannot get a token to {what}"), repository, e))
-    }
-
-    /// Whether the registry asked for no credentials at all (its `/v2/` answered
-    /// without a challenge). oci-client looks for a token before each operation and,
-    /// finding none to cache on such a registry, asks `/v2/` again every time; the
-    /// requests a re-push consists of (HEADs, the manifest PUT) go straight to the
-    /// registry instead, so a re-push is one HEAD per blob plus the manifest.
-    fn is_open(&self) -> bool {
-        matches!(self.auth.challenge, Challenge::None) && self.registry != "docker.io"
-    }
-
-    /// Basic credentials on a request, when we have them (a registry that asks for none
-    /// on `/v2/` may still want them for a push; `authorize` gives oci-client them too).
-    fn with_basic(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
-        match &self.auth.credentials {
-            RegistryAuth::Basic(user, password) => request.basic_auth(user, Some(password)),
-            _ => request,
-        }
+        // The token comes from imgbuild's own request to the realm `connect` checked
+        // (an identity token exchanged, Basic credentials, or none). Never asking
+        // `/v2/` again for it: a later answer may name another realm (oci-client's
+        // `Client::auth` did, and sent the credentials there).
+        self.auth
+            .authorize(repository, push)
+            .await
+            .map_err(|e| self.error(&format!("cannot get a token to {what}"), repository, e))
     }
 
     fn api_url(&self, path: &str) -> String {
@@ -505,8 +394,8 @@ impl RegistryClient {
         )
     }
 
-    /// Runs an oci-client step under the retry policy, the identity token renewed
-    /// before each attempt when due.
+    /// Runs a step of ours under the retry policy (tokens are renewed when due by
+    /// [`Auth::authorization`], which each attempt asks).
     async fn with_retry<T, F, Fut>(
         &self,
         what: &str,
@@ -520,9 +409,6 @@ impl RegistryClient {
         retry::run(self.retry, &what, &self.events, |_| {
             let attempt = f();
             async move {
-                if let Err(e) = self.auth.refresh_identity(&self.client).await {
-                    return Try::Fatal(e);
-                }
                 match attempt.await {
                     Ok(v) => Try::Done(v),
                     Err(e) if is_retryable(&e) => Try::retry(describe(&e), e),
@@ -638,7 +524,7 @@ fn status_of(e: &OciDistributionError) -> Option<u16> {
 }
 
 /// The host that serves the registry API: Docker Hub's references say `docker.io`, its
-/// API answers at `index.docker.io` (where oci-client sends its own requests too).
+/// API answers at `index.docker.io`.
 fn api_host(registry: &str) -> &str {
     if registry == "docker.io" {
         "index.docker.io"
@@ -668,7 +554,7 @@ fn is_retryable(e: &OciDistributionError) -> bool {
     }
 }
 
-/// One line for an oci-client error, without upload URLs (they carry session state)
+/// One line for an error of a step, without upload URLs (they carry session state)
 /// and without long bodies.
 fn describe(e: &OciDistributionError) -> String {
     match e {
@@ -703,6 +589,7 @@ fn describe(e: &OciDistributionError) -> String {
         OciDistributionError::AuthenticationFailure(reason) => {
             format!("the token server refused: {}", first_line(reason))
         }
+        OciDistributionError::GenericError(Some(message)) => first_line(message),
         other => first_line(&other.to_string()),
     }
 }

@@ -75,10 +75,14 @@ impl RegistryClient {
         if !is_index {
             return Ok(None);
         }
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| connect_error(&self.registry, &e))?;
-        Ok(Some(body.to_vec()))
+        // An index like any other: at most MAX_MANIFEST_BYTES, the rest never read.
+        match transport::read_capped(response, MAX_MANIFEST_BYTES).await {
+            Ok(body) => Ok(Some(body)),
+            Err(transport::CappedRead::TooLarge) => Err(too_large(&format!(
+                "the referrers index of {}/{repository}@{digest}",
+                self.registry
+            ))),
+            Err(transport::CappedRead::Failed(e)) => Err(connect_error(&self.registry, &e)),
+        }
     }
 }
