@@ -604,7 +604,14 @@ fn write_layers(
                 let cached = hit.is_some();
                 let r = match hit {
                     Some(b) => Ok(b),
-                    None => layer::write_layer(job, epoch, compression, threads, layout),
+                    None => layer::write_layer(
+                        job,
+                        epoch,
+                        compression,
+                        crate::format::FormatVersion::V1,
+                        threads,
+                        layout,
+                    ),
                 };
                 if let Ok(b) = &r {
                     if let (Some(c), Some(k), false) = (cache, &key, cached) {

@@ -457,7 +457,7 @@ impl<W: Write> GzipEncoder<W> {
 #[cfg(test)]
 mod tests {
     use super::super::testdata::{mixed, text, SplitMix64, GOLDEN_LEN, GOLDEN_SEED};
-    use super::super::{Compression, Encoder};
+    use super::super::{Compression, Encoder, FormatVersion};
     use super::*;
     use sha2::{Digest, Sha256};
     use std::io::Read;
@@ -467,14 +467,16 @@ mod tests {
     }
 
     fn gzip(data: &[u8], n: usize) -> Vec<u8> {
-        let mut enc = Encoder::new(Compression::Gzip, Vec::new(), threads(n)).expect("new");
+        let mut enc = Encoder::new(Compression::Gzip, FormatVersion::V1, Vec::new(), threads(n))
+            .expect("new");
         enc.write_all(data).expect("write");
         enc.finish().expect("finish")
     }
 
     /// Writes `data` in pieces whose sizes cycle through `sizes`.
     fn gzip_in_pieces(data: &[u8], n: usize, sizes: &[usize]) -> Vec<u8> {
-        let mut enc = Encoder::new(Compression::Gzip, Vec::new(), threads(n)).expect("new");
+        let mut enc = Encoder::new(Compression::Gzip, FormatVersion::V1, Vec::new(), threads(n))
+            .expect("new");
         let mut rest = data;
         for &size in sizes.iter().cycle() {
             if rest.is_empty() {
@@ -620,7 +622,8 @@ mod tests {
     fn flush_does_not_change_the_bytes() {
         let data = mixed(6, 1024 * 1024 + 99);
         let whole = gzip(&data, 2);
-        let mut enc = Encoder::new(Compression::Gzip, Vec::new(), threads(2)).expect("new");
+        let mut enc = Encoder::new(Compression::Gzip, FormatVersion::V1, Vec::new(), threads(2))
+            .expect("new");
         for chunk in data.chunks(100_003) {
             enc.write_all(chunk).expect("write");
             enc.flush().expect("flush");
@@ -724,7 +727,9 @@ mod tests {
     fn dropping_without_finish_joins_the_workers() {
         let data = mixed(10, 3 * 1024 * 1024);
         for _ in 0..20 {
-            let mut enc = Encoder::new(Compression::Gzip, Vec::new(), threads(4)).expect("new");
+            let mut enc =
+                Encoder::new(Compression::Gzip, FormatVersion::V1, Vec::new(), threads(4))
+                    .expect("new");
             enc.write_all(&data).expect("write");
             drop(enc); // must neither hang nor leak threads
         }
@@ -757,7 +762,8 @@ mod tests {
                 written: 0,
                 limit: 100_000,
             };
-            let mut enc = Encoder::new(Compression::Gzip, sink, threads(n)).expect("new");
+            let mut enc =
+                Encoder::new(Compression::Gzip, FormatVersion::V1, sink, threads(n)).expect("new");
             let err = enc.write_all(&data).and_then(|()| enc.flush());
             assert!(err.is_err(), "the sink's error surfaces ({n} threads)");
             assert!(enc.write_all(b"more").is_err(), "poisoned");

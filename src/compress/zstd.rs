@@ -136,7 +136,7 @@ impl<W: Write> ZstdEncoder<W> {
 #[cfg(test)]
 mod tests {
     use super::super::testdata::{mixed, text, SplitMix64, GOLDEN_SEED};
-    use super::super::{Compression, Encoder};
+    use super::super::{Compression, Encoder, FormatVersion};
     use super::*;
     use sha2::{Digest, Sha256};
 
@@ -145,13 +145,15 @@ mod tests {
     }
 
     fn zstd(data: &[u8], n: usize) -> Vec<u8> {
-        let mut enc = Encoder::new(Compression::Zstd, Vec::new(), threads(n)).expect("new");
+        let mut enc = Encoder::new(Compression::Zstd, FormatVersion::V1, Vec::new(), threads(n))
+            .expect("new");
         enc.write_all(data).expect("write");
         enc.finish().expect("finish")
     }
 
     fn zstd_in_pieces(data: &[u8], n: usize, sizes: &[usize]) -> Vec<u8> {
-        let mut enc = Encoder::new(Compression::Zstd, Vec::new(), threads(n)).expect("new");
+        let mut enc = Encoder::new(Compression::Zstd, FormatVersion::V1, Vec::new(), threads(n))
+            .expect("new");
         let mut rest = data;
         for &size in sizes.iter().cycle() {
             if rest.is_empty() {
@@ -270,7 +272,8 @@ mod tests {
     fn flush_does_not_change_the_bytes() {
         let data = mixed(6, 1024 * 1024 + 99);
         let whole = zstd(&data, 2);
-        let mut enc = Encoder::new(Compression::Zstd, Vec::new(), threads(2)).expect("new");
+        let mut enc = Encoder::new(Compression::Zstd, FormatVersion::V1, Vec::new(), threads(2))
+            .expect("new");
         for chunk in data.chunks(100_003) {
             enc.write_all(chunk).expect("write");
             enc.flush().expect("flush");
@@ -282,7 +285,9 @@ mod tests {
     fn dropping_without_finish_does_not_hang() {
         let data = mixed(10, 10 * 1024 * 1024);
         for _ in 0..3 {
-            let mut enc = Encoder::new(Compression::Zstd, Vec::new(), threads(4)).expect("new");
+            let mut enc =
+                Encoder::new(Compression::Zstd, FormatVersion::V1, Vec::new(), threads(4))
+                    .expect("new");
             enc.write_all(&data).expect("write");
             drop(enc);
         }
