@@ -1,0 +1,263 @@
+//! Format 2 gzip layers are multi-member gzip streams (one member per 1 MiB block, see
+//! docs/determinism.md). These tests prove that the readers real users have read
+//! every member, and that the bytes are the same on every x86-64 CPU:
+//!
+//! - GNU gzip (`gzip -dc`) and Python's `gzip` module read the whole stream;
+//! - Go's `compress/gzip` (what containerd, Docker, skopeo and most scanners use), in a
+//!   tiny Go program built with Debian's `golang-go`;
+//! - the compressor, run under `qemu-x86_64 -cpu qemu64` (Debian's `qemu-user`: the
+//!   baseline x86-64 CPU, no SSE4/AVX/PCLMUL/SHA), gives the same bytes as on the host.
+//!
+//! `flate2`'s `MultiGzDecoder`, and that `GzDecoder` sees only the first member, are
+//! covered by the unit tests in src/compress/gzip_members.rs.
+//!
+//! The Go and qemu tests skip when `go` or `qemu-x86_64` is absent, saying so on stderr
+//! and in the file named by `IMGBUILD_SKIPPED_LOG`; scripts/test.sh installs both.
+
+use imgbuild::compress::{Compression, Encoder};
+use imgbuild::format::FormatVersion;
+use std::fs;
+use std::io::Write;
+use std::num::NonZeroUsize;
+use std::path::Path;
+use std::process::Command;
+
+fn skip(test: &str, why: &str) {
+    let line = format!("SKIPPED: {test}: {why}");
+    eprintln!("{line}");
+    if let Some(log) = std::env::var_os("IMGBUILD_SKIPPED_LOG") {
+        let mut f = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap_or_else(|e| panic!("cannot open IMGBUILD_SKIPPED_LOG {log:?}: {e}"));
+        writeln!(f, "{line}").expect("write IMGBUILD_SKIPPED_LOG");
+    }
+}
+
+fn have(tool: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+/// About 3.3 MiB (four members, the last one short) of text-like and random bytes
+/// from a fixed seed.
+fn input() -> Vec<u8> {
+    let mut x: u64 = 0x1db_0002;
+    let mut next = move || {
+        x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = x;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    };
+    let words: [&[u8]; 8] = [
+        b"layer ",
+        b"digest ",
+        b"tar\n",
+        b"usr/lib/",
+        b"0644 ",
+        b"{\"k\": 1}",
+        b"the ",
+        b"a",
+    ];
+    let mut out = Vec::new();
+    while out.len() < 3_500_000 {
+        if next() % 5 == 0 {
+            for _ in 0..512 {
+                out.extend_from_slice(&next().to_le_bytes());
+            }
+        } else {
+            for _ in 0..2048 {
+                out.extend_from_slice(words[(next() % 8) as usize]);
+            }
+        }
+    }
+    out.truncate(3_500_000);
+    out
+}
+
+fn compress(kind: Compression, format: FormatVersion, data: &[u8]) -> Vec<u8> {
+    let threads = NonZeroUsize::new(2).expect("not zero");
+    let mut enc = Encoder::new(kind, format, Vec::new(), threads).expect("encoder");
+    enc.write_all(data).expect("write");
+    enc.finish().expect("finish")
+}
+
+fn format2(data: &[u8]) -> Vec<u8> {
+    compress(Compression::Gzip, FormatVersion::V2, data)
+}
+
+fn write_stream(dir: &Path) -> (Vec<u8>, std::path::PathBuf) {
+    let data = input();
+    let path = dir.join("layer.tar.gz");
+    fs::write(&path, format2(&data)).expect("write stream");
+    (data, path)
+}
+
+fn output_of(cmd: &mut Command) -> Vec<u8> {
+    let o = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(
+        o.status.success(),
+        "{cmd:?} failed ({}): {}",
+        o.status,
+        String::from_utf8_lossy(&o.stderr)
+    );
+    o.stdout
+}
+
+#[test]
+fn gnu_gzip_reads_every_member() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (data, path) = write_stream(dir.path());
+    let got = output_of(Command::new("gzip").arg("-dc").arg(&path));
+    assert!(
+        got == data,
+        "gzip -dc: {} bytes, want {}",
+        got.len(),
+        data.len()
+    );
+    // And `gzip -t` finds nothing wrong with the stream.
+    output_of(Command::new("gzip").arg("-t").arg(&path));
+}
+
+#[test]
+fn python_gzip_reads_every_member() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (data, path) = write_stream(dir.path());
+    let got = output_of(
+        Command::new("python3")
+            .arg("-c")
+            .arg(
+                "import gzip, sys\n\
+         with gzip.open(sys.argv[1], 'rb') as f:\n    sys.stdout.buffer.write(f.read())",
+            )
+            .arg(&path),
+    );
+    assert!(
+        got == data,
+        "python gzip: {} bytes, want {}",
+        got.len(),
+        data.len()
+    );
+}
+
+const GO_READER: &str = r#"package main
+
+import (
+	"compress/gzip"
+	"io"
+	"os"
+)
+
+// Decompresses os.Args[1] with compress/gzip's default (multistream) reader.
+func main() {
+	f, err := os.Open(os.Args[1])
+	if err != nil {
+		panic(err)
+	}
+	r, err := gzip.NewReader(f)
+	if err != nil {
+		panic(err)
+	}
+	if _, err := io.Copy(os.Stdout, r); err != nil {
+		panic(err)
+	}
+}
+"#;
+
+#[test]
+fn go_compress_gzip_reads_every_member() {
+    const NAME: &str = "go_compress_gzip_reads_every_member";
+    if !have("go") {
+        skip(NAME, "go is not installed (apt-get install golang-go)");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (data, path) = write_stream(dir.path());
+    let src = dir.path().join("gunzip.go");
+    fs::write(&src, GO_READER).expect("write Go program");
+    let got = output_of(
+        Command::new("go")
+            .arg("run")
+            .arg(&src)
+            .arg(&path)
+            .env("GOCACHE", dir.path().join("gocache"))
+            .env("GOPATH", dir.path().join("gopath"))
+            .env("GO111MODULE", "off")
+            .env("GOFLAGS", "")
+            .env("GOPROXY", "off"),
+    );
+    assert!(
+        got == data,
+        "Go compress/gzip: {} bytes, want {}",
+        got.len(),
+        data.len()
+    );
+}
+
+/// The hashes compared across CPUs: format 2 gzip, format 1 gzip and zstd.
+fn fingerprints() -> String {
+    let data = input();
+    let mut lines = String::new();
+    for (name, kind, format) in [
+        ("gzip format 2", Compression::Gzip, FormatVersion::V2),
+        ("gzip format 1", Compression::Gzip, FormatVersion::V1),
+        ("zstd", Compression::Zstd, FormatVersion::V2),
+    ] {
+        let digest = imgbuild::digest::Digest::of(&compress(kind, format, &data));
+        lines.push_str(&format!("{name}: {digest}\n"));
+    }
+    lines
+}
+
+/// Not a test on its own: what `compressor_bytes_are_the_same_on_the_baseline_cpu`
+/// runs under qemu. Writes the fingerprints to the file named by
+/// `IMGBUILD_QEMU_CHILD_OUT`.
+#[test]
+#[ignore = "run under qemu by compressor_bytes_are_the_same_on_the_baseline_cpu"]
+fn qemu_child() {
+    if let Some(out) = std::env::var_os("IMGBUILD_QEMU_CHILD_OUT") {
+        fs::write(out, fingerprints()).expect("write fingerprints");
+    }
+}
+
+#[test]
+fn compressor_bytes_are_the_same_on_the_baseline_cpu() {
+    const NAME: &str = "compressor_bytes_are_the_same_on_the_baseline_cpu";
+    if !have("qemu-x86_64") {
+        skip(
+            NAME,
+            "qemu-x86_64 is not installed (apt-get install qemu-user)",
+        );
+        return;
+    }
+    if !cfg!(target_arch = "x86_64") {
+        skip(NAME, "the host is not x86-64");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("fingerprints.txt");
+    let exe = std::env::current_exe().expect("test executable");
+    let o = Command::new("qemu-x86_64")
+        .args(["-cpu", "qemu64"])
+        .arg(&exe)
+        .args(["--exact", "qemu_child", "--ignored", "--test-threads", "1"])
+        .env("IMGBUILD_QEMU_CHILD_OUT", &out)
+        .output()
+        .expect("run qemu-x86_64");
+    assert!(
+        o.status.success(),
+        "the compressor under qemu64 failed ({}): {}{}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let emulated = fs::read_to_string(&out).expect("fingerprints from qemu");
+    assert_eq!(emulated, fingerprints(), "qemu64 (left) vs host (right)");
+}
