@@ -9,18 +9,27 @@
 //!   qemu64` (Debian's `qemu-user`: the baseline x86-64 CPU, no SSE4/AVX/PCLMUL/SHA),
 //!   give the same bytes as on the host.
 //!
+//! - whole images whose gzip layer is format 2: `umoci unpack` extracts it, `skopeo
+//!   copy … dir: --dest-decompress` decompresses it, and Docker (where a daemon
+//!   answers) `docker load`s and runs it.
+//!
 //! `flate2`'s `MultiGzDecoder`, and that `GzDecoder` sees only the first member, are
 //! covered by the unit tests in src/compress/gzip_members.rs.
 //!
-//! The Go and qemu tests skip when `go` or `qemu-x86_64` is absent, saying so on stderr
-//! and in the file named by `IMGBUILD_SKIPPED_LOG`; scripts/test.sh installs both.
+//! The Go, qemu and Docker tests skip when `go`, `qemu-x86_64` or a Docker daemon is
+//! absent, saying so on stderr and in the file named by `IMGBUILD_SKIPPED_LOG`;
+//! scripts/test.sh installs `golang-go` and `qemu-user`.
+
+mod common;
 
 use imgbuild::compress::{Compression, Encoder};
 use imgbuild::format::FormatVersion;
 use std::fs;
+use std::io::Read;
 use std::io::Write;
 use std::num::NonZeroUsize;
-use std::path::Path;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn skip(test: &str, why: &str) {
@@ -262,4 +271,229 @@ fn compressor_bytes_are_the_same_on_the_baseline_cpu() {
     );
     let emulated = fs::read_to_string(&out).expect("fingerprints from qemu");
     assert_eq!(emulated, fingerprints(), "qemu64 (left) vs host (right)");
+}
+
+// ---------------------------------------------------------------------------------
+// Whole images with a format 2 layer
+// ---------------------------------------------------------------------------------
+
+const TAG: &str = "v1";
+const GREETING: &str = "hello from a format 2 layer\n";
+
+/// Builds an image holding Debian's static busybox, a greeting and `input()` as
+/// `/data.bin` (so the layer spans several members), then rewrites its gzip layer in
+/// format 2: decompressed and recompressed with format 2's encoder, the manifest and
+/// index updated to the new digest and size. The tar, so the diff_id, is unchanged.
+fn format_2_image(dir: &Path) -> PathBuf {
+    common::require_tool("busybox");
+    let busybox = fs::read("/bin/busybox").expect("read /bin/busybox (busybox-static)");
+    let ctx = common::Ctx::new();
+    ctx.write_mode("busybox", busybox, 0o755);
+    ctx.write("data.bin", input());
+    ctx.recipe_text(&format!(
+        r#"
+[image]
+tags = ["{TAG}"]
+platforms = ["linux/amd64"]
+source-date-epoch = 1700000000
+compression = "gzip"
+
+[config]
+cmd = ["/bin/sh"]
+env = {{ PATH = "/bin" }}
+
+[[layer]]
+name = "all"
+
+  [[layer.copy]]
+  src = "busybox"
+  dst = "/bin/busybox"
+
+  [[layer.copy]]
+  src = "data.bin"
+  dst = "/data.bin"
+
+  [[layer.symlink]]
+  path = "/bin/sh"
+  target = "busybox"
+
+  [[layer.file]]
+  path = "/etc/greeting"
+  content = {GREETING:?}
+"#
+    ));
+    let layout = dir.join("layout");
+    ctx.build_ok(&layout, &[]);
+    recompress_as_format_2(&layout);
+    layout
+}
+
+fn blob_path(layout: &Path, digest: &str) -> PathBuf {
+    layout
+        .join("blobs/sha256")
+        .join(digest.strip_prefix("sha256:").expect("sha256 digest"))
+}
+
+/// Stores `bytes` as a blob; returns its digest.
+fn put_blob(layout: &Path, bytes: &[u8]) -> String {
+    let digest = imgbuild::digest::Digest::of(bytes).to_string();
+    fs::write(blob_path(layout, &digest), bytes).expect("write blob");
+    digest
+}
+
+fn recompress_as_format_2(layout: &Path) {
+    let index_path = layout.join("index.json");
+    let mut index: serde_json::Value =
+        serde_json::from_slice(&fs::read(&index_path).expect("index.json")).expect("index JSON");
+    let desc = &mut index["manifests"][0];
+    let manifest_digest = desc["digest"]
+        .as_str()
+        .expect("manifest digest")
+        .to_string();
+    let mut manifest: serde_json::Value =
+        serde_json::from_slice(&fs::read(blob_path(layout, &manifest_digest)).expect("manifest"))
+            .expect("manifest JSON");
+    let layers = manifest["layers"].as_array_mut().expect("layers");
+    for layer in layers {
+        assert!(
+            layer["mediaType"]
+                .as_str()
+                .is_some_and(|m| m.ends_with("+gzip")),
+            "a gzip layer: {layer}"
+        );
+        let old = fs::read(blob_path(layout, layer["digest"].as_str().expect("digest")))
+            .expect("layer blob");
+        let mut tar = Vec::new();
+        flate2::read::MultiGzDecoder::new(&old[..])
+            .read_to_end(&mut tar)
+            .expect("format 1 layer decodes");
+        let new = format2(&tar);
+        assert!(
+            new.len() > 2 * 1024 * 1024 / 3,
+            "the layer spans several members"
+        );
+        layer["digest"] = put_blob(layout, &new).into();
+        layer["size"] = new.len().into();
+    }
+    let manifest_bytes = serde_json::to_vec(&manifest).expect("manifest bytes");
+    desc["digest"] = put_blob(layout, &manifest_bytes).into();
+    desc["size"] = manifest_bytes.len().into();
+    fs::write(
+        &index_path,
+        serde_json::to_vec(&index).expect("index bytes"),
+    )
+    .expect("index");
+}
+
+#[test]
+fn umoci_unpacks_a_format_2_layer() {
+    common::require_tool("umoci");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let layout = format_2_image(dir.path());
+    let bundle = dir.path().join("bundle");
+    let mut cmd = Command::new("umoci");
+    cmd.arg("unpack");
+    // The owner of /proc/self is the effective uid of this process.
+    let root = fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0);
+    if !root {
+        cmd.arg("--rootless");
+    }
+    output_of(
+        cmd.arg("--image")
+            .arg(format!("{}:{TAG}", layout.display()))
+            .arg(&bundle),
+    );
+    let rootfs = bundle.join("rootfs");
+    assert!(fs::read(rootfs.join("data.bin")).expect("data.bin") == input());
+    assert_eq!(
+        fs::read_to_string(rootfs.join("etc/greeting")).expect("greeting"),
+        GREETING
+    );
+}
+
+#[test]
+fn skopeo_decompresses_a_format_2_layer_to_its_diff_id() {
+    common::require_tool("skopeo");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let layout = format_2_image(dir.path());
+    let out = dir.path().join("dir");
+    output_of(
+        Command::new("skopeo")
+            .args(["--insecure-policy", "copy", "--dest-decompress"])
+            .arg(format!("oci:{}:{TAG}", layout.display()))
+            .arg(format!("dir:{}", out.display())),
+    );
+    // The decompressed layer is stored under its digest, which must be the diff_id.
+    let config: serde_json::Value = {
+        let index: serde_json::Value =
+            serde_json::from_slice(&fs::read(layout.join("index.json")).expect("index"))
+                .expect("index JSON");
+        let m = index["manifests"][0]["digest"].as_str().expect("digest");
+        let manifest: serde_json::Value =
+            serde_json::from_slice(&fs::read(blob_path(&layout, m)).expect("manifest"))
+                .expect("manifest JSON");
+        let c = manifest["config"]["digest"]
+            .as_str()
+            .expect("config digest");
+        serde_json::from_slice(&fs::read(blob_path(&layout, c)).expect("config"))
+            .expect("config JSON")
+    };
+    let diff_id = config["rootfs"]["diff_ids"][0].as_str().expect("diff_id");
+    let hex = diff_id.strip_prefix("sha256:").expect("sha256");
+    let tar = fs::read(out.join(hex)).expect("skopeo wrote the layer under its diff_id");
+    assert_eq!(imgbuild::digest::Digest::of(&tar).to_string(), diff_id);
+}
+
+fn docker_daemon_answers() -> bool {
+    Command::new("docker")
+        .arg("info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+#[test]
+fn docker_loads_and_runs_a_format_2_image_where_a_daemon_answers() {
+    const NAME: &str = "docker_loads_and_runs_a_format_2_image_where_a_daemon_answers";
+    if !docker_daemon_answers() {
+        skip(NAME, "no Docker daemon answers (docker info failed)");
+        return;
+    }
+    common::require_tool("skopeo");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let layout = format_2_image(dir.path());
+    let image = format!("imgbuild-format2-test:t{}", std::process::id());
+    let archive = dir.path().join("image.tar");
+    output_of(
+        Command::new("skopeo")
+            .args(["--insecure-policy", "copy"])
+            .arg(format!("oci:{}:{TAG}", layout.display()))
+            .arg(format!("docker-archive:{}:{image}", archive.display())),
+    );
+    output_of(Command::new("docker").arg("load").arg("-i").arg(&archive));
+    let run = Command::new("docker")
+        .args(["run", "--rm", "--network", "none", &image])
+        .args([
+            "/bin/sh",
+            "-c",
+            "busybox cat /etc/greeting; busybox sha256sum /data.bin",
+        ])
+        .output();
+    let _ = Command::new("docker")
+        .args(["rmi", "--force", &image])
+        .output();
+    let run = run.expect("docker run");
+    assert!(
+        run.status.success(),
+        "docker run failed: {}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let want_sum = imgbuild::digest::Digest::of(&input()).to_string();
+    let want = format!(
+        "{GREETING}{}  /data.bin\n",
+        want_sum.strip_prefix("sha256:").expect("sha256")
+    );
+    assert_eq!(String::from_utf8_lossy(&run.stdout), want);
 }
