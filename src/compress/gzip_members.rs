@@ -59,32 +59,45 @@ pub(crate) fn compressor_at(level: i32) -> io::Result<Compressor> {
 }
 
 /// Appends one complete gzip member holding `block` to `out`.
+#[cfg(test)]
 pub(crate) fn member(c: &mut Compressor, block: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
-    let start = out.len();
-    let bound = c.deflate_compress_bound(block.len());
-    out.extend_from_slice(&HEADER);
-    out.resize(start + HEADER.len() + bound, 0);
-    let n = c
-        .deflate_compress(block, &mut out[start + HEADER.len()..])
-        .map_err(|e| io::Error::other(format!("gzip: libdeflate failed: {e:?}")))?;
-    out.truncate(start + HEADER.len() + n);
-    out.extend_from_slice(&crc32fast::hash(block).to_le_bytes());
-    // ISIZE is the length modulo 2^32; a block is far smaller than that.
-    out.extend_from_slice(&(block.len() as u32).to_le_bytes());
+    let mut buf = Vec::new();
+    let n = member_into(c, block, &mut buf)?;
+    out.extend_from_slice(&buf[..n]);
     Ok(())
+}
+
+/// Writes one complete gzip member holding `block` at the start of `buf` and returns
+/// its length. `buf` only ever grows (a recycled buffer is not zeroed again); its
+/// bytes beyond the returned length are garbage.
+fn member_into(c: &mut Compressor, block: &[u8], buf: &mut Vec<u8>) -> io::Result<usize> {
+    let bound = c.deflate_compress_bound(block.len());
+    let need = HEADER.len() + bound + 8;
+    if buf.len() < need {
+        buf.resize(need, 0);
+    }
+    buf[..HEADER.len()].copy_from_slice(&HEADER);
+    let n = c
+        .deflate_compress(block, &mut buf[HEADER.len()..HEADER.len() + bound])
+        .map_err(|e| io::Error::other(format!("gzip: libdeflate failed: {e:?}")))?;
+    let end = HEADER.len() + n;
+    buf[end..end + 4].copy_from_slice(&crc32fast::hash(block).to_le_bytes());
+    // ISIZE is the length modulo 2^32; a block is far smaller than that.
+    buf[end + 4..end + 8].copy_from_slice(&(block.len() as u32).to_le_bytes());
+    Ok(end + 8)
 }
 
 /// One block to compress, and then its member.
 struct Job {
     seq: u64,
     input: Vec<u8>,
-    /// The member (a recycled buffer on the way in).
+    /// The member, in `out[..out_len]` (a recycled buffer on the way in).
     out: Vec<u8>,
+    out_len: usize,
 }
 
 fn run_job(c: &mut Compressor, mut job: Job) -> io::Result<Job> {
-    job.out.clear();
-    member(c, &job.input, &mut job.out)?;
+    job.out_len = member_into(c, &job.input, &mut job.out)?;
     Ok(job)
 }
 
@@ -236,6 +249,7 @@ impl<W: Write> MembersEncoder<W> {
             seq: self.next_seq,
             input,
             out,
+            out_len: 0,
         };
         self.next_seq += 1;
         match &mut self.backend {
@@ -289,7 +303,7 @@ impl<W: Write> MembersEncoder<W> {
 
     fn write_ready(&mut self) -> io::Result<()> {
         while let Some(done) = self.ready.remove(&self.next_write) {
-            self.inner.write_all(&done.out)?;
+            self.inner.write_all(&done.out[..done.out_len])?;
             self.next_write += 1;
             self.free.push((done.input, done.out));
         }
