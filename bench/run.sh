@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
-# bench/run.sh — time imgbuild against the tar | pigz, tar | zstd and umoci baselines on
-# the shared benchmark corpus (SPEC §7). See docs/benchmarks.md.
+# bench/run.sh — time imgbuild against the tar | pigz, tar | zstd, umoci and buildah
+# baselines on the shared benchmark corpus. See docs/benchmarks.md.
 #
 # Usage: bash bench/run.sh [--scale S] [--runs N] [--work DIR] [--keep] [--write-doc]
-#                          [--no-build]
+#                          [--no-build] [--imgbuild PATH] [--no-push]
 #
 #   --scale S     corpus scale for ../shared/bench/make-corpus.py (default 1.0)
-#   --runs N      timed runs of every contender; the median wall time is reported (default 3)
+#   --runs N      rounds; every round runs every contender once, in the same order (the
+#                 rounds are interleaved), and the median wall time is reported (default 5)
 #   --work DIR    scratch directory (default: a fresh mktemp -d under /tmp, removed at exit)
 #   --keep        keep the scratch directory (and reuse a corpus of the same scale there)
 #   --write-doc   rewrite the results section of docs/benchmarks.md
 #   --no-build    use the existing target/release/imgbuild instead of `cargo build --release`
+#   --imgbuild P  time the imgbuild binary at P (implies --no-build)
 #   --no-push     leave out the push contenders (imgbuild push vs skopeo copy to a
 #                 docker-registry on 127.0.0.1)
 #
@@ -19,7 +21,8 @@ set -euo pipefail
 
 ORIG_ARGS=("$@")
 SCALE=1.0
-RUNS=3
+RUNS=5
+IMGBUILD=""
 WORK=""
 KEEP=0
 WRITE_DOC=0
@@ -41,7 +44,9 @@ while [ $# -gt 0 ]; do
         --write-doc) WRITE_DOC=1; shift ;;
         --no-build) BUILD=0; shift ;;
         --no-push) PUSH=0; shift ;;
-        -h|--help) sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        --imgbuild) [ $# -ge 2 ] || die "--imgbuild needs a path"; IMGBUILD=$2; BUILD=0; shift 2 ;;
+        --imgbuild=*) IMGBUILD=${1#*=}; BUILD=0; shift ;;
+        -h|--help) sed -n '2,19p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) die "unknown argument: $1 (try --help)" ;;
     esac
 done
@@ -49,7 +54,9 @@ done
 [[ "$SCALE" =~ ^[0-9]*\.?[0-9]+$ ]] || die "--scale must be a positive number, not '$SCALE'"
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-MAKE_CORPUS=$REPO/../shared/bench/make-corpus.py
+# The shared corpus generator; IMGBUILD_MAKE_CORPUS overrides where it is (a worktree
+# elsewhere than beside ../shared).
+MAKE_CORPUS=${IMGBUILD_MAKE_CORPUS:-$REPO/../shared/bench/make-corpus.py}
 [ -f "$MAKE_CORPUS" ] || die "corpus generator not found at $MAKE_CORPUS"
 
 # --- tools ---------------------------------------------------------------------------
@@ -70,6 +77,16 @@ if [ ${#missing[@]} -gt 0 ]; then
         die "missing tools: ${missing[*]} (install them: apt-get install -y ${missing[*]})"
     fi
 fi
+# buildah is optional: timed when installed or installable (Debian package buildah).
+BUILDAH=0
+if command -v buildah >/dev/null 2>&1; then
+    BUILDAH=1
+elif [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1 \
+        && apt-get install -y buildah >&2; then
+    BUILDAH=1
+else
+    log "buildah is not installable here: leaving it out"
+fi
 for tool in tar python3 cargo; do
     command -v "$tool" >/dev/null 2>&1 || die "$tool is required"
 done
@@ -80,12 +97,22 @@ LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 log "1/5/15-min load average at start: $LOAD_START"
 
 # --- imgbuild --------------------------------------------------------------------------
-IMGBUILD=$REPO/target/release/imgbuild
+[ -n "$IMGBUILD" ] || IMGBUILD=$REPO/target/release/imgbuild
 if [ "$BUILD" -eq 1 ]; then
     log "cargo build --release"
     (cd "$REPO" && cargo build --release --quiet) >&2 || die "cargo build --release failed"
 fi
 [ -x "$IMGBUILD" ] || die "$IMGBUILD not found (drop --no-build)"
+# Format versions: the gzip contenders are timed in format 2 and in format 1 when this
+# imgbuild has --format-version; an older one builds its only format.
+if "$IMGBUILD" build --help 2>/dev/null | grep -q -- '--format-version'; then
+    FORMATS=1
+    F2=(--format-version 2)
+else
+    FORMATS=0
+    F2=()
+    log "$IMGBUILD has no --format-version: timing its default format only"
+fi
 
 # --- scratch ---------------------------------------------------------------------------
 if [ -z "$WORK" ]; then
@@ -156,11 +183,11 @@ time_cmd() { local f=$1; shift; /usr/bin/time -f '%e %M' -o "$f" "$@"; }
 
 record() { printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$@" >> "$RES"; }
 
-# imgbuild_run NAME RUN RECIPE OUTDIR : one timed imgbuild build; records the layer size
-# (manifests[0].layers[].size, summed) and the image digest.
+# imgbuild_run NAME RUN RECIPE OUTDIR [FLAG...] : one timed imgbuild build; records the
+# layer size (manifests[0].layers[].size, summed) and the image digest.
 imgbuild_run() {
-    local name=$1 run=$2 recipe=$3 out=$4 t=$WORK/t.$1.$2
-    time_cmd "$t" "$IMGBUILD" build "$recipe" --out "$out" --json -q > "$t.json" \
+    local name=$1 run=$2 recipe=$3 out=$4 t=$WORK/t.$1.$2; shift 4
+    time_cmd "$t" "$IMGBUILD" build "$recipe" --out "$out" --json -q "$@" > "$t.json" \
         || die "imgbuild build failed ($name, run $run)"
     local size digest
     read -r size digest < <(python3 -c '
@@ -211,6 +238,26 @@ umoci_run() {
     size=$(find "$layout/blobs" -type f -printf '%s\n' | sort -n | tail -n1)
     read -r wall rss < <(tail -n1 "$t")
     record "umoci-insert" "$run" "$wall" "$rss" "$size" "-"
+}
+
+# buildah_run RUN : `buildah build --timestamp 0` of a Containerfile that COPYs the corpus
+# into an empty image, then `buildah push` of it to an OCI layout (buildah compresses the
+# layer with gzip on push): the two commands a buildah user runs to get what imgbuild
+# writes. Both timed together; the image is removed afterwards (untimed).
+BUILDAH_CF=$WORK/Containerfile
+printf 'FROM scratch\nCOPY . /\n' > "$BUILDAH_CF"
+buildah_run() {
+    local run=$1 layout=$2 t=$WORK/t.buildah.$1 img=localhost/imgbuild-bench:$1
+    time_cmd "$t" bash -c '
+        set -e
+        buildah build -q --timestamp 0 --layers=false -f "$1" -t "$2" "$3" > /dev/null
+        buildah push -q "$2" "oci:$4:t" > /dev/null
+    ' _ "$BUILDAH_CF" "$img" "$CORPUS" "$layout" >&2 || die "buildah failed (run $run)"
+    buildah rmi -f "$img" > /dev/null 2>&1 || true
+    local size wall rss
+    size=$(find "$layout/blobs" -type f -printf '%s\n' | sort -n | tail -n1)
+    read -r wall rss < <(tail -n1 "$t")
+    record "buildah" "$run" "$wall" "$rss" "$size" "-"
 }
 
 # --- push: a docker-registry on loopback, fresh storage for every contender ---------------
@@ -302,10 +349,10 @@ for run in $(seq 1 "$RUNS"); do
     rm -rf "$d"; mkdir -p "$d"
 
     settle
-    imgbuild_run imgbuild-gzip "$run" "$WORK/recipe-gzip.toml" "$d/img-gzip"
+    imgbuild_run imgbuild-gzip "$run" "$WORK/recipe-gzip.toml" "$d/img-gzip" "${F2[@]}"
     settle
     # Rebuild with nothing changed: the same recipe into the same layout, right away.
-    imgbuild_run imgbuild-gzip-rebuild "$run" "$WORK/recipe-gzip.toml" "$d/img-gzip"
+    imgbuild_run imgbuild-gzip-rebuild "$run" "$WORK/recipe-gzip.toml" "$d/img-gzip" "${F2[@]}"
     if [ "$PUSH" -eq 1 ]; then
         settle
         push_contenders "$run" "$d/img-gzip"
@@ -316,8 +363,15 @@ for run in $(seq 1 "$RUNS"); do
     pipe_run tar-pigz "$run" "$d/layer.tar.gz" pigz -n -6
     rm -f "$d/layer.tar.gz"
 
+    if [ "$FORMATS" -eq 1 ]; then
+        settle
+        imgbuild_run imgbuild-gzip-f1 "$run" "$WORK/recipe-gzip.toml" "$d/img-gzip-f1" \
+            --format-version 1
+        rm -rf "$d/img-gzip-f1"
+    fi
+
     settle
-    imgbuild_run imgbuild-zstd "$run" "$WORK/recipe-zstd.toml" "$d/img-zstd"
+    imgbuild_run imgbuild-zstd "$run" "$WORK/recipe-zstd.toml" "$d/img-zstd" "${F2[@]}"
     rm -rf "$d/img-zstd"
 
     settle
@@ -327,6 +381,12 @@ for run in $(seq 1 "$RUNS"); do
     settle
     umoci_run "$run" "$d/umoci"
     rm -rf "$d/umoci"
+
+    if [ "$BUILDAH" -eq 1 ]; then
+        settle
+        buildah_run "$run" "$d/buildah"
+        rm -rf "$d/buildah"
+    fi
 done
 
 LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -337,7 +397,8 @@ log "1/5/15-min load average after the runs (includes the benchmark itself): $LO
 # build one digest. A failure is reported loudly, in the table and the doc too, and makes
 # the script exit 1 after the report (the timings are still worth having).
 DETERMINISM=ok
-for name in imgbuild-gzip imgbuild-zstd; do
+for name in imgbuild-gzip imgbuild-gzip-f1 imgbuild-zstd; do
+    grep -qE "^${name}"$'\t' "$RES" || continue
     pat=$name
     [ "$name" = imgbuild-gzip ] && pat='imgbuild-gzip(-rebuild)?'
     digests=$(grep -E "^${pat}"$'\t' "$RES" | cut -f6 | sort -u)
@@ -362,6 +423,8 @@ MACHINE=$WORK/machine.txt
     echo "pigz=$(pigz --version 2>&1 | head -n1)"
     echo "zstd=$(zstd --version 2>&1 | head -n1 | sed 's/^\** *//; s/ *\**$//')"
     echo "umoci=$(umoci --version 2>&1 | head -n1)"
+    [ "$BUILDAH" -eq 0 ] || echo "buildah=$(buildah --version 2>&1 | head -n1)"
+    echo "formats=$FORMATS"
     echo "skopeo=$(skopeo --version 2>&1 | head -n1)"
     echo "registry=$(docker-registry --version 2>&1 | head -n1)"
     echo "tar=$(tar --version | head -n1)"

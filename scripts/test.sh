@@ -18,6 +18,9 @@ declare -A tools=(
   [docker-registry]=docker-registry
   [openssl]=openssl
   [htpasswd]=apache2-utils
+  [gzip]=gzip
+  [go]=golang-go
+  [qemu-x86_64]=qemu-user
 )
 missing=()
 for t in "${!tools[@]}"; do

@@ -123,10 +123,16 @@ fn golden_inline_file() {
     check(
         "inline_file",
         case(c),
-        &[(
-            1,
-            "sha256:98206110d47eaafb7f2be30ab46327faaa9636759a9de5ddc02f260ea612313b",
-        )],
+        &[
+            (
+                1,
+                "sha256:98206110d47eaafb7f2be30ab46327faaa9636759a9de5ddc02f260ea612313b",
+            ),
+            (
+                2,
+                "sha256:47de59587a5b7c8bbce6a9ee304fc019842349ef7c720946fba8ae823b4b73c2",
+            ),
+        ],
         "sha256:fc4f05fc805a4ba7ad3c15de49dd4fc621a020de66fa65803a5e546551144c02",
     );
 }
@@ -147,10 +153,16 @@ fn golden_copy_file_and_tree_with_exclude_and_modes() {
     check(
         "copy_file_and_tree",
         case(c),
-        &[(
-            1,
-            "sha256:1f2d0074cbda43adb4e2882e6db03550f0c7eca590ac977a26aea331cd4790af",
-        )],
+        &[
+            (
+                1,
+                "sha256:1f2d0074cbda43adb4e2882e6db03550f0c7eca590ac977a26aea331cd4790af",
+            ),
+            (
+                2,
+                "sha256:8436defbabe7bfeb62f60644497252348eafd4b607b93da7861c6838ec543380",
+            ),
+        ],
         "sha256:decb68289b6a09149ce12811948d0bf00142b135fc5a845ef42251c3e6464cf3",
     );
 }
@@ -164,10 +176,16 @@ fn golden_explicit_dirs_including_empty_sticky_and_setgid() {
     check(
         "dirs",
         case(c),
-        &[(
-            1,
-            "sha256:943537a7cf4e4096638fb9fdd1d2686cc5f84d846529f739a770bc894f304827",
-        )],
+        &[
+            (
+                1,
+                "sha256:943537a7cf4e4096638fb9fdd1d2686cc5f84d846529f739a770bc894f304827",
+            ),
+            (
+                2,
+                "sha256:9b65b6c706d7a74c67af7273bae56cd337e5f1e5a844cbe5c67873ce9efbebd0",
+            ),
+        ],
         "sha256:5ef0b9c1285382682a72806982cd045071bbebf598ca38837f6b3cd9ea068572",
     );
 }
@@ -185,10 +203,16 @@ fn golden_symlinks_from_items_and_trees() {
     check(
         "symlinks",
         case(c),
-        &[(
-            1,
-            "sha256:bef6a52e37f94462abdacd2ce9c3802184ee23174a00ad62c57d5e653d757a8c",
-        )],
+        &[
+            (
+                1,
+                "sha256:bef6a52e37f94462abdacd2ce9c3802184ee23174a00ad62c57d5e653d757a8c",
+            ),
+            (
+                2,
+                "sha256:8d27ddd5f6082110d931db3c249f62cf39ff11ad280a5b267d98fda7c8587419",
+            ),
+        ],
         "sha256:3ab2715ed061a85ada62fb6f0935e6e80edd7d918c9164c586bed9cc2c1ce2e9",
     );
 }
@@ -204,10 +228,16 @@ fn golden_hardlinks_within_one_tree() {
     check(
         "hardlinks",
         case(c),
-        &[(
-            1,
-            "sha256:dde937f3d3132eef6be7b54dd23d6713b0653456401dc636a187062d05240606",
-        )],
+        &[
+            (
+                1,
+                "sha256:dde937f3d3132eef6be7b54dd23d6713b0653456401dc636a187062d05240606",
+            ),
+            (
+                2,
+                "sha256:06fed7b26312e88454f8fd8c4ea6602cb5ff576e0eeda7b062b8bdff0c776287",
+            ),
+        ],
         "sha256:df7f227e172778383c8e6f824fec757db8c94c7c38931a9511ce51ff6ef1d6f4",
     );
 }
@@ -231,10 +261,16 @@ fn golden_long_paths_and_link_targets() {
     check(
         "long_paths",
         case(c),
-        &[(
-            1,
-            "sha256:f6b5b6db458ac72275e616d4aed34fc1728466c3e14f4b6d062c0c12e30b0ba8",
-        )],
+        &[
+            (
+                1,
+                "sha256:f6b5b6db458ac72275e616d4aed34fc1728466c3e14f4b6d062c0c12e30b0ba8",
+            ),
+            (
+                2,
+                "sha256:3fc9d64b1e610f2d847789d66a1ecdbf8cdb3b7ca7451bf43f02ae3e338a36e5",
+            ),
+        ],
         "sha256:f8f3f01a390337c6252da16b90de5e93e1f34414d606ce5cda60009a3f0f12d2",
     );
 }
@@ -249,10 +285,16 @@ fn golden_non_ascii_names() {
     check(
         "non_ascii",
         case(c),
-        &[(
-            1,
-            "sha256:d2ec41631794f6fb36f2c4ecca4a03fad17e6b0c2af5dbcd3d8d5c782082e156",
-        )],
+        &[
+            (
+                1,
+                "sha256:d2ec41631794f6fb36f2c4ecca4a03fad17e6b0c2af5dbcd3d8d5c782082e156",
+            ),
+            (
+                2,
+                "sha256:685c2afde2bfeecc8d723e22ef6c4c21962d423110759ce8373bad9229e54f5d",
+            ),
+        ],
         "sha256:06a47a9a7fc86a2c3599e92bdc9f2067a1ef52d0bc4f81406d7677de52988a41",
     );
 }
@@ -282,10 +324,16 @@ fn golden_archives_tar_gz_zst_with_strip_components() {
     check(
         "archives",
         case(c),
-        &[(
-            1,
-            "sha256:4a1c53b7dd47645b06e7289552e17cb2948fb183de65fe743c49da17f776a13f",
-        )],
+        &[
+            (
+                1,
+                "sha256:4a1c53b7dd47645b06e7289552e17cb2948fb183de65fe743c49da17f776a13f",
+            ),
+            (
+                2,
+                "sha256:d5acc99b4fc81d35787619129d71567b3184bb92c882e895b8a9d19d1e45ecc6",
+            ),
+        ],
         "sha256:a64b386738fb403d63c2718774cdaa6d6413cc2e369db1da97317a12406c0b8a",
     );
 }
@@ -298,10 +346,16 @@ fn golden_whiteouts_against_an_earlier_layer() {
     check(
         "whiteouts",
         case(c),
-        &[(
-            1,
-            "sha256:6daf9587b6ffee6f985b097ad9142b39c7d840932b3039a413907f98b6cbbf0f",
-        )],
+        &[
+            (
+                1,
+                "sha256:6daf9587b6ffee6f985b097ad9142b39c7d840932b3039a413907f98b6cbbf0f",
+            ),
+            (
+                2,
+                "sha256:3df43680d39c0dcffad918cb687540f656ad0336c0d3768499f7f47902ba2312",
+            ),
+        ],
         "sha256:c9eb962238c7418f2e47a830a563eca1d18b4c771faaa945ed9f01f8ee4d9390",
     );
 }
@@ -347,10 +401,16 @@ mode = 0o755
     check(
         "users_and_config",
         case(c),
-        &[(
-            1,
-            "sha256:d90af7e0c51e2acc477b53e7058d7ae4a9584a99368e3bbde56233db28a830bb",
-        )],
+        &[
+            (
+                1,
+                "sha256:d90af7e0c51e2acc477b53e7058d7ae4a9584a99368e3bbde56233db28a830bb",
+            ),
+            (
+                2,
+                "sha256:3f6103a015efdcb6d0d0a222235e6b1c83e5bd83c595d70c18dddc5ee78171cc",
+            ),
+        ],
         "sha256:6142e46655553f91bd12baf9add040742d0f3ffeaefb28f403efb3a9878d7de8",
     );
 }
@@ -369,10 +429,16 @@ fn golden_gzip() {
     check(
         "gzip",
         compression_case("gzip"),
-        &[(
-            1,
-            "sha256:3d6da31e4a3b134826695848c49cabe71f6d90f50a03af9239a0c33a40b4b097",
-        )],
+        &[
+            (
+                1,
+                "sha256:3d6da31e4a3b134826695848c49cabe71f6d90f50a03af9239a0c33a40b4b097",
+            ),
+            (
+                2,
+                "sha256:2bcd91fef3ae6187b2a198407f53bff104b94da768ce09061fb356f44688bd71",
+            ),
+        ],
         "sha256:c4012adde0ba1e4fcf7a44ea36c37ac9f19bf9db91b32c189bb52ff1133a1c02",
     );
 }
@@ -382,10 +448,16 @@ fn golden_zstd() {
     check(
         "zstd",
         compression_case("zstd"),
-        &[(
-            1,
-            "sha256:f40910c319fd1085216ffae5bf373b8bd72bc754726c6f39f0343e750ace5675",
-        )],
+        &[
+            (
+                1,
+                "sha256:f40910c319fd1085216ffae5bf373b8bd72bc754726c6f39f0343e750ace5675",
+            ),
+            (
+                2,
+                "sha256:0fdef998d77611541e5c9909e7d4df18ae5c4ee24eded3bf26ba0eab88d3faa6",
+            ),
+        ],
         "sha256:c4012adde0ba1e4fcf7a44ea36c37ac9f19bf9db91b32c189bb52ff1133a1c02",
     );
 }
@@ -395,10 +467,16 @@ fn golden_uncompressed() {
     check(
         "none",
         compression_case("none"),
-        &[(
-            1,
-            "sha256:d8313fd1cbc2bff0006ae0a93e80219ea9fc4b57c4b4dd58fdaed80a5f8c580a",
-        )],
+        &[
+            (
+                1,
+                "sha256:d8313fd1cbc2bff0006ae0a93e80219ea9fc4b57c4b4dd58fdaed80a5f8c580a",
+            ),
+            (
+                2,
+                "sha256:993c3fe39501e7a1f5a86a7ff11a70fccbee8facd0689309836aa49fae1d6189",
+            ),
+        ],
         "sha256:c4012adde0ba1e4fcf7a44ea36c37ac9f19bf9db91b32c189bb52ff1133a1c02",
     );
 }
@@ -414,10 +492,16 @@ fn golden_multi_platform_with_arch_placeholders() {
     check(
         "multi_platform",
         case(c),
-        &[(
-            1,
-            "sha256:d6b16c3a254fa3b005aa1dc02eea4b1b50edff327f2ca42c615fc21615779cb4",
-        )],
+        &[
+            (
+                1,
+                "sha256:d6b16c3a254fa3b005aa1dc02eea4b1b50edff327f2ca42c615fc21615779cb4",
+            ),
+            (
+                2,
+                "sha256:06515ebbe4ed45b17fad22816e4627b4ee4e3b68c3e2768736006fcf83584c42",
+            ),
+        ],
         "sha256:a1e841710a82e5af0c1a58f4232736a42291fcdc9874c45da5caea4e371ecb63",
     );
 }
@@ -439,10 +523,16 @@ fn golden_base_image_from_an_oci_layout() {
     check(
         "base_layout",
         case(c),
-        &[(
-            1,
-            "sha256:702d730df8d1a304ef06a27c9cc23464333a6aa2d65ce63446280fb73c9a7f59",
-        )],
+        &[
+            (
+                1,
+                "sha256:702d730df8d1a304ef06a27c9cc23464333a6aa2d65ce63446280fb73c9a7f59",
+            ),
+            (
+                2,
+                "sha256:9c7886357ce62f33c78e5f66cd307604a783602ef66d34c823fd774adbc1660f",
+            ),
+        ],
         "sha256:253b28c6f30260253fda34e66e0a46084fb6a3b4f6f88c44a35de61684ed1f8a",
     );
 }

@@ -1,6 +1,6 @@
 //! Parallel gzip with the pigz scheme, on `zlib-rs` 0.6.8 (pure Rust).
 //!
-//! Format (pinned; see the parent module docs and SPEC §3.3):
+//! Format (pinned; see the parent module docs and docs/determinism.md):
 //! - header `1f 8b 08 00 00 00 00 00 00 ff` (no flags, mtime 0, XFL 0, OS 255);
 //! - the input cut into fixed [`BLOCK_SIZE`] blocks by byte offset, each compressed
 //!   as raw deflate (level 6, window bits −15, memLevel 8, default strategy) on a
@@ -457,7 +457,7 @@ impl<W: Write> GzipEncoder<W> {
 #[cfg(test)]
 mod tests {
     use super::super::testdata::{mixed, text, SplitMix64, GOLDEN_LEN, GOLDEN_SEED};
-    use super::super::{Compression, Encoder};
+    use super::super::{Compression, Encoder, FormatVersion};
     use super::*;
     use sha2::{Digest, Sha256};
     use std::io::Read;
@@ -467,14 +467,16 @@ mod tests {
     }
 
     fn gzip(data: &[u8], n: usize) -> Vec<u8> {
-        let mut enc = Encoder::new(Compression::Gzip, Vec::new(), threads(n)).expect("new");
+        let mut enc = Encoder::new(Compression::Gzip, FormatVersion::V1, Vec::new(), threads(n))
+            .expect("new");
         enc.write_all(data).expect("write");
         enc.finish().expect("finish")
     }
 
     /// Writes `data` in pieces whose sizes cycle through `sizes`.
     fn gzip_in_pieces(data: &[u8], n: usize, sizes: &[usize]) -> Vec<u8> {
-        let mut enc = Encoder::new(Compression::Gzip, Vec::new(), threads(n)).expect("new");
+        let mut enc = Encoder::new(Compression::Gzip, FormatVersion::V1, Vec::new(), threads(n))
+            .expect("new");
         let mut rest = data;
         for &size in sizes.iter().cycle() {
             if rest.is_empty() {
@@ -620,7 +622,8 @@ mod tests {
     fn flush_does_not_change_the_bytes() {
         let data = mixed(6, 1024 * 1024 + 99);
         let whole = gzip(&data, 2);
-        let mut enc = Encoder::new(Compression::Gzip, Vec::new(), threads(2)).expect("new");
+        let mut enc = Encoder::new(Compression::Gzip, FormatVersion::V1, Vec::new(), threads(2))
+            .expect("new");
         for chunk in data.chunks(100_003) {
             enc.write_all(chunk).expect("write");
             enc.flush().expect("flush");
@@ -692,7 +695,7 @@ mod tests {
         }
     }
 
-    /// Changing these hashes is a format change (SPEC §3.3): it bumps imgbuild's
+    /// Changing these hashes is a format change (docs/determinism.md): it bumps imgbuild's
     /// format version and must be called out in the changelog.
     #[test]
     fn golden_gzip_bytes_are_unchanged() {
@@ -724,7 +727,9 @@ mod tests {
     fn dropping_without_finish_joins_the_workers() {
         let data = mixed(10, 3 * 1024 * 1024);
         for _ in 0..20 {
-            let mut enc = Encoder::new(Compression::Gzip, Vec::new(), threads(4)).expect("new");
+            let mut enc =
+                Encoder::new(Compression::Gzip, FormatVersion::V1, Vec::new(), threads(4))
+                    .expect("new");
             enc.write_all(&data).expect("write");
             drop(enc); // must neither hang nor leak threads
         }
@@ -757,7 +762,8 @@ mod tests {
                 written: 0,
                 limit: 100_000,
             };
-            let mut enc = Encoder::new(Compression::Gzip, sink, threads(n)).expect("new");
+            let mut enc =
+                Encoder::new(Compression::Gzip, FormatVersion::V1, sink, threads(n)).expect("new");
             let err = enc.write_all(&data).and_then(|()| enc.flush());
             assert!(err.is_err(), "the sink's error surfaces ({n} threads)");
             assert!(enc.write_all(b"more").is_err(), "poisoned");
@@ -766,7 +772,7 @@ mod tests {
     }
 
     /// sha256 of the compressed golden input. Pinned: a different value means the
-    /// compressed bytes changed, which is a format change (SPEC §3.3).
+    /// compressed bytes changed, which is a format change (docs/determinism.md).
     const GOLDEN_GZIP_SHA256: &str =
         "4fa379327b76fef804fc0948d437053425a37342d7a700901dfdf63507ddbf95";
 }

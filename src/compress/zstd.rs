@@ -1,8 +1,8 @@
 //! zstd through libzstd 1.5.7 (statically bundled by `zstd-sys`), driven directly
 //! with `zstd_safe::CCtx`.
 //!
-//! Format (pinned; see the parent module docs and SPEC §3.3): one zstd frame,
-//! compression level 3, checksum flag on, content size flag off, dictionary ID flag
+//! Format (pinned; see the parent module docs and docs/determinism.md): one zstd frame,
+//! compression level 3 (format 1) or 1 (format 2), checksum flag on, content size flag off, dictionary ID flag
 //! off, no dictionary, and always libzstd's multithreaded mode (`nbWorkers` =
 //! `threads` ≥ 1). In that mode libzstd cuts the input into jobs of a size derived
 //! from the compression parameters alone (level 3: window log 21, 8 MiB jobs) and
@@ -26,8 +26,12 @@ use std::num::NonZeroUsize;
 use zstd_safe::zstd_sys::ZSTD_EndDirective;
 use zstd_safe::{CCtx, CParameter, InBuffer, OutBuffer};
 
-/// Compression level. Part of the format.
-const LEVEL: i32 = 3;
+/// Compression level of format 1. Part of the format.
+pub(crate) const LEVEL_V1: i32 = 3;
+/// Compression level of format 2. Part of the format: level 1 (the `fast` strategy,
+/// 2 MiB jobs in multithreaded mode) costs about a third less CPU than level 3 for
+/// about 1.4% more bytes on the benchmark corpus (docs/benchmarks.md).
+pub(crate) const LEVEL_V2: i32 = 1;
 
 /// More workers than this are never requested (the bytes do not depend on it).
 const MAX_WORKERS: usize = 200;
@@ -47,12 +51,14 @@ pub(crate) struct ZstdEncoder<W: Write> {
 }
 
 impl<W: Write> ZstdEncoder<W> {
-    pub(crate) fn new(inner: W, threads: NonZeroUsize) -> io::Result<Self> {
+    /// An encoder at `level` (format 1: [`LEVEL_V1`], format 2: [`LEVEL_V2`]); every
+    /// other parameter is the same in both formats.
+    pub(crate) fn with_level(inner: W, threads: NonZeroUsize, level: i32) -> io::Result<Self> {
         let mut cctx = CCtx::try_create()
             .ok_or_else(|| io::Error::other("zstd: cannot allocate a compression context"))?;
         let workers = u32::try_from(threads.get().min(MAX_WORKERS)).unwrap_or(1);
         for param in [
-            CParameter::CompressionLevel(LEVEL),
+            CParameter::CompressionLevel(level),
             CParameter::ChecksumFlag(true),
             CParameter::ContentSizeFlag(false),
             CParameter::DictIdFlag(false),
@@ -136,7 +142,7 @@ impl<W: Write> ZstdEncoder<W> {
 #[cfg(test)]
 mod tests {
     use super::super::testdata::{mixed, text, SplitMix64, GOLDEN_SEED};
-    use super::super::{Compression, Encoder};
+    use super::super::{Compression, Encoder, FormatVersion};
     use super::*;
     use sha2::{Digest, Sha256};
 
@@ -145,13 +151,15 @@ mod tests {
     }
 
     fn zstd(data: &[u8], n: usize) -> Vec<u8> {
-        let mut enc = Encoder::new(Compression::Zstd, Vec::new(), threads(n)).expect("new");
+        let mut enc = Encoder::new(Compression::Zstd, FormatVersion::V1, Vec::new(), threads(n))
+            .expect("new");
         enc.write_all(data).expect("write");
         enc.finish().expect("finish")
     }
 
     fn zstd_in_pieces(data: &[u8], n: usize, sizes: &[usize]) -> Vec<u8> {
-        let mut enc = Encoder::new(Compression::Zstd, Vec::new(), threads(n)).expect("new");
+        let mut enc = Encoder::new(Compression::Zstd, FormatVersion::V1, Vec::new(), threads(n))
+            .expect("new");
         let mut rest = data;
         for &size in sizes.iter().cycle() {
             if rest.is_empty() {
@@ -223,7 +231,7 @@ mod tests {
         let data = mixed(13, 3 * 1024 * 1024);
         let mut single = CCtx::create();
         for param in [
-            CParameter::CompressionLevel(LEVEL),
+            CParameter::CompressionLevel(LEVEL_V1),
             CParameter::ChecksumFlag(true),
             CParameter::ContentSizeFlag(false),
             CParameter::DictIdFlag(false),
@@ -270,7 +278,8 @@ mod tests {
     fn flush_does_not_change_the_bytes() {
         let data = mixed(6, 1024 * 1024 + 99);
         let whole = zstd(&data, 2);
-        let mut enc = Encoder::new(Compression::Zstd, Vec::new(), threads(2)).expect("new");
+        let mut enc = Encoder::new(Compression::Zstd, FormatVersion::V1, Vec::new(), threads(2))
+            .expect("new");
         for chunk in data.chunks(100_003) {
             enc.write_all(chunk).expect("write");
             enc.flush().expect("flush");
@@ -282,16 +291,72 @@ mod tests {
     fn dropping_without_finish_does_not_hang() {
         let data = mixed(10, 10 * 1024 * 1024);
         for _ in 0..3 {
-            let mut enc = Encoder::new(Compression::Zstd, Vec::new(), threads(4)).expect("new");
+            let mut enc =
+                Encoder::new(Compression::Zstd, FormatVersion::V1, Vec::new(), threads(4))
+                    .expect("new");
             enc.write_all(&data).expect("write");
             drop(enc);
         }
     }
 
+    fn zstd2(data: &[u8], n: usize) -> Vec<u8> {
+        let mut enc = Encoder::new(Compression::Zstd, FormatVersion::V2, Vec::new(), threads(n))
+            .expect("new");
+        let mut rest = data;
+        // Odd write sizes: the bytes must not depend on them.
+        for size in [1usize, 7, 4093, 65_537, 1 << 20, 3_000_001].iter().cycle() {
+            if rest.is_empty() {
+                break;
+            }
+            let k = (*size).min(rest.len());
+            enc.write_all(&rest[..k]).expect("write");
+            rest = &rest[k..];
+        }
+        enc.finish().expect("finish")
+    }
+
+    /// Format 2 (level 1, 2 MiB jobs): one frame with the same header flags, the
+    /// same bytes for any worker count and write sizes, and other bytes than format 1.
+    #[test]
+    fn format_2_is_level_1_and_identical_for_1_2_and_8_workers() {
+        let data = mixed(14, 9 * 1024 * 1024 + 321);
+        let mut enc = Encoder::new(Compression::Zstd, FormatVersion::V2, Vec::new(), threads(1))
+            .expect("new");
+        enc.write_all(&data).expect("write");
+        let one = enc.finish().expect("finish");
+        check_frame(&one);
+        assert!(zstd2(&data, 2) == one, "2 workers differ from 1");
+        assert!(zstd2(&data, 8) == one, "8 workers differ from 1");
+        assert!(one != zstd(&data, 2), "format 2 is not format 1's level");
+        assert!(::zstd::decode_all(&one[..]).expect("valid zstd") == data);
+        // An empty input is still one valid frame.
+        assert!(::zstd::decode_all(&zstd2(&[], 2)[..])
+            .expect("valid zstd")
+            .is_empty());
+    }
+
+    /// Changing this hash changes format 2's bytes: a libzstd upgrade or a setting
+    /// that changes them is a new format version, never a fix.
+    #[test]
+    fn golden_format_2_zstd_bytes_are_unchanged() {
+        let data = mixed(GOLDEN_SEED, GOLDEN_ZSTD_LEN);
+        let z = zstd2(&data, 2);
+        let hex = format!("{:x}", Sha256::digest(&z));
+        assert_eq!(
+            hex,
+            GOLDEN_ZSTD_V2_SHA256,
+            "format 2 zstd output changed ({} bytes)",
+            z.len()
+        );
+    }
+
+    const GOLDEN_ZSTD_V2_SHA256: &str =
+        "f537ba533026807f57611e5568bf4674687f2913eee117c175fee51eb7ebfcef";
+
     /// Large enough to span three 8 MiB jobs.
     const GOLDEN_ZSTD_LEN: usize = 20 * 1024 * 1024;
 
-    /// Changing this hash is a format change (SPEC §3.3): it bumps imgbuild's
+    /// Changing this hash is a format change (docs/determinism.md): it bumps imgbuild's
     /// format version and must be called out in the changelog.
     #[test]
     fn golden_zstd_bytes_are_unchanged() {
@@ -307,7 +372,7 @@ mod tests {
     }
 
     /// sha256 of the compressed golden input. Pinned: a different value means the
-    /// compressed bytes changed, which is a format change (SPEC §3.3).
+    /// compressed bytes changed, which is a format change (docs/determinism.md).
     const GOLDEN_ZSTD_SHA256: &str =
         "ff9d709562cc41ee4a6fc7721cfcacae2a233f1d2dc3f71dc8dc76125f0702fc";
 }
