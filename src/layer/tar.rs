@@ -18,7 +18,6 @@
 
 use crate::beneath::ReadAt;
 use crate::plan::{Content, Entry, EntryKind};
-use sha2::{Digest as _, Sha256};
 use std::io::{self, Read, Write};
 
 const BLOCK: usize = 512;
@@ -151,7 +150,7 @@ impl<W: Write> TarWriter<W> {
     /// shrank or was rewritten since it was planned is an error, never a silently
     /// different (or torn) layer. Timestamps alone cannot tell a rewrite in place
     /// (a write stamps the file before its bytes land, and within one clock tick), so
-    /// a context file is read a second time and must hash the same: the layer then
+    /// a context file is read a second time and must checksum the same: the layer then
     /// holds what the file held, whole.
     fn content(&mut self, content: &Content, size: u64) -> io::Result<()> {
         match content {
@@ -193,7 +192,10 @@ impl<W: Write> TarWriter<W> {
     }
 
     /// Reads exactly `size` bytes (and, with `check_end`, nothing after them), writing
-    /// them out when `write`, and returns their sha256 when `hash`.
+    /// them out when `write`, and returns their CRC-32 when `hash`. The checksum only has
+    /// to tell two reads of one file apart when the file changed between them (a
+    /// torn read), not resist an attacker — whoever controls the context chooses its
+    /// bytes anyway — so the fast CRC-32 serves, not a second sha256 of every byte.
     #[allow(clippy::too_many_arguments)]
     fn copy_exact<R: Read>(
         &mut self,
@@ -203,8 +205,8 @@ impl<W: Write> TarWriter<W> {
         check_end: bool,
         write: bool,
         hash: bool,
-    ) -> io::Result<Option<[u8; 32]>> {
-        let mut hasher = hash.then(Sha256::new);
+    ) -> io::Result<Option<u32>> {
+        let mut hasher = hash.then(crc32fast::Hasher::new);
         let mut left = size;
         while left > 0 {
             let want = left.min(self.buf.len() as u64) as usize;
@@ -225,7 +227,7 @@ impl<W: Write> TarWriter<W> {
         if check_end && file.read(&mut self.buf[..1])? != 0 {
             return Err(io::Error::other(SourceChanged(name.to_string())));
         }
-        Ok(hasher.map(|h| h.finalize().into()))
+        Ok(hasher.map(crc32fast::Hasher::finalize))
     }
 }
 
