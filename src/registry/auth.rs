@@ -13,9 +13,9 @@ use oci_client::secrets::RegistryAuth;
 use oci_client::token_cache::RegistryToken;
 use reqwest::header::HeaderValue;
 
-use super::client::MAX_MANIFEST_BYTES;
 use super::credentials::Secret;
 use super::retry::{self, Retry};
+use super::transport::MAX_MANIFEST_BYTES;
 use super::transport::{self, first_line};
 use crate::error::{Error, Result};
 use crate::events::{Event, Events};

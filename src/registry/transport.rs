@@ -17,6 +17,11 @@
 /// How many redirects a request may follow.
 pub const MAX_REDIRECTS: usize = 10;
 
+/// The largest manifest, index or config imgbuild reads from a registry. The
+/// distribution spec asks every client to accept at least 4 MiB; real ones are a few
+/// KiB. Reading stops as soon as a body is known to be larger.
+pub const MAX_MANIFEST_BYTES: u64 = 4 * 1024 * 1024;
+
 /// `host[:port]` as written in the url (the port only when the url has one).
 pub fn host_port(url: &reqwest::Url) -> String {
     let host = url.host_str().unwrap_or("");

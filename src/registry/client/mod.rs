@@ -86,10 +86,9 @@ impl Default for Options {
 /// The default idle timeout: no byte from the server for this long ends a request.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The largest manifest, index or config imgbuild reads from a registry. The
-/// distribution spec asks every client to accept at least 4 MiB; real ones are a few
-/// KiB. Reading stops as soon as a body is known to be larger.
-pub const MAX_MANIFEST_BYTES: u64 = 4 * 1024 * 1024;
+/// The largest manifest, index or config imgbuild reads from a registry (defined
+/// with the capped reader in `transport`).
+pub use super::transport::MAX_MANIFEST_BYTES;
 
 pub use super::retry::Retry;
 
