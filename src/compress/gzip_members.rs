@@ -365,30 +365,20 @@ mod tests {
     use sha2::{Digest, Sha256};
     use std::io::Read;
 
-    fn threads(n: usize) -> NonZeroUsize {
-        NonZeroUsize::new(n).expect("thread count is not zero")
-    }
+    use super::super::testdata::threads;
 
     fn gzip2(data: &[u8], n: usize) -> Vec<u8> {
-        let mut enc = Encoder::new(Compression::Gzip, FormatVersion::V2, Vec::new(), threads(n))
-            .expect("new");
-        enc.write_all(data).expect("write");
-        enc.finish().expect("finish")
+        super::super::testdata::encode(Compression::Gzip, FormatVersion::V2, data, n)
     }
 
     fn gzip2_in_pieces(data: &[u8], n: usize, sizes: &[usize]) -> Vec<u8> {
-        let mut enc = Encoder::new(Compression::Gzip, FormatVersion::V2, Vec::new(), threads(n))
-            .expect("new");
-        let mut rest = data;
-        for &size in sizes.iter().cycle() {
-            if rest.is_empty() {
-                break;
-            }
-            let k = size.min(rest.len());
-            enc.write_all(&rest[..k]).expect("write");
-            rest = &rest[k..];
-        }
-        enc.finish().expect("finish")
+        super::super::testdata::encode_in_pieces(
+            Compression::Gzip,
+            FormatVersion::V2,
+            data,
+            n,
+            sizes,
+        )
     }
 
     fn gunzip_multi(gz: &[u8]) -> Vec<u8> {

@@ -239,6 +239,46 @@ impl<W: Write> std::fmt::Debug for Encoder<W> {
 /// Test helpers shared by the compressor tests.
 #[cfg(test)]
 pub(crate) mod testdata {
+    use super::{Compression, Encoder};
+    use crate::format::FormatVersion;
+    use std::io::Write;
+    use std::num::NonZeroUsize;
+
+    pub(crate) fn threads(n: usize) -> NonZeroUsize {
+        NonZeroUsize::new(n).expect("thread count is not zero")
+    }
+
+    /// `data` compressed as `kind` in `format` on `n` threads, written in one piece.
+    pub(crate) fn encode(
+        kind: Compression,
+        format: FormatVersion,
+        data: &[u8],
+        n: usize,
+    ) -> Vec<u8> {
+        encode_in_pieces(kind, format, data, n, &[data.len().max(1)])
+    }
+
+    /// The same, written in pieces whose sizes cycle through `sizes`.
+    pub(crate) fn encode_in_pieces(
+        kind: Compression,
+        format: FormatVersion,
+        data: &[u8],
+        n: usize,
+        sizes: &[usize],
+    ) -> Vec<u8> {
+        let mut enc = Encoder::new(kind, format, Vec::new(), threads(n)).expect("new");
+        let mut rest = data;
+        for &size in sizes.iter().cycle() {
+            if rest.is_empty() {
+                break;
+            }
+            let k = size.min(rest.len());
+            enc.write_all(&rest[..k]).expect("write");
+            rest = &rest[k..];
+        }
+        enc.finish().expect("finish")
+    }
+
     /// Seed and length of the input of the golden-hash tests. Changing them changes
     /// the golden hashes (without being a format change).
     pub(crate) const GOLDEN_SEED: u64 = 0x1db_0001;

@@ -146,30 +146,20 @@ mod tests {
     use super::*;
     use sha2::{Digest, Sha256};
 
-    fn threads(n: usize) -> NonZeroUsize {
-        NonZeroUsize::new(n).expect("thread count is not zero")
-    }
+    use super::super::testdata::threads;
 
     fn zstd(data: &[u8], n: usize) -> Vec<u8> {
-        let mut enc = Encoder::new(Compression::Zstd, FormatVersion::V1, Vec::new(), threads(n))
-            .expect("new");
-        enc.write_all(data).expect("write");
-        enc.finish().expect("finish")
+        super::super::testdata::encode(Compression::Zstd, FormatVersion::V1, data, n)
     }
 
     fn zstd_in_pieces(data: &[u8], n: usize, sizes: &[usize]) -> Vec<u8> {
-        let mut enc = Encoder::new(Compression::Zstd, FormatVersion::V1, Vec::new(), threads(n))
-            .expect("new");
-        let mut rest = data;
-        for &size in sizes.iter().cycle() {
-            if rest.is_empty() {
-                break;
-            }
-            let k = size.min(rest.len());
-            enc.write_all(&rest[..k]).expect("write");
-            rest = &rest[k..];
-        }
-        enc.finish().expect("finish")
+        super::super::testdata::encode_in_pieces(
+            Compression::Zstd,
+            FormatVersion::V1,
+            data,
+            n,
+            sizes,
+        )
     }
 
     /// Frame header checks: magic, and a frame header descriptor with the checksum
