@@ -105,7 +105,7 @@ impl Seek for TempFile {
 }
 
 /// The name a temp file has from its creation until it is locked (`TempFile::new_in`).
-const PENDING_PREFIX: &str = ".tmpnew-";
+pub(crate) const PENDING_PREFIX: &str = ".tmpnew-";
 
 /// Renames `from` to `to`, failing if `to` exists (never replacing another file).
 fn rename_new(from: &Path, to: &Path) -> io::Result<()> {

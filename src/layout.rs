@@ -229,7 +229,7 @@ impl Layout {
                 let name = name.to_string_lossy();
                 // A temp file not yet locked and named (`crate::atomic`): its writer
                 // renames it at once, so only one left for a minute is a leftover.
-                let pending = name.starts_with(".tmpnew-");
+                let pending = name.starts_with(crate::atomic::PENDING_PREFIX);
                 if !pending {
                     let Some(pid) = temp_pid(&name) else {
                         continue;

@@ -380,6 +380,7 @@ pub(super) fn check_out_dir(out: &Path) -> Result<()> {
             n.as_ref(),
             "blobs" | "oci-layout" | "index.json" | ".index.json.lock" | ".imgbuild"
         ) || n.starts_with(".tmp-")
+            || n.starts_with(crate::atomic::PENDING_PREFIX)
     };
     let mut foreign = false;
     for entry in std::fs::read_dir(out).map_err(|e| Error::io_path("cannot read", out, e))? {
