@@ -1,8 +1,11 @@
 //! `[base]`: the image a build starts from. `scratch`, `oci:DIR@sha256:…` (a local
 //! OCI layout, pinned by digest; DIR is relative to the context), or a registry
 //! reference `host/repo[:tag][@sha256:…]`, pulled into the output layout
-//! (`registry::pull`) and then read from there like a layout base. Base layers and base
-//! history are used as they are: never rewritten, never recompressed.
+//! ([`pull_base`]) and then read from there like a layout base. Either way the base
+//! is read through an [`ImageSource`](crate::source::ImageSource), and its blobs
+//! reach `--out` through [`copy_image`](crate::source::copy_image) or the source's
+//! `copy_blobs`. Base layers and base history are used as they are: never
+//! rewritten, never recompressed.
 
 use crate::digest::Digest;
 use crate::error::{Error, Result};
@@ -11,13 +14,50 @@ use crate::layout::Layout;
 use crate::platform::Platform;
 use crate::recipe::Recipe;
 use crate::reference::{Reference, RegistryRef};
+use crate::source::{ImageSource, LayoutSource};
 
-#[derive(Debug)]
+pub use crate::image::select_platform;
+
 pub struct BaseImage {
     /// The reference as written in the recipe (recorded in the base.name annotation).
     pub name: String,
-    pub layout: Layout,
+    /// Where it is read from: its own layout, or (a registry base, once pulled) `--out`.
+    pub source: LayoutSource,
     pub digest: Digest,
+}
+
+impl std::fmt::Debug for BaseImage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BaseImage")
+            .field("name", &self.name)
+            .field("layout", &self.source.layout().root())
+            .field("digest", &self.digest)
+            .finish()
+    }
+}
+
+/// Makes `layout` hold the registry base `reference` pinned at `digest`, for
+/// `platforms`: nothing is fetched that `layout` holds, and when it holds
+/// everything the registry is not contacted at all. `name` is the reference as the
+/// recipe writes it, for messages.
+pub fn pull_base(
+    layout: &Layout,
+    name: &str,
+    reference: &RegistryRef,
+    digest: &Digest,
+    platforms: &[Platform],
+    opts: &crate::registry::client::Options,
+) -> Result<()> {
+    if crate::source::holds_image(layout, name, digest, platforms)? {
+        return Ok(());
+    }
+    let pinned = RegistryRef {
+        digest: Some(digest.clone()),
+        ..reference.clone()
+    };
+    let source = crate::source::RegistrySource::open(&pinned, opts)?;
+    crate::source::copy_image(&source, name, digest, platforms, layout, &opts.events)?;
+    Ok(())
 }
 
 /// The base's manifest for one platform.
@@ -95,7 +135,7 @@ pub fn resolve(recipe: &Recipe) -> Result<Option<BaseSource>> {
     }
     Ok(Some(BaseSource::Layout(BaseImage {
         name: name.clone(),
-        layout,
+        source: LayoutSource::new(name.clone(), layout, digest.clone())?,
         digest,
     })))
 }
@@ -129,7 +169,7 @@ fn layout_dir(recipe: &Recipe, dir: &str) -> std::result::Result<std::path::Path
 impl BaseImage {
     /// The base's manifest, config and layers for `platform`.
     pub fn for_platform(&self, platform: &Platform) -> Result<BasePlatform> {
-        let bytes = self.layout.read_blob(&self.digest)?;
+        let (_, bytes) = self.source.root()?;
         let value: serde_json::Value =
             serde_json::from_slice(&bytes).map_err(|e| self.bad(format!("{e}")))?;
         let is_index = crate::image::is_index_value(&value);
@@ -140,10 +180,11 @@ impl BaseImage {
         } else {
             self.digest.clone()
         };
-        let manifest: Manifest = serde_json::from_slice(&self.layout.read_blob(&manifest_digest)?)
-            .map_err(|e| self.bad(format!("manifest {manifest_digest}: {e}")))?;
+        let manifest: Manifest =
+            serde_json::from_slice(&self.source.json_object(&manifest_digest, true)?)
+                .map_err(|e| self.bad(format!("manifest {manifest_digest}: {e}")))?;
         let config: ImageConfig =
-            serde_json::from_slice(&self.layout.read_blob(&manifest.config.digest)?)
+            serde_json::from_slice(&self.source.json_object(&manifest.config.digest, false)?)
                 .map_err(|e| self.bad(format!("config {}: {e}", manifest.config.digest)))?;
         if config.os != platform.os || config.architecture != platform.architecture {
             return Err(Error::input(format!(
@@ -158,7 +199,7 @@ impl BaseImage {
             );
         }
         for layer in &manifest.layers {
-            if !self.layout.has_blob(&layer.digest) {
+            if !self.source.layout().has_blob(&layer.digest) {
                 return Err(self.bad(format!("layer {} is missing from the layout", layer.digest)));
             }
         }
@@ -174,43 +215,6 @@ impl BaseImage {
             "base image {} is not a valid OCI image: {what}",
             self.name
         ))
-    }
-}
-
-/// The manifest of `index` for `platform` (a platform without a variant matches any
-/// variant); an error listing the index's platforms when there is none.
-pub fn select_platform(index: &Index, platform: &Platform, name: &str) -> Result<Digest> {
-    let found = index.manifests.iter().find(|m| {
-        m.platform.as_ref().is_some_and(|p| {
-            p.os == platform.os
-                && p.architecture == platform.architecture
-                && (platform.variant.is_none() || p.variant == platform.variant)
-        })
-    });
-    match found {
-        Some(m) => Ok(m.digest.clone()),
-        None => {
-            let have: Vec<String> = index
-                .manifests
-                .iter()
-                .filter_map(|m| m.platform.as_ref())
-                .map(|p| {
-                    format!(
-                        "{}/{}{}",
-                        p.os,
-                        p.architecture,
-                        p.variant
-                            .as_ref()
-                            .map(|v| format!("/{v}"))
-                            .unwrap_or_default()
-                    )
-                })
-                .collect();
-            Err(
-                Error::input(format!("base image {name} has no manifest for {platform}"))
-                    .with_hint(format!("it has: {}", have.join(", "))),
-            )
-        }
     }
 }
 
@@ -271,7 +275,7 @@ impl BaseImage {
             bp.layers.iter().zip(&bp.config.rootfs.diff_ids).enumerate()
         {
             let what = format!("layer {index} ({})", layer.digest);
-            let path = self.layout.blob_path(&layer.digest);
+            let path = self.source.layout().blob_path(&layer.digest);
             let len = std::fs::metadata(&path)
                 .map_err(|e| Error::io_path("cannot read", &path, e))?
                 .len();

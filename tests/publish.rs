@@ -133,3 +133,38 @@ fn publishing_again_uploads_nothing() {
     assert_eq!(again.push.skipped, 2);
     assert!(again.attached.is_empty());
 }
+
+/// A registry's refusal reaches a library caller as data, not only as text: the
+/// registry it came from and the HTTP status, for a missing tag (404) and for a
+/// registry that wants credentials it was not given (401).
+#[test]
+fn a_registry_error_carries_its_registry_and_status() {
+    use imgbuild::source::ImageSource;
+    let plain = Registry::start(Mode::Plain);
+    let source = imgbuild::source::RegistrySource::open(
+        &target(&plain, "hand/missing:nope"),
+        &Options::default(),
+    )
+    .expect("an empty repository can be opened");
+    let err = source.root().expect_err("no such tag");
+    assert_eq!(err.status(), Some(404), "{}", err.message());
+    assert_eq!(
+        err.registry(),
+        Some(plain.host().as_str()),
+        "{}",
+        err.message()
+    );
+    assert_eq!(err.exit_code(), imgbuild::ExitCode::Failure);
+
+    let guarded = Registry::start(Mode::htpasswd("alice", "s3cret"));
+    let err = Publisher::connect(&target(&guarded, "hand/guarded:v1"), &Options::default())
+        .err()
+        .expect("no credentials were given");
+    assert_eq!(err.status(), Some(401), "{}", err.message());
+    assert_eq!(
+        err.registry(),
+        Some(guarded.host().as_str()),
+        "{}",
+        err.message()
+    );
+}

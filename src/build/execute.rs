@@ -11,12 +11,14 @@ use super::resolve::ResolvedBuild;
 use super::BuildResult;
 use crate::cache::LayerCache;
 use crate::compress::Compression;
+use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::events::{Event, Events};
 use crate::format::FormatVersion;
 use crate::layer::{self, LayerBlob};
 use crate::layout::Layout;
 use crate::plan::{LayerPlan, Plan};
+use crate::source::ImageSource;
 use std::collections::BTreeMap;
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -49,11 +51,12 @@ pub fn execute(resolved: ResolvedBuild<'_>) -> Result<BuildResult> {
         }
     };
     if let Some(b) = &base {
-        for t in &targets {
-            for l in t.base.iter().flat_map(|bp| &bp.layers) {
-                layout.import_blob(&b.layout, &l.digest)?;
-            }
-        }
+        let layers: Vec<(Digest, u64)> = targets
+            .iter()
+            .flat_map(|t| t.base.iter().flat_map(|bp| &bp.layers))
+            .map(|l| (l.digest.clone(), l.size))
+            .collect();
+        b.source.copy_blobs(&layers, &layout, &|_, _| {})?;
     }
     // Recorded only now that `--out` holds each layer under its digest: the bytes
     // checked hashed to that digest, so they are the bytes `--out` holds.

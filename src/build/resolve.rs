@@ -31,7 +31,6 @@ use crate::plan::{self, Plan, PlanOptions};
 use crate::platform::Platform;
 use crate::recipe::Recipe;
 use crate::reference::RegistryRef;
-use crate::registry::pull;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
@@ -308,7 +307,7 @@ fn pull_registry_base(
     let (name, reference, digest) = pulled.pin;
     let layout = Layout::create(&opts.out)?;
     layout.remove_stale_temps();
-    pull::pull_base(
+    base::pull_base(
         &layout,
         &name,
         &reference,
@@ -317,8 +316,8 @@ fn pull_registry_base(
         &opts.registry,
     )?;
     let b = BaseImage {
+        source: crate::source::LayoutSource::new(name.clone(), layout.clone(), digest.clone())?,
         name,
-        layout: layout.clone(),
         digest,
     };
     for target in targets.iter_mut() {

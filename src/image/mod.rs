@@ -200,6 +200,47 @@ pub fn media_type_of(value: &Value) -> Option<String> {
     }
 }
 
+/// The manifest of `index` for `platform` (a platform without a variant matches any
+/// variant); an error listing the index's platforms when there is none.
+pub fn select_platform(
+    index: &Index,
+    platform: &crate::platform::Platform,
+    name: &str,
+) -> crate::error::Result<Digest> {
+    let found = index.manifests.iter().find(|m| {
+        m.platform.as_ref().is_some_and(|p| {
+            p.os == platform.os
+                && p.architecture == platform.architecture
+                && (platform.variant.is_none() || p.variant == platform.variant)
+        })
+    });
+    match found {
+        Some(m) => Ok(m.digest.clone()),
+        None => {
+            let have: Vec<String> = index
+                .manifests
+                .iter()
+                .filter_map(|m| m.platform.as_ref())
+                .map(|p| {
+                    format!(
+                        "{}/{}{}",
+                        p.os,
+                        p.architecture,
+                        p.variant
+                            .as_ref()
+                            .map(|v| format!("/{v}"))
+                            .unwrap_or_default()
+                    )
+                })
+                .collect();
+            Err(crate::error::Error::input(format!(
+                "base image {name} has no manifest for {platform}"
+            ))
+            .with_hint(format!("it has: {}", have.join(", "))))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

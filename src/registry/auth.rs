@@ -388,6 +388,7 @@ pub(super) fn check_realm(
             "nothing was sent there. If that token server is trusted on your network, name it with --insecure-registry HOST; otherwise ask the registry's operator to serve it over HTTPS, or go without the credentials{}",
             cred_source.map(|s| format!(" (from {s})")).unwrap_or_default()
         ))
+        .with_registry(registry)
     })
 }
 

@@ -4,7 +4,6 @@
 mod auth;
 pub mod client;
 pub mod credentials;
-pub mod pull;
 pub mod push;
 pub mod referrers;
 pub mod retry;

@@ -1,5 +1,9 @@
 //! Push: copy one image (a manifest, or an index and its manifests) from an OCI
-//! layout to a registry repository, in the order of docs/registries.md ("Pushing"):
+//! layout to a registry repository, in the order of docs/registries.md ("Pushing").
+//! The image is read as any image is read, through its
+//! [`LayoutSource`](crate::source::LayoutSource); blobs are uploaded streaming from
+//! the layout's files.
+//!
 //!
 //! 1. every blob (configs and layers), in parallel: skipped when a HEAD says the
 //!    repository has it; mounted from the base image's repository when that lives in
@@ -23,6 +27,7 @@ use crate::events::Event;
 use crate::image::{Descriptor, Index, Manifest, ANNOTATION_BASE_DIGEST, ANNOTATION_BASE_NAME};
 use crate::layout::Layout;
 use crate::reference::Reference;
+use crate::source::{ImageSource, LayoutSource};
 
 /// What a push did, for logs and `--json`.
 #[derive(Debug, Default, Clone, Serialize)]
@@ -62,8 +67,9 @@ fn parse<T: serde::de::DeserializeOwned>(layout: &Layout, d: &Digest, bytes: &[u
     })
 }
 
-fn read_graph(layout: &Layout, root: &Descriptor) -> Result<Graph> {
-    let root_bytes = layout.read_blob(&root.digest)?;
+fn read_graph(source: &LayoutSource, root: &Descriptor) -> Result<Graph> {
+    let layout = source.layout();
+    let root_bytes = source.json_object(&root.digest, true)?;
     let mut manifests = Vec::new();
     let mut children = Vec::new();
     if is_index(&root.media_type) {
@@ -76,7 +82,7 @@ fn read_graph(layout: &Layout, root: &Descriptor) -> Result<Graph> {
                     child.digest
                 )));
             }
-            let bytes = layout.read_blob(&child.digest)?;
+            let bytes = source.json_object(&child.digest, true)?;
             let m: Manifest = parse(layout, &child.digest, &bytes)?;
             children.push((child.digest.clone(), child.media_type.clone(), bytes));
             manifests.push(m);
@@ -120,16 +126,16 @@ fn read_graph(layout: &Layout, root: &Descriptor) -> Result<Graph> {
 
 /// Blobs of the base image that the layout holds the manifests of: the candidates
 /// for a cross-repository mount.
-fn base_blobs(layout: &Layout, digest: &Digest) -> BTreeSet<Digest> {
+fn base_blobs(source: &LayoutSource, digest: &Digest) -> BTreeSet<Digest> {
     let mut out = BTreeSet::new();
-    let Ok(bytes) = layout.read_blob(digest) else {
+    let Ok(bytes) = source.json_object(digest, true) else {
         return out;
     };
     let mut manifests = Vec::new();
     if let Ok(index) = serde_json::from_slice::<Index>(&bytes) {
         if !index.manifests.is_empty() {
             for child in index.manifests {
-                if let Ok(b) = layout.read_blob(&child.digest) {
+                if let Ok(b) = source.json_object(&child.digest, true) {
                     manifests.push(b);
                 }
             }
@@ -165,7 +171,12 @@ pub async fn push(
     tags: &[String],
 ) -> Result<PushReport> {
     let events = client.events();
-    let graph = read_graph(layout, root)?;
+    let source = LayoutSource::new(
+        layout.root().display().to_string(),
+        layout.clone(),
+        root.digest.clone(),
+    )?;
+    let graph = read_graph(&source, root)?;
 
     // A base in another repository of this registry: mount its blobs from there.
     let mount_from = graph
@@ -180,7 +191,7 @@ pub async fn push(
             _ => None,
         });
     let mountable = match (&mount_from, &graph.base_digest) {
-        (Some(_), Some(d)) => base_blobs(layout, d),
+        (Some(_), Some(d)) => base_blobs(&source, d),
         _ => BTreeSet::new(),
     };
 

@@ -27,6 +27,23 @@ impl LayoutSource {
         })
     }
 
+    /// The image `digest` of `layout`, which must hold it; `name` is how messages
+    /// name it.
+    pub fn new(name: impl Into<String>, layout: Layout, digest: Digest) -> Result<LayoutSource> {
+        let name = name.into();
+        if !layout.has_blob(&digest) {
+            return Err(Error::input(format!(
+                "{name}: the layout {} holds no blob {digest}",
+                layout.root().display()
+            )));
+        }
+        Ok(LayoutSource {
+            name,
+            layout,
+            digest,
+        })
+    }
+
     /// The layout the image is in.
     pub fn layout(&self) -> &Layout {
         &self.layout
@@ -57,6 +74,23 @@ impl ImageSource for LayoutSource {
         let file =
             std::fs::File::open(&path).map_err(|e| Error::io_path("cannot open", &path, e))?;
         Ok(Box::new(VerifyingReader::new(file, digest.clone(), size)))
+    }
+
+    /// A copy between layouts, each blob verified as it streams
+    /// ([`Layout::import_blob`]).
+    fn copy_blobs(
+        &self,
+        wanted: &[(Digest, u64)],
+        into: &Layout,
+        stored: &(dyn Fn(&Digest, u64) + Sync),
+    ) -> Result<()> {
+        for (digest, size) in wanted {
+            if !into.has_blob(digest) {
+                into.import_blob(&self.layout, digest)?;
+                stored(digest, *size);
+            }
+        }
+        Ok(())
     }
 }
 

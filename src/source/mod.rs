@@ -9,15 +9,22 @@
 //! - [`LayoutSource`]: an OCI image layout on disk (`oci:DIR[:TAG|@digest]`).
 //! - [`RegistrySource`]: a registry repository (`host/repo[:tag][@digest]`), over one
 //!   connection made when it is opened.
+//!
+//! [`copy_image`] copies an image (for some of its platforms) from any source into a
+//! layout: that is how a registry base is pulled, and how a layout base's layers reach
+//! `--out`.
 
+mod copy;
 mod layout;
 mod registry;
 
+pub use copy::{copy_image, holds_image};
 pub use layout::LayoutSource;
 pub use registry::RegistrySource;
 
 use crate::digest::Digest;
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::layout::Layout;
 use crate::reference::Reference;
 use crate::registry::client;
 use std::io::Read;
@@ -40,6 +47,37 @@ pub trait ImageSource: Send + Sync {
     /// when given): a source that cannot check them before handing them out fails the
     /// read that ends the stream instead.
     fn blob(&self, digest: &Digest, size: Option<u64>) -> Result<Box<dyn Read + Send>>;
+
+    /// Stores the blobs `wanted` (digest and size) in `into`, each named only once its
+    /// bytes are checked against its digest; blobs `into` holds already are skipped.
+    /// `stored` is told of each blob stored. This default reads them one by one
+    /// through [`ImageSource::blob`]; a source that can do better (several
+    /// downloads at once, a local copy) overrides it.
+    fn copy_blobs(
+        &self,
+        wanted: &[(Digest, u64)],
+        into: &Layout,
+        stored: &(dyn Fn(&Digest, u64) + Sync),
+    ) -> Result<()> {
+        for (digest, size) in wanted {
+            if into.has_blob(digest) {
+                continue;
+            }
+            let mut reader = self.blob(digest, Some(*size))?;
+            let mut writer = into.blob_writer()?;
+            std::io::copy(&mut reader, &mut writer).map_err(|e| {
+                let what = format!("cannot copy blob {digest} of {}", self.name());
+                if e.kind() == std::io::ErrorKind::InvalidData {
+                    Error::input(format!("{what}: {e}"))
+                } else {
+                    Error::io(what, e)
+                }
+            })?;
+            writer.commit_as(into, digest)?;
+            stored(digest, *size);
+        }
+        Ok(())
+    }
 }
 
 /// Opens the image `reference` names. A registry is reached (TLS, credentials) with

@@ -3,6 +3,7 @@
 use super::ImageSource;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
+use crate::layout::Layout;
 use crate::reference::{RegistryRef, DEFAULT_TAG};
 use crate::registry::client::{self, RegistryClient};
 use std::io::{Read, Seek, SeekFrom};
@@ -79,5 +80,33 @@ impl ImageSource for RegistrySource {
         file.seek(SeekFrom::Start(0))
             .map_err(|e| Error::io("cannot read a temporary file", e))?;
         Ok(Box::new(file))
+    }
+
+    /// Several downloads at once ([`client::CONCURRENCY`]), each streaming straight
+    /// into a temp file of `into`, verified as it arrives, named once it matches.
+    fn copy_blobs(
+        &self,
+        wanted: &[(Digest, u64)],
+        into: &Layout,
+        stored: &(dyn Fn(&Digest, u64) + Sync),
+    ) -> Result<()> {
+        use futures_util::{StreamExt, TryStreamExt};
+        let missing = wanted.iter().filter(|(d, _)| !into.has_blob(d));
+        self.runtime.block_on(
+            futures_util::stream::iter(missing)
+                .map(|(digest, size)| async move {
+                    let writer = self
+                        .client
+                        .get_blob(&self.repository, digest, Some(*size), || into.blob_writer())
+                        .await?;
+                    // get_blob checked the bytes against the digest as they arrived.
+                    writer.commit_as(into, digest)?;
+                    stored(digest, *size);
+                    Ok::<_, Error>(())
+                })
+                .buffer_unordered(client::CONCURRENCY)
+                .try_collect::<Vec<()>>(),
+        )?;
+        Ok(())
     }
 }

@@ -97,7 +97,8 @@ impl RegistryClient {
                     "{}/{repository}: manifest {expected} arrived with digest {digest}",
                     self.registry
                 ))
-                .with_hint("the registry or something between it and imgbuild altered the manifest; do not trust this registry's answer"));
+                .with_hint("the registry or something between it and imgbuild altered the manifest; do not trust this registry's answer")
+                .with_registry(&self.registry));
             }
         }
         Ok((bytes, digest))

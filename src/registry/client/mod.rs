@@ -391,6 +391,7 @@ impl RegistryClient {
         .with_hint(
             "check that the registry is up and reachable (--registry-timeout SECONDS sets how long a silent connection is waited for), then run the command again",
         )
+        .with_registry(&self.registry)
     }
 
     /// Runs a step of ours under the retry policy (tokens are renewed when due by
@@ -466,7 +467,11 @@ impl RegistryClient {
                     .unwrap_or_default()
             ));
         }
-        err
+        err = err.with_registry(&self.registry);
+        if let Some(code) = status {
+            err = err.with_status(code);
+        }
+        err.with_source(e)
     }
 }
 
@@ -481,6 +486,7 @@ fn too_large(what: &str) -> Error {
 fn corrupt(registry: &str, repository: &str, message: &str) -> Error {
     Error::network(format!("{registry}/{repository}: {message}"))
         .with_hint("the registry served bytes that do not match the digest; nothing was stored")
+        .with_registry(registry)
 }
 
 const USER_AGENT: &str = concat!("imgbuild/", env!("CARGO_PKG_VERSION"));
@@ -493,6 +499,7 @@ fn connect_error(registry: &str, e: &reqwest::Error) -> Error {
     .with_hint(
         "check the host name and port, and that the registry is running and reachable from here",
     )
+    .with_registry(registry)
 }
 
 fn status_of(e: &OciDistributionError) -> Option<u16> {

@@ -52,7 +52,7 @@ impl RegistryClient {
             async move {
                 let (why, after) = match attempt.await {
                     Ok(value) => return Try::Done(value),
-                    Err(Attempt::Fatal(e)) => return Try::Fatal(e),
+                    Err(Attempt::Fatal(e)) => return Try::Fatal(e.with_registry(&self.registry)),
                     Err(Attempt::Status(code)) => {
                         let e = OciDistributionError::ServerError {
                             code,

@@ -182,7 +182,9 @@ pub(super) fn helper_diagnostics(output: &Output) -> Option<String> {
     let mut lines = Vec::new();
     for (stream, bytes) in [("stderr", &output.stderr), ("stdout", &output.stdout)] {
         let text = clip(bytes);
-        if text.is_empty() || (stream == "stdout" && text.starts_with('{')) {
+        // A JSON object on stdout is a credential answer: never shown. ('\u{7b}' is
+        // the opening brace, written so that brace-counting tools stay in step.)
+        if text.is_empty() || (stream == "stdout" && text.starts_with('\u{7b}')) {
             continue;
         }
         for line in text.lines() {
