@@ -4,7 +4,6 @@
 mod auth;
 pub mod client;
 pub mod credentials;
-pub mod push;
 pub mod referrers;
 pub mod retry;
 pub mod transport;

@@ -20,13 +20,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use futures_util::{StreamExt, TryStreamExt};
 use serde::Serialize;
 
-use super::client::{RegistryClient, CONCURRENCY};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::events::Event;
 use crate::image::{Descriptor, Index, Manifest, ANNOTATION_BASE_DIGEST, ANNOTATION_BASE_NAME};
 use crate::layout::Layout;
 use crate::reference::Reference;
+use crate::registry::client::{RegistryClient, CONCURRENCY};
 use crate::source::{ImageSource, LayoutSource};
 
 /// What a push did, for logs and `--json`.

@@ -5,7 +5,7 @@
 //! [`Publisher::connect`] reaches the registry and checks the credentials *before*
 //! anything expensive happens (a CI step should fail in seconds, not after the
 //! build); [`Publisher::publish`] then pushes the blobs and manifests (the algorithm
-//! of `registry::push`: HEAD, mount, streaming upload, children before the index,
+//! of `push.rs`: HEAD, mount, streaming upload, children before the index,
 //! tags last) and attaches the documents as OCI referrers (`registry::referrers`).
 
 use crate::error::{Error, Result};
@@ -13,8 +13,11 @@ use crate::image::Descriptor;
 use crate::layout::Layout;
 use crate::reference::RegistryRef;
 use crate::registry::client::{self, RegistryClient};
-use crate::registry::push::{self, PushReport};
 use crate::registry::referrers::{self, Artifact, Attached};
+
+mod push;
+
+pub use push::PushReport;
 
 /// A registry repository to publish to, reached and authorized for pushing.
 pub struct Publisher {
