@@ -7,6 +7,7 @@ Usage: report.py RESULTS.tsv MACHINE.txt [--write-doc docs/benchmarks.md]
 RESULTS.tsv: contender, run, wall seconds, max RSS KiB, output bytes, digest (tab-separated).
 MACHINE.txt: key=value lines written by bench/run.sh.
 """
+import os
 import statistics
 import sys
 
@@ -156,7 +157,7 @@ def verdicts(s, mach=None):
     """The targets of docs/benchmarks.md: (target, measured, verdict)."""
     out = []
 
-    def wall_target(name, key, base, limit):
+    def wall_target(name, key, base, limit, note_if_missed=""):
         if key not in s or base not in s:
             return
         ratio = s[key]["wall"] / s[base]["wall"]
@@ -166,7 +167,8 @@ def verdicts(s, mach=None):
             need = (1 - limit / ratio) * 100
             v = (f"**missed** by {(ratio / limit - 1) * 100:.0f}% "
                  f"(imgbuild would need to be {need:.0f}% faster: "
-                 f"{limit * s[base]['wall']:.2f} s instead of {s[key]['wall']:.2f} s)")
+                 f"{limit * s[base]['wall']:.2f} s instead of {s[key]['wall']:.2f} s)"
+                 f"{note_if_missed}")
         out.append((name, f"{ratio:.2f}× ({s[key]['wall']:.2f} s vs {s[base]['wall']:.2f} s)", v))
 
     def size_target(name, key, base, band=0.02, one_sided=False):
@@ -181,7 +183,9 @@ def verdicts(s, mach=None):
 
     wall_target("gzip cold build ≤ 0.5 × tar | pigz -n -6", "imgbuild-gzip", "tar-pigz", 0.5)
     size_target("gzip size ≤ 1.01 × tar | pigz -n -6", "imgbuild-gzip", "tar-pigz", 0.01, True)
-    wall_target("zstd cold build ≤ 0.8 × tar | zstd -3 -T0", "imgbuild-zstd", "tar-zstd", 0.8)
+    wall_target("zstd cold build ≤ 0.8 × tar | zstd -3 -T0", "imgbuild-zstd", "tar-zstd", 0.8,
+                " — out of reach on 2 cores, see \"The zstd target and the CPU it needs\""
+                if int((mach or {}).get("nproc") or os.cpu_count() or 2) <= 2 else "")
     size_target("zstd size within 2% of tar | zstd", "imgbuild-zstd", "tar-zstd")
     rss = [s[k]["rss_mb"] for k in ("imgbuild-gzip", "imgbuild-gzip-f1", "imgbuild-zstd",
                                     "imgbuild-gzip-rebuild") if k in s]
