@@ -5,9 +5,10 @@
 //!
 //! The tools come from Debian: `apt-get install -y skopeo umoci oci-image-tool
 //! busybox-static docker-registry`. A missing tool fails the test (the README's test
-//! command installs them); only the two Docker tests (a layout loaded with `docker load`,
-//! an image pushed to a loopback registry and `docker pull`ed) skip, and only when no
-//! daemon answers, saying so on stderr and in the file named by `IMGBUILD_SKIPPED_LOG`.
+//! command installs them); only the three Docker tests (a layout loaded with `docker
+//! load`, an image pushed to a loopback registry and `docker pull`ed, the README's
+//! example run) skip, and only when no daemon answers, saying so on stderr and in the
+//! file named by `IMGBUILD_SKIPPED_LOG`.
 
 mod common;
 
@@ -937,4 +938,92 @@ fn docker_pulls_and_runs_a_pushed_image_where_a_daemon_answers() {
         "docker pulled {repo_digests}, imgbuild pushed {digest}"
     );
     assert_docker_runs_the_greeting(&image);
+}
+
+// ---------------------------------------------------------------------------------
+// 6. The README's example: recipes/hello runs
+// ---------------------------------------------------------------------------------
+
+/// Builds the bundled example (recipes/hello, as the README's first command does) into
+/// a fresh layout; returns the layout, inside `out`.
+fn build_bundled_example(out: &Path) -> PathBuf {
+    let recipe = Path::new(env!("CARGO_MANIFEST_DIR")).join("recipes/hello/recipe.toml");
+    let layout = out.join("layout");
+    common::build_digest(&recipe, &layout, &[]);
+    layout
+}
+
+/// The image's entrypoint and cmd, as its config says.
+fn entrypoint_and_cmd(layout: &Path, tag: &str) -> Vec<String> {
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &fs::read(blob_path(
+            layout,
+            tagged(layout, tag)["digest"].as_str().expect("digest"),
+        ))
+        .expect("manifest"),
+    )
+    .expect("manifest JSON");
+    let config: serde_json::Value = serde_json::from_slice(
+        &fs::read(blob_path(
+            layout,
+            manifest["config"]["digest"].as_str().expect("config"),
+        ))
+        .expect("config"),
+    )
+    .expect("config JSON");
+    ["Entrypoint", "Cmd"]
+        .iter()
+        .flat_map(|k| config["config"][k].as_array().cloned().unwrap_or_default())
+        .map(|v| v.as_str().expect("a string").to_string())
+        .collect()
+}
+
+/// Without Docker: unpacked by umoci, the example's program runs chrooted into the
+/// image's own root file system (nothing of the host's: a program needing a shell or a
+/// libc the image lacks fails here) with the config's entrypoint and cmd.
+#[test]
+fn the_bundled_example_runs_its_program_from_the_unpacked_image() {
+    require_root(
+        "the_bundled_example_runs_its_program_from_the_unpacked_image",
+        "chroot",
+    );
+    let out = tempfile::tempdir().expect("temp dir");
+    let layout = build_bundled_example(out.path());
+    let argv = entrypoint_and_cmd(&layout, "latest");
+    assert_eq!(argv, ["/app/bin/hello", "--greeting", "hello"]);
+    let rootfs = umoci_unpack(&layout, "latest", &out.path().join("bundle"));
+    let got = run_ok(Command::new("chroot").arg(&rootfs).args(&argv));
+    assert_eq!(got, "hello from imgbuild\n");
+}
+
+/// The README's `docker run` of the example, where a daemon answers.
+#[test]
+fn the_bundled_example_runs_under_docker_where_a_daemon_answers() {
+    const NAME: &str = "the_bundled_example_runs_under_docker_where_a_daemon_answers";
+    if !docker_daemon_answers() {
+        skip(NAME, "no Docker daemon answers (docker info failed)");
+        return;
+    }
+    let out = tempfile::tempdir().expect("temp dir");
+    let layout = build_bundled_example(out.path());
+    let image = format!("imgbuild-hello:t{}", std::process::id());
+    let archive = out.path().join("image.tar");
+    run_ok(skopeo().args([
+        "copy",
+        &format!("oci:{}:latest", layout.display()),
+        &format!("docker-archive:{}:{image}", archive.display()),
+    ]));
+    run_ok(Command::new("docker").arg("load").arg("-i").arg(&archive));
+    let _cleanup = DockerImage(image.clone());
+    let got = run_ok(Command::new("docker").args(["run", "--rm", "--network=none", &image]));
+    assert_eq!(got, "hello from imgbuild\n");
+    let got = run_ok(Command::new("docker").args([
+        "run",
+        "--rm",
+        "--network=none",
+        &image,
+        "--greeting",
+        "hi",
+    ]));
+    assert_eq!(got, "hi from imgbuild\n");
 }
