@@ -1099,3 +1099,42 @@ fn a_failing_referrers_query_is_an_error_not_a_fallback_tag() {
         "a fallback tag was written: {tags}"
     );
 }
+
+/// A multi-platform image on a multi-platform base of the same registry, pushed to
+/// another repository: every platform's base layers are mounted, none uploaded again.
+#[test]
+fn a_multi_platform_push_mounts_the_base_layers_of_every_platform() {
+    let reg = Registry::start(Mode::Plain);
+    let base = Ctx::new();
+    base.write("base/amd64.txt", "base for amd64\n")
+        .write("base/arm64.txt", "base for arm64\n");
+    base.recipe_text(
+        "[image]\nsource-date-epoch = 1700000000\nplatforms = [\"linux/amd64\", \"linux/arm64\"]\n\
+         [[layer]]\nname = \"base\"\n  [[layer.copy]]\n  src = \"base/{arch}.txt\"\n  dst = \"/etc/base.txt\"\n",
+    );
+    let o = build_push(
+        &base,
+        &base.path().join("out"),
+        &reg,
+        &reg.reference("lib/multi:1"),
+        &[],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let base_digest = stdout(&o).trim().to_string();
+
+    let ctx = Ctx::new();
+    ctx.recipe_text(&format!(
+        "[image]\nsource-date-epoch = 1700000000\nplatforms = [\"linux/amd64\", \"linux/arm64\"]\n\
+         [base]\nimage = \"{}@{base_digest}\"\n\
+         [[layer]]\nname = \"app\"\n  [[layer.file]]\n  path = \"/app/hello\"\n  content = \"on top\\n\"\n",
+        reg.reference("lib/multi:1")
+    ));
+    let out = ctx.path().join("out");
+    let o = build_push(&ctx, &out, &reg, &reg.reference("apps/multi:1"), &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let err = stderr(&o);
+    // Two platforms, each with its own base layer: both mounted from lib/multi.
+    let mounted = err.matches("mounted sha256:").count();
+    assert_eq!(mounted, 2, "{err}");
+    assert!(err.contains("; 2 mounted;"), "{err}");
+}

@@ -51,9 +51,10 @@ struct Graph {
     children: Vec<(Digest, String, Vec<u8>)>,
     /// Every config and layer, with its size.
     blobs: BTreeMap<Digest, u64>,
-    /// The base image, as the manifests' annotations name it.
+    /// The base image, as the manifests' annotations name it, and the base manifest
+    /// (or index) digest each manifest names: one per platform.
     base_name: Option<String>,
-    base_digest: Option<Digest>,
+    base_digests: BTreeSet<Digest>,
 }
 
 use crate::image::is_index_media_type as is_index;
@@ -92,7 +93,7 @@ fn read_graph(source: &LayoutSource, root: &Descriptor) -> Result<Graph> {
     }
     let mut blobs = BTreeMap::new();
     let mut base_name = None;
-    let mut base_digest = None;
+    let mut base_digests = BTreeSet::new();
     for m in &manifests {
         blobs.insert(m.config.digest.clone(), m.config.size);
         for l in &m.layers {
@@ -101,8 +102,12 @@ fn read_graph(source: &LayoutSource, root: &Descriptor) -> Result<Graph> {
         if let Some(name) = m.annotations.get(ANNOTATION_BASE_NAME) {
             base_name = Some(name.clone());
         }
-        if let Some(d) = m.annotations.get(ANNOTATION_BASE_DIGEST) {
-            base_digest = Digest::parse(d);
+        if let Some(d) = m
+            .annotations
+            .get(ANNOTATION_BASE_DIGEST)
+            .and_then(|d| Digest::parse(d))
+        {
+            base_digests.insert(d);
         }
     }
     for d in blobs.keys() {
@@ -120,7 +125,7 @@ fn read_graph(source: &LayoutSource, root: &Descriptor) -> Result<Graph> {
         children,
         blobs,
         base_name,
-        base_digest,
+        base_digests,
     })
 }
 
@@ -190,9 +195,14 @@ pub async fn push(
             }
             _ => None,
         });
-    let mountable = match (&mount_from, &graph.base_digest) {
-        (Some(_), Some(d)) => base_blobs(&source, d),
-        _ => BTreeSet::new(),
+    // Every platform's base: each manifest of an index names its own.
+    let mountable: BTreeSet<Digest> = match &mount_from {
+        Some(_) => graph
+            .base_digests
+            .iter()
+            .flat_map(|d| base_blobs(&source, d))
+            .collect(),
+        None => BTreeSet::new(),
     };
 
     let outcomes: Vec<BlobOutcome> = futures_util::stream::iter(graph.blobs.iter())
