@@ -21,6 +21,7 @@ declare -A tools=(
   [gzip]=gzip
   [go]=golang-go
   [qemu-x86_64]=qemu-user
+  [script]=bsdutils
 )
 missing=()
 for t in "${!tools[@]}"; do

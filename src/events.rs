@@ -20,10 +20,25 @@ use std::sync::Arc;
 pub enum Event {
     /// Something the user should know, and may want to fix; the work goes on.
     Warning(String),
+    /// A recipe layer is being written for `platforms` (one layer job serves every
+    /// platform whose plan of it is the same). `bytes` is about how many tar bytes it
+    /// will be (contents, headers, padding): a total for a progress display.
+    LayerStarted {
+        name: String,
+        platforms: Vec<String>,
+        bytes: u64,
+    },
+    /// `done` tar bytes of a layer being written have gone into its compressor.
+    LayerProgress {
+        name: String,
+        platforms: Vec<String>,
+        done: u64,
+    },
     /// A recipe layer is in the layout: written now, or found unchanged in the layer
     /// cache.
     LayerWritten {
         name: String,
+        platforms: Vec<String>,
         digest: Digest,
         size: u64,
         unchanged: bool,
@@ -59,6 +74,15 @@ pub enum Event {
     BlobMounted { digest: Digest, from: String },
     /// A blob was uploaded.
     BlobUploaded { digest: Digest, size: u64 },
+    /// A blob upload or download is under way: `done` of its `size` bytes (`None`
+    /// when the size is not known yet) have gone out or come in. An attempt that
+    /// is retried starts again from 0. `BlobUploaded`, `BlobPulled` or the
+    /// command's end follows.
+    BlobProgress {
+        digest: Digest,
+        done: u64,
+        size: Option<u64>,
+    },
     /// An image was pushed: its manifests, index and tags are in place.
     Pushed {
         /// `registry/repository`, with the tags when there are any.

@@ -155,6 +155,16 @@ pub fn write_layers(
         }
         job_of.push(ids);
     }
+    // The platforms each job serves, for progress and messages.
+    let mut platforms_of: Vec<Vec<String>> = vec![Vec::new(); jobs.len()];
+    for (plan, ids) in targets.iter().zip(&job_of) {
+        for &i in ids {
+            let p = plan.platform.to_string();
+            if !platforms_of[i].contains(&p) {
+                platforms_of[i].push(p);
+            }
+        }
+    }
     let results: Mutex<BTreeMap<usize, Result<LayerBlob>>> = Mutex::new(BTreeMap::new());
     let next = AtomicUsize::new(0);
     let workers = threads.get().min(jobs.len()).max(1);
@@ -168,9 +178,32 @@ pub fn write_layers(
                     .zip(key.as_ref())
                     .and_then(|(c, k)| c.get(k, layout, compression));
                 let cached = hit.is_some();
+                let platforms = &platforms_of[i];
                 let r = match hit {
                     Some(b) => Ok(b),
-                    None => layer::write_layer(job, epoch, compression, format, threads, layout),
+                    None => {
+                        events.emit(Event::LayerStarted {
+                            name: job.name.clone(),
+                            platforms: platforms.clone(),
+                            bytes: tar_bytes(job),
+                        });
+                        let progress = |done| {
+                            events.emit(Event::LayerProgress {
+                                name: job.name.clone(),
+                                platforms: platforms.clone(),
+                                done,
+                            })
+                        };
+                        layer::write_layer_reporting(
+                            job,
+                            epoch,
+                            compression,
+                            format,
+                            threads,
+                            layout,
+                            &progress,
+                        )
+                    }
                 };
                 if let Ok(b) = &r {
                     if let (Some(c), Some(k), false) = (cache, &key, cached) {
@@ -178,6 +211,7 @@ pub fn write_layers(
                     }
                     events.emit(Event::LayerWritten {
                         name: job.name.clone(),
+                        platforms: platforms.clone(),
                         digest: b.digest.clone(),
                         size: b.size,
                         unchanged: cached,
@@ -225,4 +259,19 @@ pub fn write_layers(
                 .collect()
         })
         .collect()
+}
+
+/// About how many tar bytes `layer` will be: a 512-byte header per entry, contents
+/// padded to 512 bytes, the two end blocks (long names' extra headers left out). A
+/// total for progress displays, not a promise.
+fn tar_bytes(layer: &LayerPlan) -> u64 {
+    let content: u64 = layer
+        .entries
+        .iter()
+        .map(|e| match &e.kind {
+            crate::plan::EntryKind::File { size, .. } => size.div_ceil(512) * 512,
+            _ => 0,
+        })
+        .sum();
+    content + 512 * layer.entries.len() as u64 + 1024
 }

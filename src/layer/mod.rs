@@ -39,6 +39,20 @@ pub fn write_layer(
     threads: NonZeroUsize,
     layout: &Layout,
 ) -> Result<LayerBlob> {
+    write_layer_reporting(layer, epoch, compression, format, threads, layout, &|_| {})
+}
+
+/// [`write_layer`], telling `progress` how many tar bytes have gone into the
+/// compressor so far, once per chunk of the pipeline (every 256 KiB or so).
+pub fn write_layer_reporting(
+    layer: &LayerPlan,
+    epoch: u64,
+    compression: Compression,
+    format: FormatVersion,
+    threads: NonZeroUsize,
+    layout: &Layout,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<LayerBlob> {
     let context = |e: io::Error| {
         let what = format!("cannot write layer {:?}", layer.name);
         let changed = e.get_ref().and_then(|i| {
@@ -60,8 +74,8 @@ pub fn write_layer(
         Compression::None => layout.blob_writer_unhashed()?,
         _ => layout.blob_writer()?,
     };
-    let (blob, diff_id) =
-        pipeline(layer, epoch, compression, format, threads, blob).map_err(context)?;
+    let settings = (epoch, compression, format, threads);
+    let (blob, diff_id) = pipeline(layer, settings, blob, progress).map_err(context)?;
     let (digest, size) = match compression {
         Compression::None => (diff_id.clone(), blob.commit_as(layout, &diff_id)?),
         _ => blob.commit_sized(layout)?,
@@ -92,11 +106,9 @@ pub fn write_layer(
 /// dropped uncommitted.
 fn pipeline(
     layer: &LayerPlan,
-    epoch: u64,
-    compression: Compression,
-    format: crate::format::FormatVersion,
-    threads: NonZeroUsize,
+    (epoch, compression, format, threads): (u64, Compression, FormatVersion, NonZeroUsize),
     mut blob: BlobWriter,
+    progress: &(dyn Fn(u64) + Sync),
 ) -> io::Result<(BlobWriter, Digest)> {
     let (tar_tx, tar_rx) = pipe::pipe();
     let (out_tx, out_rx) = pipe::pipe();
@@ -106,7 +118,13 @@ fn pipeline(
             .spawn_scoped(s, move || -> io::Result<Digest> {
                 let encoder = Encoder::new(compression, format, out_tx, threads)?;
                 let mut hashing = HashingWriter::new(encoder);
-                tar_rx.for_each(|chunk| hashing.write_all(chunk))?;
+                let mut done = 0u64;
+                tar_rx.for_each(|chunk| {
+                    hashing.write_all(chunk)?;
+                    done += chunk.len() as u64;
+                    progress(done);
+                    Ok(())
+                })?;
                 let (encoder, diff_id, _) = hashing.finish();
                 encoder.finish()?.finish()?;
                 Ok(diff_id)

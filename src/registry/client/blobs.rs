@@ -4,6 +4,7 @@ use oci_client::errors::OciDistributionError;
 
 use super::transfer::{status_attempt, Attempt, DownloadSink};
 use super::*;
+use crate::events::Event;
 
 impl RegistryClient {
     /// HEAD: does the repository hold the blob?
@@ -130,7 +131,7 @@ impl RegistryClient {
         let d = digest.to_string();
         let what = format!("upload blob {d}");
         self.transfer(repository, &what, &what, || {
-            self.upload_once(repository, &d, path, size)
+            self.upload_once(repository, digest, path, size)
         })
         .await
     }
@@ -138,10 +139,11 @@ impl RegistryClient {
     pub(super) async fn upload_once(
         &self,
         repository: &str,
-        digest: &str,
+        blob: &Digest,
         path: &Path,
         size: u64,
     ) -> std::result::Result<(), Attempt> {
+        let digest = &blob.to_string();
         let auth = self.auth.authorization(repository, true).await;
         let post_url = self.api_url(&format!("{repository}/blobs/uploads/"));
         let response = with_auth(self.http.post(&post_url), &auth)
@@ -181,10 +183,21 @@ impl RegistryClient {
         let file = tokio::fs::File::open(path)
             .await
             .map_err(|e| Attempt::Fatal(Error::io_path("cannot open", path, e)))?;
-        let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(
-            file,
-            UPLOAD_CHUNK,
-        ));
+        let mut sent = 0u64;
+        let events = self.events.clone();
+        let progress = blob.clone();
+        let stream =
+            tokio_util::io::ReaderStream::with_capacity(file, UPLOAD_CHUNK).inspect(move |chunk| {
+                if let Ok(chunk) = chunk {
+                    sent += chunk.len() as u64;
+                    events.emit(Event::BlobProgress {
+                        digest: progress.clone(),
+                        done: sent,
+                        size: Some(size),
+                    });
+                }
+            });
+        let body = reqwest::Body::wrap_stream(stream);
         let same_origin = target.origin() == base.origin();
         let mut request = self
             .http
@@ -246,6 +259,9 @@ impl RegistryClient {
         let mut sink = BlobSink {
             registry: &self.registry,
             repository,
+            blob: digest,
+            // Configs and other small JSON blobs (a `limit`) are not worth a bar.
+            events: limit.is_none().then_some(&self.events),
             digest: &d,
             size,
             limit,
@@ -284,6 +300,8 @@ impl RegistryClient {
 pub(super) struct BlobSink<'a, W, F> {
     registry: &'a str,
     repository: &'a str,
+    blob: &'a Digest,
+    events: Option<&'a crate::events::Events>,
     digest: &'a str,
     size: Option<u64>,
     /// Stop reading past this many bytes (configs: [`MAX_MANIFEST_BYTES`]).
@@ -329,6 +347,14 @@ where
         };
         std::io::Write::write_all(hasher, chunk)
             .and_then(|()| out.write_all(chunk))
-            .map_err(|e| Error::io(format!("cannot store blob {}", self.digest), e))
+            .map_err(|e| Error::io(format!("cannot store blob {}", self.digest), e))?;
+        if let Some(events) = self.events {
+            events.emit(Event::BlobProgress {
+                digest: self.blob.clone(),
+                done: received,
+                size: self.size,
+            });
+        }
+        Ok(())
     }
 }

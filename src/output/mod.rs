@@ -1,13 +1,19 @@
-//! How the binary shows the library's events: one plain line each on stderr, or
-//! nothing at all with `-q`. stdout is never touched here: it carries only results.
+//! How the binary shows the library's events: progress bars when stderr is a
+//! terminal, one plain line each otherwise, nothing at all with `-q`. stdout is never
+//! touched here: it carries only results.
 
 use imgbuild::events::{human_size, Event, Events, Reporter};
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 
-/// The events handle for a command: lines on stderr, or silence when `quiet`.
+mod bars;
+
+/// The events handle for a command: bars on a terminal, lines on stderr otherwise,
+/// or silence when `quiet`.
 pub fn events(quiet: bool) -> Events {
     if quiet {
         Events::silent()
+    } else if std::io::stderr().is_terminal() {
+        Events::new(bars::Bars::new())
     } else {
         Events::new(Lines)
     }
@@ -31,12 +37,14 @@ pub fn line(event: &Event) -> Option<String> {
         Event::Warning(w) => format!("warning: {w}"),
         Event::LayerWritten {
             name,
+            platforms,
             digest,
             size,
             unchanged,
         } => {
             let how = if *unchanged { ", unchanged" } else { "" };
-            format!("layer {name:<16} {digest} ({size} bytes{how})")
+            let on = platforms.join(",");
+            format!("layer {name:<16} {on} {digest} ({size} bytes{how})")
         }
         Event::ImageWritten { digest, layout } => {
             format!("wrote {digest} to {}", layout.display())
