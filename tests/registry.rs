@@ -1138,3 +1138,25 @@ fn a_multi_platform_push_mounts_the_base_layers_of_every_platform() {
     assert_eq!(mounted, 2, "{err}");
     assert!(err.contains("; 2 mounted;"), "{err}");
 }
+
+/// A loopback registry speaking HTTPS with a certificate imgbuild does not trust: the
+/// error says so and names the host and the fix, instead of falling back to plain HTTP
+/// (which such a server answers with a bare "400").
+#[test]
+fn a_loopback_registry_with_an_untrusted_certificate_is_reported_as_such() {
+    let reg = Registry::start(Mode::Tls);
+    let ctx = Ctx::new();
+    ctx.recipe_text(&recipe(""));
+    let o = run(imgbuild()
+        .arg("build")
+        .arg(ctx.recipe())
+        .arg("--out")
+        .arg(ctx.path().join("out"))
+        .arg(format!("--push={}", reg.reference("untrusted/app:1"))));
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(3), "{err}");
+    assert!(err.contains(&reg.host()), "{err}");
+    assert!(err.contains("certificate"), "{err}");
+    assert!(err.contains("--registry-ca"), "{err}");
+    assert!(!err.contains("400"), "{err}");
+}

@@ -147,6 +147,16 @@ pub fn is_tls_error(e: &reqwest::Error) -> bool {
     .any(|w| chain.contains(w))
 }
 
+/// Whether `e` is a TLS server's certificate refused (untrusted issuer, wrong name,
+/// expired…): the server does speak HTTPS, so plain HTTP is no alternative. A plain
+/// HTTP server answering a TLS hello fails differently (a corrupt message), never here.
+pub fn is_certificate_error(e: &reqwest::Error) -> bool {
+    let chain = error_chain(e).to_ascii_lowercase();
+    ["certificate", "unknownissuer", "notvalidforname", "expired"]
+        .iter()
+        .any(|w| chain.contains(w))
+}
+
 /// The innermost cause, without "(os error N)": "Connection refused".
 pub fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
     let mut last = e;

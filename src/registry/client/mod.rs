@@ -189,7 +189,9 @@ async fn find_credentials(
 }
 
 /// Pings `/v2/` and chooses the scheme: loopback and --insecure-registry hosts get one
-/// HTTPS try, then plain HTTP (with retries); other hosts HTTPS only, with retries.
+/// HTTPS try, then plain HTTP (with retries) — unless the HTTPS try met a certificate
+/// it does not trust, which shows the registry speaks HTTPS: that is an error naming
+/// the host and `--registry-ca`; other hosts HTTPS only, with retries.
 async fn ping(
     http: &reqwest::Client,
     registry: &str,
@@ -216,6 +218,16 @@ async fn ping(
     .await
     {
         Ok(r) => ("https", r),
+        Err(e) if transport::is_certificate_error(&e) => {
+            return Err(Error::network(format!(
+                "cannot reach registry {registry}: it speaks HTTPS, but its certificate is not trusted ({})",
+                root_cause(&e)
+            ))
+            .with_hint(
+                "pass the certificate of the CA that signed it with --registry-ca FILE (PEM); imgbuild does not fall back to plain HTTP for a registry that speaks HTTPS",
+            )
+            .with_registry(registry));
+        }
         Err(_) if plain_allowed => {
             let http_url = format!("http://{}/v2/", api_host(registry));
             match retry::request(retry, &opts.events, "GET /v2/", registry, || {
