@@ -51,12 +51,23 @@ fn unknown_key_names_the_key_and_suggests_the_nearest() {
 }
 
 #[test]
-fn wrong_type_is_reported_with_location() {
+fn wrong_type_is_reported_with_location_in_words_with_an_example() {
     let c = Ctx::new();
     c.recipe_text("[image]\ntags = \"latest\"\n");
     let e = fails(&c, &[]);
+    assert!(e.contains("recipe.toml:2:8"), "{e}");
     assert!(
-        e.contains("invalid type") && e.contains("recipe.toml:2:8"),
+        e.contains("error: `tags` must be an array, not a string (\"latest\")"),
+        "{e}"
+    );
+    assert!(e.contains("help: write tags = [\"…\"]"), "{e}");
+    assert!(!e.contains("invalid type"), "no serde jargon: {e}");
+
+    c.recipe_text("[image]\ncompression = 5\n");
+    let e = fails(&c, &[]);
+    assert!(e.contains("recipe.toml:2:15"), "{e}");
+    assert!(
+        e.contains("`compression` must be a string, not a number (5)"),
         "{e}"
     );
 }
@@ -577,4 +588,28 @@ fn a_truncated_compressed_archive_is_bad_input_naming_the_archive() {
             "the error points at the item: {e}"
         );
     }
+}
+
+/// `build --push REF` with a space: REF is read as the recipe's path; the error says
+/// so and how to write it, instead of only "recipe REF does not exist".
+#[test]
+fn push_with_a_space_says_to_write_push_equals() {
+    let c = Ctx::new();
+    let o = common::imgbuild()
+        .current_dir(c.path())
+        .args(["build", "--push", "registry.example/team/app:1"])
+        .output()
+        .expect("run imgbuild");
+    assert_eq!(o.status.code(), Some(2));
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        e.contains(
+            "with a space after --push, registry.example/team/app:1 was read as the recipe's path"
+        ),
+        "{e}"
+    );
+    assert!(
+        e.contains("write --push=registry.example/team/app:1"),
+        "{e}"
+    );
 }

@@ -1160,3 +1160,47 @@ fn a_loopback_registry_with_an_untrusted_certificate_is_reported_as_such() {
     assert!(err.contains("--registry-ca"), "{err}");
     assert!(!err.contains("400"), "{err}");
 }
+
+/// No credentials anywhere for a registry that wants them: the error lists where
+/// imgbuild looked, once, in its order (the variables, then each credentials file).
+#[test]
+fn missing_credentials_list_where_imgbuild_looked_once() {
+    let reg = Registry::start(Mode::htpasswd("alice", "s3cret-Pa55"));
+    let ctx = Ctx::new();
+    ctx.recipe_text(&recipe(""));
+    let home = ctx.path().join("home");
+    std::fs::create_dir_all(home.join(".docker")).unwrap();
+    std::fs::write(home.join(".docker/config.json"), "{\"auths\":{}}").unwrap();
+    let o = run(imgbuild_for(&reg)
+        .env("HOME", &home)
+        .arg("build")
+        .arg(ctx.recipe())
+        .arg("--out")
+        .arg(ctx.path().join("out"))
+        .arg(format!("--push={}", reg.reference("private/app:1"))));
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(3), "{err}");
+    assert!(err.contains("401"), "{err}");
+    assert_eq!(err.matches("looked in: ").count(), 1, "{err}");
+    let looked = err.split("looked in: ").nth(1).unwrap_or_default();
+    let variables = looked
+        .find("IMGBUILD_REGISTRY_USER")
+        .expect("the variables");
+    let containers = looked
+        .find(&format!(
+            "{}/.config/containers/auth.json (missing)",
+            home.display()
+        ))
+        .expect("containers' auth.json, missing");
+    let docker = looked
+        .find(&format!("{}/.docker/config.json", home.display()))
+        .expect("docker's config.json");
+    assert!(
+        variables < containers && containers < docker,
+        "in order: {err}"
+    );
+    assert!(
+        !looked[docker..].starts_with(&format!("{}/.docker/config.json (missing)", home.display())),
+        "{err}"
+    );
+}

@@ -15,6 +15,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 pub(super) fn run(args: BuildArgs, ctx: &Context) -> Result<()> {
+    push_with_a_space(&args)?;
     for t in &args.tag {
         if !imgbuild::recipe::valid_tag(t) {
             return Err(
@@ -113,6 +114,30 @@ fn check_document_paths(args: &BuildArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// `build --push REF` (a space, not `=`): clap reads REF as the recipe's path. When
+/// that path does not exist, say what happened and how to write it.
+fn push_with_a_space(args: &BuildArgs) -> Result<()> {
+    let written = args.recipe.to_string_lossy();
+    // A recipe path that merely does not exist (`app/recipe.toml`) is not this.
+    let looks_like_a_target =
+        (written.contains('/') || written.contains(':')) && !written.ends_with(".toml");
+    if args.push.as_deref() != Some("") || args.recipe.exists() || !looks_like_a_target {
+        return Ok(());
+    }
+    if !matches!(
+        imgbuild::reference::Reference::parse(&written),
+        Ok(imgbuild::reference::Reference::Registry(_))
+    ) {
+        return Ok(());
+    }
+    Err(Error::input(format!(
+        "recipe {written} does not exist: with a space after --push, {written} was read as the recipe's path"
+    ))
+    .with_hint(format!(
+        "write --push={written} (--push takes its value after '='; alone, it pushes to the recipe's [image].repository)"
+    )))
 }
 
 /// Where `build --push` goes: `--push=REF`, else the recipe's `[image].repository`.

@@ -92,10 +92,14 @@ fn toml_error(source: &RecipeSource, e: &toml::de::Error) -> Error {
     if message.contains("EpochSetting") {
         err = source
             .error_at(
-                span,
+                span.clone(),
                 "source-date-epoch must be a whole number of seconds or \"git\"",
             )
             .with_hint("e.g. source-date-epoch = 1700000000");
+    }
+    if let Some(words) = type_error_in_words(source, &span, &message) {
+        let (message, hint) = words;
+        err = source.error_at(span.clone(), message).with_hint(hint);
     }
     if let Some((unknown, expected)) = parse_unknown_field(&message) {
         let keys: Vec<&str> = expected.iter().map(String::as_str).collect();
@@ -111,6 +115,70 @@ fn toml_error(source: &RecipeSource, e: &toml::de::Error) -> Error {
         };
     }
     err.with_source(e.clone())
+}
+
+/// serde's "invalid type: integer `5`, expected a string" in words: which key, what it
+/// must be, what it is, and an example. `None` for other messages (or a type serde
+/// names in a way not listed here, left as serde says it).
+fn type_error_in_words(
+    source: &RecipeSource,
+    span: &std::ops::Range<usize>,
+    message: &str,
+) -> Option<(String, String)> {
+    let rest = message.strip_prefix("invalid type: ")?;
+    let (found, expected) = rest.split_once(", expected ")?;
+    let key = key_at(&source.text, span.start)?;
+    let found = match found.split_once(' ') {
+        Some((kind, value)) => format!("{} ({})", kind_in_words(kind)?, value.trim_matches('`')),
+        None => kind_in_words(found)?.to_string(),
+    };
+    let (must, example) = match expected {
+        "a string" => ("a string", format!("{key} = \"…\" (in double quotes)")),
+        "a sequence" => (
+            "an array",
+            format!("{key} = [\"…\"] (an array, even for one value)"),
+        ),
+        "u8" | "u16" | "u32" | "u64" | "i32" | "i64" | "an integer" => (
+            "a whole number",
+            if key == "mode" {
+                "mode = 0o644 (a number without quotes; 0o for octal)".to_string()
+            } else {
+                format!("{key} = 1000 (a number without quotes)")
+            },
+        ),
+        "a boolean" => ("true or false", format!("{key} = true (without quotes)")),
+        _ if expected.starts_with("struct ") || expected == "a map" => (
+            "a table",
+            format!("[{key}] on its own line, or {key} = {{ … }}"),
+        ),
+        _ => return None,
+    };
+    Some((
+        format!("`{key}` must be {must}, not {found}"),
+        format!("write {example}"),
+    ))
+}
+
+/// serde's name of a TOML value's kind, in words.
+fn kind_in_words(kind: &str) -> Option<&'static str> {
+    Some(match kind {
+        "integer" => "a number",
+        "string" => "a string",
+        "sequence" => "an array",
+        "boolean" => "a boolean",
+        "map" => "a table",
+        "floating" | "float" => "a decimal number",
+        _ => return None,
+    })
+}
+
+/// The key whose value starts at `offset`: the text before `=` on its line.
+fn key_at(text: &str, offset: usize) -> Option<String> {
+    let before = text.get(..offset)?;
+    let line = &before[before.rfind('\n').map_or(0, |i| i + 1)..];
+    let (key, _) = line.rsplit_once('=')?;
+    let key = key.trim().rsplit('.').next()?.trim().trim_matches('"');
+    (!key.is_empty()).then(|| key.to_string())
 }
 
 /// Parses serde's "unknown field `x`, expected one of `a`, `b`" (or "expected `a`").

@@ -214,7 +214,8 @@ mod tests {
         }
         let e = err("[image]\nformat = \"2\"\n");
         assert!(
-            e.contains("recipe.toml:2:10") && e.contains("invalid type"),
+            e.contains("recipe.toml:2:10")
+                && e.contains("`format` must be a whole number, not a string (\"2\")"),
             "{e}"
         );
     }
@@ -257,7 +258,11 @@ mod tests {
     fn wrong_type_is_reported_at_the_value() {
         let e = err("[[layer]]\nname = \"a\"\n[[layer.dir]]\npath = \"/d\"\nmode = \"755\"\n");
         assert!(e.contains("recipe.toml:5:8"), "{e}");
-        assert!(e.contains("invalid type"), "{e}");
+        assert!(
+            e.contains("`mode` must be a whole number, not a string (\"755\")"),
+            "{e}"
+        );
+        assert!(e.contains("help: write mode = 0o644"), "{e}");
     }
 
     #[test]

@@ -441,7 +441,13 @@ impl RegistryClient {
             Some(401) | Some(403) => {
                 let creds = match &self.auth.cred_source {
                     Some(source) => format!("the credentials from {source} were refused"),
-                    None => "no credentials were found for it".to_string(),
+                    None => format!(
+                        "no credentials were found for it (looked in: {})",
+                        super::credentials::searched(
+                            &super::credentials::Environment::from_process()
+                        )
+                        .join("; ")
+                    ),
                 };
                 let verb = if status == Some(401) {
                     "authentication failed"

@@ -193,6 +193,24 @@ pub fn find(registry: &str, repository: &str, env: &Environment) -> Result<Optio
     Ok(None)
 }
 
+/// Where [`find`] looks, in its order, for messages about credentials that were not
+/// found: the variables, then each credentials file (said to be missing when it is).
+/// Credential helpers are named by those files, so they are not listed apart.
+pub fn searched(env: &Environment) -> Vec<String> {
+    let mut places = vec![
+        "the IMGBUILD_REGISTRY_USER and IMGBUILD_REGISTRY_PASSWORD variables (unset)".to_string(),
+    ];
+    for source in files::file_sources(env) {
+        let missing = if source.path.exists() {
+            ""
+        } else {
+            " (missing)"
+        };
+        places.push(format!("{}{missing}", source.path.display()));
+    }
+    places
+}
+
 /// The fixture every credentials test uses: a temp HOME, credentials files and
 /// helper scripts.
 #[cfg(test)]
