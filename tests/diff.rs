@@ -1025,7 +1025,10 @@ fn another_media_type_is_not_called_a_mere_recompression() {
     assert_eq!(v["recompressedOnly"], false, "{v:#}");
     let o = run_diff(&oci(&a), &oci(&b), &[]);
     let text = String::from_utf8_lossy(&o.stdout);
-    assert!(text.contains("layer 0   recompressed"), "{text}");
+    // Named by its recipe name, from the config's history.
+    assert!(text.contains("layer 0 (app) recompressed"), "{text}");
+    let layer = &v["differences"][0];
+    assert_eq!(layer["new"]["name"], "app", "{v:#}");
     assert!(
         !text.contains("uncompressed contents are identical"),
         "{text}"

@@ -186,6 +186,9 @@ pub struct LayerInfo {
     pub diff_id: Option<Digest>,
     pub media_type: String,
     pub size: u64,
+    /// The recipe's name of the layer, for a layer imgbuild built (its config's
+    /// history says `imgbuild: layer NAME`).
+    pub name: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -762,11 +765,31 @@ fn without_diff_ids(config: &Value) -> Value {
     v
 }
 
+/// The recipe name of each layer (in `rootfs` order) that imgbuild built, read from
+/// the config's history: one entry per layer, not counting `empty_layer` entries;
+/// `None` for a layer another tool made (a base's).
+fn layer_names(config: &Value) -> Vec<Option<String>> {
+    config["history"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .filter(|h| h["empty_layer"].as_bool() != Some(true))
+        .map(|h| {
+            h["created_by"]
+                .as_str()
+                .and_then(|c| c.strip_prefix("imgbuild: layer "))
+                .map(str::to_string)
+        })
+        .collect()
+}
+
 /// The manifest's layers with their diff_ids; `what` names the manifest in the error
 /// for a layer digest that is not a sha256 one (bad input: the layers after it would
 /// otherwise be compared with the wrong ones).
 fn layers(m: &InspectedManifest, what: &str) -> Result<Vec<(LayerInfo, Value)>> {
     let diff_ids = m.config["rootfs"]["diff_ids"].as_array();
+    let names = layer_names(&m.config);
     m.manifest["layers"]
         .as_array()
         .map(Vec::as_slice)
@@ -793,6 +816,7 @@ fn layers(m: &InspectedManifest, what: &str) -> Result<Vec<(LayerInfo, Value)>> 
                         .and_then(Digest::parse),
                     media_type: l["mediaType"].as_str().unwrap_or_default().to_string(),
                     size: l["size"].as_u64().unwrap_or_default(),
+                    name: names.get(i).cloned().flatten(),
                 },
                 l.clone(),
             ))

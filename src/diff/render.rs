@@ -151,7 +151,15 @@ fn text_line(d: &Difference) -> String {
             note,
             ..
         } => {
-            let head = format!("  layer {layer:<3}");
+            // The recipe's name where imgbuild built it (the rebuilt side first).
+            let name = new
+                .as_ref()
+                .and_then(|l| l.name.as_deref())
+                .or_else(|| old.as_ref().and_then(|l| l.name.as_deref()));
+            let head = match name {
+                Some(name) => format!("  layer {layer} ({name})"),
+                None => format!("  layer {layer:<3}"),
+            };
             let mut s = match (change, old, new) {
                 (LayerChange::Recompressed, Some(x), Some(y)) => format!(
                     "{head} recompressed: same diff_id {}; digest {} → {}; {} → {}; {} → {} bytes\n",
@@ -254,7 +262,7 @@ fn difference_json(d: &Difference) -> Value {
         } => {
             let info = |l: &Option<LayerInfo>| {
                 l.as_ref().map(|l| {
-                    json!({"digest": l.digest, "diffId": l.diff_id, "mediaType": l.media_type, "size": l.size})
+                    json!({"digest": l.digest, "diffId": l.diff_id, "mediaType": l.media_type, "size": l.size, "name": l.name})
                 })
             };
             json!({
