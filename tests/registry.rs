@@ -160,6 +160,17 @@ fn push_command_copies_a_layout_image_and_inspect_reads_it_back() {
     let report: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(report["digest"], digest);
     assert_eq!(report["tags"], serde_json::json!(["1.0"]));
+    // camelCase keys, and the image ready to pull by digest.
+    assert!(
+        report["uploadedBytes"].as_u64().is_some_and(|n| n > 0),
+        "{report}"
+    );
+    assert!(report.get("uploaded_bytes").is_none(), "{report}");
+    assert_eq!(
+        report["reference"],
+        format!("{}@{digest}", reg.reference("multi/app")),
+        "{report}"
+    );
     // An index: skopeo sees our exact index bytes.
     let ours = fs::read(out.join("blobs/sha256").join(&digest[7..])).unwrap();
     assert_eq!(skopeo_raw(&reg, &reg.reference("multi/app:1.0")), ours);

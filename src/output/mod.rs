@@ -44,7 +44,7 @@ pub fn line(event: &Event) -> Option<String> {
         } => {
             let how = if *unchanged { ", unchanged" } else { "" };
             let on = platforms.join(",");
-            format!("layer {name:<16} {on} {digest} ({size} bytes{how})")
+            format!("layer {name:<16} {on} {digest} ({}{how})", human_size(*size))
         }
         Event::ImageWritten { digest, layout } => {
             format!("wrote {digest} to {}", layout.display())
@@ -53,7 +53,7 @@ pub fn line(event: &Event) -> Option<String> {
         Event::UrlReady {
             url,
             size: Some(size),
-        } => format!("url {url} fetched ({size} bytes)"),
+        } => format!("url {url} fetched ({})", human_size(*size)),
         Event::Retrying {
             what,
             why,

@@ -29,12 +29,15 @@ use crate::reference::Reference;
 use crate::registry::client::{RegistryClient, CONCURRENCY};
 use crate::source::{ImageSource, LayoutSource};
 
-/// What a push did, for logs and `--json`.
+/// What a push did, for logs and `--json` (camelCase keys, as all of imgbuild's own).
 #[derive(Debug, Default, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct PushReport {
     /// `registry/repository`.
     pub repository: String,
     pub digest: String,
+    /// `registry/repository@digest`: the image, ready to pull or sign.
+    pub reference: String,
     pub tags: Vec<String>,
     pub blobs: usize,
     pub uploaded: usize,
@@ -238,6 +241,7 @@ pub async fn push(
     let mut report = PushReport {
         repository: format!("{}/{repository}", client.registry()),
         digest: graph.root.digest.to_string(),
+        reference: format!("{}/{repository}@{}", client.registry(), graph.root.digest),
         tags: tags.to_vec(),
         blobs: outcomes.len(),
         ..PushReport::default()
