@@ -110,9 +110,13 @@ pub struct BuildArgs {
     /// The recipe; relative `src` paths resolve against its directory.
     #[arg(default_value = "recipe.toml", env = "IMGBUILD_RECIPE")]
     pub recipe: PathBuf,
-    /// The OCI image layout to write into (created if missing; existing blobs are kept).
+    /// Where to write: an OCI image layout DIR (or oci:DIR; created if missing, existing
+    /// blobs kept), oci-archive:FILE (a tarred layout) or docker-archive:FILE (for docker load).
     #[arg(long, default_value = "out", env = "IMGBUILD_OUT", value_name = "DIR")]
     pub out: PathBuf,
+    /// Also hand the image to the Docker daemon (`docker load`), with every tag.
+    #[arg(long, env = "IMGBUILD_LOAD")]
+    pub load: bool,
     /// Print one JSON object describing the image instead of the digest.
     #[arg(long, env = "IMGBUILD_JSON")]
     pub json: bool,

@@ -1027,3 +1027,187 @@ fn the_bundled_example_runs_under_docker_where_a_daemon_answers() {
     ]));
     assert_eq!(got, "hi from imgbuild\n");
 }
+
+// ---------------------------------------------------------------------------------
+// 7. Archives: --out docker-archive:FILE, --out oci-archive:FILE, --load
+// ---------------------------------------------------------------------------------
+
+fn sha256_file(path: &Path) -> String {
+    use sha2::Digest as _;
+    let bytes = fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    format!("{:x}", sha2::Sha256::digest(bytes))
+}
+
+/// Builds the bundled example into `--out OUT` (an archive), returning the digest.
+fn build_example_to(out: &str) -> String {
+    let recipe = Path::new(env!("CARGO_MANIFEST_DIR")).join("recipes/hello/recipe.toml");
+    let o = common::imgbuild()
+        .arg("build")
+        .arg(&recipe)
+        .arg("--out")
+        .arg(out)
+        .arg("-q")
+        .output()
+        .expect("run imgbuild");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+#[test]
+fn a_docker_archive_is_read_by_skopeo_is_reproducible_and_runs_where_a_daemon_answers() {
+    const NAME: &str =
+        "a_docker_archive_is_read_by_skopeo_is_reproducible_and_runs_where_a_daemon_answers";
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("hello.tar");
+    let digest = build_example_to(&format!("docker-archive:{}", file.display()));
+    // Nothing but the archive is left beside it.
+    let names: Vec<String> = fs::read_dir(dir.path())
+        .expect("read dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["hello.tar"]);
+    // skopeo reads it as Docker would: our config, our layers.
+    let config: serde_json::Value = serde_json::from_str(&run_ok(skopeo().args([
+        "inspect",
+        "--config",
+        &format!("docker-archive:{}", file.display()),
+    ])))
+    .expect("config JSON");
+    assert_eq!(config["config"]["Entrypoint"][0], "/app/bin/hello");
+    // The same build gives the same archive, byte for byte.
+    let again = dir.path().join("again.tar");
+    assert_eq!(
+        build_example_to(&format!("docker-archive:{}", again.display())),
+        digest
+    );
+    assert_eq!(sha256_file(&file), sha256_file(&again));
+
+    if !docker_daemon_answers() {
+        skip(NAME, "no Docker daemon answers (docker info failed)");
+        return;
+    }
+    let out = run_ok(Command::new("docker").arg("load").arg("-i").arg(&file));
+    let _cleanup = (
+        DockerImage("hello:1.0.0".into()),
+        DockerImage("hello:latest".into()),
+    );
+    assert!(
+        out.contains("hello:1.0.0") && out.contains("hello:latest"),
+        "{out}"
+    );
+    let got = run_ok(Command::new("docker").args(["run", "--rm", "--network=none", "hello:1.0.0"]));
+    assert_eq!(got, "hello from imgbuild\n");
+}
+
+#[test]
+fn an_oci_archive_holds_the_built_image_under_its_tags() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("hello-oci.tar");
+    let digest = build_example_to(&format!("oci-archive:{}", file.display()));
+    for tag in ["1.0.0", "latest"] {
+        let v: serde_json::Value = serde_json::from_str(&run_ok(
+            skopeo().args(["inspect", &format!("oci-archive:{}:{tag}", file.display())]),
+        ))
+        .expect("inspect JSON");
+        assert_eq!(v["Digest"], digest.as_str(), "{v}");
+    }
+}
+
+#[test]
+fn a_docker_archive_of_two_platforms_is_refused_and_leaves_nothing_behind() {
+    let ctx = Ctx::new();
+    ctx.recipe_text(
+        "[image]\nsource-date-epoch = 1700000000\nplatforms = [\"linux/amd64\", \"linux/arm64\"]\n\
+         [[layer]]\nname = \"a\"\n  [[layer.file]]\n  path = \"/a\"\n  content = \"a\\n\"\n",
+    );
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("multi.tar");
+    let o = common::imgbuild()
+        .arg("build")
+        .arg(ctx.recipe())
+        .arg("--out")
+        .arg(format!("docker-archive:{}", file.display()))
+        .output()
+        .expect("run imgbuild");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("a docker archive holds one platform"), "{err}");
+    assert!(err.contains("oci-archive:"), "{err}");
+    assert_eq!(
+        fs::read_dir(dir.path()).expect("read dir").count(),
+        0,
+        "nothing left behind"
+    );
+}
+
+#[test]
+fn build_load_hands_the_image_to_docker_where_a_daemon_answers() {
+    const NAME: &str = "build_load_hands_the_image_to_docker_where_a_daemon_answers";
+    if !docker_daemon_answers() {
+        skip(NAME, "no Docker daemon answers (docker info failed)");
+        return;
+    }
+    let ctx = busybox_context();
+    let repo = format!("imgbuild-load-{}", std::process::id());
+    let text = fs::read_to_string(ctx.recipe()).expect("recipe");
+    ctx.recipe_text(&text.replace("[image]\n", &format!("[image]\nrepository = \"{repo}\"\n")));
+    let out = tempfile::tempdir().expect("temp dir");
+    let o = common::imgbuild()
+        .arg("build")
+        .arg(ctx.recipe())
+        .arg("--out")
+        .arg(out.path().join("layout"))
+        .arg("--load")
+        .output()
+        .expect("run imgbuild");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    let image = format!("{repo}:{TAG}");
+    let _cleanup = DockerImage(image.clone());
+    assert!(err.contains("into Docker") && err.contains(&image), "{err}");
+    assert_docker_runs_the_greeting(&image);
+}
+
+/// What docs/registries.md says of zstd layers and Docker: Docker Engine 23.0 and
+/// later pull and run them; older engines fail to register the layer.
+#[test]
+fn a_zstd_image_is_pulled_by_docker_23_and_later_only() {
+    const NAME: &str = "a_zstd_image_is_pulled_by_docker_23_and_later_only";
+    if !docker_daemon_answers() {
+        skip(NAME, "no Docker daemon answers (docker info failed)");
+        return;
+    }
+    let engine =
+        run_ok(Command::new("docker").args(["version", "--format", "{{.Server.Version}}"]));
+    let major: u32 = engine
+        .split('.')
+        .next()
+        .and_then(|m| m.trim().parse().ok())
+        .unwrap_or(0);
+    let reg = common::registry::Registry::start(common::registry::Mode::Plain);
+    let ctx = busybox_context();
+    let text = fs::read_to_string(ctx.recipe()).expect("recipe");
+    ctx.recipe_text(&text.replace("[image]\n", "[image]\ncompression = \"zstd\"\n"));
+    let out = tempfile::tempdir().expect("temp dir");
+    let image = format!(
+        "{}:z{}",
+        reg.reference("imgbuild-test/zstd"),
+        std::process::id()
+    );
+    ctx.build_ok(&out.path().join("layout"), &[&format!("--push={image}")]);
+    let pulled = run(Command::new("docker").args(["pull", &image]));
+    let _cleanup = DockerImage(image.clone());
+    if major >= 23 {
+        assert!(
+            pulled.status.success(),
+            "Docker {engine}: {}",
+            String::from_utf8_lossy(&pulled.stderr)
+        );
+        assert_docker_runs_the_greeting(&image);
+    } else {
+        assert!(
+            !pulled.status.success(),
+            "Docker {engine} pulled a zstd image: docs/registries.md needs updating"
+        );
+    }
+}

@@ -1,6 +1,8 @@
 //! `imgbuild build`: build the recipe into a layout; with `--push`, publish it; with
 //! `--provenance`/`--sbom`, write (and attach) the documents about it.
 
+mod archive;
+
 use super::{registry_ref, Context};
 use crate::cli::BuildArgs;
 use imgbuild::build::{self, BuildResult};
@@ -25,7 +27,8 @@ pub(super) fn run(args: BuildArgs, ctx: &Context) -> Result<()> {
             );
         }
     }
-    let mut opts = ctx.build_options(&args.recipe, &args.out, &args.inputs)?;
+    let sink = archive::Sink::plan(&args.out)?;
+    let mut opts = ctx.build_options(&args.recipe, sink.layout_dir(), &args.inputs)?;
     opts.tags = (!args.tag.is_empty()).then(|| args.tag.clone());
     opts.no_cache = args.no_cache;
     check_document_paths(&args)?;
@@ -80,8 +83,13 @@ pub(super) fn run(args: BuildArgs, ctx: &Context) -> Result<()> {
             .collect();
         published = Some(publisher.publish(&layout, &root, &tags, &artifacts)?);
     }
+    sink.finish(&result, ctx)?;
+    if args.load {
+        archive::load(&result, ctx)?;
+    }
     let text = if args.json {
         let mut v = json(&result, published.as_ref());
+        sink.describe(&mut v);
         for (kind, path, _) in &documents {
             v[kind.json_key()] = serde_json::json!(path.display().to_string());
         }
