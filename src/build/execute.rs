@@ -136,35 +136,11 @@ pub fn write_layers(
         format,
         threads,
     } = *settings;
-    let mut jobs: Vec<&LayerPlan> = Vec::new();
-    let mut job_of: Vec<Vec<usize>> = Vec::new();
-    for plan in targets {
-        let mut ids = Vec::new();
-        for l in &plan.layers {
-            let id = match jobs
-                .iter()
-                .position(|j| j.name == l.name && j.entries == l.entries)
-            {
-                Some(i) => i,
-                None => {
-                    jobs.push(l);
-                    jobs.len() - 1
-                }
-            };
-            ids.push(id);
-        }
-        job_of.push(ids);
-    }
-    // The platforms each job serves, for progress and messages.
-    let mut platforms_of: Vec<Vec<String>> = vec![Vec::new(); jobs.len()];
-    for (plan, ids) in targets.iter().zip(&job_of) {
-        for &i in ids {
-            let p = plan.platform.to_string();
-            if !platforms_of[i].contains(&p) {
-                platforms_of[i].push(p);
-            }
-        }
-    }
+    let Jobs {
+        jobs,
+        job_of,
+        platforms_of,
+    } = Jobs::of(targets);
     let results: Mutex<BTreeMap<usize, Result<LayerBlob>>> = Mutex::new(BTreeMap::new());
     let next = AtomicUsize::new(0);
     let workers = threads.get().min(jobs.len()).max(1);
@@ -274,4 +250,53 @@ fn tar_bytes(layer: &LayerPlan) -> u64 {
         })
         .sum();
     content + 512 * layer.entries.len() as u64 + 1024
+}
+
+/// The distinct layer jobs of a build: a layer whose plan is identical on several
+/// platforms is one job.
+struct Jobs<'a> {
+    jobs: Vec<&'a LayerPlan>,
+    /// Per platform, the job of each of its layers, in plan order.
+    job_of: Vec<Vec<usize>>,
+    /// The platforms each job serves, for progress and messages.
+    platforms_of: Vec<Vec<String>>,
+}
+
+impl<'a> Jobs<'a> {
+    fn of(targets: &[&'a Plan]) -> Self {
+        let mut jobs: Vec<&LayerPlan> = Vec::new();
+        let mut job_of: Vec<Vec<usize>> = Vec::new();
+        for plan in targets {
+            let mut ids = Vec::new();
+            for l in &plan.layers {
+                let id = match jobs
+                    .iter()
+                    .position(|j| j.name == l.name && j.entries == l.entries)
+                {
+                    Some(i) => i,
+                    None => {
+                        jobs.push(l);
+                        jobs.len() - 1
+                    }
+                };
+                ids.push(id);
+            }
+            job_of.push(ids);
+        }
+        // The platforms each job serves, for progress and messages.
+        let mut platforms_of: Vec<Vec<String>> = vec![Vec::new(); jobs.len()];
+        for (plan, ids) in targets.iter().zip(&job_of) {
+            for &i in ids {
+                let p = plan.platform.to_string();
+                if !platforms_of[i].contains(&p) {
+                    platforms_of[i].push(p);
+                }
+            }
+        }
+        Jobs {
+            jobs,
+            job_of,
+            platforms_of,
+        }
+    }
 }

@@ -765,31 +765,12 @@ fn without_diff_ids(config: &Value) -> Value {
     v
 }
 
-/// The recipe name of each layer (in `rootfs` order) that imgbuild built, read from
-/// the config's history: one entry per layer, not counting `empty_layer` entries;
-/// `None` for a layer another tool made (a base's).
-fn layer_names(config: &Value) -> Vec<Option<String>> {
-    config["history"]
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default()
-        .iter()
-        .filter(|h| h["empty_layer"].as_bool() != Some(true))
-        .map(|h| {
-            h["created_by"]
-                .as_str()
-                .and_then(|c| c.strip_prefix("imgbuild: layer "))
-                .map(str::to_string)
-        })
-        .collect()
-}
-
 /// The manifest's layers with their diff_ids; `what` names the manifest in the error
 /// for a layer digest that is not a sha256 one (bad input: the layers after it would
 /// otherwise be compared with the wrong ones).
 fn layers(m: &InspectedManifest, what: &str) -> Result<Vec<(LayerInfo, Value)>> {
     let diff_ids = m.config["rootfs"]["diff_ids"].as_array();
-    let names = layer_names(&m.config);
+    let names = crate::image::layer_names(&m.config);
     m.manifest["layers"]
         .as_array()
         .map(Vec::as_slice)

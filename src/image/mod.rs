@@ -241,6 +241,25 @@ pub fn select_platform(
     }
 }
 
+/// The recipe name of each layer (in `rootfs` order) that imgbuild built, read from
+/// the config's history: one entry per layer, not counting `empty_layer` entries;
+/// `None` for a layer another tool made (a base's).
+pub fn layer_names(config: &Value) -> Vec<Option<String>> {
+    config["history"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .filter(|h| h["empty_layer"].as_bool() != Some(true))
+        .map(|h| {
+            h["created_by"]
+                .as_str()
+                .and_then(|c| c.strip_prefix("imgbuild: layer "))
+                .map(str::to_string)
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
