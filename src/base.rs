@@ -103,6 +103,10 @@ pub fn resolve(recipe: &Recipe) -> Result<Option<BaseSource>> {
                 reference,
                 span: spanned.span(),
             })),
+            Ok(Reference::Archive { .. }) => Err(err(format!(
+                "base image {name:?} is an archive; a base is a registry image or an OCI layout"
+            ))
+            .with_hint("unpack it into a layout first (skopeo copy ARCHIVE oci:DIR), then write image = \"oci:DIR@sha256:…\"")),
             Ok(Reference::Layout { .. }) | Err(_) => {
                 let why = Reference::parse(name).err().unwrap_or_default();
                 Err(err(format!(

@@ -19,6 +19,13 @@ pub enum Reference {
         digest: Option<Digest>,
     },
     Registry(RegistryRef),
+    /// An image in an archive file: `oci-archive:FILE[:TAG]` or
+    /// `docker-archive:FILE[:REF]` (a `.tar` FILE's tag or `repository:tag` follows it).
+    Archive {
+        kind: crate::archive::ArchiveKind,
+        file: PathBuf,
+        tag: Option<String>,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -42,6 +49,11 @@ impl Reference {
         }
         if let Some(rest) = s.strip_prefix("oci:") {
             return parse_layout(rest).map_err(|m| format!("{m} (in {s:?}; layout references are oci:DIR, oci:DIR:TAG or oci:DIR@sha256:…)"));
+        }
+        if let Some((kind, rest)) = crate::archive::parse_target(s) {
+            return parse_archive(kind, &rest.to_string_lossy()).map_err(|m| {
+                format!("{m} (in {s:?}; archive references are oci-archive:FILE[:TAG] or docker-archive:FILE[:REF])")
+            });
         }
         parse_registry(s)
             .map(Reference::Registry)
@@ -121,6 +133,29 @@ pub fn has_explicit_tag(s: &str) -> bool {
     let name = s.split_once('@').map_or(s, |(n, _)| n);
     let last = name.rsplit_once('/').map_or(name, |(_, l)| l);
     last.contains(':')
+}
+
+/// `FILE[:TAG]` of an archive reference. The tag is what follows `.tar:` (FILE's own
+/// name may hold `:`), or, for a FILE not ending in `.tar`, the part after the last
+/// `:` when it has no `/`.
+fn parse_archive(kind: crate::archive::ArchiveKind, rest: &str) -> Result<Reference, String> {
+    let (file, tag) = match rest.find(".tar:") {
+        Some(i) => (&rest[..i + 4], Some(&rest[i + 5..])),
+        None => match rest.rsplit_once(':') {
+            Some((f, t)) if !f.is_empty() && !t.contains('/') && !rest.ends_with(".tar") => {
+                (f, Some(t))
+            }
+            _ => (rest, None),
+        },
+    };
+    if file.is_empty() {
+        return Err("no archive file is named".into());
+    }
+    Ok(Reference::Archive {
+        kind,
+        file: PathBuf::from(file),
+        tag: tag.filter(|t| !t.is_empty()).map(str::to_string),
+    })
 }
 
 fn parse_layout(rest: &str) -> Result<Reference, String> {
@@ -288,6 +323,13 @@ impl fmt::Display for Reference {
                 Ok(())
             }
             Reference::Registry(r) => write!(f, "{r}"),
+            Reference::Archive { kind, file, tag } => {
+                write!(f, "{}{}", kind.prefix(), file.display())?;
+                match tag {
+                    Some(t) => write!(f, ":{t}"),
+                    None => Ok(()),
+                }
+            }
         }
     }
 }

@@ -1211,3 +1211,119 @@ fn a_zstd_image_is_pulled_by_docker_23_and_later_only() {
         );
     }
 }
+
+/// Archives as sources: `inspect`, `diff` and `push` read imgbuild's archives and a
+/// legacy docker archive written by skopeo (manifest.json and layer tars only).
+#[test]
+fn archives_are_read_by_inspect_diff_and_push() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let layout = build_bundled_example(dir.path());
+    let oci_archive = dir.path().join("hello-oci.tar");
+    let docker_archive = dir.path().join("hello-docker.tar");
+    let digest = build_example_to(&format!("oci-archive:{}", oci_archive.display()));
+    assert_eq!(
+        build_example_to(&format!("docker-archive:{}", docker_archive.display())),
+        digest
+    );
+    let legacy = dir.path().join("legacy.tar");
+    run_ok(skopeo().args([
+        "copy",
+        &format!("oci:{}:latest", layout.display()),
+        &format!("docker-archive:{}:hello:latest", legacy.display()),
+    ]));
+
+    let inspect = |reference: &str| -> serde_json::Value {
+        let o = common::imgbuild()
+            .args(["inspect", reference, "--json"])
+            .output()
+            .expect("run imgbuild");
+        assert!(
+            o.status.success(),
+            "{reference}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        serde_json::from_slice(&o.stdout).expect("inspect JSON")
+    };
+    let oci_ref = format!("oci-archive:{}:1.0.0", oci_archive.display());
+    let docker_ref = format!("docker-archive:{}", docker_archive.display());
+    assert_eq!(inspect(&oci_ref)["digest"], digest.as_str());
+    assert_eq!(inspect(&docker_ref)["digest"], digest.as_str());
+    // skopeo's legacy archive: the same config, the same uncompressed layers.
+    let legacy_ref = format!("docker-archive:{}:hello:latest", legacy.display());
+    let v = inspect(&legacy_ref);
+    let ours = inspect(&format!("oci:{}:latest", layout.display()));
+    assert_eq!(v["manifests"][0]["config"], ours["manifests"][0]["config"]);
+
+    // diff: the layout and its oci-archive are identical.
+    let o = common::imgbuild()
+        .args([
+            "diff",
+            &format!("oci:{}:latest", layout.display()),
+            &oci_ref,
+        ])
+        .output()
+        .expect("run imgbuild");
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+
+    // push from an archive: the registry holds the image under its digest.
+    let reg = common::registry::Registry::start(common::registry::Mode::Plain);
+    let target = reg.reference("archives/hello:1");
+    let o = common::imgbuild()
+        .args(["push", &docker_ref, &target])
+        .output()
+        .expect("run imgbuild");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), digest);
+    let pushed: serde_json::Value = serde_json::from_str(&run_ok(skopeo().args([
+        "inspect",
+        "--tls-verify=false",
+        &format!("docker://{target}"),
+    ])))
+    .expect("skopeo JSON");
+    assert_eq!(pushed["Digest"], digest.as_str());
+}
+
+/// A hostile archive: an entry climbing out with `..` is refused, and nothing is
+/// written outside the unpacking directory.
+#[test]
+fn an_archive_entry_with_dotdot_is_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("evil.tar");
+    let mut tar = Vec::new();
+    {
+        let mut header = [0u8; 512];
+        let name = b"../../../../tmp/imgbuild-evil-entry";
+        header[..name.len()].copy_from_slice(name);
+        header[100..107].copy_from_slice(b"0000644");
+        header[108..115].copy_from_slice(b"0000000");
+        header[116..123].copy_from_slice(b"0000000");
+        header[124..135].copy_from_slice(b"00000000004");
+        header[136..147].copy_from_slice(b"00000000000");
+        header[156] = b'0';
+        header[257..263].copy_from_slice(b"ustar\0");
+        header[263..265].copy_from_slice(b"00");
+        header[148..156].copy_from_slice(b"        ");
+        let sum: u32 = header.iter().map(|&b| u32::from(b)).sum();
+        header[148..155].copy_from_slice(format!("{sum:06o}\0").as_bytes());
+        tar.extend_from_slice(&header);
+        let mut data = [0u8; 512];
+        data[..4].copy_from_slice(b"evil");
+        tar.extend_from_slice(&data);
+        tar.extend_from_slice(&[0u8; 1024]);
+    }
+    fs::write(&file, tar).expect("write");
+    let _ = fs::remove_file("/tmp/imgbuild-evil-entry");
+    let o = common::imgbuild()
+        .args(["inspect", &format!("oci-archive:{}", file.display())])
+        .output()
+        .expect("run imgbuild");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("outside the archive's directory"), "{err}");
+    assert!(!Path::new("/tmp/imgbuild-evil-entry").exists());
+}

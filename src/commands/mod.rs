@@ -122,6 +122,9 @@ fn registry_ref(text: &str, what: &str) -> Result<RegistryRef> {
         Ok(Reference::Layout { .. }) => Err(Error::input(format!(
             "{what} {text:?} is a layout reference; expected host[:port]/repository[:tag]"
         ))),
+        Ok(Reference::Archive { .. }) => Err(Error::input(format!(
+            "{what} {text:?} is an archive reference; expected host[:port]/repository[:tag]"
+        ))),
         Err(m) => Err(Error::input(format!("{what}: {m}"))
             .with_hint("write host[:port]/repository[:tag], e.g. 127.0.0.1:5000/acme/hello:1.0")),
     }

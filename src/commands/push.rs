@@ -5,27 +5,41 @@ use crate::cli::PushArgs;
 use imgbuild::image::Descriptor;
 use imgbuild::publish::Publisher;
 use imgbuild::reference::Reference;
-use imgbuild::source::{ImageSource, LayoutSource};
+use imgbuild::source::{ArchiveSource, ImageSource, LayoutSource};
 use imgbuild::{Error, Result};
 use std::io::Write;
 
 pub(super) fn run(args: PushArgs, ctx: &Context) -> Result<()> {
     let source =
         Reference::parse(&args.source).map_err(|m| Error::input(format!("source: {m}")))?;
-    let Reference::Layout {
-        tag: source_tag, ..
-    } = &source
-    else {
-        return Err(Error::input(format!(
-            "source {:?} is a registry reference; imgbuild push copies from an OCI layout (oci:DIR[:TAG])",
-            args.source
-        )));
+    let source_tag = match &source {
+        Reference::Layout { tag, .. } => tag.clone(),
+        // A docker reference's tag is what follows its last ':' (`repo:tag`).
+        Reference::Archive { tag, .. } => tag
+            .as_deref()
+            .map(|t| t.rsplit_once(':').map_or(t, |(_, x)| x).to_string()),
+        Reference::Registry(_) => {
+            return Err(Error::input(format!(
+                "source {:?} is a registry reference; imgbuild push copies from an OCI layout (oci:DIR[:TAG]) or an archive (oci-archive:FILE, docker-archive:FILE)",
+                args.source
+            )));
+        }
     };
+    let source_tag = &source_tag;
     let mut dest = registry_ref(&args.destination, "destination")?;
     if !imgbuild::reference::has_explicit_tag(&args.destination) {
         dest.tag = None;
     }
-    let image = LayoutSource::open(&source)?;
+    // An archive is unpacked into a temporary layout, pushed from there.
+    let (image, _archive): (LayoutSource, Option<ArchiveSource>) = match &source {
+        Reference::Archive { .. } => {
+            let archive = ArchiveSource::open(&source)?;
+            let (digest, _) = archive.root()?;
+            let image = LayoutSource::new(source.to_string(), archive.layout().clone(), digest)?;
+            (image, Some(archive))
+        }
+        _ => (LayoutSource::open(&source)?, None),
+    };
     let (digest, bytes) = image.root()?;
     let layout = image.layout();
     let media_type = media_type_of(&bytes).ok_or_else(|| {

@@ -146,7 +146,7 @@ impl Recipe {
                 r.tag = None;
                 Ok(Some(r))
             }
-            Ok(Reference::Layout { .. }) => Err(not_registry(format!(
+            Ok(Reference::Layout { .. } | Reference::Archive { .. }) => Err(not_registry(format!(
                 "{text:?} is not a registry repository"
             ))),
             Err(m) => {

@@ -98,9 +98,9 @@ impl ImageSource for LayoutSource {
 fn resolve_layout_image(reference: &Reference) -> Result<(Layout, Digest)> {
     let (dir, tag, digest) = match reference {
         Reference::Layout { dir, tag, digest } => (dir, tag, digest),
-        Reference::Registry(r) => {
+        Reference::Registry(_) | Reference::Archive { .. } => {
             return Err(Error::input(format!(
-                "{r} is a registry reference; expected oci:DIR[:TAG]"
+                "{reference} is not a layout reference; expected oci:DIR[:TAG]"
             )))
         }
     };

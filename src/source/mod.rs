@@ -9,15 +9,19 @@
 //! - [`LayoutSource`]: an OCI image layout on disk (`oci:DIR[:TAG|@digest]`).
 //! - [`RegistrySource`]: a registry repository (`host/repo[:tag][@digest]`), over one
 //!   connection made when it is opened.
+//! - [`ArchiveSource`]: an `oci-archive:FILE` or `docker-archive:FILE` (imgbuild's,
+//!   skopeo's or `docker save`'s), unpacked into a temporary layout when opened.
 //!
 //! [`copy_image`] copies an image (for some of its platforms) from any source into a
 //! layout: that is how a registry base is pulled, and how a layout base's layers reach
 //! `--out`.
 
+mod archive;
 mod copy;
 mod layout;
 mod registry;
 
+pub use archive::ArchiveSource;
 pub use copy::{copy_image, holds_image};
 pub use layout::LayoutSource;
 pub use registry::RegistrySource;
@@ -87,6 +91,7 @@ pub fn open(reference: &Reference, opts: &client::Options) -> Result<Box<dyn Ima
     Ok(match reference {
         Reference::Layout { .. } => Box::new(LayoutSource::open(reference)?),
         Reference::Registry(r) => Box::new(RegistrySource::open(r, opts)?),
+        Reference::Archive { .. } => Box::new(ArchiveSource::open(reference)?),
     })
 }
 
