@@ -62,6 +62,8 @@ pub enum Command {
     Lock(LockArgs),
     /// Copy an image from an OCI layout to a registry; print its digest on stdout.
     Push(PushArgs),
+    /// Copy an image between registries, layouts and archives, every platform; print its digest.
+    Copy(CopyArgs),
     /// Show an image's index, manifests, configs and layers (oci:DIR[:TAG|@DIGEST]).
     Inspect(InspectArgs),
     /// Rebuild the recipe in a temporary layout and compare it, bit for bit, with REF.
@@ -101,6 +103,17 @@ pub struct PushArgs {
     /// Where to: host[:port]/repository[:tag]. Without a tag: the source's TAG, else `latest`.
     pub destination: String,
     /// Print one JSON object describing the push instead of the digest.
+    #[arg(long, env = "IMGBUILD_JSON")]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CopyArgs {
+    /// The image: host/repo[:tag][@digest], oci:DIR[:TAG], oci-archive:FILE[:TAG] or docker-archive:FILE[:REF].
+    pub source: String,
+    /// Where to: a registry reference, oci:DIR[:TAG], oci-archive:FILE[:TAG] or docker-archive:FILE[:REPO:TAG].
+    pub destination: String,
+    /// Print one JSON object describing the copy instead of the digest.
     #[arg(long, env = "IMGBUILD_JSON")]
     pub json: bool,
 }

@@ -11,6 +11,7 @@ pub mod beneath;
 pub mod build;
 pub mod cache;
 pub mod compress;
+pub mod copy;
 pub mod diff;
 pub mod digest;
 pub mod epoch;

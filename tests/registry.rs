@@ -1215,3 +1215,64 @@ fn missing_credentials_list_where_imgbuild_looked_once() {
         "{err}"
     );
 }
+
+/// `imgbuild copy` between every kind of place: a layout to a registry, the registry
+/// to a layout and to a docker archive, and back; the digest never changes, and skopeo
+/// sees it in the registry.
+#[test]
+fn copy_moves_an_image_between_registries_layouts_and_archives_unchanged() {
+    let reg = Registry::start(Mode::Plain);
+    let ctx = Ctx::new();
+    ctx.recipe_text(&recipe("platforms = [\"linux/amd64\", \"linux/arm64\"]"));
+    let out = ctx.path().join("out");
+    let digest = ctx.build_ok(&out, &[]);
+    let copy = |src: &str, dst: &str| -> String {
+        let o = run(imgbuild().args(["copy", src, dst]));
+        assert!(o.status.success(), "copy {src} {dst}: {}", stderr(&o));
+        stdout(&o)
+    };
+    let target = reg.reference("copies/app:2");
+    assert_eq!(copy(&format!("oci:{}:1.0", out.display()), &target), digest);
+    assert_eq!(skopeo_digest(&reg, &target), digest);
+    let back = ctx.path().join("back");
+    assert_eq!(copy(&target, &format!("oci:{}", back.display())), digest);
+    // Every platform came along, under the destination's tag (the source's: 2).
+    let layout = common::Layout::new(&back);
+    let index = layout.json(&digest);
+    let children = index["manifests"].as_array().expect("an index");
+    assert_eq!(children.len(), 2);
+    for child in children {
+        let m = layout.json(child["digest"].as_str().expect("digest"));
+        for l in m["layers"].as_array().expect("layers") {
+            layout.blob(l["digest"].as_str().expect("layer digest"));
+        }
+    }
+    let tagged = fs::read_to_string(back.join("index.json")).expect("index.json");
+    assert!(
+        tagged.contains("\"org.opencontainers.image.ref.name\":\"2\""),
+        "{tagged}"
+    );
+    let archive = ctx.path().join("app.tar");
+    assert_eq!(
+        copy(&target, &format!("oci-archive:{}", archive.display())),
+        digest
+    );
+    assert_eq!(
+        copy(
+            &format!("oci-archive:{}:2", archive.display()),
+            &reg.reference("copies/again:3")
+        ),
+        digest
+    );
+    assert_eq!(
+        skopeo_digest(&reg, &reg.reference("copies/again:3")),
+        digest
+    );
+    // A destination naming another digest is refused.
+    let o = run(imgbuild().args([
+        "copy",
+        &target,
+        &format!("oci:{}@sha256:{}", back.display(), "0".repeat(64)),
+    ]));
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+}

@@ -6,6 +6,7 @@
 //! the result to stdout.
 
 mod build;
+mod copy;
 mod diff;
 mod inspect;
 mod lock;
@@ -31,6 +32,7 @@ pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Build(args) => build::run(args, &ctx),
         Command::Push(args) => push::run(args, &ctx),
+        Command::Copy(args) => copy::run(args, &ctx),
         Command::Lock(args) => lock::run(args, &ctx),
         Command::Inspect(args) => inspect::run(args, &ctx),
         Command::Verify(args) => verify::run(args, &ctx),

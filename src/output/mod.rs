@@ -69,7 +69,7 @@ pub fn line(event: &Event) -> Option<String> {
             size,
             image,
         } => format!("pulled {digest} ({}) of {image}", human_size(*size)),
-        Event::BasePulled { image, blobs } => format!("pulled base {image}: {blobs} blobs"),
+        Event::BasePulled { image, blobs } => format!("pulled {image}: {blobs} blobs"),
         Event::BlobMounted { digest, from } => format!("mounted {digest} from {from}"),
         Event::BlobUploaded { digest, size } => {
             format!("uploaded {digest} ({})", human_size(*size))

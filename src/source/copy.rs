@@ -13,7 +13,8 @@ use crate::layout::Layout;
 use crate::platform::Platform;
 use crate::registry::transport::MAX_MANIFEST_BYTES as MAX_JSON_BYTES;
 
-/// Makes `into` hold the image `root` of `source` for `platforms`. `name` is how
+/// Makes `into` hold the image `root` of `source` for `platforms` (every platform
+/// when empty). `name` is how
 /// messages and events name the image (for a base: as the recipe writes it). Blobs
 /// `into` holds already are neither read nor fetched again. Returns how many blobs
 /// were copied.
@@ -87,7 +88,8 @@ pub fn holds_image(
 }
 
 /// The manifests of the image `root` for `platforms`: the root itself when it is a
-/// manifest, else the index's manifest for each platform (each once).
+/// manifest, else the index's manifest for each platform (each once) — or every
+/// manifest of the index when `platforms` is empty.
 fn manifests_for(
     name: &str,
     root: &Digest,
@@ -99,6 +101,9 @@ fn manifests_for(
         return Ok(vec![root.clone()]);
     }
     let index: Index = parse(name, root, &bytes)?;
+    if platforms.is_empty() {
+        return Ok(index.manifests.into_iter().map(|m| m.digest).collect());
+    }
     let mut out = Vec::new();
     for p in platforms {
         let d = select_platform(&index, p, name)?;
