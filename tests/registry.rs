@@ -1099,3 +1099,66 @@ fn a_failing_referrers_query_is_an_error_not_a_fallback_tag() {
         "a fallback tag was written: {tags}"
     );
 }
+
+/// An image the registry does not have is bad input (exit 2), as a missing image in a
+/// layout is, for every command that reads one: inspect, diff, verify, a base pulled by
+/// build, lock. A registry that cannot be reached stays exit 3.
+#[test]
+fn a_missing_registry_image_is_bad_input_like_a_missing_layout_image() {
+    let reg = Registry::start(Mode::Plain);
+    let ctx = Ctx::new();
+    let present = push_base(&reg, &ctx, "lib/here:1", "hi");
+    let zero = format!("sha256:{}", "0".repeat(64));
+    let missing_tag = reg.reference("lib/here:nope");
+    let missing_digest = format!("{}@{zero}", reg.reference("lib/here"));
+    let missing_repo = reg.reference("lib/nowhere:1");
+    let here = reg.reference("lib/here:1");
+    for missing in [&missing_tag, &missing_digest, &missing_repo] {
+        let o = run(imgbuild().arg("inspect").arg(missing));
+        assert_eq!(
+            o.status.code(),
+            Some(2),
+            "inspect {missing}: {}",
+            stderr(&o)
+        );
+        assert!(stderr(&o).contains(&reg.host()), "{}", stderr(&o));
+        let o = run(imgbuild().arg("diff").arg(&here).arg(missing));
+        assert_eq!(o.status.code(), Some(2), "diff {missing}: {}", stderr(&o));
+    }
+    // The same in a layout, for comparison.
+    let out = ctx.path().join("base-out-hi");
+    let o = run(imgbuild()
+        .arg("inspect")
+        .arg(format!("oci:{}:nope", out.display())));
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+
+    // verify --against a missing image.
+    ctx.recipe_text(&recipe(""));
+    let o = run(imgbuild()
+        .arg("verify")
+        .arg(ctx.recipe())
+        .arg("--against")
+        .arg(&missing_tag));
+    assert_eq!(o.status.code(), Some(2), "verify: {}", stderr(&o));
+
+    // A base the registry does not have: build and lock.
+    for base in [&missing_tag, &missing_digest] {
+        ctx.recipe_text(&format!(
+            "[image]\nsource-date-epoch = 1700000000\n[base]\nimage = \"{base}\"\n[[layer]]\nname = \"app\"\n  [[layer.file]]\n  path = \"/app/x\"\n  content = \"x\\n\"\n"
+        ));
+        let o = ctx.build(&ctx.path().join("out"), &[]);
+        assert_eq!(o.status.code(), Some(2), "build on {base}: {}", stderr(&o));
+        let o = run(imgbuild().arg("lock").arg(ctx.recipe()));
+        assert_eq!(o.status.code(), Some(2), "lock on {base}: {}", stderr(&o));
+    }
+    assert!(!ctx.path().join("recipe.lock").exists());
+    // The image that is there still reads.
+    let o = run_ok(imgbuild().arg("inspect").arg(&here));
+    assert!(stdout(&o).contains(&present), "{}", stdout(&o));
+
+    // A registry that is gone is not bad input.
+    let mut reg = reg;
+    reg.stop();
+    let o = run(imgbuild().arg("inspect").arg(&missing_tag));
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+}
