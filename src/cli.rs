@@ -62,7 +62,7 @@ pub enum Command {
     Lock(LockArgs),
     /// Copy an image from an OCI layout to a registry; print its digest on stdout.
     Push(PushArgs),
-    /// Show an image's index, manifests, configs and layers (oci:DIR[:TAG|@DIGEST]).
+    /// Show an image's index, manifests, configs and layers (a layout or a registry image).
     Inspect(InspectArgs),
     /// Rebuild the recipe in a temporary layout and compare it, bit for bit, with REF.
     Verify(VerifyArgs),
@@ -77,7 +77,7 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct InspectArgs {
-    /// oci:DIR, oci:DIR:TAG or oci:DIR@sha256:… (registry references: not yet).
+    /// The image: oci:DIR[:TAG|@sha256:…], or a registry reference host[:port]/repository[:tag][@sha256:…].
     pub reference: String,
     /// Print one JSON object holding the raw index, manifests and configs.
     #[arg(long, env = "IMGBUILD_JSON")]

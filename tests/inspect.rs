@@ -192,3 +192,43 @@ fn a_closed_stdout_is_success_for_every_command() {
         );
     }
 }
+
+/// `inspect -h` names both kinds of reference it reads, and no command's help claims
+/// that something is "not yet" supported.
+#[test]
+fn help_names_registry_references_and_claims_nothing_is_not_yet_supported() {
+    let help = |args: &[&str]| {
+        let o = imgbuild().args(args).output().expect("run");
+        assert!(o.status.success(), "{args:?}: {}", common::stderr(&o));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let inspect = help(&["inspect", "-h"]);
+    assert!(
+        inspect.contains("host[:port]/repository"),
+        "inspect -h must name registry references: {inspect}"
+    );
+    let top = help(&["--help"]);
+    let line = top.lines().find(|l| l.trim_start().starts_with("inspect"));
+    assert!(
+        line.is_some_and(|l| l.contains("registry")),
+        "the inspect line of --help: {top}"
+    );
+    for cmd in [
+        "build",
+        "lock",
+        "push",
+        "inspect",
+        "verify",
+        "diff",
+        "completions",
+    ] {
+        for flag in ["-h", "--help"] {
+            let text = help(&[cmd, flag]);
+            assert!(
+                !text.to_lowercase().contains("not yet"),
+                "{cmd} {flag}: {text}"
+            );
+        }
+    }
+    assert!(!top.to_lowercase().contains("not yet"), "{top}");
+}
