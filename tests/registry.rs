@@ -1162,3 +1162,39 @@ fn a_missing_registry_image_is_bad_input_like_a_missing_layout_image() {
     let o = run(imgbuild().arg("inspect").arg(&missing_tag));
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
 }
+
+/// A `recipe.lock` whose base digest the registry does not have (edited by hand, or
+/// the image deleted) is the lock and the registry disagreeing: the error says so,
+/// names the lock, the digest it pins and what the registry's tag gives, and says to
+/// run `imgbuild lock` — with and without `--locked`, exit 2, nothing written.
+#[test]
+fn a_tampered_lock_digest_is_named_as_the_lock_disagreeing_with_the_registry() {
+    let reg = Registry::start(Mode::Plain);
+    let ctx = Ctx::new();
+    let real = push_base(&reg, &ctx, "lib/pinned:1", "one");
+    let base = reg.reference("lib/pinned:1");
+    ctx.recipe_text(&format!(
+        "[image]\nsource-date-epoch = 1700000000\n[base]\nimage = \"{base}\"\n[[layer]]\nname = \"app\"\n  [[layer.file]]\n  path = \"/app/x\"\n  content = \"x\\n\"\n"
+    ));
+    run_ok(imgbuild().arg("lock").arg(ctx.recipe()));
+    let lock_path = ctx.path().join("recipe.lock");
+    let lock = fs::read_to_string(&lock_path).unwrap();
+    let forged = format!("sha256:{}", "5".repeat(64));
+    assert!(lock.contains(&real), "{lock}");
+    fs::write(&lock_path, lock.replace(&real, &forged)).unwrap();
+    for flags in [&[][..], &["--locked"][..]] {
+        let out = ctx.path().join("out");
+        let o = ctx.build(&out, flags);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{flags:?}: {err}");
+        assert!(err.contains("disagree"), "{flags:?}: {err}");
+        assert!(
+            err.contains(&lock_path.display().to_string()),
+            "names the lock: {err}"
+        );
+        assert!(err.contains(&forged), "the lock's digest: {err}");
+        assert!(err.contains(&real), "what the registry's tag gives: {err}");
+        assert!(err.contains("imgbuild lock"), "the hint: {err}");
+        assert!(!out.join("index.json").exists());
+    }
+}

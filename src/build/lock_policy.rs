@@ -3,7 +3,8 @@
 //! - `--locked`: a lock must exist and agree with the recipe (format, base name, url
 //!   pins) — [`check_locked`];
 //! - the base image's digest: the recipe's own `@sha256:…`, else the lock's, else its tag
-//!   resolved now (refused under `--locked`) — [`pin_base`];
+//!   resolved now (refused under `--locked`) — [`pin_base`]; a lock's pin the registry
+//!   does not have is the lock disagreeing with the registry — [`lock_disagrees`];
 //! - the base's per-platform manifests must be the ones the lock pinned —
 //!   [`check_platform_pin`];
 //! - the epoch: a `"git"` epoch comes from the lock when it pins one — [`resolve_epoch`];
@@ -103,6 +104,17 @@ pub(super) fn check_locked(
     Ok(())
 }
 
+/// Where a registry base's digest came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum BasePin {
+    /// The recipe's own `@sha256:…`.
+    Recipe,
+    /// `recipe.lock`.
+    Lock,
+    /// The tag, resolved now.
+    Tag,
+}
+
 /// The digest a registry base is pinned to: the recipe's own `@sha256:…`, else the
 /// lock's, else (without `--locked`) its tag resolved now, with a warning.
 pub(super) fn pin_base(
@@ -112,7 +124,7 @@ pub(super) fn pin_base(
     name: &str,
     reference: &RegistryRef,
     span: std::ops::Range<usize>,
-) -> Result<Digest> {
+) -> Result<(Digest, BasePin)> {
     let locked = lock
         .and_then(|l| l.base.as_ref())
         .filter(|b| b.image == name)
@@ -135,10 +147,10 @@ pub(super) fn pin_base(
                 format!("pins base {name} to {l}, but the recipe says {d}"),
             ));
         }
-        return Ok(d.clone());
+        return Ok((d.clone(), BasePin::Recipe));
     }
     if let Some(d) = locked {
-        return Ok(d);
+        return Ok((d, BasePin::Lock));
     }
     if opts.locked {
         return Err(recipe
@@ -150,7 +162,50 @@ pub(super) fn pin_base(
     opts.events.warn(format!(
         "base image {name} is not pinned; its tag resolved to {digest} today. Pin it with `imgbuild lock` (or write {name}@{digest}) so that the build is reproducible"
     ));
-    Ok(digest)
+    Ok((digest, BasePin::Tag))
+}
+
+/// A base pinned by the lock could not be pulled: when the registry definitely has no
+/// manifest of the digest the lock pins (404) and its tag gives another (or none), the
+/// lock and the registry disagree — an edited lock, or the pinned image deleted — and
+/// the error says which says what. Any other failure is returned as it is.
+pub(super) fn lock_disagrees(
+    opts: &BuildOptions,
+    name: &str,
+    reference: &RegistryRef,
+    pinned: &Digest,
+    err: Error,
+) -> Error {
+    if err.status() != Some(404) {
+        return err;
+    }
+    let tag = reference
+        .tag
+        .clone()
+        .unwrap_or_else(|| crate::reference::DEFAULT_TAG.to_string());
+    let by_tag = RegistryRef {
+        digest: None,
+        tag: Some(tag.clone()),
+        ..reference.clone()
+    };
+    let today = match RegistrySource::open(&by_tag, &opts.registry).and_then(|s| s.root()) {
+        Ok((d, _)) if d == *pinned => return err,
+        Ok((d, _)) => format!("its tag {tag} is {d}"),
+        Err(e) if e.status() == Some(404) => format!("it has no tag {tag} either"),
+        Err(_) => return err,
+    };
+    Error::input(format!(
+        "{} and the registry disagree: the lock pins base {name} to {pinned}, but the registry {}/{} has no manifest {pinned} ({today})",
+        lock::path_for(&opts.recipe).display(),
+        reference.registry,
+        reference.repository,
+    ))
+    .with_hint(format!(
+        "the lock was edited, or the pinned image was deleted from the registry: run `imgbuild lock` to pin what {by_tag} gives today, check the change, and commit recipe.lock"
+    ))
+    .with_registry(&reference.registry)
+    .with_status(404)
+    .with_path(lock::path_for(&opts.recipe))
 }
 
 /// The platform manifest a base index gave must be the one the lock pinned.

@@ -15,7 +15,8 @@
 //! to be empty or an OCI layout, and neither touches `index.json`.
 
 use super::lock_policy::{
-    check_locked, check_platform_pin, pin_base, resolve_epoch, resolve_format,
+    check_locked, check_platform_pin, lock_disagrees, pin_base, resolve_epoch, resolve_format,
+    BasePin,
 };
 use super::{BuildInputs, BuildOptions};
 use crate::base::{self, BaseImage, BasePlatform, BaseSource, VerifiedLayers};
@@ -102,8 +103,9 @@ pub fn resolve(opts: &BuildOptions) -> Result<ResolvedBuild<'_>> {
             reference,
             span,
         }) => {
-            let digest = pin_base(&recipe, opts, lock.as_ref(), name, reference, span.clone())?;
-            Some((name.clone(), reference.clone(), digest))
+            let (digest, from) =
+                pin_base(&recipe, opts, lock.as_ref(), name, reference, span.clone())?;
+            Some(((name.clone(), reference.clone(), digest), from))
         }
         _ => None,
     };
@@ -140,8 +142,10 @@ pub fn resolve(opts: &BuildOptions) -> Result<ResolvedBuild<'_>> {
             let Some(pin) = registry_base else {
                 return Err(Error::input("internal: registry base without a pin"));
             };
+            let (pin, from) = pin;
             let pulled = PulledBase {
                 pin,
+                from,
                 platforms: &platforms,
                 lock: lock.as_ref(),
                 verified: &verified,
@@ -290,6 +294,9 @@ fn warn_once(opts: &BuildOptions, targets: &[PlatformPlan]) {
 /// A registry base to pull: its name, reference and pinned digest, and what checks it.
 struct PulledBase<'a> {
     pin: (String, RegistryRef, Digest),
+    /// Where the digest came from: a lock's pin that the registry lacks is the lock's
+    /// disagreement with the registry.
+    from: BasePin,
     platforms: &'a [Platform],
     lock: Option<&'a Lock>,
     verified: &'a VerifiedLayers,
@@ -314,7 +321,11 @@ fn pull_registry_base(
         &digest,
         pulled.platforms,
         &opts.registry,
-    )?;
+    )
+    .map_err(|e| match pulled.from {
+        BasePin::Lock => lock_disagrees(opts, &name, &reference, &digest, e),
+        BasePin::Recipe | BasePin::Tag => e,
+    })?;
     let b = BaseImage {
         source: crate::source::LayoutSource::new(name.clone(), layout.clone(), digest.clone())?,
         name,
