@@ -1198,3 +1198,75 @@ fn a_tampered_lock_digest_is_named_as_the_lock_disagreeing_with_the_registry() {
         assert!(!out.join("index.json").exists());
     }
 }
+
+/// A `recipe.lock` that pins another base than the recipe names is stale: a plain
+/// build warns, says to run `imgbuild lock`, and builds on the recipe's base (the
+/// image a fresh lock would give); `--locked` refuses it (exit 2).
+#[test]
+fn a_stale_lock_is_a_warning_without_locked_and_exit_2_with_it() {
+    let reg = Registry::start(Mode::Plain);
+    let ctx = Ctx::new();
+    let old = push_base(&reg, &ctx, "lib/old:1", "old");
+    let new = push_base(&reg, &ctx, "lib/new:1", "new");
+    let recipe_on = |base: &str| {
+        format!(
+            "[image]\nsource-date-epoch = 1700000000\n[base]\nimage = \"{base}\"\n[[layer]]\nname = \"app\"\n  [[layer.file]]\n  path = \"/app/x\"\n  content = \"x\\n\"\n"
+        )
+    };
+    ctx.recipe_text(&recipe_on(&reg.reference("lib/old:1")));
+    run_ok(imgbuild().arg("lock").arg(ctx.recipe()));
+    let lock = fs::read_to_string(ctx.path().join("recipe.lock")).unwrap();
+    assert!(lock.contains(&old), "{lock}");
+
+    // The recipe moves to another base; the lock is not refreshed.
+    let new_base = reg.reference("lib/new:1");
+    ctx.recipe_text(&recipe_on(&new_base));
+    let out = ctx.path().join("out");
+    let o = ctx.build(&out, &[]);
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        !err.contains("--locked:") && !err.contains("error"),
+        "a warning, not an error about a flag not given: {err}"
+    );
+    let warning = err
+        .lines()
+        .find(|l| l.starts_with("warning:") && l.contains("recipe.lock"))
+        .unwrap_or_else(|| panic!("a warning about the stale lock: {err}"));
+    assert!(
+        warning.contains("imgbuild lock")
+            && warning.contains("lib/old:1")
+            && warning.contains("stale"),
+        "{warning}"
+    );
+    let digest = stdout(&o);
+    let manifest = common::Layout::new(&out).manifest(&digest);
+    assert_eq!(
+        manifest["annotations"]["org.opencontainers.image.base.digest"],
+        new.as_str(),
+        "built on the recipe's base"
+    );
+    assert_eq!(
+        manifest["annotations"]["org.opencontainers.image.base.name"],
+        new_base.as_str()
+    );
+    // The lock is left as it was.
+    assert_eq!(
+        fs::read_to_string(ctx.path().join("recipe.lock")).unwrap(),
+        lock
+    );
+
+    // --locked: exit 2, nothing written.
+    let locked_out = ctx.path().join("locked");
+    let o = ctx.build(&locked_out, &["--locked"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("lib/old:1"), "{}", stderr(&o));
+    assert!(!locked_out.join("index.json").exists());
+
+    // Refreshed, the plain build is quiet about the lock and gives the same image.
+    run_ok(imgbuild().arg("lock").arg(ctx.recipe()));
+    let o = ctx.build(&ctx.path().join("fresh"), &["--locked"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("recipe.lock"), "{}", stderr(&o));
+    assert_eq!(stdout(&o), digest);
+}

@@ -5,13 +5,16 @@
 //! - the base image's digest: the recipe's own `@sha256:…`, else the lock's, else its tag
 //!   resolved now (refused under `--locked`) — [`pin_base`]; a lock's pin the registry
 //!   does not have is the lock disagreeing with the registry — [`lock_disagrees`];
-//! - the base's per-platform manifests must be the ones the lock pinned —
-//!   [`check_platform_pin`];
+//! - the base's per-platform manifests must be the ones the lock pinned, when it pins
+//!   this base — [`check_platform_pin`];
+//! - without `--locked`, a lock that pins another base than the recipe's is stale: a
+//!   warning, and the recipe's base is built on — [`warn_stale`];
 //! - the epoch: a `"git"` epoch comes from the lock when it pins one — [`resolve_epoch`];
 //! - the format version: flag > recipe > lock > caller's fallback > newest —
 //!   [`resolve_format`].
 //!
-//! Every error here is exit code 2 (a stale or missing pin), except a failure to reach
+//! Every error here is exit code 2 (a stale or missing pin under `--locked`, a lock
+//! that cannot be used), except a failure to reach
 //! the registry while resolving an unpinned base tag (exit 3).
 
 use super::BuildOptions;
@@ -21,7 +24,7 @@ use crate::epoch::{self, EpochSource, SourceDateEpoch};
 use crate::error::{Error, Result};
 use crate::fetch;
 use crate::format::{FormatSource, FormatVersion};
-use crate::lock::{self, Lock};
+use crate::lock::{self, Lock, LockedBase};
 use crate::platform::Platform;
 use crate::recipe::{EpochSetting, Recipe};
 use crate::reference::RegistryRef;
@@ -60,26 +63,8 @@ pub(super) fn check_locked(
                 ));
         }
     }
-    let base_name = recipe
-        .base
-        .image
-        .as_ref()
-        .map(|s| s.get_ref().as_str())
-        .filter(|n| *n != "scratch" && !n.starts_with("oci:"));
-    match (&lock.base, base_name) {
-        (Some(b), Some(n)) if b.image != n => {
-            return Err(lock::stale(
-                recipe_path,
-                format!("pins base {}, but the recipe's base is {n}", b.image),
-            ))
-        }
-        (Some(b), None) => {
-            return Err(lock::stale(
-                recipe_path,
-                format!("pins base {}, which the recipe no longer names", b.image),
-            ))
-        }
-        _ => {}
+    if let Some(what) = base_staleness(recipe, lock) {
+        return Err(lock::stale(recipe_path, what));
     }
     for pin in url_pins {
         match lock.url.iter().find(|u| u.url == pin.url) {
@@ -102,6 +87,44 @@ pub(super) fn check_locked(
         }
     }
     Ok(())
+}
+
+/// How the lock's base pin disagrees with the recipe's base: another base, or one the
+/// recipe no longer names. None when it pins the recipe's base, or pins none.
+fn base_staleness(recipe: &Recipe, lock: &Lock) -> Option<String> {
+    let base_name = recipe
+        .base
+        .image
+        .as_ref()
+        .map(|s| s.get_ref().as_str())
+        .filter(|n| *n != "scratch" && !n.starts_with("oci:"));
+    match (&lock.base, base_name) {
+        (Some(b), Some(n)) if b.image != n => Some(format!(
+            "pins base {}, but the recipe's base is {n}",
+            b.image
+        )),
+        (Some(b), None) => Some(format!(
+            "pins base {}, which the recipe no longer names",
+            b.image
+        )),
+        _ => None,
+    }
+}
+
+/// Without `--locked`, a stale lock is a warning, not an error: the build uses the
+/// recipe's base (the lock's pin applies only to the base it names) and says how to
+/// refresh the lock.
+pub(super) fn warn_stale(recipe: &Recipe, opts: &BuildOptions, lock: Option<&Lock>) {
+    if let Some(what) = lock.and_then(|l| base_staleness(recipe, l)) {
+        opts.events.warn(lock::stale_warning(&opts.recipe, what));
+    }
+}
+
+/// The lock's base pin when it pins this base: the same name as the recipe's and the
+/// same digest as the one built on. A pin of another base says nothing about this one.
+fn pinned_base<'a>(lock: Option<&'a Lock>, name: &str, digest: &Digest) -> Option<&'a LockedBase> {
+    lock.and_then(|l| l.base.as_ref())
+        .filter(|b| b.image == name && Digest::parse(&b.digest).as_ref() == Some(digest))
 }
 
 /// Where a registry base's digest came from.
@@ -130,8 +153,9 @@ pub(super) fn pin_base(
         .filter(|b| b.image == name)
         .map(|b| {
             Digest::parse(&b.digest).ok_or_else(|| {
-                lock::stale(
+                lock::refused(
                     &opts.recipe,
+                    opts.locked,
                     format!(
                         "pins base {name} to {:?}, which is not a sha256 digest",
                         b.digest
@@ -142,10 +166,11 @@ pub(super) fn pin_base(
         .transpose()?;
     if let Some(d) = &reference.digest {
         if let Some(l) = locked.as_ref().filter(|l| *l != d) {
-            return Err(lock::stale(
-                &opts.recipe,
-                format!("pins base {name} to {l}, but the recipe says {d}"),
-            ));
+            let what = format!("pins base {name} to {l}, but the recipe says {d}");
+            if opts.locked {
+                return Err(lock::stale(&opts.recipe, what));
+            }
+            opts.events.warn(lock::stale_warning(&opts.recipe, what));
         }
         return Ok((d.clone(), BasePin::Recipe));
     }
@@ -208,20 +233,23 @@ pub(super) fn lock_disagrees(
     .with_path(lock::path_for(&opts.recipe))
 }
 
-/// The platform manifest a base index gave must be the one the lock pinned.
+/// The platform manifest a base index gave must be the one the lock pinned, when the
+/// lock pins this base (`name` at `digest`; a stale lock's pins are for another).
 pub(super) fn check_platform_pin(
     recipe: &Path,
     lock: Option<&Lock>,
     locked: bool,
+    (name, digest): (&str, &Digest),
     platform: &Platform,
     bp: &BasePlatform,
 ) -> Result<()> {
-    let Some(base) = lock.and_then(|l| l.base.as_ref()) else {
+    let Some(base) = pinned_base(lock, name, digest) else {
         return Ok(());
     };
     match base.platforms.get(&platform.to_string()) {
-        Some(d) if *d != bp.manifest_digest.to_string() => Err(lock::stale(
+        Some(d) if *d != bp.manifest_digest.to_string() => Err(lock::refused(
             recipe,
+            locked,
             format!(
                 "pins the {platform} manifest of base {} to {d}, but its index gives {}",
                 base.image, bp.manifest_digest

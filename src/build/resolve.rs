@@ -16,7 +16,7 @@
 
 use super::lock_policy::{
     check_locked, check_platform_pin, lock_disagrees, pin_base, resolve_epoch, resolve_format,
-    BasePin,
+    warn_stale, BasePin,
 };
 use super::{BuildInputs, BuildOptions};
 use crate::base::{self, BaseImage, BasePlatform, BaseSource, VerifiedLayers};
@@ -83,6 +83,8 @@ pub fn resolve(opts: &BuildOptions) -> Result<ResolvedBuild<'_>> {
     let url_pins = fetch::pins(&recipe, &platforms)?;
     if opts.locked {
         check_locked(&recipe, &opts.recipe, lock.as_ref(), &url_pins)?;
+    } else {
+        warn_stale(&recipe, opts, lock.as_ref());
     }
     let (format, format_source) = resolve_format(&recipe, opts, lock.as_ref())?;
     let epoch = resolve_epoch(&recipe, opts, lock.as_ref())?;
@@ -338,6 +340,7 @@ fn pull_registry_base(
             &opts.recipe,
             pulled.lock,
             opts.locked,
+            (&b.name, &b.digest),
             &target.plan.platform,
             &bp,
         )?;
