@@ -64,7 +64,7 @@ pub enum Command {
     Push(PushArgs),
     /// Copy an image between registries, layouts and archives, every platform; print its digest.
     Copy(CopyArgs),
-    /// Show an image's index, manifests, configs and layers (oci:DIR[:TAG|@DIGEST]).
+    /// Show an image's index, manifests, configs and layers (a registry image, a layout or an archive).
     Inspect(InspectArgs),
     /// Rebuild the recipe in a temporary layout and compare it, bit for bit, with REF.
     Verify(VerifyArgs),
@@ -79,7 +79,7 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct InspectArgs {
-    /// oci:DIR, oci:DIR:TAG or oci:DIR@sha256:… (registry references: not yet).
+    /// The image: oci:DIR[:TAG|@sha256:…], or a registry reference host[:port]/repository[:tag][@sha256:…].
     pub reference: String,
     /// Print one JSON object holding the raw index, manifests and configs.
     #[arg(long, env = "IMGBUILD_JSON")]

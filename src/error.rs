@@ -140,6 +140,14 @@ impl Error {
         self
     }
 
+    /// The same error, as bad input (exit 2): for a registry's definite answer that the
+    /// image or blob asked for does not exist, which is the caller's reference, not a
+    /// failure to reach it.
+    pub fn into_input(mut self) -> Self {
+        self.class = Class::BadInput;
+        self
+    }
+
     pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
         self.detail = Some(detail.into());
         self

@@ -172,6 +172,31 @@ pub fn stale(recipe: &Path, what: impl std::fmt::Display) -> Error {
         .with_hint("run `imgbuild lock` and commit recipe.lock, or build without --locked")
 }
 
+/// A lock that cannot be used as it is, in a build without `--locked` (so the message
+/// does not blame a flag that was not given): exit 2.
+pub fn unusable(recipe: &Path, what: impl std::fmt::Display) -> Error {
+    Error::input(format!("{} {what}", path_for(recipe).display()))
+        .with_hint("run `imgbuild lock` to refresh it, and commit recipe.lock")
+}
+
+/// `stale` under `--locked`, else `unusable`.
+pub fn refused(recipe: &Path, locked: bool, what: impl std::fmt::Display) -> Error {
+    if locked {
+        stale(recipe, what)
+    } else {
+        unusable(recipe, what)
+    }
+}
+
+/// The warning of a build without `--locked` whose lock is stale: the build goes on
+/// with the recipe's inputs, and says how to refresh the lock.
+pub fn stale_warning(recipe: &Path, what: impl std::fmt::Display) -> String {
+    format!(
+        "{} is stale: it {what}; building on the recipe's base. Run `imgbuild lock` to refresh it (a --locked build refuses a stale lock)",
+        path_for(recipe).display()
+    )
+}
+
 /// `imgbuild lock`: resolves the recipe's floating inputs and writes the lock. The
 /// format version is `format_flag`, else the recipe's, else the existing lock's, else
 /// the newest; the lock written always names it.

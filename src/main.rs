@@ -15,7 +15,9 @@ fn main() -> std::process::ExitCode {
             // A difference found by verify/diff is a result, not an error: its
             // explanation is on stdout already, and its message may be empty.
             if !e.message().is_empty() {
-                eprintln!("{e}");
+                // Never eprintln!: it panics when stderr is closed.
+                use std::io::Write;
+                let _ = writeln!(std::io::stderr().lock(), "{e}");
             }
             e.exit_code()
         }

@@ -1,6 +1,6 @@
 //! `imgbuild diff A B`: two images built from recipes that differ in one thing each;
-//! the diff must find exactly that thing, at the right level, and exit 1 (0 when
-//! identical after --ignore).
+//! the diff must find exactly that thing, at the right level, and exit 1 (0 only when
+//! identical; equal apart from `--ignore`d entries is still 1).
 
 mod common;
 
@@ -286,8 +286,11 @@ fn an_extra_layer_is_reported_as_added_after_the_common_ones() {
     );
 }
 
+/// `--ignore` accepts the only difference, but the two digests still differ: the
+/// summary says "equal apart from the ignored fields", never "identical", and the
+/// exit code stays 1; the JSON says `identical: false, equalApartFromIgnored: true`.
 #[test]
-fn ignore_hides_the_only_difference_and_turns_exit_1_into_0() {
+fn ignore_hides_the_only_difference_but_never_says_identical() {
     let c = Case::new();
     let a = c.build("a");
     c.ctx.write("app/hello", "HELLO\n");
@@ -295,16 +298,31 @@ fn ignore_hides_the_only_difference_and_turns_exit_1_into_0() {
     assert_eq!(run_diff(&oci(&a), &oci(&b), &[]).status.code(), Some(1));
     for glob in ["/app/hello", "app/*"] {
         let o = run_diff(&oci(&a), &oci(&b), &["--ignore", glob]);
-        assert_eq!(o.status.code(), Some(0), "--ignore {glob}: {}", stderr(&o));
+        assert_eq!(o.status.code(), Some(1), "--ignore {glob}: {}", stderr(&o));
         let text = String::from_utf8_lossy(&o.stdout);
-        assert_eq!(text.lines().next(), Some("identical (1 ignored)"), "{text}");
+        assert_eq!(
+            text.lines().next(),
+            Some("equal apart from the ignored fields (1 ignored)"),
+            "{text}"
+        );
+        assert!(!text.contains("identical"), "{text}");
         let (code, v) = diff_json(&oci(&a), &oci(&b), &["--ignore", glob]);
-        assert_eq!((code, &v["summary"]["ignored"]), (0, &1.into()));
+        assert_eq!((code, &v["summary"]["ignored"]), (1, &1.into()));
+        assert_eq!(v["identical"], false, "{v:#}");
+        assert_eq!(v["equalApartFromIgnored"], true, "{v:#}");
         assert!(differences(&v).is_empty(), "{v:#}");
     }
     // A glob that matches something else hides nothing.
-    let (code, _) = diff_json(&oci(&a), &oci(&b), &["--ignore", "/var/**"]);
+    let (code, v) = diff_json(&oci(&a), &oci(&b), &["--ignore", "/var/**"]);
     assert_eq!(code, 1);
+    assert_eq!(v["equalApartFromIgnored"], false, "{v:#}");
+    // The same image: identical, not "apart from" anything.
+    let (code, v) = diff_json(&oci(&a), &oci(&a), &["--ignore", "/app/hello"]);
+    assert_eq!(code, 0);
+    assert_eq!(
+        (&v["identical"], &v["equalApartFromIgnored"]),
+        (&true.into(), &false.into())
+    );
 }
 
 #[test]
@@ -321,6 +339,7 @@ fn json_output_parses_with_python_and_has_the_documented_fields() {
 import json, sys
 v = json.load(sys.stdin)
 assert v["identical"] is False
+assert v["equalApartFromIgnored"] is False
 for side in ("a", "b"):
     assert set(v[side]) == {"reference", "digest", "mediaType", "formatVersion"}, v[side]
 assert v["recompressedOnly"] is False
@@ -896,7 +915,8 @@ fn non_utf8_paths_stay_apart_and_are_shown_in_hex() {
     );
     // Globs match the path's bytes.
     let (code, v) = diff_json(&oci(&a), &oci(&b), &["--ignore", "/x*"]);
-    assert_eq!((code, &v["summary"]["ignored"]), (0, &1.into()), "{v:#}");
+    assert_eq!((code, &v["summary"]["ignored"]), (1, &1.into()), "{v:#}");
+    assert_eq!(v["equalApartFromIgnored"], true, "{v:#}");
 }
 
 #[test]

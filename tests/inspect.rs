@@ -159,3 +159,76 @@ fn bad_references_are_refused_with_exit_2() {
         common::stderr(&o)
     );
 }
+
+/// A stdout whose reader is gone (`imgbuild … | head` after head quit) is success for
+/// every command that writes a result: no panic (exit 101), no error, the exit code
+/// the command would have had.
+#[test]
+fn a_closed_stdout_is_success_for_every_command() {
+    let c = ctx("");
+    let out = c.path().join("o");
+    c.build_ok(&out, &[]);
+    let image = format!("oci:{}:v1", out.display());
+    let recipe = c.recipe().display().to_string();
+    let fresh = c.path().join("fresh").display().to_string();
+    let cases: Vec<Vec<&str>> = vec![
+        vec!["completions", "bash"],
+        vec!["completions", "zsh"],
+        vec!["build", &recipe, "--out", &fresh],
+        vec!["inspect", &image],
+        vec!["inspect", &image, "--json"],
+        vec!["diff", &image, &image],
+        vec!["diff", &image, &image, "--json"],
+        vec!["verify", &recipe, "--against", &image],
+        vec!["verify", &recipe, "--against", &image, "--json"],
+    ];
+    for args in cases {
+        let o = common::run_with_closed_stdout(imgbuild().args(&args));
+        let err = common::stderr(&o);
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {err}");
+        assert!(
+            !err.contains("panicked") && !err.to_lowercase().contains("broken pipe"),
+            "{args:?}: {err}"
+        );
+    }
+}
+
+/// `inspect -h` names both kinds of reference it reads, and no command's help claims
+/// that something is "not yet" supported.
+#[test]
+fn help_names_registry_references_and_claims_nothing_is_not_yet_supported() {
+    let help = |args: &[&str]| {
+        let o = imgbuild().args(args).output().expect("run");
+        assert!(o.status.success(), "{args:?}: {}", common::stderr(&o));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let inspect = help(&["inspect", "-h"]);
+    assert!(
+        inspect.contains("host[:port]/repository"),
+        "inspect -h must name registry references: {inspect}"
+    );
+    let top = help(&["--help"]);
+    let line = top.lines().find(|l| l.trim_start().starts_with("inspect"));
+    assert!(
+        line.is_some_and(|l| l.contains("registry")),
+        "the inspect line of --help: {top}"
+    );
+    for cmd in [
+        "build",
+        "lock",
+        "push",
+        "inspect",
+        "verify",
+        "diff",
+        "completions",
+    ] {
+        for flag in ["-h", "--help"] {
+            let text = help(&[cmd, flag]);
+            assert!(
+                !text.to_lowercase().contains("not yet"),
+                "{cmd} {flag}: {text}"
+            );
+        }
+    }
+    assert!(!top.to_lowercase().contains("not yet"), "{top}");
+}

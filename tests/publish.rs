@@ -154,7 +154,8 @@ fn a_registry_error_carries_its_registry_and_status() {
         "{}",
         err.message()
     );
-    assert_eq!(err.exit_code(), imgbuild::ExitCode::Failure);
+    // A registry that definitely has no such image: bad input, as in a layout.
+    assert_eq!(err.exit_code(), imgbuild::ExitCode::BadInput);
 
     let guarded = Registry::start(Mode::htpasswd("alice", "s3cret"));
     let err = Publisher::connect(&target(&guarded, "hand/guarded:v1"), &Options::default())

@@ -1276,3 +1276,174 @@ fn copy_moves_an_image_between_registries_layouts_and_archives_unchanged() {
     ]));
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
 }
+
+/// An image the registry does not have is bad input (exit 2), as a missing image in a
+/// layout is, for every command that reads one: inspect, diff, verify, a base pulled by
+/// build, lock. A registry that cannot be reached stays exit 3.
+#[test]
+fn a_missing_registry_image_is_bad_input_like_a_missing_layout_image() {
+    let reg = Registry::start(Mode::Plain);
+    let ctx = Ctx::new();
+    let present = push_base(&reg, &ctx, "lib/here:1", "hi");
+    let zero = format!("sha256:{}", "0".repeat(64));
+    let missing_tag = reg.reference("lib/here:nope");
+    let missing_digest = format!("{}@{zero}", reg.reference("lib/here"));
+    let missing_repo = reg.reference("lib/nowhere:1");
+    let here = reg.reference("lib/here:1");
+    for missing in [&missing_tag, &missing_digest, &missing_repo] {
+        let o = run(imgbuild().arg("inspect").arg(missing));
+        assert_eq!(
+            o.status.code(),
+            Some(2),
+            "inspect {missing}: {}",
+            stderr(&o)
+        );
+        assert!(stderr(&o).contains(&reg.host()), "{}", stderr(&o));
+        let o = run(imgbuild().arg("diff").arg(&here).arg(missing));
+        assert_eq!(o.status.code(), Some(2), "diff {missing}: {}", stderr(&o));
+    }
+    // The same in a layout, for comparison.
+    let out = ctx.path().join("base-out-hi");
+    let o = run(imgbuild()
+        .arg("inspect")
+        .arg(format!("oci:{}:nope", out.display())));
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+
+    // verify --against a missing image.
+    ctx.recipe_text(&recipe(""));
+    let o = run(imgbuild()
+        .arg("verify")
+        .arg(ctx.recipe())
+        .arg("--against")
+        .arg(&missing_tag));
+    assert_eq!(o.status.code(), Some(2), "verify: {}", stderr(&o));
+
+    // A base the registry does not have: build and lock.
+    for base in [&missing_tag, &missing_digest] {
+        ctx.recipe_text(&format!(
+            "[image]\nsource-date-epoch = 1700000000\n[base]\nimage = \"{base}\"\n[[layer]]\nname = \"app\"\n  [[layer.file]]\n  path = \"/app/x\"\n  content = \"x\\n\"\n"
+        ));
+        let o = ctx.build(&ctx.path().join("out"), &[]);
+        assert_eq!(o.status.code(), Some(2), "build on {base}: {}", stderr(&o));
+        let o = run(imgbuild().arg("lock").arg(ctx.recipe()));
+        assert_eq!(o.status.code(), Some(2), "lock on {base}: {}", stderr(&o));
+    }
+    assert!(!ctx.path().join("recipe.lock").exists());
+    // The image that is there still reads.
+    let o = run_ok(imgbuild().arg("inspect").arg(&here));
+    assert!(stdout(&o).contains(&present), "{}", stdout(&o));
+
+    // A registry that is gone is not bad input.
+    let mut reg = reg;
+    reg.stop();
+    let o = run(imgbuild().arg("inspect").arg(&missing_tag));
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+}
+
+/// A `recipe.lock` whose base digest the registry does not have (edited by hand, or
+/// the image deleted) is the lock and the registry disagreeing: the error says so,
+/// names the lock, the digest it pins and what the registry's tag gives, and says to
+/// run `imgbuild lock` — with and without `--locked`, exit 2, nothing written.
+#[test]
+fn a_tampered_lock_digest_is_named_as_the_lock_disagreeing_with_the_registry() {
+    let reg = Registry::start(Mode::Plain);
+    let ctx = Ctx::new();
+    let real = push_base(&reg, &ctx, "lib/pinned:1", "one");
+    let base = reg.reference("lib/pinned:1");
+    ctx.recipe_text(&format!(
+        "[image]\nsource-date-epoch = 1700000000\n[base]\nimage = \"{base}\"\n[[layer]]\nname = \"app\"\n  [[layer.file]]\n  path = \"/app/x\"\n  content = \"x\\n\"\n"
+    ));
+    run_ok(imgbuild().arg("lock").arg(ctx.recipe()));
+    let lock_path = ctx.path().join("recipe.lock");
+    let lock = fs::read_to_string(&lock_path).unwrap();
+    let forged = format!("sha256:{}", "5".repeat(64));
+    assert!(lock.contains(&real), "{lock}");
+    fs::write(&lock_path, lock.replace(&real, &forged)).unwrap();
+    for flags in [&[][..], &["--locked"][..]] {
+        let out = ctx.path().join("out");
+        let o = ctx.build(&out, flags);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{flags:?}: {err}");
+        assert!(err.contains("disagree"), "{flags:?}: {err}");
+        assert!(
+            err.contains(&lock_path.display().to_string()),
+            "names the lock: {err}"
+        );
+        assert!(err.contains(&forged), "the lock's digest: {err}");
+        assert!(err.contains(&real), "what the registry's tag gives: {err}");
+        assert!(err.contains("imgbuild lock"), "the hint: {err}");
+        assert!(!out.join("index.json").exists());
+    }
+}
+
+/// A `recipe.lock` that pins another base than the recipe names is stale: a plain
+/// build warns, says to run `imgbuild lock`, and builds on the recipe's base (the
+/// image a fresh lock would give); `--locked` refuses it (exit 2).
+#[test]
+fn a_stale_lock_is_a_warning_without_locked_and_exit_2_with_it() {
+    let reg = Registry::start(Mode::Plain);
+    let ctx = Ctx::new();
+    let old = push_base(&reg, &ctx, "lib/old:1", "old");
+    let new = push_base(&reg, &ctx, "lib/new:1", "new");
+    let recipe_on = |base: &str| {
+        format!(
+            "[image]\nsource-date-epoch = 1700000000\n[base]\nimage = \"{base}\"\n[[layer]]\nname = \"app\"\n  [[layer.file]]\n  path = \"/app/x\"\n  content = \"x\\n\"\n"
+        )
+    };
+    ctx.recipe_text(&recipe_on(&reg.reference("lib/old:1")));
+    run_ok(imgbuild().arg("lock").arg(ctx.recipe()));
+    let lock = fs::read_to_string(ctx.path().join("recipe.lock")).unwrap();
+    assert!(lock.contains(&old), "{lock}");
+
+    // The recipe moves to another base; the lock is not refreshed.
+    let new_base = reg.reference("lib/new:1");
+    ctx.recipe_text(&recipe_on(&new_base));
+    let out = ctx.path().join("out");
+    let o = ctx.build(&out, &[]);
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        !err.contains("--locked:") && !err.contains("error"),
+        "a warning, not an error about a flag not given: {err}"
+    );
+    let warning = err
+        .lines()
+        .find(|l| l.starts_with("warning:") && l.contains("recipe.lock"))
+        .unwrap_or_else(|| panic!("a warning about the stale lock: {err}"));
+    assert!(
+        warning.contains("imgbuild lock")
+            && warning.contains("lib/old:1")
+            && warning.contains("stale"),
+        "{warning}"
+    );
+    let digest = stdout(&o);
+    let manifest = common::Layout::new(&out).manifest(&digest);
+    assert_eq!(
+        manifest["annotations"]["org.opencontainers.image.base.digest"],
+        new.as_str(),
+        "built on the recipe's base"
+    );
+    assert_eq!(
+        manifest["annotations"]["org.opencontainers.image.base.name"],
+        new_base.as_str()
+    );
+    // The lock is left as it was.
+    assert_eq!(
+        fs::read_to_string(ctx.path().join("recipe.lock")).unwrap(),
+        lock
+    );
+
+    // --locked: exit 2, nothing written.
+    let locked_out = ctx.path().join("locked");
+    let o = ctx.build(&locked_out, &["--locked"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("lib/old:1"), "{}", stderr(&o));
+    assert!(!locked_out.join("index.json").exists());
+
+    // Refreshed, the plain build is quiet about the lock and gives the same image.
+    run_ok(imgbuild().arg("lock").arg(ctx.recipe()));
+    let o = ctx.build(&ctx.path().join("fresh"), &["--locked"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("recipe.lock"), "{}", stderr(&o));
+    assert_eq!(stdout(&o), digest);
+}

@@ -3,14 +3,18 @@
 //! - `--locked`: a lock must exist and agree with the recipe (format, base name, url
 //!   pins) — [`check_locked`];
 //! - the base image's digest: the recipe's own `@sha256:…`, else the lock's, else its tag
-//!   resolved now (refused under `--locked`) — [`pin_base`];
-//! - the base's per-platform manifests must be the ones the lock pinned —
-//!   [`check_platform_pin`];
+//!   resolved now (refused under `--locked`) — [`pin_base`]; a lock's pin the registry
+//!   does not have is the lock disagreeing with the registry — [`lock_disagrees`];
+//! - the base's per-platform manifests must be the ones the lock pinned, when it pins
+//!   this base — [`check_platform_pin`];
+//! - without `--locked`, a lock that pins another base than the recipe's is stale: a
+//!   warning, and the recipe's base is built on — [`warn_stale`];
 //! - the epoch: a `"git"` epoch comes from the lock when it pins one — [`resolve_epoch`];
 //! - the format version: flag > recipe > lock > caller's fallback > newest —
 //!   [`resolve_format`].
 //!
-//! Every error here is exit code 2 (a stale or missing pin), except a failure to reach
+//! Every error here is exit code 2 (a stale or missing pin under `--locked`, a lock
+//! that cannot be used), except a failure to reach
 //! the registry while resolving an unpinned base tag (exit 3).
 
 use super::BuildOptions;
@@ -20,7 +24,7 @@ use crate::epoch::{self, EpochSource, SourceDateEpoch};
 use crate::error::{Error, Result};
 use crate::fetch;
 use crate::format::{FormatSource, FormatVersion};
-use crate::lock::{self, Lock};
+use crate::lock::{self, Lock, LockedBase};
 use crate::platform::Platform;
 use crate::recipe::{EpochSetting, Recipe};
 use crate::reference::RegistryRef;
@@ -59,26 +63,8 @@ pub(super) fn check_locked(
                 ));
         }
     }
-    let base_name = recipe
-        .base
-        .image
-        .as_ref()
-        .map(|s| s.get_ref().as_str())
-        .filter(|n| *n != "scratch" && !n.starts_with("oci:"));
-    match (&lock.base, base_name) {
-        (Some(b), Some(n)) if b.image != n => {
-            return Err(lock::stale(
-                recipe_path,
-                format!("pins base {}, but the recipe's base is {n}", b.image),
-            ))
-        }
-        (Some(b), None) => {
-            return Err(lock::stale(
-                recipe_path,
-                format!("pins base {}, which the recipe no longer names", b.image),
-            ))
-        }
-        _ => {}
+    if let Some(what) = base_staleness(recipe, lock) {
+        return Err(lock::stale(recipe_path, what));
     }
     for pin in url_pins {
         match lock.url.iter().find(|u| u.url == pin.url) {
@@ -103,6 +89,55 @@ pub(super) fn check_locked(
     Ok(())
 }
 
+/// How the lock's base pin disagrees with the recipe's base: another base, or one the
+/// recipe no longer names. None when it pins the recipe's base, or pins none.
+fn base_staleness(recipe: &Recipe, lock: &Lock) -> Option<String> {
+    let base_name = recipe
+        .base
+        .image
+        .as_ref()
+        .map(|s| s.get_ref().as_str())
+        .filter(|n| *n != "scratch" && !n.starts_with("oci:"));
+    match (&lock.base, base_name) {
+        (Some(b), Some(n)) if b.image != n => Some(format!(
+            "pins base {}, but the recipe's base is {n}",
+            b.image
+        )),
+        (Some(b), None) => Some(format!(
+            "pins base {}, which the recipe no longer names",
+            b.image
+        )),
+        _ => None,
+    }
+}
+
+/// Without `--locked`, a stale lock is a warning, not an error: the build uses the
+/// recipe's base (the lock's pin applies only to the base it names) and says how to
+/// refresh the lock.
+pub(super) fn warn_stale(recipe: &Recipe, opts: &BuildOptions, lock: Option<&Lock>) {
+    if let Some(what) = lock.and_then(|l| base_staleness(recipe, l)) {
+        opts.events.warn(lock::stale_warning(&opts.recipe, what));
+    }
+}
+
+/// The lock's base pin when it pins this base: the same name as the recipe's and the
+/// same digest as the one built on. A pin of another base says nothing about this one.
+fn pinned_base<'a>(lock: Option<&'a Lock>, name: &str, digest: &Digest) -> Option<&'a LockedBase> {
+    lock.and_then(|l| l.base.as_ref())
+        .filter(|b| b.image == name && Digest::parse(&b.digest).as_ref() == Some(digest))
+}
+
+/// Where a registry base's digest came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum BasePin {
+    /// The recipe's own `@sha256:…`.
+    Recipe,
+    /// `recipe.lock`.
+    Lock,
+    /// The tag, resolved now.
+    Tag,
+}
+
 /// The digest a registry base is pinned to: the recipe's own `@sha256:…`, else the
 /// lock's, else (without `--locked`) its tag resolved now, with a warning.
 pub(super) fn pin_base(
@@ -112,14 +147,15 @@ pub(super) fn pin_base(
     name: &str,
     reference: &RegistryRef,
     span: std::ops::Range<usize>,
-) -> Result<Digest> {
+) -> Result<(Digest, BasePin)> {
     let locked = lock
         .and_then(|l| l.base.as_ref())
         .filter(|b| b.image == name)
         .map(|b| {
             Digest::parse(&b.digest).ok_or_else(|| {
-                lock::stale(
+                lock::refused(
                     &opts.recipe,
+                    opts.locked,
                     format!(
                         "pins base {name} to {:?}, which is not a sha256 digest",
                         b.digest
@@ -130,15 +166,16 @@ pub(super) fn pin_base(
         .transpose()?;
     if let Some(d) = &reference.digest {
         if let Some(l) = locked.as_ref().filter(|l| *l != d) {
-            return Err(lock::stale(
-                &opts.recipe,
-                format!("pins base {name} to {l}, but the recipe says {d}"),
-            ));
+            let what = format!("pins base {name} to {l}, but the recipe says {d}");
+            if opts.locked {
+                return Err(lock::stale(&opts.recipe, what));
+            }
+            opts.events.warn(lock::stale_warning(&opts.recipe, what));
         }
-        return Ok(d.clone());
+        return Ok((d.clone(), BasePin::Recipe));
     }
     if let Some(d) = locked {
-        return Ok(d);
+        return Ok((d, BasePin::Lock));
     }
     if opts.locked {
         return Err(recipe
@@ -150,23 +187,69 @@ pub(super) fn pin_base(
     opts.events.warn(format!(
         "base image {name} is not pinned; its tag resolved to {digest} today. Pin it with `imgbuild lock` (or write {name}@{digest}) so that the build is reproducible"
     ));
-    Ok(digest)
+    Ok((digest, BasePin::Tag))
 }
 
-/// The platform manifest a base index gave must be the one the lock pinned.
+/// A base pinned by the lock could not be pulled: when the registry definitely has no
+/// manifest of the digest the lock pins (404) and its tag gives another (or none), the
+/// lock and the registry disagree — an edited lock, or the pinned image deleted — and
+/// the error says which says what. Any other failure is returned as it is.
+pub(super) fn lock_disagrees(
+    opts: &BuildOptions,
+    name: &str,
+    reference: &RegistryRef,
+    pinned: &Digest,
+    err: Error,
+) -> Error {
+    if err.status() != Some(404) {
+        return err;
+    }
+    let tag = reference
+        .tag
+        .clone()
+        .unwrap_or_else(|| crate::reference::DEFAULT_TAG.to_string());
+    let by_tag = RegistryRef {
+        digest: None,
+        tag: Some(tag.clone()),
+        ..reference.clone()
+    };
+    let today = match RegistrySource::open(&by_tag, &opts.registry).and_then(|s| s.root()) {
+        Ok((d, _)) if d == *pinned => return err,
+        Ok((d, _)) => format!("its tag {tag} is {d}"),
+        Err(e) if e.status() == Some(404) => format!("it has no tag {tag} either"),
+        Err(_) => return err,
+    };
+    Error::input(format!(
+        "{} and the registry disagree: the lock pins base {name} to {pinned}, but the registry {}/{} has no manifest {pinned} ({today})",
+        lock::path_for(&opts.recipe).display(),
+        reference.registry,
+        reference.repository,
+    ))
+    .with_hint(format!(
+        "the lock was edited, or the pinned image was deleted from the registry: run `imgbuild lock` to pin what {by_tag} gives today, check the change, and commit recipe.lock"
+    ))
+    .with_registry(&reference.registry)
+    .with_status(404)
+    .with_path(lock::path_for(&opts.recipe))
+}
+
+/// The platform manifest a base index gave must be the one the lock pinned, when the
+/// lock pins this base (`name` at `digest`; a stale lock's pins are for another).
 pub(super) fn check_platform_pin(
     recipe: &Path,
     lock: Option<&Lock>,
     locked: bool,
+    (name, digest): (&str, &Digest),
     platform: &Platform,
     bp: &BasePlatform,
 ) -> Result<()> {
-    let Some(base) = lock.and_then(|l| l.base.as_ref()) else {
+    let Some(base) = pinned_base(lock, name, digest) else {
         return Ok(());
     };
     match base.platforms.get(&platform.to_string()) {
-        Some(d) if *d != bp.manifest_digest.to_string() => Err(lock::stale(
+        Some(d) if *d != bp.manifest_digest.to_string() => Err(lock::refused(
             recipe,
+            locked,
             format!(
                 "pins the {platform} manifest of base {} to {d}, but its index gives {}",
                 base.image, bp.manifest_digest

@@ -15,7 +15,8 @@
 //! to be empty or an OCI layout, and neither touches `index.json`.
 
 use super::lock_policy::{
-    check_locked, check_platform_pin, pin_base, resolve_epoch, resolve_format,
+    check_locked, check_platform_pin, lock_disagrees, pin_base, resolve_epoch, resolve_format,
+    warn_stale, BasePin,
 };
 use super::{BuildInputs, BuildOptions};
 use crate::base::{self, BaseImage, BasePlatform, BaseSource, VerifiedLayers};
@@ -82,6 +83,8 @@ pub fn resolve(opts: &BuildOptions) -> Result<ResolvedBuild<'_>> {
     let url_pins = fetch::pins(&recipe, &platforms)?;
     if opts.locked {
         check_locked(&recipe, &opts.recipe, lock.as_ref(), &url_pins)?;
+    } else {
+        warn_stale(&recipe, opts, lock.as_ref());
     }
     let (format, format_source) = resolve_format(&recipe, opts, lock.as_ref())?;
     let epoch = resolve_epoch(&recipe, opts, lock.as_ref())?;
@@ -102,8 +105,9 @@ pub fn resolve(opts: &BuildOptions) -> Result<ResolvedBuild<'_>> {
             reference,
             span,
         }) => {
-            let digest = pin_base(&recipe, opts, lock.as_ref(), name, reference, span.clone())?;
-            Some((name.clone(), reference.clone(), digest))
+            let (digest, from) =
+                pin_base(&recipe, opts, lock.as_ref(), name, reference, span.clone())?;
+            Some(((name.clone(), reference.clone(), digest), from))
         }
         _ => None,
     };
@@ -140,8 +144,10 @@ pub fn resolve(opts: &BuildOptions) -> Result<ResolvedBuild<'_>> {
             let Some(pin) = registry_base else {
                 return Err(Error::input("internal: registry base without a pin"));
             };
+            let (pin, from) = pin;
             let pulled = PulledBase {
                 pin,
+                from,
                 platforms: &platforms,
                 lock: lock.as_ref(),
                 verified: &verified,
@@ -290,6 +296,9 @@ fn warn_once(opts: &BuildOptions, targets: &[PlatformPlan]) {
 /// A registry base to pull: its name, reference and pinned digest, and what checks it.
 struct PulledBase<'a> {
     pin: (String, RegistryRef, Digest),
+    /// Where the digest came from: a lock's pin that the registry lacks is the lock's
+    /// disagreement with the registry.
+    from: BasePin,
     platforms: &'a [Platform],
     lock: Option<&'a Lock>,
     verified: &'a VerifiedLayers,
@@ -314,7 +323,11 @@ fn pull_registry_base(
         &digest,
         pulled.platforms,
         &opts.registry,
-    )?;
+    )
+    .map_err(|e| match pulled.from {
+        BasePin::Lock => lock_disagrees(opts, &name, &reference, &digest, e),
+        BasePin::Recipe | BasePin::Tag => e,
+    })?;
     let b = BaseImage {
         source: crate::source::LayoutSource::new(name.clone(), layout.clone(), digest.clone())?,
         name,
@@ -327,6 +340,7 @@ fn pull_registry_base(
             &opts.recipe,
             pulled.lock,
             opts.locked,
+            (&b.name, &b.digest),
             &target.plan.platform,
             &bp,
         )?;

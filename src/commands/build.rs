@@ -3,7 +3,7 @@
 
 mod archive;
 
-use super::{registry_ref, Context};
+use super::{note, registry_ref, write_report, Context};
 use crate::cli::BuildArgs;
 use imgbuild::build::{self, BuildResult};
 use imgbuild::format::FormatSource;
@@ -13,7 +13,6 @@ use imgbuild::publish::{Published, Publisher};
 use imgbuild::reference::RegistryRef;
 use imgbuild::registry::referrers::Artifact;
 use imgbuild::{provenance, sbom, Error, Result};
-use std::io::Write;
 use std::path::PathBuf;
 
 pub(super) fn run(args: BuildArgs, ctx: &Context) -> Result<()> {
@@ -49,10 +48,10 @@ pub(super) fn run(args: BuildArgs, ctx: &Context) -> Result<()> {
     };
     let result = build::build(&opts)?;
     if !ctx.quiet && result.format_source == FormatSource::Newest {
-        eprintln!(
+        note(&format!(
             "note: built with format {} (the newest): neither the recipe nor a recipe.lock names a format version. Run `imgbuild lock` to pin it, so that later releases rebuild these bytes",
             result.format
-        );
+        ));
     }
     // The documents name the image where it goes: the push target's repository, else
     // the recipe's [image].repository, else "image".
@@ -60,7 +59,7 @@ pub(super) fn run(args: BuildArgs, ctx: &Context) -> Result<()> {
     let documents = write_documents(&args, &result, &params, pushed_to.as_deref())?;
     if !ctx.quiet {
         for (kind, path, _) in &documents {
-            eprintln!("wrote {} to {}", kind.json_key(), path.display());
+            note(&format!("wrote {} to {}", kind.json_key(), path.display()));
         }
     }
     let mut published = None;
@@ -97,9 +96,7 @@ pub(super) fn run(args: BuildArgs, ctx: &Context) -> Result<()> {
     } else {
         result.digest.to_string()
     };
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "{text}").map_err(|e| Error::io("cannot write to stdout", e))?;
-    Ok(())
+    write_report(&text)
 }
 
 /// `--provenance` and `--sbom` must name writable files, and not the same one: checked

@@ -1,6 +1,6 @@
 //! `imgbuild lock`: pin the recipe's floating inputs in recipe.lock.
 
-use super::{format_flag, Context};
+use super::{format_flag, note, Context};
 use crate::cli::LockArgs;
 use imgbuild::format::{FormatSource, FormatVersion};
 use imgbuild::Result;
@@ -31,7 +31,7 @@ pub(super) fn run(args: LockArgs, ctx: &Context) -> Result<()> {
         if let Some(e) = &lock.source_date_epoch {
             pinned.push(format!("source-date-epoch {}", e.git));
         }
-        eprintln!("wrote {} ({})", path.display(), pinned.join("; "));
+        note(&format!("wrote {} ({})", path.display(), pinned.join("; ")));
     }
     Ok(())
 }

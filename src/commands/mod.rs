@@ -40,8 +40,10 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Completions { shell } => {
             use clap::CommandFactory;
             let mut cmd = Cli::command();
-            clap_complete::generate(shell, &mut cmd, "imgbuild", &mut std::io::stdout());
-            Ok(())
+            // Generated in memory: clap_complete panics when its writer fails.
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut cmd, "imgbuild", &mut script);
+            write_stdout(&script)
         }
     }
 }
@@ -141,17 +143,29 @@ fn image_ref(text: &str, what: &str) -> Result<Reference> {
     })
 }
 
-/// Writes a report to stdout. A reader that stopped reading (`imgbuild diff A B | head`)
-/// is not an error: the command's result stands (exit 0 or 1), without a message about
-/// the broken pipe. Every other write failure is exit 3.
+/// Writes a report to stdout, as one line or block ending in a newline.
 fn write_report(text: &str) -> Result<()> {
+    write_stdout(format!("{}\n", text.trim_end()).as_bytes())
+}
+
+/// Writes a command's result to stdout: every write to stdout goes through here. A
+/// reader that stopped reading (`imgbuild diff A B | head`, a closed pipe: EPIPE) is
+/// not an error: the command's result stands (exit 0 or 1), without a message about
+/// the broken pipe. Every other write failure is exit 3.
+fn write_stdout(bytes: &[u8]) -> Result<()> {
     let mut out = std::io::stdout().lock();
-    match writeln!(out, "{}", text.trim_end()).and_then(|()| out.flush()) {
+    match out.write_all(bytes).and_then(|()| out.flush()) {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
             Err(Error::io("cannot write to stdout", e))
         }
         _ => Ok(()),
     }
+}
+
+/// Writes a line to stderr (what a command says besides its result). A closed stderr
+/// is no reason to stop or fail the command, so nothing here can panic or fail.
+fn note(line: &str) {
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
 }
 
 /// `--platform` values, parsed, without duplicates; None when none was given.

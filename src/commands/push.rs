@@ -1,13 +1,12 @@
 //! `imgbuild push`: copy an image from a layout to a registry; print its digest.
 
-use super::{registry_ref, Context};
+use super::{registry_ref, write_report, Context};
 use crate::cli::PushArgs;
 use imgbuild::image::Descriptor;
 use imgbuild::publish::Publisher;
 use imgbuild::reference::Reference;
 use imgbuild::source::{ArchiveSource, ImageSource, LayoutSource};
 use imgbuild::{Error, Result};
-use std::io::Write;
 
 pub(super) fn run(args: PushArgs, ctx: &Context) -> Result<()> {
     let source =
@@ -67,8 +66,7 @@ pub(super) fn run(args: PushArgs, ctx: &Context) -> Result<()> {
     } else {
         digest.to_string()
     };
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "{text}").map_err(|e| Error::io("cannot write to stdout", e))
+    write_report(&text)
 }
 
 /// The media type a manifest or index names itself with (or its shape implies).

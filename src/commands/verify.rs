@@ -3,7 +3,7 @@
 //! the explanation `diff` would give on stdout.
 
 use super::diff::print;
-use super::{image_ref, write_report, Context};
+use super::{image_ref, note, write_report, Context};
 use crate::cli::VerifyArgs;
 use imgbuild::diff::{DiffOptions, SideFormat};
 use imgbuild::format::FormatSource;
@@ -37,7 +37,7 @@ pub(super) fn run(args: VerifyArgs, ctx: &Context) -> Result<()> {
             ),
             (source, _) => source.describe().to_string(),
         };
-        eprintln!("verify: rebuilt with format {} ({why})", v.format);
+        note(&format!("verify: rebuilt with format {} ({why})", v.format));
     }
     match v.verdict {
         Verdict::Verified(report) => {

@@ -9,9 +9,19 @@ use crate::digest::Digest;
 use serde_json::{json, Value};
 
 impl Report {
+    /// The two images are the same image: equal root digests (nothing differs, and
+    /// nothing was ignored). The only report a diff exits 0 for.
     pub fn identical(&self) -> bool {
-        self.differences.is_empty()
+        self.differences.is_empty() && self.ignored == 0
     }
+
+    /// The digests differ, but every difference is an entry `--ignore` accepted.
+    pub fn equal_apart_from_ignored(&self) -> bool {
+        self.differences.is_empty() && self.ignored > 0
+    }
+
+    /// What the summary says when every difference was ignored.
+    pub const EQUAL_APART_FROM_IGNORED: &'static str = "equal apart from the ignored fields";
 
     /// Records per level, in [`Level::ALL`] order.
     pub fn counts(&self) -> Vec<(Level, usize)> {
@@ -26,14 +36,18 @@ impl Report {
             .collect()
     }
 
-    /// The first line of the text form: `identical` or `N differences: …`.
+    /// The first line of the text form: `identical`, `equal apart from the ignored
+    /// fields (N ignored)` or `N differences: …`.
     pub fn summary(&self) -> String {
         let ignored = match self.ignored {
             0 => String::new(),
             n => format!(" ({n} ignored)"),
         };
         if self.identical() {
-            return format!("identical{ignored}");
+            return "identical".to_string();
+        }
+        if self.equal_apart_from_ignored() {
+            return format!("{}{ignored}", Report::EQUAL_APART_FROM_IGNORED);
         }
         let n = self.differences.len();
         let by_level: Vec<String> = self
@@ -117,6 +131,7 @@ impl Report {
         }
         json!({
             "identical": self.identical(),
+            "equalApartFromIgnored": self.equal_apart_from_ignored(),
             "a": side(&self.a),
             "b": side(&self.b),
             "summary": summary,

@@ -310,3 +310,15 @@ pub mod fake;
 pub mod proxy;
 pub mod registry;
 pub mod token;
+
+/// Runs `cmd` with a stdout whose reader is already gone (a pipe whose read end is
+/// closed before the command starts), as `imgbuild … | head` is when `head` has quit:
+/// every write to stdout fails with EPIPE, whatever its size. stderr is captured.
+pub fn run_with_closed_stdout(cmd: &mut Command) -> Output {
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    drop(reader);
+    cmd.stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .expect("run imgbuild")
+}

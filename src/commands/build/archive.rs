@@ -3,7 +3,7 @@
 //! afterwards, whatever happens — and then written as the archive, or handed to the
 //! Docker daemon with `docker load`.
 
-use super::Context;
+use super::{note, Context};
 use imgbuild::archive::{self, ArchiveImage, ArchiveKind};
 use imgbuild::build::BuildResult;
 use imgbuild::image::Descriptor;
@@ -78,12 +78,12 @@ impl Sink {
         };
         write_archive(*kind, result, file)?;
         if !ctx.quiet {
-            eprintln!(
+            note(&format!(
                 "wrote {} to {}{}",
                 result.digest,
                 kind.prefix(),
                 file.display()
-            );
+            ));
         }
         Ok(())
     }
@@ -200,9 +200,9 @@ pub(super) fn load(result: &BuildResult, ctx: &Context) -> Result<()> {
         });
     }
     if zstd && !reads_zstd(&engine) && !ctx.quiet {
-        eprintln!(
+        note(&format!(
             "warning: Docker Engine {engine} loaded this image, but pulls zstd layers from a registry only from Docker 23.0 on; push it with --compression gzip for such engines"
-        );
+        ));
     }
     if !ctx.quiet {
         let repository = repository(result);
@@ -210,11 +210,11 @@ pub(super) fn load(result: &BuildResult, ctx: &Context) -> Result<()> {
             .iter()
             .map(|t| format!("{repository}:{t}"))
             .collect();
-        eprintln!(
+        note(&format!(
             "loaded {} into Docker {engine} as {}",
             result.digest,
             names.join(", ")
-        );
+        ));
     }
     Ok(())
 }

@@ -277,7 +277,10 @@ impl RegistryClient {
                 url,
                 message: String::new(),
             };
-            return Err(self.error(&format!("cannot download blob {d}"), repository, e));
+            // A definite "blob unknown" (exit 2), as a blob missing from a layout is.
+            return Err(self
+                .error(&format!("cannot download blob {d}"), repository, e)
+                .into_input());
         }
         let Some((out, hasher)) = sink.slot else {
             return Err(Error::network(format!(

@@ -84,11 +84,14 @@ impl RegistryClient {
                 url: String::new(),
                 message: String::new(),
             };
-            return Err(self.error(
-                &format!("cannot get manifest {tag_or_digest}"),
-                repository,
-                e,
-            ));
+            // A definite "manifest unknown": the reference names nothing (exit 2).
+            return Err(self
+                .error(
+                    &format!("cannot get manifest {tag_or_digest}"),
+                    repository,
+                    e,
+                )
+                .into_input());
         };
         let digest = Digest::of(&bytes);
         if let Some(expected) = Digest::parse(tag_or_digest) {
