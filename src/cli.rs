@@ -8,7 +8,7 @@ use std::path::PathBuf;
 #[derive(Debug, Parser)]
 #[command(
     name = "imgbuild",
-    version,
+    version = crate::commands::version::CLAP_VERSION.as_str(),
     about = "Reproducible OCI image builder: same recipe, same bytes, same digest",
     long_about = "imgbuild compiles a declarative recipe (recipe.toml) into an OCI image whose bytes depend only on the recipe and the files it names.\n\nExit codes: 0 success; 1 verify/diff found a difference; 2 bad usage, recipe or input (nothing written); 3 I/O, network or registry failure."
 )]
@@ -68,11 +68,20 @@ pub enum Command {
     Verify(VerifyArgs),
     /// Explain how two images differ: index, manifests, configs, layers, tar entries.
     Diff(DiffArgs),
+    /// Print imgbuild's version and the format versions it writes and rebuilds.
+    Version(VersionArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct VersionArgs {
+    /// Print one JSON object (version, newestFormatVersion, formatVersions).
+    #[arg(long, env = "IMGBUILD_JSON")]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

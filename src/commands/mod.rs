@@ -11,6 +11,7 @@ mod inspect;
 mod lock;
 mod push;
 mod verify;
+pub mod version;
 
 use crate::cli::{Cli, Command, InputArgs, RegistryArgs};
 use imgbuild::build::BuildOptions;
@@ -35,6 +36,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Inspect(args) => inspect::run(args, &ctx),
         Command::Verify(args) => verify::run(args, &ctx),
         Command::Diff(args) => diff::run(args, &ctx),
+        Command::Version(args) => version::run(args, &ctx),
         Command::Completions { shell } => {
             use clap::CommandFactory;
             let mut cmd = Cli::command();
