@@ -101,6 +101,9 @@ pub struct LockArgs {
     /// The format version to pin (default: the recipe's, else the existing lock's, else the newest).
     #[arg(long, env = "IMGBUILD_FORMAT_VERSION", value_name = "N")]
     pub format_version: Option<u64>,
+    /// Write nothing: exit 1, printing what differs, when recipe.lock is missing or not what `imgbuild lock` would write (for CI).
+    #[arg(long, env = "IMGBUILD_LOCK_CHECK")]
+    pub check: bool,
 }
 
 #[derive(Debug, Args)]

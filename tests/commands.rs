@@ -5,7 +5,8 @@
 
 mod common;
 
-use common::{imgbuild, stderr};
+use common::registry::{Mode, Registry};
+use common::{imgbuild, stderr, Ctx};
 use std::process::Output;
 
 fn stdout(o: &Output) -> String {
@@ -84,3 +85,94 @@ fn help_lists_every_subcommand_with_one_line() {
     assert_eq!(names, verbs, "{help}");
 }
 
+fn lock_check(recipe: &std::path::Path) -> Output {
+    imgbuild()
+        .args(["lock", "--check"])
+        .arg(recipe)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn lock_check_fails_on_a_missing_or_stale_lock_without_writing_it() {
+    let ctx = Ctx::new();
+    ctx.recipe_text(
+        "[image]\nsource-date-epoch = 1700000000\n[[layer]]\nname = \"app\"\n  [[layer.file]]\n  path = \"/x\"\n  content = \"x\\n\"\n",
+    );
+    let lock = ctx.path().join("recipe.lock");
+    // No lock: exit 1, saying so, and none written.
+    let o = lock_check(&ctx.recipe());
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stdout(&o).contains("does not exist"), "{}", stdout(&o));
+    assert!(stderr(&o).contains("imgbuild lock"), "{}", stderr(&o));
+    assert!(!lock.exists());
+
+    // A lock just written is current: exit 0.
+    let o = imgbuild().arg("lock").arg(ctx.recipe()).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = lock_check(&ctx.recipe());
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stderr(&o).contains("is current"), "{}", stderr(&o));
+
+    // The recipe now names another format: stale, the difference printed, the lock
+    // untouched.
+    let written = std::fs::read(&lock).unwrap();
+    let text = std::fs::read_to_string(ctx.recipe()).unwrap();
+    std::fs::write(
+        ctx.recipe(),
+        text.replace("[image]\n", "[image]\nformat = 1\n"),
+    )
+    .unwrap();
+    let o = lock_check(&ctx.recipe());
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "format: 2 → 1");
+    assert!(stderr(&o).contains("stale"), "{}", stderr(&o));
+    assert_eq!(std::fs::read(&lock).unwrap(), written);
+}
+
+#[test]
+fn lock_check_sees_a_moved_base_tag_in_a_registry() {
+    let reg = Registry::start(Mode::Plain);
+    let ctx = Ctx::new();
+    let first = push_image(&reg, "lib/moving:stable", "one");
+    let base = reg.reference("lib/moving:stable");
+    ctx.recipe_text(&format!(
+        "[image]\nsource-date-epoch = 1700000000\nformat = 2\n[base]\nimage = \"{base}\"\n[[layer]]\nname = \"app\"\n  [[layer.file]]\n  path = \"/app/x\"\n  content = \"x\\n\"\n"
+    ));
+    let o = imgbuild().arg("lock").arg(ctx.recipe()).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = lock_check(&ctx.recipe());
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+
+    // The tag moves: stale, naming the pinned digest and the one the tag names now.
+    let lock = std::fs::read(ctx.path().join("recipe.lock")).unwrap();
+    let second = push_image(&reg, "lib/moving:stable", "two");
+    let o = lock_check(&ctx.recipe());
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let shown = stdout(&o);
+    assert!(
+        shown.contains(&format!("base {base}: {first} → {second}")),
+        "{shown}"
+    );
+    assert!(shown.contains("base platform linux/amd64"), "{shown}");
+    assert_eq!(std::fs::read(ctx.path().join("recipe.lock")).unwrap(), lock);
+}
+
+/// Builds a one-layer image saying `greeting` and pushes it to `reg` as
+/// `repo_tag`; its digest.
+fn push_image(reg: &Registry, repo_tag: &str, greeting: &str) -> String {
+    let ctx = Ctx::new();
+    ctx.recipe_text(&format!(
+        "[image]\nsource-date-epoch = 1600000000\n[[layer]]\nname = \"base\"\n  [[layer.file]]\n  path = \"/etc/motd\"\n  content = \"{greeting}\\n\"\n"
+    ));
+    let o = imgbuild()
+        .arg("build")
+        .arg(ctx.recipe())
+        .arg("--out")
+        .arg(ctx.path().join("out"))
+        .arg(format!("--push={}", reg.reference(repo_tag)))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    stdout(&o)
+}
