@@ -61,7 +61,7 @@ pub fn statement(result: &BuildResult, name: &str, params: &Parameters) -> Resul
         }));
     }
     if let Some((base, digest)) = &inputs.base {
-        let uri = if base.starts_with("oci:") {
+        let uri = if base.starts_with("oci:") || base.starts_with("docker://") {
             base.clone()
         } else {
             format!("docker://{base}")

@@ -176,3 +176,74 @@ fn push_image(reg: &Registry, repo_tag: &str, greeting: &str) -> String {
     assert!(o.status.success(), "{}", stderr(&o));
     stdout(&o)
 }
+
+/// `skopeo inspect --format '{{.Digest}}' docker://REF` on a plain-HTTP harness registry.
+fn skopeo_digest(reg: &Registry, reference: &str) -> String {
+    common::require_tool("skopeo");
+    let o = std::process::Command::new("skopeo")
+        .args(["inspect", "--format", "{{.Digest}}"])
+        .args(reg.skopeo_flags(""))
+        .arg(format!("docker://{reference}"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "skopeo inspect: {}", stderr(&o));
+    stdout(&o)
+}
+
+#[test]
+fn docker_transport_references_work_wherever_a_registry_reference_does() {
+    let reg = Registry::start(Mode::Plain);
+    let ctx = Ctx::new();
+    ctx.recipe_text(
+        "[image]\nsource-date-epoch = 1700000000\ntags = [\"1.0\"]\n[[layer]]\nname = \"app\"\n  [[layer.file]]\n  path = \"/app/x\"\n  content = \"x\\n\"\n",
+    );
+    let out = ctx.path().join("out");
+    // build --push=docker://…: the recipe's tag, as without the prefix.
+    let o = imgbuild()
+        .arg("build")
+        .arg(ctx.recipe())
+        .arg("--out")
+        .arg(&out)
+        .arg(format!("--push=docker://{}", reg.reference("acme/app")))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let digest = stdout(&o);
+    assert_eq!(skopeo_digest(&reg, &reg.reference("acme/app:1.0")), digest);
+
+    // push to docker://…:TAG.
+    let o = imgbuild()
+        .arg("push")
+        .arg(format!("oci:{}:1.0", out.display()))
+        .arg(format!("docker://{}", reg.reference("other/app:2")))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(skopeo_digest(&reg, &reg.reference("other/app:2")), digest);
+
+    // inspect and diff read docker://… references.
+    let o = imgbuild()
+        .args(["inspect", "--json"])
+        .arg(format!("docker://{}", reg.reference("other/app:2")))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["digest"], digest);
+    let o = imgbuild()
+        .arg("diff")
+        .arg(format!("docker://{}", reg.reference("acme/app:1.0")))
+        .arg(format!("oci:{}:1.0", out.display()))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+
+    // A base written the skopeo way.
+    let child = Ctx::new();
+    child.recipe_text(&format!(
+        "[image]\nsource-date-epoch = 1700000000\n[base]\nimage = \"docker://{}@{digest}\"\n[[layer]]\nname = \"more\"\n  [[layer.file]]\n  path = \"/app/y\"\n  content = \"y\\n\"\n",
+        reg.reference("acme/app")
+    ));
+    let o = child.build(&child.path().join("out"), &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
