@@ -175,6 +175,14 @@ pub struct InputArgs {
     /// Fail (exit 2) unless recipe.lock pins every floating input and is current.
     #[arg(long, env = "IMGBUILD_LOCKED")]
     pub locked: bool,
+    /// Layer compression, replacing the recipe's [image] compression.
+    #[arg(
+        long,
+        env = "IMGBUILD_COMPRESSION",
+        value_name = "KIND",
+        value_parser = ["gzip", "zstd", "none"]
+    )]
+    pub compression: Option<String>,
     /// The format version to build (default: the recipe's, else recipe.lock's, else the newest).
     #[arg(long, env = "IMGBUILD_FORMAT_VERSION", value_name = "N")]
     pub format_version: Option<u64>,

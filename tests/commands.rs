@@ -247,3 +247,74 @@ fn docker_transport_references_work_wherever_a_registry_reference_does() {
     let o = child.build(&child.path().join("out"), &[]);
     assert!(o.status.success(), "{}", stderr(&o));
 }
+
+#[test]
+fn compression_flag_overrides_the_recipe_for_build_and_verify() {
+    let ctx = Ctx::new();
+    ctx.recipe_text(
+        "[image]\nsource-date-epoch = 1700000000\ncompression = \"gzip\"\n[[layer]]\nname = \"app\"\n  [[layer.file]]\n  path = \"/app/x\"\n  content = \"x\\n\"\n",
+    );
+    let media_type = |out: &std::path::Path, digest: &str| {
+        let m = common::Layout::new(out).manifest(digest);
+        m["layers"][0]["mediaType"].as_str().unwrap().to_string()
+    };
+    let out = ctx.path().join("out");
+    let gzip = ctx.build_ok(&out, &[]);
+    assert!(media_type(&out, &gzip).ends_with("tar+gzip"));
+    let provenance = ctx.path().join("provenance.json");
+    let zstd = ctx.build_ok(
+        &out,
+        &[
+            "--compression",
+            "zstd",
+            "--provenance",
+            provenance.to_str().unwrap(),
+        ],
+    );
+    assert!(media_type(&out, &zstd).ends_with("tar+zstd"));
+    let statement: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&provenance).unwrap()).unwrap();
+    let build = &statement["predicate"]["buildDefinition"];
+    assert_eq!(build["externalParameters"]["flags"]["compression"], "zstd");
+    assert_eq!(build["internalParameters"]["compression"], "zstd");
+    let none = ctx.build_ok(&out, &["--compression=none"]);
+    assert!(media_type(&out, &none).ends_with(".tar"));
+    assert_eq!(
+        std::collections::BTreeSet::from([&gzip, &zstd, &none]).len(),
+        3
+    );
+    // The same through the variable.
+    let o = imgbuild()
+        .arg("build")
+        .arg(ctx.recipe())
+        .arg("--out")
+        .arg(&out)
+        .env("IMGBUILD_COMPRESSION", "zstd")
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&o), zstd, "{}", stderr(&o));
+
+    // verify rebuilds with the flag: the zstd image verifies only with it.
+    let verify = |extra: &[&str]| {
+        imgbuild()
+            .arg("verify")
+            .arg(ctx.recipe())
+            .arg("--out")
+            .arg(&out)
+            .arg("--against")
+            .arg(format!("oci:{}@{zstd}", out.display()))
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let o = verify(&["--compression", "zstd"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = verify(&[]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+
+    // An unknown kind is bad usage, naming the valid ones.
+    let o = ctx.build(&ctx.path().join("bad"), &["--compression", "brotli"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("zstd"), "{}", stderr(&o));
+    assert!(!ctx.path().join("bad").exists());
+}

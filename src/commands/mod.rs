@@ -15,6 +15,7 @@ pub mod version;
 
 use crate::cli::{Cli, Command, InputArgs, RegistryArgs};
 use imgbuild::build::BuildOptions;
+use imgbuild::compress::Compression;
 use imgbuild::epoch;
 use imgbuild::format::FormatVersion;
 use imgbuild::platform::Platform;
@@ -96,6 +97,16 @@ impl Context {
             registry: self.registry_options(),
             locked: inputs.locked,
             context_out: None,
+            compression: inputs
+                .compression
+                .as_deref()
+                .map(|c| {
+                    Compression::parse(c).ok_or_else(|| {
+                        Error::input(format!("--compression {c:?}: unknown compression"))
+                            .with_hint("use gzip, zstd or none")
+                    })
+                })
+                .transpose()?,
             format: format_flag(inputs.format_version)?,
             fallback_format: None,
         })
