@@ -68,6 +68,10 @@ pub enum Command {
     Verify(VerifyArgs),
     /// Explain how two images differ: index, manifests, configs, layers, tar entries.
     Diff(DiffArgs),
+    /// Print the digest of the image a reference names (registry or oci:DIR[:TAG|@DIGEST]).
+    Digest(DigestArgs),
+    /// List the tags of a registry repository (host/repo) or of an OCI layout (oci:DIR).
+    Tags(TagsArgs),
     /// Print imgbuild's version and the format versions it writes and rebuilds.
     Version(VersionArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
@@ -75,6 +79,28 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct DigestArgs {
+    /// host[:port]/repository[:tag][@sha256:…] (or docker://…), or oci:DIR[:TAG|@sha256:…].
+    pub reference: String,
+    /// Print one JSON object (reference, digest) instead of the digest.
+    #[arg(long, env = "IMGBUILD_JSON")]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TagsArgs {
+    /// host[:port]/repository (or docker://…), or oci:DIR; without a tag or digest.
+    pub repository: String,
+    /// Ask the registry for N tags per request (default: as many as it gives), following its pages.
+    #[arg(long, env = "IMGBUILD_PAGE_SIZE", value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub page_size: Option<u32>,
+    /// Print one JSON object (repository, tags) instead of one tag per line.
+    #[arg(long, env = "IMGBUILD_JSON")]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

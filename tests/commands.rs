@@ -5,6 +5,7 @@
 
 mod common;
 
+use common::proxy::{Action, Fault, FaultProxy};
 use common::registry::{Mode, Registry};
 use common::{imgbuild, stderr, Ctx};
 use std::process::Output;
@@ -49,6 +50,8 @@ const VERBS: &[&str] = &[
     "inspect",
     "verify",
     "diff",
+    "digest",
+    "tags",
     "version",
     "completions",
     "help",
@@ -317,4 +320,215 @@ fn compression_flag_overrides_the_recipe_for_build_and_verify() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("zstd"), "{}", stderr(&o));
     assert!(!ctx.path().join("bad").exists());
+}
+
+/// `skopeo list-tags docker://REPO`: the tags, in the registry's order.
+fn skopeo_tags(reg: &Registry, repository: &str) -> Vec<String> {
+    common::require_tool("skopeo");
+    let o = std::process::Command::new("skopeo")
+        .arg("list-tags")
+        .args(reg.skopeo_flags(""))
+        .arg(format!("docker://{repository}"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "skopeo list-tags: {}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    v["Tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap().to_string())
+        .collect()
+}
+
+fn lines(o: &Output) -> Vec<String> {
+    stdout(o).lines().map(str::to_string).collect()
+}
+
+#[test]
+fn digest_prints_what_skopeo_sees_for_registry_and_layout_references() {
+    let reg = Registry::start(Mode::Plain);
+    let ctx = Ctx::new();
+    ctx.recipe_text(
+        "[image]\nsource-date-epoch = 1700000000\nplatforms = [\"linux/amd64\", \"linux/arm64\"]\ntags = [\"1.0\"]\n[[layer]]\nname = \"app\"\n  [[layer.file]]\n  path = \"/app/x\"\n  content = \"x\\n\"\n",
+    );
+    let out = ctx.path().join("out");
+    let o = imgbuild()
+        .arg("build")
+        .arg(ctx.recipe())
+        .arg("--out")
+        .arg(&out)
+        .arg(format!("--push={}", reg.reference("acme/multi")))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let index = stdout(&o);
+    let tagged = reg.reference("acme/multi:1.0");
+    assert_eq!(skopeo_digest(&reg, &tagged), index);
+    for reference in [
+        tagged.clone(),
+        format!("docker://{tagged}"),
+        format!("{}@{index}", reg.reference("acme/multi")),
+        format!("oci:{}:1.0", out.display()),
+        format!("oci:{}", out.display()),
+    ] {
+        let o = imgbuild().arg("digest").arg(&reference).output().unwrap();
+        assert!(o.status.success(), "{reference}: {}", stderr(&o));
+        assert_eq!(stdout(&o), index, "{reference}");
+    }
+    let o = imgbuild()
+        .args(["digest", "--json"])
+        .arg(&tagged)
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["digest"], index.as_str());
+    assert_eq!(v["reference"], tagged.as_str());
+
+    // A tag the registry lacks, and one the layout lacks: errors naming them.
+    let o = imgbuild()
+        .arg("digest")
+        .arg(reg.reference("acme/multi:nope"))
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("nope"), "{}", stderr(&o));
+    let o = imgbuild()
+        .arg("digest")
+        .arg(format!("oci:{}:nope", out.display()))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("1.0"),
+        "the hint lists the tags: {}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn tags_lists_a_repository_following_pages_with_retries_as_skopeo_does() {
+    let reg = Registry::start(Mode::Plain);
+    let ctx = Ctx::new();
+    ctx.recipe_text(
+        "[image]\nsource-date-epoch = 1700000000\ntags = [\"1.0\", \"1.1\", \"2.0\", \"latest\", \"stable\"]\n[[layer]]\nname = \"app\"\n  [[layer.file]]\n  path = \"/app/x\"\n  content = \"x\\n\"\n",
+    );
+    let out = ctx.path().join("out");
+    let o = imgbuild()
+        .arg("build")
+        .arg(ctx.recipe())
+        .arg("--out")
+        .arg(&out)
+        .arg(format!("--push={}", reg.reference("acme/app")))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let expected = skopeo_tags(&reg, &reg.reference("acme/app"));
+    assert_eq!(expected.len(), 5, "{expected:?}");
+
+    // One request.
+    let o = imgbuild()
+        .arg("tags")
+        .arg(reg.reference("acme/app"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(lines(&o), expected);
+
+    // Pages: the harness registry (distribution 2.8) ignores `?n=`, so a proxy in
+    // front of it answers the tag list in pages of two, linked as distribution 3
+    // does, and fails the second page once with a 503: the pages are followed, the
+    // failed one retried, and the tags come out as skopeo lists them.
+    let e = &expected;
+    let after = |i: usize| format!("last={}", e[i]);
+    let page = |tags: &[String], next: Option<&String>| {
+        let headers = next
+            .map(|last| {
+                vec![(
+                    "Link".to_string(),
+                    format!("</v2/acme/app/tags/list?n=2&last={last}>; rel=\"next\""),
+                )]
+            })
+            .unwrap_or_default();
+        Action::Respond(
+            headers,
+            serde_json::json!({"name": "acme/app", "tags": tags}).to_string(),
+        )
+    };
+    let proxy = FaultProxy::start(
+        reg.addr(),
+        vec![
+            Fault::new(Action::Status(503)).path(&after(1)).times(1),
+            Fault::new(page(&e[2..4], Some(&e[3]))).path(&after(1)),
+            Fault::new(page(&e[4..], None)).path(&after(3)),
+            Fault::new(page(&e[..2], Some(&e[1]))).path("tags/list?n=2"),
+        ],
+    );
+    let o = imgbuild()
+        .args(["tags", "--page-size", "2"])
+        .arg(format!("docker://{}/acme/app", proxy.host()))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(lines(&o), expected);
+    let pages: Vec<(String, u16)> = proxy
+        .requests()
+        .into_iter()
+        .filter(|(_, target, _)| target.contains("/tags/list"))
+        .map(|(_, target, status)| (target, status))
+        .collect();
+    let list = "/v2/acme/app/tags/list?n=2";
+    let want = vec![
+        (list.to_string(), 200),
+        (format!("{list}&{}", after(1)), 503),
+        (format!("{list}&{}", after(1)), 200),
+        (format!("{list}&{}", after(3)), 200),
+    ];
+    assert_eq!(pages, want);
+    assert!(
+        stderr(&o).contains("503"),
+        "the retry is reported: {}",
+        stderr(&o)
+    );
+    // Every page went through the same proxy, whose /v2/ is the real registry's.
+    assert!(proxy
+        .requests()
+        .iter()
+        .any(|(_, t, s)| t == "/v2/" && *s != 0));
+
+    // --json.
+    let o = imgbuild()
+        .args(["tags", "--json"])
+        .arg(reg.reference("acme/app"))
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["repository"], reg.reference("acme/app"));
+    assert_eq!(v["tags"], serde_json::json!(expected));
+
+    // A layout's tags, in index.json's order (sorted by name).
+    let o = imgbuild()
+        .arg("tags")
+        .arg(format!("oci:{}", out.display()))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(lines(&o), ["1.0", "1.1", "2.0", "latest", "stable"]);
+
+    // A reference naming an image is bad input; an unknown repository fails, naming it.
+    for bad in [
+        reg.reference("acme/app:1.0"),
+        format!("oci:{}:1.0", out.display()),
+    ] {
+        let o = imgbuild().arg("tags").arg(&bad).output().unwrap();
+        assert_eq!(o.status.code(), Some(2), "{bad}: {}", stderr(&o));
+        assert!(stderr(&o).contains("names an image"), "{}", stderr(&o));
+    }
+    let o = imgbuild()
+        .arg("tags")
+        .arg(reg.reference("acme/none"))
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("acme/none"), "{}", stderr(&o));
 }

@@ -7,9 +7,11 @@
 
 mod build;
 mod diff;
+mod digest;
 mod inspect;
 mod lock;
 mod push;
+mod tags;
 mod verify;
 pub mod version;
 
@@ -37,6 +39,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Inspect(args) => inspect::run(args, &ctx),
         Command::Verify(args) => verify::run(args, &ctx),
         Command::Diff(args) => diff::run(args, &ctx),
+        Command::Digest(args) => digest::run(args, &ctx),
+        Command::Tags(args) => tags::run(args, &ctx),
         Command::Version(args) => version::run(args, &ctx),
         Command::Completions { shell } => {
             use clap::CommandFactory;
