@@ -8,7 +8,7 @@ use std::path::PathBuf;
 #[derive(Debug, Parser)]
 #[command(
     name = "imgbuild",
-    version,
+    version = crate::commands::version::CLAP_VERSION.as_str(),
     about = "Reproducible OCI image builder: same recipe, same bytes, same digest",
     long_about = "imgbuild compiles a declarative recipe (recipe.toml) into an OCI image whose bytes depend only on the recipe and the files it names.\n\nExit codes: 0 success; 1 verify/diff found a difference; 2 bad usage, recipe or input (nothing written); 3 I/O, network or registry failure."
 )]
@@ -62,19 +62,54 @@ pub enum Command {
     Lock(LockArgs),
     /// Copy an image from an OCI layout to a registry; print its digest on stdout.
     Push(PushArgs),
-    /// Copy an image between registries, layouts and archives, every platform; print its digest.
+    /// Copy an image between registries, layouts and archives; print its digest.
     Copy(CopyArgs),
-    /// Show an image's index, manifests, configs and layers (a registry image, a layout or an archive).
+    /// Show an image's index, manifests, configs and layers (registry, layout or archive).
     Inspect(InspectArgs),
     /// Rebuild the recipe in a temporary layout and compare it, bit for bit, with REF.
     Verify(VerifyArgs),
     /// Explain how two images differ: index, manifests, configs, layers, tar entries.
     Diff(DiffArgs),
+    /// Print the digest of the image a reference names (registry or oci:DIR[:TAG|@DIGEST]).
+    Digest(DigestArgs),
+    /// List the tags of a registry repository (host/repo) or of an OCI layout (oci:DIR).
+    Tags(TagsArgs),
+    /// Print imgbuild's version and the format versions it writes and rebuilds.
+    Version(VersionArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct DigestArgs {
+    /// host[:port]/repository[:tag][@sha256:…] (or docker://…), or oci:DIR[:TAG|@sha256:…].
+    pub reference: String,
+    /// Print one JSON object (reference, digest) instead of the digest.
+    #[arg(long, env = "IMGBUILD_JSON")]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TagsArgs {
+    /// host[:port]/repository (or docker://…), or oci:DIR; without a tag or digest.
+    pub repository: String,
+    /// Ask the registry for N tags per request (default: as many as it gives), following its pages.
+    #[arg(long, env = "IMGBUILD_PAGE_SIZE", value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub page_size: Option<u32>,
+    /// Print one JSON object (repository, tags) instead of one tag per line.
+    #[arg(long, env = "IMGBUILD_JSON")]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct VersionArgs {
+    /// Print one JSON object (version, newestFormatVersion, formatVersions).
+    #[arg(long, env = "IMGBUILD_JSON")]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -94,6 +129,9 @@ pub struct LockArgs {
     /// The format version to pin (default: the recipe's, else the existing lock's, else the newest).
     #[arg(long, env = "IMGBUILD_FORMAT_VERSION", value_name = "N")]
     pub format_version: Option<u64>,
+    /// Write nothing: exit 1, printing what differs, when recipe.lock is missing or not what `imgbuild lock` would write (for CI).
+    #[arg(long, env = "IMGBUILD_LOCK_CHECK")]
+    pub check: bool,
 }
 
 #[derive(Debug, Args)]
@@ -180,6 +218,14 @@ pub struct InputArgs {
     /// Fail (exit 2) unless recipe.lock pins every floating input and is current.
     #[arg(long, env = "IMGBUILD_LOCKED")]
     pub locked: bool,
+    /// Layer compression, replacing the recipe's [image] compression.
+    #[arg(
+        long,
+        env = "IMGBUILD_COMPRESSION",
+        value_name = "KIND",
+        value_parser = ["gzip", "zstd", "none"]
+    )]
+    pub compression: Option<String>,
     /// The format version to build (default: the recipe's, else recipe.lock's, else the newest).
     #[arg(long, env = "IMGBUILD_FORMAT_VERSION", value_name = "N")]
     pub format_version: Option<u64>,

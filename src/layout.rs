@@ -199,6 +199,19 @@ impl Layout {
         Ok(())
     }
 
+    /// Every tag (`org.opencontainers.image.ref.name`) in `index.json`, in its order.
+    pub fn tags(&self) -> Result<Vec<String>> {
+        let mut tags: Vec<String> = Vec::new();
+        for m in self.read_index()?.manifests {
+            if let Some(t) = m.annotations.get(ANNOTATION_REF_NAME) {
+                if !tags.contains(t) {
+                    tags.push(t.clone());
+                }
+            }
+        }
+        Ok(tags)
+    }
+
     /// Resolves a tag (`org.opencontainers.image.ref.name`) in `index.json`.
     pub fn resolve_tag(&self, tag: &str) -> Result<Option<Descriptor>> {
         Ok(self

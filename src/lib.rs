@@ -39,3 +39,6 @@ pub mod tar_read;
 pub mod verify;
 
 pub use error::{Error, ExitCode, Result};
+
+/// This imgbuild's version (`imgbuild version`; the provenance's builder version).
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -27,6 +27,9 @@
 //! base must not change every layer's bytes); `--format-version` or the recipe's
 //! `[image] format` choose another, and a recipe without a lock gets the newest.
 //!
+//! `imgbuild lock --check` ([`check`]) resolves the lock without writing it and lists
+//! how the existing one differs.
+//!
 //! Staleness: the lock is stale when it pins a different base reference than the
 //! recipe names (or a base the recipe no longer has), when the recipe's base carries
 //! a digest that differs from the lock's, when a platform built has no pin, or when
@@ -205,6 +208,116 @@ pub fn lock(
     registry: &crate::registry::client::Options,
     format_flag: Option<FormatVersion>,
 ) -> Result<(PathBuf, Lock, FormatSource)> {
+    let (lock, source) = resolve(recipe_path, registry, format_flag)?;
+    let path = lock.save(recipe_path)?;
+    Ok((path, lock, source))
+}
+
+/// `imgbuild lock --check`: what `imgbuild lock` would write, compared with the lock
+/// next to the recipe, which is never written. An empty list: the lock is current.
+///
+/// A `"git"` epoch is compared by presence only (the recipe says `"git"` and the lock
+/// pins a commit time, or neither): committing the lock moves HEAD, so comparing
+/// the time could never pass.
+pub fn check(
+    recipe_path: &Path,
+    registry: &crate::registry::client::Options,
+    format_flag: Option<FormatVersion>,
+) -> Result<(PathBuf, Vec<String>)> {
+    let path = path_for(recipe_path);
+    let (wanted, _) = resolve(recipe_path, registry, format_flag)?;
+    let differences = match Lock::load(recipe_path) {
+        Ok(Some(existing)) => differences(&existing, &wanted),
+        Ok(None) => vec![format!("{} does not exist", path.display())],
+        Err(e) if e.class() == crate::error::Class::BadInput => {
+            vec![format!(
+                "{} cannot be read: {}",
+                path.display(),
+                e.message()
+            )]
+        }
+        Err(e) => return Err(e),
+    };
+    Ok((path, differences))
+}
+
+/// How `existing` differs from `wanted` (what `imgbuild lock` would write), one line
+/// per difference, `existing` first.
+pub fn differences(existing: &Lock, wanted: &Lock) -> Vec<String> {
+    let mut out = Vec::new();
+    if existing.version != wanted.version {
+        out.push(format!(
+            "lock version: {} → {}",
+            existing.version, wanted.version
+        ));
+    }
+    if existing.format_version() != wanted.format_version() || existing.format.is_none() {
+        let was = match existing.format {
+            Some(n) => n.to_string(),
+            None => "not recorded (which means 1)".to_string(),
+        };
+        out.push(format!("format: {was} → {}", wanted.format_version()));
+    }
+    match (&existing.base, &wanted.base) {
+        (None, None) => {}
+        (Some(b), None) => out.push(format!(
+            "base: pins {} ({}), the recipe has no registry base",
+            b.image, b.digest
+        )),
+        (None, Some(b)) => out.push(format!("base: not pinned → {} {}", b.image, b.digest)),
+        (Some(a), Some(b)) => {
+            if a.image != b.image {
+                out.push(format!("base image: {} → {}", a.image, b.image));
+            }
+            if a.digest != b.digest {
+                out.push(format!("base {}: {} → {}", b.image, a.digest, b.digest));
+            }
+            let platforms: std::collections::BTreeSet<&String> =
+                a.platforms.keys().chain(b.platforms.keys()).collect();
+            for p in platforms {
+                let (was, now) = (a.platforms.get(p), b.platforms.get(p));
+                if was != now {
+                    let show =
+                        |d: Option<&String>| d.map_or("not pinned", |d| d.as_str()).to_string();
+                    out.push(format!("base platform {p}: {} → {}", show(was), show(now)));
+                }
+            }
+        }
+    }
+    for u in &existing.url {
+        match wanted.url.iter().find(|w| w.url == u.url) {
+            None => out.push(format!(
+                "url {}: pinned, the recipe no longer has it",
+                u.url
+            )),
+            Some(w) if w.sha256 != u.sha256 => {
+                out.push(format!("url {}: sha256 {} → {}", u.url, u.sha256, w.sha256))
+            }
+            Some(_) => {}
+        }
+    }
+    for w in &wanted.url {
+        if !existing.url.iter().any(|u| u.url == w.url) {
+            out.push(format!("url {}: not pinned → sha256 {}", w.url, w.sha256));
+        }
+    }
+    match (&existing.source_date_epoch, &wanted.source_date_epoch) {
+        (Some(e), None) => out.push(format!(
+            "source-date-epoch: pins git {}, the recipe's epoch is not \"git\"",
+            e.git
+        )),
+        (None, Some(e)) => out.push(format!("source-date-epoch: not pinned → git {}", e.git)),
+        _ => {}
+    }
+    out
+}
+
+/// What `imgbuild lock` would write for the recipe, and where its format came from.
+fn resolve(
+    recipe_path: &Path,
+    registry: &crate::registry::client::Options,
+    format_flag: Option<FormatVersion>,
+) -> Result<(Lock, FormatSource)> {
     use crate::base::{select_platform, BaseSource};
     use crate::recipe::{EpochSetting, Recipe};
     use crate::source::{ImageSource, RegistrySource};
@@ -279,8 +392,7 @@ pub fn lock(
             });
         }
     }
-    let path = lock.save(recipe_path)?;
-    Ok((path, lock, source))
+    Ok((lock, source))
 }
 
 #[cfg(test)]

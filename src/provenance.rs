@@ -30,6 +30,8 @@ pub struct Parameters {
     pub platforms: Option<Vec<String>>,
     /// `--tag` (None: the recipe's).
     pub tags: Option<Vec<String>>,
+    /// `--compression` (None: the recipe's).
+    pub compression: Option<String>,
     pub locked: bool,
 }
 
@@ -61,7 +63,7 @@ pub fn statement(result: &BuildResult, name: &str, params: &Parameters) -> Resul
         }));
     }
     if let Some((base, digest)) = &inputs.base {
-        let uri = if base.starts_with("oci:") {
+        let uri = if base.starts_with("oci:") || base.starts_with("docker://") {
             base.clone()
         } else {
             format!("docker://{base}")
@@ -95,6 +97,9 @@ pub fn statement(result: &BuildResult, name: &str, params: &Parameters) -> Resul
     }
     if let Some(t) = &params.tags {
         flags.insert("tag".into(), json!(t));
+    }
+    if let Some(c) = &params.compression {
+        flags.insert("compression".into(), json!(c));
     }
     if matches!(result.epoch.source, EpochSource::Flag) {
         flags.insert("sourceDateEpoch".into(), json!(result.epoch.seconds));

@@ -1,6 +1,7 @@
 //! Image references (docs/cli.md): `oci:DIR`, `oci:DIR:TAG`, `oci:DIR@sha256:…`, and
 //! registry references in Docker's grammar, `host[:port]/path[:tag][@sha256:…]`, with
-//! Docker's defaults (`docker.io`, `library/`, tag `latest`).
+//! Docker's defaults (`docker.io`, `library/`, tag `latest`), optionally after
+//! skopeo's `docker://` transport prefix.
 
 use crate::digest::Digest;
 use std::fmt;
@@ -9,6 +10,9 @@ use std::path::PathBuf;
 
 pub const DEFAULT_REGISTRY: &str = "docker.io";
 pub const DEFAULT_TAG: &str = "latest";
+/// The prefix skopeo writes before a registry reference (`docker://host/repo:tag`),
+/// accepted wherever a registry reference is.
+pub const DOCKER_TRANSPORT: &str = "docker://";
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Reference {
@@ -46,6 +50,12 @@ impl Reference {
     pub fn parse(s: &str) -> Result<Reference, String> {
         if let Some(why) = credentials_or_scheme(s) {
             return Err(why);
+        }
+        // skopeo's transport prefix, as its users type it: a registry reference follows.
+        if let Some(rest) = s.strip_prefix(DOCKER_TRANSPORT) {
+            return parse_registry(rest)
+                .map(Reference::Registry)
+                .map_err(|m| format!("{m} (in {s:?}; docker://REF names a registry image, host[:port]/path[:tag][@sha256:…])"));
         }
         if let Some(rest) = s.strip_prefix("oci:") {
             return parse_layout(rest).map_err(|m| format!("{m} (in {s:?}; layout references are oci:DIR, oci:DIR:TAG or oci:DIR@sha256:…)"));
@@ -109,7 +119,8 @@ pub fn has_userinfo(s: &str) -> bool {
     userinfo_range(s).is_some()
 }
 
-/// Why `s` is refused before parsing: credentials in it, or a URL scheme.
+/// Why `s` is refused before parsing: credentials in it, or a URL scheme other than
+/// [`DOCKER_TRANSPORT`].
 fn credentials_or_scheme(s: &str) -> Option<String> {
     if has_userinfo(s) {
         return Some(format!(
@@ -117,7 +128,7 @@ fn credentials_or_scheme(s: &str) -> Option<String> {
             redact_userinfo(s)
         ));
     }
-    if let Some(end) = scheme_end(s) {
+    if let Some(end) = scheme_end(s).filter(|_| !s.starts_with(DOCKER_TRANSPORT)) {
         let scheme = &s[..end - 3];
         let rest = &s[end..];
         return Some(format!(
@@ -130,6 +141,7 @@ fn credentials_or_scheme(s: &str) -> Option<String> {
 /// Whether a registry reference as typed names a tag (`host/repo:tag`), rather than
 /// getting Docker's default `latest` from [`Reference::parse`].
 pub fn has_explicit_tag(s: &str) -> bool {
+    let s = s.strip_prefix(DOCKER_TRANSPORT).unwrap_or(s);
     let name = s.split_once('@').map_or(s, |(n, _)| n);
     let last = name.rsplit_once('/').map_or(name, |(_, l)| l);
     last.contains(':')
@@ -418,6 +430,29 @@ mod tests {
             assert!(!super::has_userinfo(typed), "{typed}");
             assert!(super::Reference::parse(typed).is_ok(), "{typed}");
         }
+    }
+
+    #[test]
+    fn docker_transport_prefix_names_a_registry_image() {
+        for (typed, plain) in [
+            ("docker://127.0.0.1:5000/acme/app:1", "127.0.0.1:5000/acme/app:1"),
+            ("docker://busybox", "busybox"),
+            ("docker://ghcr.io/o/r@sha256:0000000000000000000000000000000000000000000000000000000000000000", "ghcr.io/o/r@sha256:0000000000000000000000000000000000000000000000000000000000000000"),
+        ] {
+            assert_eq!(
+                super::Reference::parse(typed),
+                super::Reference::parse(plain),
+                "{typed}"
+            );
+        }
+        assert!(super::has_explicit_tag("docker://host.example/repo:1"));
+        assert!(!super::has_explicit_tag("docker://host.example/repo"));
+        // Credentials are still refused, and redacted.
+        let e = super::Reference::parse("docker://bob:s3cr3t@host.example/repo").unwrap_err();
+        assert!(
+            e.contains("docker://<redacted>@host.example/repo") && !e.contains("s3cr3t"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -55,6 +55,8 @@ pub struct BuildOptions {
     /// The directory context walks leave out, when it is not `out` (`verify` writes
     /// to a temporary layout but must see the context as `build --out` would).
     pub context_out: Option<PathBuf>,
+    /// `--compression`: overrides the recipe's `[image] compression`.
+    pub compression: Option<crate::compress::Compression>,
     /// `--format-version` (highest precedence: over the recipe and the lock).
     pub format: Option<FormatVersion>,
     /// The format when neither the flag, the recipe nor the lock names one; None: the

@@ -78,7 +78,10 @@ pub fn resolve(opts: &BuildOptions) -> Result<ResolvedBuild<'_>> {
         Some(p) => p.clone(),
         None => recipe.platforms()?,
     };
-    let compression = recipe.compression()?;
+    let compression = match opts.compression {
+        Some(c) => c,
+        None => recipe.compression()?,
+    };
     let lock = Lock::load(&opts.recipe)?;
     let url_pins = fetch::pins(&recipe, &platforms)?;
     if opts.locked {

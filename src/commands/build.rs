@@ -37,6 +37,7 @@ pub(super) fn run(args: BuildArgs, ctx: &Context) -> Result<()> {
             .as_ref()
             .map(|v| v.iter().map(|p| p.to_string()).collect()),
         tags: opts.tags.clone(),
+        compression: opts.compression.map(|c| c.as_str().to_string()),
         locked: opts.locked,
     };
     // Check the push target and reach the registry (credentials, TLS) before

@@ -1,11 +1,15 @@
-//! `imgbuild lock`: pin the recipe's floating inputs in recipe.lock.
+//! `imgbuild lock`: pin the recipe's floating inputs in recipe.lock; with `--check`,
+//! only say whether recipe.lock is what it would write (exit 1 when not).
 
-use super::{format_flag, note, Context};
+use super::{format_flag, note, write_report, Context};
 use crate::cli::LockArgs;
 use imgbuild::format::{FormatSource, FormatVersion};
-use imgbuild::Result;
+use imgbuild::{Error, Result};
 
 pub(super) fn run(args: LockArgs, ctx: &Context) -> Result<()> {
+    if args.check {
+        return check(&args, ctx);
+    }
     let (path, lock, format_source) = imgbuild::lock::lock(
         &args.recipe,
         &ctx.registry_options(),
@@ -34,4 +38,28 @@ pub(super) fn run(args: LockArgs, ctx: &Context) -> Result<()> {
         note(&format!("wrote {} ({})", path.display(), pinned.join("; ")));
     }
     Ok(())
+}
+
+/// `imgbuild lock --check`: the differences on stdout and exit 1, or exit 0; the lock
+/// is never written.
+fn check(args: &LockArgs, ctx: &Context) -> Result<()> {
+    let (path, differences) = imgbuild::lock::check(
+        &args.recipe,
+        &ctx.registry_options(),
+        format_flag(args.format_version)?,
+    )?;
+    if differences.is_empty() {
+        if !ctx.quiet {
+            note(&format!("{} is current", path.display()));
+        }
+        return Ok(());
+    }
+    write_report(&differences.join("\n"))?;
+    Err(Error::differs(format!(
+        "{} is stale: `imgbuild lock` would write it differently ({} difference{})",
+        path.display(),
+        differences.len(),
+        if differences.len() == 1 { "" } else { "s" }
+    ))
+    .with_hint("run `imgbuild lock` and commit recipe.lock"))
 }

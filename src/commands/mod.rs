@@ -8,13 +8,17 @@
 mod build;
 mod copy;
 mod diff;
+mod digest;
 mod inspect;
 mod lock;
 mod push;
+mod tags;
 mod verify;
+pub mod version;
 
 use crate::cli::{Cli, Command, InputArgs, RegistryArgs};
 use imgbuild::build::BuildOptions;
+use imgbuild::compress::Compression;
 use imgbuild::epoch;
 use imgbuild::format::FormatVersion;
 use imgbuild::platform::Platform;
@@ -37,6 +41,9 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Inspect(args) => inspect::run(args, &ctx),
         Command::Verify(args) => verify::run(args, &ctx),
         Command::Diff(args) => diff::run(args, &ctx),
+        Command::Digest(args) => digest::run(args, &ctx),
+        Command::Tags(args) => tags::run(args, &ctx),
+        Command::Version(args) => version::run(args, &ctx),
         Command::Completions { shell } => {
             use clap::CommandFactory;
             let mut cmd = Cli::command();
@@ -98,6 +105,16 @@ impl Context {
             registry: self.registry_options(),
             locked: inputs.locked,
             context_out: None,
+            compression: inputs
+                .compression
+                .as_deref()
+                .map(|c| {
+                    Compression::parse(c).ok_or_else(|| {
+                        Error::input(format!("--compression {c:?}: unknown compression"))
+                            .with_hint("use gzip, zstd or none")
+                    })
+                })
+                .transpose()?,
             format: format_flag(inputs.format_version)?,
             fallback_format: None,
         })

@@ -40,18 +40,7 @@ impl ArchiveSource {
                 "{reference} is not an archive reference"
             )));
         };
-        if !file.is_file() {
-            return Err(Error::input(format!(
-                "{reference}: {} does not exist or is not a file",
-                file.display()
-            ))
-            .with_path(file)
-            .with_hint("check the path: an archive is a tar file written by `imgbuild build --out oci-archive:FILE`, `docker save` or `skopeo copy … docker-archive:FILE`"));
-        }
-        let dir =
-            tempfile::tempdir().map_err(|e| Error::io("cannot create a temporary directory", e))?;
-        let root = dir.path().join("layout");
-        unpack(file, &root)?;
+        let (dir, root) = unpacked(reference)?;
         if !root.join("index.json").is_file() {
             if !root.join("manifest.json").is_file() {
                 return Err(Error::input(format!(
@@ -67,6 +56,21 @@ impl ArchiveSource {
             inner: LayoutSource::new(reference.to_string(), layout, digest)?,
             _dir: dir,
         })
+    }
+
+    /// Every tag of the archive `reference` names (its tag, if any, is not looked at).
+    pub fn tags(reference: &Reference) -> Result<Vec<String>> {
+        let (dir, root) = unpacked(reference)?;
+        let tags = if root.join("index.json").is_file() {
+            Layout::open(&root)?.tags()?
+        } else {
+            docker_entries(reference, &root)?
+                .iter()
+                .flat_map(repo_tags)
+                .collect()
+        };
+        drop(dir);
+        Ok(tags)
     }
 
     /// The unpacked copy, as a layout (for pushing from it).
@@ -91,6 +95,53 @@ impl ImageSource for ArchiveSource {
     fn blob(&self, digest: &Digest, size: Option<u64>) -> Result<Box<dyn Read + Send>> {
         self.inner.blob(digest, size)
     }
+}
+
+/// The archive `reference` names, unpacked into a new temporary directory: the
+/// directory (removed when dropped) and the unpacked root in it.
+fn unpacked(reference: &Reference) -> Result<(tempfile::TempDir, std::path::PathBuf)> {
+    let Reference::Archive { file, .. } = reference else {
+        return Err(Error::input(format!(
+            "{reference} is not an archive reference"
+        )));
+    };
+    if !file.is_file() {
+        return Err(Error::input(format!(
+            "{reference}: {} does not exist or is not a file",
+            file.display()
+        ))
+        .with_path(file)
+        .with_hint("check the path: an archive is a tar file written by `imgbuild build --out oci-archive:FILE`, `docker save` or `skopeo copy … docker-archive:FILE`"));
+    }
+    let dir =
+        tempfile::tempdir().map_err(|e| Error::io("cannot create a temporary directory", e))?;
+    let root = dir.path().join("layout");
+    unpack(file, &root)?;
+    Ok((dir, root))
+}
+
+/// A legacy docker archive's `manifest.json`: its list of images.
+fn docker_entries(reference: &Reference, root: &Path) -> Result<Vec<serde_json::Value>> {
+    let manifest_path = root.join("manifest.json");
+    let text = std::fs::read(&manifest_path)
+        .map_err(|e| Error::io_path("cannot read", &manifest_path, e))?;
+    serde_json::from_slice(&text).map_err(|e| {
+        Error::input(format!(
+            "{reference}: its manifest.json is not a list of images ({e})"
+        ))
+    })
+}
+
+/// An entry's `RepoTags`.
+fn repo_tags(entry: &serde_json::Value) -> Vec<String> {
+    entry["RepoTags"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|t| t.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Unpacks the regular files of the tar `file` beneath `root`.
@@ -193,21 +244,7 @@ fn names_it(wanted: &str, repo_tag: &str) -> bool {
 /// manifest for them, and an index entry named by the tag.
 fn from_docker_manifest(reference: &Reference, root: &Path, tag: Option<&str>) -> Result<()> {
     let bad = |why: String| Error::input(format!("{reference}: {why}"));
-    let manifest_path = root.join("manifest.json");
-    let text = std::fs::read(&manifest_path)
-        .map_err(|e| Error::io_path("cannot read", &manifest_path, e))?;
-    let entries: Vec<serde_json::Value> = serde_json::from_slice(&text)
-        .map_err(|e| bad(format!("its manifest.json is not a list of images ({e})")))?;
-    let repo_tags = |e: &serde_json::Value| -> Vec<String> {
-        e["RepoTags"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|t| t.as_str().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
+    let entries = docker_entries(reference, root)?;
     let entry = match tag {
         Some(t) => entries
             .iter()

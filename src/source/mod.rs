@@ -95,6 +95,23 @@ pub fn open(reference: &Reference, opts: &client::Options) -> Result<Box<dyn Ima
     })
 }
 
+/// The tags of the repository `reference` names: a registry repository's, in the
+/// registry's order (every page; `page_size` tags per request, or the registry's
+/// choice), or a layout's (`oci:DIR`: the `org.opencontainers.image.ref.name`s of its
+/// `index.json`), or an archive's (those of its layout, or a legacy docker archive's
+/// `RepoTags`). The reference's tag or digest, if any, is not looked at.
+pub fn tags(
+    reference: &Reference,
+    opts: &client::Options,
+    page_size: Option<u32>,
+) -> Result<Vec<String>> {
+    match reference {
+        Reference::Layout { dir, .. } => Layout::open(dir)?.tags(),
+        Reference::Registry(r) => RegistrySource::open(r, opts)?.tags(page_size),
+        Reference::Archive { .. } => ArchiveSource::tags(reference),
+    }
+}
+
 /// Hands out a stream's bytes while hashing them; the read that reaches the end fails
 /// (`InvalidData`) when the bytes are not the digest's, or not `size` long.
 pub struct VerifyingReader<R> {

@@ -43,6 +43,16 @@ impl RegistrySource {
     }
 }
 
+impl RegistrySource {
+    /// Every tag of the repository, in the registry's order (`GET
+    /// /v2/<name>/tags/list`, following its pages; `page_size` tags per request, or
+    /// as many as the registry gives).
+    pub fn tags(&self, page_size: Option<u32>) -> Result<Vec<String>> {
+        self.runtime
+            .block_on(self.client.list_tags(&self.repository, page_size))
+    }
+}
+
 impl ImageSource for RegistrySource {
     fn name(&self) -> String {
         self.name.clone()

@@ -63,6 +63,10 @@ pub enum Action {
     /// Call the function (e.g. [`super::registry::Registry::kill_switch`]), then drop
     /// the connection as [`Action::Drop`] does. The request is not forwarded.
     Run(Box<dyn Fn() + Send + Sync>),
+    /// Answer 200 with these extra headers and this JSON body (`Connection: close`)
+    /// without forwarding: an answer the registry under test cannot give (a paged
+    /// tag list: Debian's registry 2.8 ignores `?n=`).
+    Respond(Vec<(String, String)>, String),
 }
 
 /// A fault: which requests it matches, what it does, how many times.
@@ -121,6 +125,7 @@ enum Act {
     Drop,
     Status(u16),
     Run(Arc<dyn Fn() + Send + Sync>),
+    Respond(Arc<(Vec<(String, String)>, String)>),
 }
 
 struct Armed {
@@ -210,6 +215,7 @@ impl FaultProxy {
             Action::Drop => Act::Drop,
             Action::Status(s) => Act::Status(s),
             Action::Run(f) => Act::Run(Arc::from(f)),
+            Action::Respond(headers, body) => Act::Respond(Arc::new((headers, body))),
         };
         lock(&self.shared.faults).push(Armed {
             method: fault.method,
@@ -525,6 +531,28 @@ fn serve(client: TcpStream, shared: &Shared) {
                 f();
                 shared.record(&method, &target, 0);
                 let _ = to_client.shutdown(Shutdown::Both);
+                return;
+            }
+            Some(Act::Respond(answer)) => {
+                if !expects_continue {
+                    let _ = copy_body(body, &mut from_client, &mut io::sink());
+                }
+                let (headers, body) = &*answer;
+                let mut head =
+                    String::from("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n");
+                for (k, v) in headers {
+                    head.push_str(&format!("{k}: {v}\r\n"));
+                }
+                head.push_str(&format!(
+                    "Content-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                ));
+                let _ = to_client
+                    .write_all(head.as_bytes())
+                    .and_then(|()| to_client.write_all(body.as_bytes()))
+                    .and_then(|()| to_client.flush());
+                let _ = to_client.shutdown(Shutdown::Write);
+                shared.record(&method, &target, 200);
                 return;
             }
             Some(Act::Status(status)) => {

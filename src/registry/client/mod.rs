@@ -12,7 +12,7 @@
 //!   credentials to whatever realm that second answer named).
 //!
 //! Split by concern: this file connects and renders errors; [`blobs`], [`manifests`],
-//! [`referrers`] and [`transfer`] hold the requests.
+//! [`referrers`], [`tags`] and [`transfer`] hold the requests.
 //! - **Retries** on connection errors, 408, 429 and 5xx for every step, by the one
 //!   policy of [`super::retry`] (the steps are all idempotent: blobs are
 //!   content-addressed, a manifest PUT of the same bytes is a no-op).
@@ -54,6 +54,7 @@ use crate::events::Events;
 mod blobs;
 mod manifests;
 mod referrers;
+mod tags;
 mod transfer;
 
 /// How a command reaches registries: set from `--registry-ca`, `--insecure-registry`,

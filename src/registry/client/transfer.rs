@@ -91,6 +91,7 @@ impl RegistryClient {
         if !(200..300).contains(&code) {
             return Err(status_attempt(&response));
         }
+        sink.headers(response.headers());
         sink.start(response.content_length())
             .map_err(Attempt::Fatal)?;
         let mut stream = response.bytes_stream();
@@ -147,6 +148,8 @@ pub(super) enum Attempt {
 /// Where [`RegistryClient::download`] puts a body: `start` before each attempt (with
 /// the announced length), then every chunk with the count received so far.
 pub(super) trait DownloadSink {
+    /// The answer's headers, before `start` (most sinks need none).
+    fn headers(&mut self, _headers: &reqwest::header::HeaderMap) {}
     fn start(&mut self, length: Option<u64>) -> Result<()>;
     fn chunk(&mut self, chunk: &[u8], received: u64) -> Result<()>;
 }
