@@ -132,6 +132,9 @@ pub struct LockArgs {
     /// Write nothing: exit 1, printing what differs, when recipe.lock is missing or not what `imgbuild lock` would write (for CI).
     #[arg(long, env = "IMGBUILD_LOCK_CHECK")]
     pub check: bool,
+    /// Print one JSON object: what was pinned (or, with --check, whether the lock is current and what differs).
+    #[arg(long, env = "IMGBUILD_JSON")]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -533,3 +533,44 @@ fn tags_lists_a_repository_following_pages_with_retries_as_skopeo_does() {
     assert!(!o.status.success());
     assert!(stderr(&o).contains("acme/none"), "{}", stderr(&o));
 }
+
+/// `lock --json` describes what was pinned; `lock --check --json` says whether the
+/// lock is current and lists the differences (exit 1 when stale), camelCase keys.
+#[test]
+fn lock_json_and_lock_check_json() {
+    let ctx = Ctx::new();
+    ctx.recipe_text("[image]\nsource-date-epoch = 1700000000\n[[layer]]\nname = \"a\"\n  [[layer.file]]\n  path = \"/a\"\n  content = \"a\\n\"\n");
+    let check = || {
+        imgbuild()
+            .arg("lock")
+            .arg(ctx.recipe())
+            .args(["--check", "--json"])
+            .output()
+            .unwrap()
+    };
+    let o = check();
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["current"], false, "{v}");
+    assert!(!v["differences"].as_array().unwrap().is_empty(), "{v}");
+
+    let o = imgbuild()
+        .arg("lock")
+        .arg(ctx.recipe())
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["formatVersion"], 2, "{v}");
+    assert!(v["base"].is_null(), "{v}");
+    assert!(v["lock"].as_str().unwrap().ends_with("recipe.lock"), "{v}");
+
+    let o = check();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        v,
+        serde_json::json!({"lock": v["lock"], "current": true, "differences": []})
+    );
+}

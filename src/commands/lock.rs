@@ -37,7 +37,25 @@ pub(super) fn run(args: LockArgs, ctx: &Context) -> Result<()> {
         }
         note(&format!("wrote {} ({})", path.display(), pinned.join("; ")));
     }
+    if args.json {
+        write_report(&lock_json(&path, &lock).to_string())?;
+    }
     Ok(())
+}
+
+/// `lock --json`: the lock as written, with imgbuild's camelCase keys.
+fn lock_json(path: &std::path::Path, lock: &imgbuild::lock::Lock) -> serde_json::Value {
+    serde_json::json!({
+        "lock": path.display().to_string(),
+        "formatVersion": lock.format_version().number(),
+        "base": lock.base.as_ref().map(|b| serde_json::json!({
+            "image": b.image, "digest": b.digest, "platforms": b.platforms,
+        })),
+        "urls": lock.url.iter().map(|u| serde_json::json!({"url": u.url, "sha256": u.sha256})).collect::<Vec<_>>(),
+        "sourceDateEpoch": lock.source_date_epoch.as_ref().map(|e| serde_json::json!({
+            "git": e.git, "commit": e.commit,
+        })),
+    })
 }
 
 /// `imgbuild lock --check`: the differences on stdout and exit 1, or exit 0; the lock
@@ -48,13 +66,25 @@ fn check(args: &LockArgs, ctx: &Context) -> Result<()> {
         &ctx.registry_options(),
         format_flag(args.format_version)?,
     )?;
+    if args.json {
+        write_report(
+            &serde_json::json!({
+                "lock": path.display().to_string(),
+                "current": differences.is_empty(),
+                "differences": differences,
+            })
+            .to_string(),
+        )?;
+    }
     if differences.is_empty() {
         if !ctx.quiet {
             note(&format!("{} is current", path.display()));
         }
         return Ok(());
     }
-    write_report(&differences.join("\n"))?;
+    if !args.json {
+        write_report(&differences.join("\n"))?;
+    }
     Err(Error::differs(format!(
         "{} is stale: `imgbuild lock` would write it differently ({} difference{})",
         path.display(),
