@@ -52,16 +52,22 @@ fn on_a_terminal(args: &[String]) -> String {
     all
 }
 
+/// `imgbuild build` of `ctx` into `ctx/out` with `extra` flags, on a terminal.
+fn build_on_a_terminal(ctx: &Ctx, extra: &[String]) -> String {
+    let mut args = vec![
+        "build".to_string(),
+        ctx.recipe().display().to_string(),
+        "--out".to_string(),
+        ctx.path().join("out").display().to_string(),
+    ];
+    args.extend(extra.iter().cloned());
+    on_a_terminal(&args)
+}
+
 #[test]
 fn a_terminal_gets_a_bar_per_layer_then_its_line_and_a_summary() {
     let ctx = context();
-    let out = ctx.path().join("out");
-    let text = on_a_terminal(&[
-        "build".into(),
-        ctx.recipe().display().to_string(),
-        "--out".into(),
-        out.display().to_string(),
-    ]);
+    let text = build_on_a_terminal(&ctx, &[]);
     assert!(
         text.contains("\u{1b}["),
         "bars are drawn with terminal escapes: {text:?}"
@@ -95,14 +101,7 @@ fn a_terminal_gets_a_bar_per_layer_then_its_line_and_a_summary() {
 #[test]
 fn quiet_on_a_terminal_shows_no_progress() {
     let ctx = context();
-    let out = ctx.path().join("out");
-    let text = on_a_terminal(&[
-        "build".into(),
-        ctx.recipe().display().to_string(),
-        "--out".into(),
-        out.display().to_string(),
-        "-q".into(),
-    ]);
+    let text = build_on_a_terminal(&ctx, &["-q".into()]);
     assert!(!text.contains("layer "), "{text:?}");
     assert!(!text.contains("\u{1b}["), "{text:?}");
     assert!(
@@ -149,14 +148,10 @@ fn a_pipe_gets_plain_lines_naming_the_layer_and_its_platforms() {
 fn a_push_on_a_terminal_shows_a_bar_per_blob_uploaded() {
     let reg = common::registry::Registry::start(common::registry::Mode::Plain);
     let ctx = context();
-    let out = ctx.path().join("out");
-    let text = on_a_terminal(&[
-        "build".into(),
-        ctx.recipe().display().to_string(),
-        "--out".into(),
-        out.display().to_string(),
-        format!("--push={}", reg.reference("progress/push:1")),
-    ]);
+    let text = build_on_a_terminal(
+        &ctx,
+        &[format!("--push={}", reg.reference("progress/push:1"))],
+    );
     // The 3 MB layer's blob gets a bar, then its line.
     let bar = text.split("blob ").skip(1).any(|rest| {
         rest.len() > 14
