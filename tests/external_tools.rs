@@ -1327,3 +1327,41 @@ fn an_archive_entry_with_dotdot_is_refused() {
     assert!(err.contains("outside the archive's directory"), "{err}");
     assert!(!Path::new("/tmp/imgbuild-evil-entry").exists());
 }
+
+/// An archive written inside the tree the recipe copies: neither the temporary layout
+/// beside it nor the archive itself (from the previous build) gets into the image, so
+/// two builds give one digest and one archive.
+#[test]
+fn an_archive_inside_the_copied_context_never_feeds_the_image() {
+    let ctx = Ctx::new();
+    ctx.write("app/hello.txt", "hello\n");
+    ctx.recipe_text(
+        "[image]\nsource-date-epoch = 1700000000\n[[layer]]\nname = \"all\"\n  [[layer.copy]]\n  src = \"app/\"\n  dst = \"/app/\"\n",
+    );
+    let file = ctx.path().join("app/image.tar");
+    let build = || {
+        let o = common::imgbuild()
+            .arg("build")
+            .arg(ctx.recipe())
+            .arg("--out")
+            .arg(format!("oci-archive:{}", file.display()))
+            .output()
+            .expect("run imgbuild");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        (
+            String::from_utf8_lossy(&o.stdout).trim().to_string(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    let (first, _) = build();
+    let first_archive = sha256_file(&file);
+    let (second, err) = build();
+    assert_eq!(first, second, "{err}");
+    assert_eq!(sha256_file(&file), first_archive);
+    assert!(err.contains("it is the output archive"), "{err}");
+    let left: Vec<String> = fs::read_dir(ctx.path().join("app"))
+        .expect("read dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(left.len(), 2, "only hello.txt and image.tar: {left:?}");
+}

@@ -159,6 +159,7 @@ fn options(recipe: PathBuf, out: PathBuf) -> BuildOptions {
         registry: Default::default(),
         locked: false,
         context_out: None,
+        extra_outputs: Vec::new(),
         compression: None,
         format: None,
         fallback_format: None,

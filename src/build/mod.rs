@@ -55,6 +55,9 @@ pub struct BuildOptions {
     /// The directory context walks leave out, when it is not `out` (`verify` writes
     /// to a temporary layout but must see the context as `build --out` would).
     pub context_out: Option<PathBuf>,
+    /// Other outputs of this build that context walks leave out too: an archive FILE
+    /// (`--out docker-archive:FILE`), whose last version must not feed the next build.
+    pub extra_outputs: Vec<PathBuf>,
     /// `--compression`: overrides the recipe's `[image] compression`.
     pub compression: Option<crate::compress::Compression>,
     /// `--format-version` (highest precedence: over the recipe and the lock).

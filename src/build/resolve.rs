@@ -114,7 +114,8 @@ pub fn resolve(opts: &BuildOptions) -> Result<ResolvedBuild<'_>> {
         }
         _ => None,
     };
-    let out_dir = absolute(opts.context_out.as_ref().unwrap_or(&opts.out));
+    let mut outputs = vec![absolute(opts.context_out.as_ref().unwrap_or(&opts.out))];
+    outputs.extend(opts.extra_outputs.iter().map(|p| absolute(p)));
     // Url archives are input too: fetched (and verified) before planning. Their cache
     // in `--out` is content-addressed and only ever holds verified files.
     let downloads = if url_pins.is_empty() {
@@ -125,10 +126,7 @@ pub fn resolve(opts: &BuildOptions) -> Result<ResolvedBuild<'_>> {
     };
     // The downloads are inputs by url, not files of the context.
     let download_paths: BTreeSet<PathBuf> = downloads.values().cloned().collect();
-    let plan_options = PlanOptions {
-        out_dir: Some(out_dir),
-        downloads,
-    };
+    let plan_options = PlanOptions { outputs, downloads };
     // Base layers are checked (sizes, diff_ids) before anything is written; what was
     // decompressed now is recorded in the output layout once it exists.
     let verified = VerifiedLayers::in_layout(&opts.out);

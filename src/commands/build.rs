@@ -28,6 +28,7 @@ pub(super) fn run(args: BuildArgs, ctx: &Context) -> Result<()> {
     }
     let sink = archive::Sink::plan(&args.out)?;
     let mut opts = ctx.build_options(&args.recipe, sink.layout_dir(), &args.inputs)?;
+    sink.leave_out_of_context(&mut opts);
     opts.tags = (!args.tag.is_empty()).then(|| args.tag.clone());
     opts.no_cache = args.no_cache;
     check_document_paths(&args)?;

@@ -105,6 +105,7 @@ impl Context {
             registry: self.registry_options(),
             locked: inputs.locked,
             context_out: None,
+            extra_outputs: Vec::new(),
             compression: inputs
                 .compression
                 .as_deref()

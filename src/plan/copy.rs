@@ -52,7 +52,7 @@ pub(crate) fn resolve(
         recipe,
         item: c,
         span: item.span(),
-        out_dir: options.out_dir.as_deref(),
+        outputs: &options.outputs,
         excludes: None,
         items: Vec::new(),
         warnings: Vec::new(),
@@ -113,7 +113,7 @@ struct Walker<'a> {
     recipe: &'a Recipe,
     item: &'a CopyItem,
     span: std::ops::Range<usize>,
-    out_dir: Option<&'a Path>,
+    outputs: &'a [std::path::PathBuf],
     excludes: Option<Excludes>,
     items: Vec<Item>,
     /// Things the user should know that do not stop the build.
@@ -157,10 +157,15 @@ impl Walker<'_> {
             {
                 continue;
             }
-            if is_dir && self.out_dir.is_some_and(|o| o == path) {
+            if self.outputs.iter().any(|o| *o == path) {
                 self.warnings.push(format!(
-                    "not copying {}: it is the output directory (--out)",
-                    path.display()
+                    "not copying {}: it is {} (--out)",
+                    path.display(),
+                    if is_dir {
+                        "the output directory"
+                    } else {
+                        "the output archive"
+                    }
                 ));
                 continue;
             }

@@ -136,9 +136,10 @@ impl Eq for Spool {}
 /// Build-wide choices that shape resolution but are not in the recipe.
 #[derive(Debug, Default, Clone)]
 pub struct PlanOptions {
-    /// The canonical `--out` directory: never copied into a layer, even when it lies
-    /// inside a copied tree (its contents must not change the digest).
-    pub out_dir: Option<PathBuf>,
+    /// The build's outputs, canonical: the `--out` directory (or the temporary layout
+    /// of an archive build) and an archive FILE. Never copied into a layer, even when
+    /// they lie inside a copied tree (their contents must not change the digest).
+    pub outputs: Vec<PathBuf>,
     /// Verified url archives by sha256 hex (`fetch::fetch`): the plan reads them
     /// like local archives and never downloads anything itself.
     pub downloads: crate::fetch::Downloads,

@@ -1,7 +1,8 @@
 //! `build --out oci-archive:FILE` / `--out docker-archive:FILE` and `build --load`:
 //! the image is built into a layout first — a temporary one beside FILE, removed
-//! afterwards, whatever happens — and then written as the archive, or handed to the
-//! Docker daemon with `docker load`.
+//! afterwards on success and on every error (not when the process is killed) — and
+//! then written as the archive, or handed to the Docker daemon with `docker load`.
+//! The temporary layout and FILE are left out of the context walk, like `--out DIR`.
 
 use super::{note, Context};
 use imgbuild::archive::{self, ArchiveImage, ArchiveKind};
@@ -64,6 +65,15 @@ impl Sink {
             dir: temp.path().join("layout"),
             archive: Some((kind, file, temp)),
         })
+    }
+
+    /// An archive build's temporary layout and FILE are outputs: a context walk that
+    /// meets them leaves them out (they must not change the image).
+    pub(super) fn leave_out_of_context(&self, opts: &mut imgbuild::build::BuildOptions) {
+        if let Some((_, file, temp)) = &self.archive {
+            opts.context_out = Some(temp.path().to_path_buf());
+            opts.extra_outputs = vec![file.clone()];
+        }
     }
 
     /// The layout directory the build writes into.
