@@ -15,8 +15,8 @@
 //! to be empty or an OCI layout, and neither touches `index.json`.
 
 use super::lock_policy::{
-    check_locked, check_platform_pin, lock_disagrees, pin_base, resolve_epoch, resolve_format,
-    warn_stale, BasePin,
+    check_locked, check_locked_urls, check_platform_pin, lock_disagrees, open_layout_base,
+    pin_base, resolve_epoch, resolve_format, warn_stale, BasePin,
 };
 use super::{BuildInputs, BuildOptions};
 use crate::base::{self, BaseImage, BasePlatform, BaseSource, VerifiedLayers};
@@ -74,18 +74,13 @@ pub struct PlatformPlan {
 
 pub fn resolve(opts: &BuildOptions) -> Result<ResolvedBuild<'_>> {
     let recipe = Recipe::load(&opts.recipe)?;
-    let platforms = match &opts.platforms {
-        Some(p) => p.clone(),
-        None => recipe.platforms()?,
-    };
     let compression = match opts.compression {
         Some(c) => c,
         None => recipe.compression()?,
     };
     let lock = Lock::load(&opts.recipe)?;
-    let url_pins = fetch::pins(&recipe, &platforms)?;
     if opts.locked {
-        check_locked(&recipe, &opts.recipe, lock.as_ref(), &url_pins)?;
+        check_locked(&recipe, &opts.recipe, lock.as_ref())?;
     } else {
         warn_stale(&recipe, opts, lock.as_ref());
     }
@@ -102,15 +97,22 @@ pub fn resolve(opts: &BuildOptions) -> Result<ResolvedBuild<'_>> {
     };
     let user = resolve_user(&recipe)?;
     let base_source = base::resolve(&recipe)?;
-    let registry_base = match &base_source {
-        Some(BaseSource::Registry {
-            name,
-            reference,
-            span,
-        }) => {
-            let (digest, from) =
-                pin_base(&recipe, opts, lock.as_ref(), name, reference, span.clone())?;
-            Some(((name.clone(), reference.clone(), digest), from))
+    let platforms = match &opts.platforms {
+        Some(p) => p.clone(),
+        None => recipe.platforms()?,
+    };
+    let url_pins = fetch::pins(&recipe, &platforms)?;
+    if opts.locked {
+        check_locked_urls(&opts.recipe, lock.as_ref(), &url_pins)?;
+    }
+    // Pinned once the url pins (bad input, found without the network) are checked.
+    let base_pin = match &base_source {
+        Some(b) => Some(pin_base(&recipe, opts, lock.as_ref(), b)?),
+        None => None,
+    };
+    let layout_base = match (&base_source, &base_pin) {
+        (Some(BaseSource::Layout(l)), Some((digest, from))) => {
+            Some(open_layout_base(opts, l, (digest, *from))?)
         }
         _ => None,
     };
@@ -135,21 +137,22 @@ pub fn resolve(opts: &BuildOptions) -> Result<ResolvedBuild<'_>> {
     let (mut targets, mut newly_verified) = plan_platforms(
         &recipe,
         &platforms,
-        base_source.as_ref(),
+        layout_base.as_ref().map(|b| (b, lock.as_ref(), opts)),
         &plan_options,
         &verified,
     )?;
     warn_once(opts, &targets);
     check_out_dir(&opts.out)?;
-    let (base, layout) = match base_source {
-        Some(BaseSource::Layout(b)) => (Some(b), None),
-        Some(BaseSource::Registry { .. }) => {
-            let Some(pin) = registry_base else {
-                return Err(Error::input("internal: registry base without a pin"));
-            };
-            let (pin, from) = pin;
+    let (base, layout) = match (base_source, base_pin) {
+        (Some(BaseSource::Layout(_)), _) => (layout_base, None),
+        (
+            Some(BaseSource::Registry {
+                name, reference, ..
+            }),
+            Some((digest, from)),
+        ) => {
             let pulled = PulledBase {
-                pin,
+                pin: (name, reference, digest),
                 from,
                 platforms: &platforms,
                 lock: lock.as_ref(),
@@ -158,7 +161,10 @@ pub fn resolve(opts: &BuildOptions) -> Result<ResolvedBuild<'_>> {
             let (b, layout) = pull_registry_base(opts, pulled, &mut targets, &mut newly_verified)?;
             (Some(b), Some(layout))
         }
-        None => (None, None),
+        (Some(BaseSource::Registry { .. }), None) => {
+            return Err(Error::input("internal: registry base without a pin"))
+        }
+        (None, _) => (None, None),
     };
     let inputs = build_inputs(
         &recipe,
@@ -189,25 +195,34 @@ pub fn resolve(opts: &BuildOptions) -> Result<ResolvedBuild<'_>> {
     })
 }
 
-/// Plans every platform; with a layout base, opens its manifest for each platform and
-/// verifies its layers. Returns the plans and the base layers verified now.
+/// Plans every platform; with a layout base, opens its manifest for each platform,
+/// checks it against the lock's platform pin and verifies its layers. Returns the
+/// plans and the base layers verified now.
 fn plan_platforms(
     recipe: &Recipe,
     platforms: &[Platform],
-    base_source: Option<&BaseSource>,
+    layout_base: Option<(&BaseImage, Option<&Lock>, &BuildOptions)>,
     plan_options: &PlanOptions,
     verified: &VerifiedLayers,
 ) -> Result<(Vec<PlatformPlan>, Vec<VerifiedLayer>)> {
     let mut newly_verified = Vec::new();
     let mut targets = Vec::new();
     for platform in platforms {
-        let base_platform = match base_source {
-            Some(BaseSource::Layout(b)) => {
+        let base_platform = match layout_base {
+            Some((b, lock, opts)) => {
                 let bp = b.for_platform(platform)?;
+                check_platform_pin(
+                    &opts.recipe,
+                    lock,
+                    opts.locked,
+                    (&b.name, &b.digest),
+                    platform,
+                    &bp,
+                )?;
                 newly_verified.extend(b.verify_layers(&bp, verified)?);
                 Some(bp)
             }
-            _ => None,
+            None => None,
         };
         let plan = plan::resolve(recipe, platform, plan_options)?;
         targets.push(PlatformPlan {
