@@ -167,6 +167,53 @@ impl LayoutBase {
     }
 }
 
+/// The platforms a base offers: those of its index (in the index's order, each
+/// once; entries without a platform, or with one imgbuild does not build for, such
+/// as attestation manifests' `unknown/unknown`, left out), or its config's platform
+/// for a single manifest.
+pub fn platforms_of(source: &dyn ImageSource, name: &str) -> Result<Vec<Platform>> {
+    let bad = |what: String| {
+        Error::input(format!(
+            "base image {name} is not a valid OCI image: {what}"
+        ))
+    };
+    let (_, bytes) = source.root()?;
+    let value: serde_json::Value =
+        serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))?;
+    let mut out: Vec<Platform> = Vec::new();
+    if crate::image::is_index_value(&value) {
+        let index: Index = serde_json::from_value(value).map_err(|e| bad(e.to_string()))?;
+        for p in index.manifests.iter().filter_map(|m| m.platform.as_ref()) {
+            let text = match &p.variant {
+                Some(v) => format!("{}/{}/{v}", p.os, p.architecture),
+                None => format!("{}/{}", p.os, p.architecture),
+            };
+            if let Ok(platform) = Platform::parse(&text) {
+                if !out.contains(&platform) {
+                    out.push(platform);
+                }
+            }
+        }
+    } else {
+        let manifest: Manifest = serde_json::from_value(value).map_err(|e| bad(e.to_string()))?;
+        let config: ImageConfig =
+            serde_json::from_slice(&source.json_object(&manifest.config.digest, false)?)
+                .map_err(|e| bad(format!("config {}: {e}", manifest.config.digest)))?;
+        let text = match &config.variant {
+            Some(v) => format!("{}/{}/{v}", config.os, config.architecture),
+            None => format!("{}/{}", config.os, config.architecture),
+        };
+        out.extend(Platform::parse(&text).ok());
+    }
+    if out.is_empty() {
+        return Err(Error::input(format!(
+            "--platform all: base image {name} names no platform imgbuild builds for"
+        ))
+        .with_hint("list the platforms in the recipe ([image] platforms = [\"linux/amd64\", …]) or name them with --platform"));
+    }
+    Ok(out)
+}
+
 /// Reads `[base] image` from the recipe; `None` for scratch.
 pub fn resolve(recipe: &Recipe) -> Result<Option<BaseSource>> {
     let Some(spanned) = &recipe.base.image else {

@@ -18,7 +18,7 @@ use super::lock_policy::{
     check_locked, check_locked_urls, check_platform_pin, lock_disagrees, open_layout_base,
     pin_base, resolve_epoch, resolve_format, warn_stale, BasePin,
 };
-use super::{BuildInputs, BuildOptions};
+use super::{BuildInputs, BuildOptions, Platforms};
 use crate::base::{self, BaseImage, BasePlatform, BaseSource, VerifiedLayers};
 use crate::compress::Compression;
 use crate::digest::Digest;
@@ -97,18 +97,16 @@ pub fn resolve(opts: &BuildOptions) -> Result<ResolvedBuild<'_>> {
     };
     let user = resolve_user(&recipe)?;
     let base_source = base::resolve(&recipe)?;
-    let platforms = match &opts.platforms {
-        Some(p) => p.clone(),
-        None => recipe.platforms()?,
-    };
+    let (platforms, base_pin) =
+        choose_platforms(&recipe, opts, lock.as_ref(), base_source.as_ref())?;
     let url_pins = fetch::pins(&recipe, &platforms)?;
     if opts.locked {
         check_locked_urls(&opts.recipe, lock.as_ref(), &url_pins)?;
     }
-    // Pinned once the url pins (bad input, found without the network) are checked.
-    let base_pin = match &base_source {
-        Some(b) => Some(pin_base(&recipe, opts, lock.as_ref(), b)?),
-        None => None,
+    let base_pin = match (base_pin, &base_source) {
+        (Some(pin), _) => Some(pin),
+        (None, Some(b)) => Some(pin_base(&recipe, opts, lock.as_ref(), b)?),
+        (None, None) => None,
     };
     let layout_base = match (&base_source, &base_pin) {
         (Some(BaseSource::Layout(l)), Some((digest, from))) => {
@@ -231,6 +229,59 @@ fn plan_platforms(
         });
     }
     Ok((targets, newly_verified))
+}
+
+/// A base's digest and where it came from.
+type Pin = (Digest, BasePin);
+
+/// The platforms to build (`BuildOptions::platforms`). `--platform all` on a recipe
+/// that lists no platforms builds every platform of its base, which is pinned first
+/// (and returned); otherwise the base is pinned later, once the url pins (bad input,
+/// found without the network) are checked.
+fn choose_platforms(
+    recipe: &Recipe,
+    opts: &BuildOptions,
+    lock: Option<&Lock>,
+    base: Option<&BaseSource>,
+) -> Result<(Vec<Platform>, Option<Pin>)> {
+    Ok(match (&opts.platforms, base) {
+        (Platforms::Only(p), _) => (p.clone(), None),
+        (Platforms::All, Some(b)) if recipe.image.platforms.is_none() => {
+            let pin = pin_base(recipe, opts, lock, b)?;
+            (base_platforms(opts, b, &pin.0)?, Some(pin))
+        }
+        (Platforms::Recipe | Platforms::All, _) => (recipe.platforms()?, None),
+    })
+}
+
+/// `--platform all` on a recipe without platforms: every platform of the base pinned
+/// at `digest` (a registry base's root read from `--out` when it holds it, else from
+/// the registry).
+fn base_platforms(
+    opts: &BuildOptions,
+    base: &BaseSource,
+    digest: &Digest,
+) -> Result<Vec<Platform>> {
+    match base {
+        BaseSource::Layout(l) => base::platforms_of(&l.pinned(digest)?.source, &l.name),
+        BaseSource::Registry {
+            name, reference, ..
+        } => {
+            if let Ok(out) = Layout::open(&opts.out) {
+                if out.has_blob(digest) {
+                    let source =
+                        crate::source::LayoutSource::new(name.clone(), out, digest.clone())?;
+                    return base::platforms_of(&source, name);
+                }
+            }
+            let pinned = RegistryRef {
+                digest: Some(digest.clone()),
+                ..reference.clone()
+            };
+            let source = crate::source::RegistrySource::open(&pinned, &opts.registry)?;
+            base::platforms_of(&source, name)
+        }
+    }
 }
 
 /// What provenance and the SBOM record about the inputs read.
