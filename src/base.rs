@@ -1,7 +1,9 @@
-//! `[base]`: the image a build starts from. `scratch`, `oci:DIR@sha256:…` (a local
-//! OCI layout, pinned by digest; DIR is relative to the context), or a registry
-//! reference `host/repo[:tag][@sha256:…]`, pulled into the output layout
-//! ([`pull_base`]) and then read from there like a layout base. Either way the base
+//! `[base]`: the image a build starts from. `scratch`, `oci:DIR[:TAG][@sha256:…]` (a
+//! local OCI layout; DIR is relative to the context), or a registry reference
+//! `host/repo[:tag][@sha256:…]`, pulled into the output layout ([`pull_base`]) and
+//! then read from there like a layout base. A base without a digest is pinned by the
+//! build (`build/lock_policy.rs`: the lock's pin, else its tag — or a layout's only
+//! image — read now, with a warning), as `imgbuild lock` pins it. Either way the base
 //! is read through an [`ImageSource`](crate::source::ImageSource), and its blobs
 //! reach `--out` through [`copy_image`](crate::source::copy_image) or the source's
 //! `copy_blobs`. Base layers and base history are used as they are: never
@@ -71,8 +73,9 @@ pub struct BasePlatform {
 /// Where the base comes from, as the recipe says.
 #[derive(Debug)]
 pub enum BaseSource {
-    /// `oci:DIR@sha256:…`, opened and checked.
-    Layout(BaseImage),
+    /// `oci:DIR[:TAG][@sha256:…]`: the layout opened and checked, its image not yet
+    /// pinned.
+    Layout(LayoutBase),
     /// `host/repo[:tag][@sha256:…]`: pulled into the output layout by the build.
     Registry {
         /// As written in the recipe (the base.name annotation).
@@ -81,6 +84,134 @@ pub enum BaseSource {
         /// Where the recipe writes it, for errors about it.
         span: std::ops::Range<usize>,
     },
+}
+
+impl BaseSource {
+    /// The reference as the recipe writes it.
+    pub fn name(&self) -> &str {
+        match self {
+            BaseSource::Layout(l) => &l.name,
+            BaseSource::Registry { name, .. } => name,
+        }
+    }
+
+    /// The digest the recipe itself pins the base to (`@sha256:…`).
+    pub fn written_digest(&self) -> Option<&Digest> {
+        match self {
+            BaseSource::Layout(l) => l.digest.as_ref(),
+            BaseSource::Registry { reference, .. } => reference.digest.as_ref(),
+        }
+    }
+
+    /// Where the recipe writes it, for errors about it.
+    pub fn span(&self) -> std::ops::Range<usize> {
+        match self {
+            BaseSource::Layout(l) => l.span.clone(),
+            BaseSource::Registry { span, .. } => span.clone(),
+        }
+    }
+}
+
+/// A base in a local OCI layout inside the context: `oci:DIR@sha256:…` (pinned by
+/// the recipe), `oci:DIR:TAG` or `oci:DIR` (the layout's only image), which the
+/// build pins as it pins a registry tag.
+#[derive(Debug)]
+pub struct LayoutBase {
+    /// As written in the recipe (the base.name annotation, the lock's pin).
+    pub name: String,
+    /// DIR as the recipe writes it, for messages.
+    pub dir: String,
+    pub layout: Layout,
+    pub tag: Option<String>,
+    /// The recipe's own `@sha256:…`.
+    pub digest: Option<Digest>,
+    pub span: std::ops::Range<usize>,
+}
+
+impl LayoutBase {
+    /// The image the tag (or, without one, the layout's only image) names now, read
+    /// from the layout's `index.json`.
+    pub fn resolve_now(&self) -> Result<Digest> {
+        let source = LayoutSource::find(
+            self.name.clone(),
+            self.layout.clone(),
+            self.tag.as_deref(),
+            &self.dir,
+        )
+        .map_err(|e| {
+            let err = Error::input(format!(
+                "base image {:?}: {}",
+                self.name,
+                e.message().trim_start_matches(&format!("{}: ", self.name))
+            ));
+            match e.hint() {
+                Some(h) => err.with_hint(h.to_string()),
+                None => err,
+            }
+        })?;
+        Ok(source.root()?.0)
+    }
+
+    /// The base at `digest`, which the layout must hold.
+    pub fn pinned(&self, digest: &Digest) -> Result<BaseImage> {
+        Ok(BaseImage {
+            name: self.name.clone(),
+            source: LayoutSource::new(self.name.clone(), self.layout.clone(), digest.clone())?,
+            digest: digest.clone(),
+        })
+    }
+
+    /// How the recipe would pin this base to `digest` itself.
+    pub fn pinned_form(&self, digest: &Digest) -> String {
+        format!("oci:{}@{digest}", self.dir)
+    }
+}
+
+/// The platforms a base offers: those of its index (in the index's order, each
+/// once; entries without a platform, or with one imgbuild does not build for, such
+/// as attestation manifests' `unknown/unknown`, left out), or its config's platform
+/// for a single manifest.
+pub fn platforms_of(source: &dyn ImageSource, name: &str) -> Result<Vec<Platform>> {
+    let bad = |what: String| {
+        Error::input(format!(
+            "base image {name} is not a valid OCI image: {what}"
+        ))
+    };
+    let (_, bytes) = source.root()?;
+    let value: serde_json::Value =
+        serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))?;
+    let mut out: Vec<Platform> = Vec::new();
+    if crate::image::is_index_value(&value) {
+        let index: Index = serde_json::from_value(value).map_err(|e| bad(e.to_string()))?;
+        for p in index.manifests.iter().filter_map(|m| m.platform.as_ref()) {
+            let text = match &p.variant {
+                Some(v) => format!("{}/{}/{v}", p.os, p.architecture),
+                None => format!("{}/{}", p.os, p.architecture),
+            };
+            if let Ok(platform) = Platform::parse(&text) {
+                if !out.contains(&platform) {
+                    out.push(platform);
+                }
+            }
+        }
+    } else {
+        let manifest: Manifest = serde_json::from_value(value).map_err(|e| bad(e.to_string()))?;
+        let config: ImageConfig =
+            serde_json::from_slice(&source.json_object(&manifest.config.digest, false)?)
+                .map_err(|e| bad(format!("config {}: {e}", manifest.config.digest)))?;
+        let text = match &config.variant {
+            Some(v) => format!("{}/{}/{v}", config.os, config.architecture),
+            None => format!("{}/{}", config.os, config.architecture),
+        };
+        out.extend(Platform::parse(&text).ok());
+    }
+    if out.is_empty() {
+        return Err(Error::input(format!(
+            "--platform all: base image {name} names no platform imgbuild builds for"
+        ))
+        .with_hint("list the platforms in the recipe ([image] platforms = [\"linux/amd64\", …]) or name them with --platform"));
+    }
+    Ok(out)
 }
 
 /// Reads `[base] image` from the recipe; `None` for scratch.
@@ -106,23 +237,38 @@ pub fn resolve(recipe: &Recipe) -> Result<Option<BaseSource>> {
             Ok(Reference::Archive { .. }) => Err(err(format!(
                 "base image {name:?} is an archive; a base is a registry image or an OCI layout"
             ))
-            .with_hint("unpack it into a layout first (skopeo copy ARCHIVE oci:DIR), then write image = \"oci:DIR@sha256:…\"")),
+            .with_hint("unpack it into a layout first (skopeo copy ARCHIVE oci:DIR:TAG), then write image = \"oci:DIR:TAG\"")),
             Ok(Reference::Layout { .. }) | Err(_) => {
                 let why = Reference::parse(name).err().unwrap_or_default();
                 Err(err(format!(
                     "base image {name:?} is not a valid reference: {why}"
                 ))
-                .with_hint("write \"scratch\", \"host/repo:tag@sha256:…\" or \"oci:DIR@sha256:…\""))
+                .with_hint("write \"scratch\", \"host/repo:tag[@sha256:…]\" or \"oci:DIR[:TAG][@sha256:…]\""))
             }
         };
     };
-    let Some((dir, digest)) = rest.rsplit_once('@') else {
-        return Err(err(format!("base image {name:?} is not pinned by digest"))
-            .with_hint("write image = \"oci:DIR@sha256:<digest>\" (see `skopeo inspect oci:DIR` or DIR/index.json)"));
+    // With a digest, DIR is everything before the last '@' (as it always was); without
+    // one, a tag follows DIR as in any `oci:DIR:TAG` reference.
+    let (dir, tag, digest) = match rest.rsplit_once('@') {
+        Some((dir, digest)) => {
+            let digest = Digest::parse(digest)
+                .ok_or_else(|| err(format!("{digest:?} is not a sha256 digest")))?;
+            (dir.to_string(), None, Some(digest))
+        }
+        None => match Reference::parse(name) {
+            Ok(Reference::Layout { dir, tag, .. }) => {
+                (dir.to_string_lossy().into_owned(), tag, None)
+            }
+            Ok(_) | Err(_) => {
+                let why = Reference::parse(name).err().unwrap_or_default();
+                return Err(err(format!(
+                    "base image {name:?} is not a valid reference: {why}"
+                ))
+                .with_hint("write \"oci:DIR\", \"oci:DIR:TAG\" or \"oci:DIR@sha256:…\""));
+            }
+        },
     };
-    let digest =
-        Digest::parse(digest).ok_or_else(|| err(format!("{digest:?} is not a sha256 digest")))?;
-    let path = layout_dir(recipe, dir).map_err(|why| {
+    let path = layout_dir(recipe, &dir).map_err(|why| {
         err(format!("base layout {dir:?} {why}")).with_hint(
             "a base layout must lie inside the recipe's directory (the context): write DIR relative to it, or copy the layout there (`skopeo copy … oci:DIR`)",
         )
@@ -134,13 +280,18 @@ pub fn resolve(recipe: &Recipe) -> Result<Option<BaseSource>> {
                 .to_string(),
         )
     })?;
-    if !layout.has_blob(&digest) {
-        return Err(err(format!("base layout {dir:?} holds no blob {digest}")));
+    if let Some(digest) = &digest {
+        if !layout.has_blob(digest) {
+            return Err(err(format!("base layout {dir:?} holds no blob {digest}")));
+        }
     }
-    Ok(Some(BaseSource::Layout(BaseImage {
+    Ok(Some(BaseSource::Layout(LayoutBase {
         name: name.clone(),
-        source: LayoutSource::new(name.clone(), layout, digest.clone())?,
+        dir,
+        layout,
+        tag,
         digest,
+        span: spanned.span(),
     })))
 }
 

@@ -204,7 +204,7 @@ pub struct BuildArgs {
 /// must rebuild the same way.
 #[derive(Debug, Args)]
 pub struct InputArgs {
-    /// Platforms to build (os/arch[/variant]), replacing the recipe's; repeat or comma-separate.
+    /// Platforms to build (os/arch[/variant]), replacing the recipe's; repeat or comma-separate. `all`: the recipe's, or (when it lists none) every platform of its base.
     #[arg(
         long,
         value_delimiter = ',',

@@ -30,6 +30,10 @@
 //! `imgbuild lock --check` ([`check`]) resolves the lock without writing it and lists
 //! how the existing one differs.
 //!
+//! The base is a registry image or an `oci:DIR[:TAG]` layout inside the context
+//! (`image` as the recipe writes it, `digest` what its tag — or the layout's only
+//! image — gives when locked).
+//!
 //! Staleness: the lock is stale when it pins a different base reference than the
 //! recipe names (or a base the recipe no longer has), when the recipe's base carries
 //! a digest that differs from the lock's, when a platform built has no pin, or when
@@ -261,7 +265,7 @@ pub fn differences(existing: &Lock, wanted: &Lock) -> Vec<String> {
     match (&existing.base, &wanted.base) {
         (None, None) => {}
         (Some(b), None) => out.push(format!(
-            "base: pins {} ({}), the recipe has no registry base",
+            "base: pins {} ({}), the recipe has no base image",
             b.image, b.digest
         )),
         (None, Some(b)) => out.push(format!("base: not pinned → {} {}", b.image, b.digest)),
@@ -312,15 +316,47 @@ pub fn differences(existing: &Lock, wanted: &Lock) -> Vec<String> {
     out
 }
 
+/// The pin of base `name` read through `source`: its root digest and the manifest of
+/// each platform.
+fn locked_base(
+    name: String,
+    source: &dyn crate::source::ImageSource,
+    platforms: &[crate::platform::Platform],
+) -> Result<LockedBase> {
+    let (digest, bytes) = source.root()?;
+    let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
+        Error::input(format!(
+            "base image {name}: {digest} is not a manifest or index: {e}"
+        ))
+    })?;
+    let is_index = crate::image::is_index_value(&value);
+    let mut pins = BTreeMap::new();
+    for p in platforms {
+        let d = if is_index {
+            let index: crate::image::Index = serde_json::from_value(value.clone())
+                .map_err(|e| Error::input(format!("base image {name}: bad index: {e}")))?;
+            crate::base::select_platform(&index, p, &name)?
+        } else {
+            digest.clone()
+        };
+        pins.insert(p.to_string(), d.to_string());
+    }
+    Ok(LockedBase {
+        image: name,
+        digest: digest.to_string(),
+        platforms: pins,
+    })
+}
+
 /// What `imgbuild lock` would write for the recipe, and where its format came from.
 fn resolve(
     recipe_path: &Path,
     registry: &crate::registry::client::Options,
     format_flag: Option<FormatVersion>,
 ) -> Result<(Lock, FormatSource)> {
-    use crate::base::{select_platform, BaseSource};
+    use crate::base::BaseSource;
     use crate::recipe::{EpochSetting, Recipe};
-    use crate::source::{ImageSource, RegistrySource};
+    use crate::source::RegistrySource;
 
     let recipe = Recipe::load(recipe_path)?;
     let platforms = recipe.platforms()?;
@@ -337,34 +373,24 @@ fn resolve(
         format: Some(format.number()),
         ..Lock::default()
     };
-    if let Some(BaseSource::Registry {
-        name, reference, ..
-    }) = crate::base::resolve(&recipe)?
-    {
-        // The tag (or digest) the recipe names, read as any image is read.
-        let (digest, bytes) = RegistrySource::open(&reference, registry)?.root()?;
-        let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
-            Error::input(format!(
-                "base image {name}: {digest} is not a manifest or index: {e}"
-            ))
-        })?;
-        let is_index = crate::image::is_index_value(&value);
-        let mut pins = BTreeMap::new();
-        for p in &platforms {
-            let d = if is_index {
-                let index: crate::image::Index = serde_json::from_value(value.clone())
-                    .map_err(|e| Error::input(format!("base image {name}: bad index: {e}")))?;
-                select_platform(&index, p, &name)?
-            } else {
-                digest.clone()
-            };
-            pins.insert(p.to_string(), d.to_string());
+    match crate::base::resolve(&recipe)? {
+        Some(BaseSource::Registry {
+            name, reference, ..
+        }) => {
+            // The tag (or digest) the recipe names, read as any image is read.
+            let source = RegistrySource::open(&reference, registry)?;
+            lock.base = Some(locked_base(name, &source, &platforms)?);
         }
-        lock.base = Some(LockedBase {
-            image: name,
-            digest: digest.to_string(),
-            platforms: pins,
-        });
+        Some(BaseSource::Layout(base)) => {
+            // The digest the recipe names, else its tag (or only image) in the layout now.
+            let digest = match &base.digest {
+                Some(d) => d.clone(),
+                None => base.resolve_now()?,
+            };
+            let image = base.pinned(&digest)?;
+            lock.base = Some(locked_base(base.name, &image.source, &platforms)?);
+        }
+        None => {}
     }
     // Every url as each platform expands it: a url with {arch} is one pin per file.
     for pin in crate::fetch::pins(&recipe, &platforms)? {

@@ -1,6 +1,6 @@
 //! The everyday commands a CI script reaches for besides `build`: `version`,
-//! `lock --check`, `digest`, `tags`, `--compression` and `docker://` references,
-//! run through the real binary (registries: the real harness of
+//! `lock --check`, `digest`, `tags`, `--compression`, `--platform all` and
+//! `docker://` references, run through the real binary (registries: the real harness of
 //! tests/common/registry.rs, cross-checked with skopeo).
 
 mod common;
@@ -573,4 +573,103 @@ fn lock_json_and_lock_check_json() {
         v,
         serde_json::json!({"lock": v["lock"], "current": true, "differences": []})
     );
+}
+
+/// The platforms of the image `digest` in layout `out`: each manifest's, from its
+/// config (one for a manifest, in index order for an index).
+fn built_platforms(out: &std::path::Path, digest: &str) -> Vec<String> {
+    let layout = common::Layout::new(out);
+    let root = layout.json(digest);
+    let manifests: Vec<String> = match root["manifests"].as_array() {
+        Some(list) => list
+            .iter()
+            .map(|m| m["digest"].as_str().unwrap().to_string())
+            .collect(),
+        None => vec![digest.to_string()],
+    };
+    manifests
+        .iter()
+        .map(|m| {
+            let c = layout.config(m);
+            format!(
+                "{}/{}",
+                c["os"].as_str().unwrap(),
+                c["architecture"].as_str().unwrap()
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn platform_all_builds_the_recipes_platforms_else_every_platform_of_the_base() {
+    let reg = Registry::start(Mode::Plain);
+    let c = Ctx::new();
+    // A two-platform base, in a layout of the context and in a registry.
+    let base = Ctx::new();
+    base.recipe_text(
+        "[image]\nsource-date-epoch = 1\nplatforms = [\"linux/arm64\", \"linux/amd64\"]\ntags = [\"1\"]\n[[layer]]\nname = \"b\"\n  [[layer.file]]\n  path = \"/b\"\n  content = \"b\\n\"\n",
+    );
+    base.build_ok(&c.path().join("base"), &[]);
+    let o = imgbuild()
+        .arg("push")
+        .arg(format!("oci:{}:1", c.path().join("base").display()))
+        .arg(reg.reference("acme/base:1"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let on = |image: &str, platforms: &str| {
+        format!(
+            "[image]\nsource-date-epoch = 1\n{platforms}[base]\nimage = \"{image}\"\n[[layer]]\nname = \"x\"\n  [[layer.file]]\n  path = \"/x\"\n  content = \"x\\n\"\n"
+        )
+    };
+    let out = c.path().join("o");
+    let registry_base = reg.reference("acme/base:1");
+
+    // No platforms in the recipe: every platform of the base's index, in its order.
+    for image in ["oci:base:1", registry_base.as_str()] {
+        c.recipe_text(&on(image, ""));
+        let d = c.build_ok(&out, &["--platform", "all"]);
+        assert_eq!(
+            built_platforms(&out, &d),
+            ["linux/arm64", "linux/amd64"],
+            "{image}"
+        );
+        // verify shares the flag: the rebuild is the same image.
+        let o = imgbuild()
+            .arg("verify")
+            .arg(c.recipe())
+            .arg("--out")
+            .arg(&out)
+            .arg("--against")
+            .arg(format!("oci:{}@{d}", out.display()))
+            .args(["--platform", "all"])
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(0), "{image}: {}", stderr(&o));
+    }
+
+    // The recipe's platforms, when it lists them.
+    c.recipe_text(&on("oci:base:1", "platforms = [\"linux/amd64\"]\n"));
+    let d = c.build_ok(&out, &["--platform", "all"]);
+    assert_eq!(built_platforms(&out, &d), ["linux/amd64"]);
+
+    // No base and no platforms: linux/amd64, the default.
+    c.recipe_text(&on("scratch", ""));
+    let d = c.build_ok(&out, &["--platform=all"]);
+    assert_eq!(built_platforms(&out, &d), ["linux/amd64"]);
+
+    // `all` stands alone.
+    for args in [
+        &["--platform", "all,linux/arm64"][..],
+        &["--platform", "linux/arm64", "--platform", "all"][..],
+    ] {
+        let o = c.build(&out, args);
+        let e = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {e}");
+        assert!(
+            e.contains("--platform all cannot be combined with other platforms")
+                && e.contains("linux/arm64"),
+            "{args:?}: {e}"
+        );
+    }
 }

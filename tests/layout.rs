@@ -310,3 +310,181 @@ fn a_base_layout_outside_the_context_is_refused_at_its_recipe_line() {
         );
     }
 }
+
+/// A base image of `content`, tagged `tag`, built into `dir`: its digest.
+fn tagged_base(dir: &std::path::Path, tag: &str, content: &str) -> String {
+    let b = Ctx::new();
+    b.recipe_text(&format!(
+        "[image]\ntags = [\"{tag}\"]\n[[layer]]\nname = \"b\"\n[[layer.file]]\npath = \"/b\"\ncontent = \"{content}\"\n"
+    ));
+    b.build_ok(dir, &[])
+}
+
+/// The base manifest digest a build's (single-platform) manifest names.
+fn base_of(out: &std::path::Path, digest: &str) -> String {
+    common::Layout::new(out).manifest(digest)["annotations"]["org.opencontainers.image.base.digest"]
+        .as_str()
+        .expect("base.digest annotation")
+        .to_string()
+}
+
+fn lock_cmd(c: &Ctx) -> std::process::Output {
+    common::imgbuild()
+        .arg("lock")
+        .arg(c.recipe())
+        .output()
+        .expect("run imgbuild lock")
+}
+
+#[test]
+fn an_oci_dir_tag_base_is_pinned_like_a_registry_tag() {
+    let c = Ctx::new();
+    let base_dir = c.path().join("base");
+    let one = tagged_base(&base_dir, "1", "one");
+    let two = tagged_base(&base_dir, "2", "two");
+    let on = |image: &str| {
+        format!(
+            "[image]\nsource-date-epoch = 1\nformat = 2\n[base]\nimage = \"{image}\"\n[[layer]]\nname = \"x\"\n[[layer.file]]\npath = \"/x\"\ncontent = \"x\"\n"
+        )
+    };
+    c.recipe_text(&on("oci:base:1"));
+    let out = c.path().join("o");
+
+    // A plain build reads the tag now, and says that the base is not pinned.
+    let o = c.build(&out, &[]);
+    let e = common::stderr(&o);
+    assert_eq!(o.status.code(), Some(0), "{e}");
+    assert!(
+        e.contains("base image oci:base:1 is not pinned")
+            && e.contains(&format!("gives {one} today"))
+            && e.contains("imgbuild lock")
+            && e.contains(&format!("oci:base@{one}")),
+        "{e}"
+    );
+    let built = String::from_utf8(o.stdout)
+        .expect("utf8")
+        .trim()
+        .to_string();
+    assert_eq!(base_of(&out, &built), one);
+
+    // --locked requires the pin: a lock, and one that pins this base.
+    let o = c.build(&out, &["--locked"]);
+    let e = common::stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{e}");
+    assert!(e.contains("recipe.lock"), "{e}");
+    c.write("recipe.lock", "version = 1\nformat = 2\n");
+    let o = c.build(&out, &["--locked"]);
+    let e = common::stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{e}");
+    assert!(
+        e.contains("--locked")
+            && e.contains("\"oci:base:1\" is not pinned")
+            && e.contains("imgbuild lock"),
+        "{e}"
+    );
+
+    // `imgbuild lock` pins it: the [base] entry and the platform's manifest.
+    let o = lock_cmd(&c);
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    let lock: toml::Value =
+        toml::from_str(&fs::read_to_string(c.path().join("recipe.lock")).expect("lock"))
+            .expect("toml");
+    assert_eq!(lock["base"]["image"].as_str(), Some("oci:base:1"), "{lock}");
+    assert_eq!(
+        lock["base"]["digest"].as_str(),
+        Some(one.as_str()),
+        "{lock}"
+    );
+    assert_eq!(
+        lock["base"]["platforms"]["linux/amd64"].as_str(),
+        Some(one.as_str()),
+        "{lock}"
+    );
+
+    // The tag moves: --locked, and a plain build, keep the locked digest, silently.
+    let moved = tagged_base(&base_dir, "1", "moved");
+    assert_ne!(moved, one);
+    for args in [&["--locked"][..], &[][..]] {
+        let o = c.build(&out, args);
+        let e = common::stderr(&o);
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {e}");
+        assert!(!e.contains("not pinned"), "{args:?}: {e}");
+        let d = String::from_utf8(o.stdout)
+            .expect("utf8")
+            .trim()
+            .to_string();
+        assert_eq!(d, built, "{args:?}: the lock's pin was not used");
+    }
+
+    // A lock whose pin the layout does not hold: the lock and the layout disagree.
+    let lock_path = c.path().join("recipe.lock");
+    let good_lock = fs::read_to_string(&lock_path).expect("lock");
+    let zero = format!("sha256:{}", "0".repeat(64));
+    fs::write(&lock_path, good_lock.replace(&one, &zero)).expect("write");
+    let o = c.build(&out, &[]);
+    let e = common::stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{e}");
+    assert!(
+        e.contains("recipe.lock and the layout disagree")
+            && e.contains(&zero)
+            && e.contains(&moved),
+        "{e}"
+    );
+    fs::write(&lock_path, &good_lock).expect("write");
+
+    // Another tag than the lock pins: a stale lock is a warning without --locked (the
+    // recipe's base is built on), exit 2 with it.
+    c.recipe_text(&on("oci:base:2"));
+    let o = c.build(&out, &[]);
+    let e = common::stderr(&o);
+    assert_eq!(o.status.code(), Some(0), "{e}");
+    assert!(
+        e.contains("is stale") && e.contains("pins base oci:base:1"),
+        "{e}"
+    );
+    let d = String::from_utf8(o.stdout)
+        .expect("utf8")
+        .trim()
+        .to_string();
+    assert_eq!(base_of(&out, &d), two);
+    let o = c.build(&out, &["--locked"]);
+    let e = common::stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{e}");
+    assert!(
+        e.contains("--locked") && e.contains("pins base oci:base:1"),
+        "{e}"
+    );
+
+    // A tag the layout lacks: exit 2, listing the tags there.
+    c.recipe_text(&on("oci:base:3"));
+    let o = c.build(&out, &[]);
+    let e = common::stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{e}");
+    assert!(
+        e.contains("no image is tagged \"3\"") && e.contains("tags in this layout"),
+        "{e}"
+    );
+
+    // `oci:DIR`: the layout's only image, under the same rules.
+    let solo = tagged_base(&c.path().join("solo"), "s", "solo");
+    c.recipe_text(&on("oci:solo"));
+    let o = c.build(&out, &[]);
+    let e = common::stderr(&o);
+    assert_eq!(o.status.code(), Some(0), "{e}");
+    assert!(
+        e.contains(&format!("the only image of solo is {solo} today")),
+        "{e}"
+    );
+    let o = c.build(&out, &["--locked"]);
+    assert_eq!(o.status.code(), Some(2), "{}", common::stderr(&o));
+    let o = lock_cmd(&c);
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    let o = c.build(&out, &["--locked"]);
+    let e = common::stderr(&o);
+    assert_eq!(o.status.code(), Some(0), "{e}");
+    let d = String::from_utf8(o.stdout)
+        .expect("utf8")
+        .trim()
+        .to_string();
+    assert_eq!(base_of(&out, &d), solo);
+}

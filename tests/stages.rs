@@ -149,7 +149,7 @@ fn options(recipe: PathBuf, out: PathBuf) -> BuildOptions {
     BuildOptions {
         recipe,
         out,
-        platforms: None,
+        platforms: imgbuild::build::Platforms::Recipe,
         tags: None,
         epoch: None,
         env_epoch: None,

@@ -1,10 +1,12 @@
 //! Lock policy, all in one place: what `recipe.lock` pins and what `--locked` demands.
 //!
 //! - `--locked`: a lock must exist and agree with the recipe (format, base name, url
-//!   pins) — [`check_locked`];
-//! - the base image's digest: the recipe's own `@sha256:…`, else the lock's, else its tag
+//!   pins) — [`check_locked`], [`check_locked_urls`];
+//! - the base image's digest (a registry's or a layout's alike): the recipe's own
+//!   `@sha256:…`, else the lock's, else its tag (a layout's only image, for `oci:DIR`)
 //!   resolved now (refused under `--locked`) — [`pin_base`]; a lock's pin the registry
-//!   does not have is the lock disagreeing with the registry — [`lock_disagrees`];
+//!   does not have is the lock disagreeing with the registry — [`lock_disagrees`] — and
+//!   one the layout does not hold, with the layout — [`open_layout_base`];
 //! - the base's per-platform manifests must be the ones the lock pinned, when it pins
 //!   this base — [`check_platform_pin`];
 //! - without `--locked`, a lock that pins another base than the recipe's is stale: a
@@ -18,7 +20,7 @@
 //! the registry while resolving an unpinned base tag (exit 3).
 
 use super::BuildOptions;
-use crate::base::BasePlatform;
+use crate::base::{BaseImage, BasePlatform, BaseSource, LayoutBase};
 use crate::digest::Digest;
 use crate::epoch::{self, EpochSource, SourceDateEpoch};
 use crate::error::{Error, Result};
@@ -31,13 +33,9 @@ use crate::reference::RegistryRef;
 use crate::source::{ImageSource, RegistrySource};
 use std::path::Path;
 
-/// `--locked`: a lock must exist and agree with the recipe's floating inputs.
-pub(super) fn check_locked(
-    recipe: &Recipe,
-    recipe_path: &Path,
-    lock: Option<&Lock>,
-    url_pins: &[fetch::UrlPin],
-) -> Result<()> {
+/// `--locked`: a lock must exist and agree with the recipe's format and base (its
+/// url pins are checked by [`check_locked_urls`], once the platforms are known).
+pub(super) fn check_locked(recipe: &Recipe, recipe_path: &Path, lock: Option<&Lock>) -> Result<()> {
     let Some(lock) = lock else {
         return Err(Error::input(format!(
             "--locked: there is no {}",
@@ -66,6 +64,19 @@ pub(super) fn check_locked(
     if let Some(what) = base_staleness(recipe, lock) {
         return Err(lock::stale(recipe_path, what));
     }
+    Ok(())
+}
+
+/// `--locked`: the lock must pin every url of the recipe as the platforms built
+/// expand it, with the recipe's sha256. Only after [`check_locked`].
+pub(super) fn check_locked_urls(
+    recipe_path: &Path,
+    lock: Option<&Lock>,
+    url_pins: &[fetch::UrlPin],
+) -> Result<()> {
+    let Some(lock) = lock else {
+        return Ok(());
+    };
     for pin in url_pins {
         match lock.url.iter().find(|u| u.url == pin.url) {
             Some(u) if u.sha256.trim_start_matches("sha256:") == pin.sha256 => {}
@@ -97,7 +108,7 @@ fn base_staleness(recipe: &Recipe, lock: &Lock) -> Option<String> {
         .image
         .as_ref()
         .map(|s| s.get_ref().as_str())
-        .filter(|n| *n != "scratch" && !n.starts_with("oci:"));
+        .filter(|n| *n != "scratch");
     match (&lock.base, base_name) {
         (Some(b), Some(n)) if b.image != n => Some(format!(
             "pins base {}, but the recipe's base is {n}",
@@ -127,27 +138,27 @@ fn pinned_base<'a>(lock: Option<&'a Lock>, name: &str, digest: &Digest) -> Optio
         .filter(|b| b.image == name && Digest::parse(&b.digest).as_ref() == Some(digest))
 }
 
-/// Where a registry base's digest came from.
+/// Where a base's digest came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum BasePin {
     /// The recipe's own `@sha256:…`.
     Recipe,
     /// `recipe.lock`.
     Lock,
-    /// The tag, resolved now.
+    /// The tag (or a layout's only image), resolved now.
     Tag,
 }
 
-/// The digest a registry base is pinned to: the recipe's own `@sha256:…`, else the
-/// lock's, else (without `--locked`) its tag resolved now, with a warning.
+/// The digest a base (from a registry or a layout) is pinned to: the recipe's own
+/// `@sha256:…`, else the lock's, else (without `--locked`) its tag resolved now — a
+/// layout's from its `index.json`, `oci:DIR` its only image — with a warning.
 pub(super) fn pin_base(
     recipe: &Recipe,
     opts: &BuildOptions,
     lock: Option<&Lock>,
-    name: &str,
-    reference: &RegistryRef,
-    span: std::ops::Range<usize>,
+    base: &BaseSource,
 ) -> Result<(Digest, BasePin)> {
+    let name = base.name();
     let locked = lock
         .and_then(|l| l.base.as_ref())
         .filter(|b| b.image == name)
@@ -164,7 +175,7 @@ pub(super) fn pin_base(
             })
         })
         .transpose()?;
-    if let Some(d) = &reference.digest {
+    if let Some(d) = base.written_digest() {
         if let Some(l) = locked.as_ref().filter(|l| *l != d) {
             let what = format!("pins base {name} to {l}, but the recipe says {d}");
             if opts.locked {
@@ -177,17 +188,69 @@ pub(super) fn pin_base(
     if let Some(d) = locked {
         return Ok((d, BasePin::Lock));
     }
+    let written = match base {
+        BaseSource::Registry { .. } => "host/repo:tag@sha256:…",
+        BaseSource::Layout(_) => "oci:DIR@sha256:…",
+    };
     if opts.locked {
         return Err(recipe
-            .error_at(span, format!("--locked: base image {name:?} is not pinned"))
-            .with_hint("run `imgbuild lock` to pin it in recipe.lock, or write the digest: image = \"host/repo:tag@sha256:…\""));
+            .error_at(base.span(), format!("--locked: base image {name:?} is not pinned"))
+            .with_hint(format!("run `imgbuild lock` to pin it in recipe.lock, or write the digest: image = \"{written}\"")));
     }
     // Its tag (or `latest`), read as any image is read.
-    let (digest, _) = RegistrySource::open(reference, &opts.registry)?.root()?;
+    let (digest, today, pinned) = match base {
+        BaseSource::Registry { reference, .. } => {
+            let (digest, _) = RegistrySource::open(reference, &opts.registry)?.root()?;
+            let today = format!("its tag resolved to {digest} today");
+            (digest.clone(), today, format!("{name}@{digest}"))
+        }
+        BaseSource::Layout(l) => {
+            let digest = l.resolve_now()?;
+            let today = match &l.tag {
+                Some(t) => format!("its tag {t} in {} gives {digest} today", l.dir),
+                None => format!("the only image of {} is {digest} today", l.dir),
+            };
+            (digest.clone(), today, l.pinned_form(&digest))
+        }
+    };
     opts.events.warn(format!(
-        "base image {name} is not pinned; its tag resolved to {digest} today. Pin it with `imgbuild lock` (or write {name}@{digest}) so that the build is reproducible"
+        "base image {name} is not pinned; {today}. Pin it with `imgbuild lock` (or write {pinned}) so that the build is reproducible"
     ));
     Ok((digest, BasePin::Tag))
+}
+
+/// A layout base at the digest it was pinned to. When that pin is the lock's and the
+/// layout holds no such image (the lock was edited, or the layout rewritten), the
+/// lock and the layout disagree, and the error says which says what.
+pub(super) fn open_layout_base(
+    opts: &BuildOptions,
+    base: &LayoutBase,
+    (digest, from): (&Digest, BasePin),
+) -> Result<BaseImage> {
+    if from != BasePin::Lock || base.layout.has_blob(digest) {
+        return base.pinned(digest);
+    }
+    let today = match base.resolve_now() {
+        Ok(d) => match &base.tag {
+            Some(t) => format!("its tag {t} is {d}"),
+            None => format!("its only image is {d}"),
+        },
+        Err(_) => match &base.tag {
+            Some(t) => format!("it has no tag {t} either"),
+            None => "it has no single image either".to_string(),
+        },
+    };
+    Err(Error::input(format!(
+        "{} and the layout disagree: the lock pins base {} to {digest}, but the layout {} holds no {digest} ({today})",
+        lock::path_for(&opts.recipe).display(),
+        base.name,
+        base.dir,
+    ))
+    .with_hint(format!(
+        "the lock was edited, or the layout was rewritten: run `imgbuild lock` to pin what {} gives today, check the change, and commit recipe.lock",
+        base.name
+    ))
+    .with_path(lock::path_for(&opts.recipe)))
 }
 
 /// A base pinned by the lock could not be pulled: when the registry definitely has no

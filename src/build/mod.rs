@@ -30,12 +30,26 @@ use crate::platform::Platform;
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
 
+/// Which platforms a build builds (`--platform`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Platforms {
+    /// The recipe's `[image] platforms` (linux/amd64 when it lists none).
+    #[default]
+    Recipe,
+    /// `--platform LIST`: these, replacing the recipe's.
+    Only(Vec<Platform>),
+    /// `--platform all`: the recipe's `platforms` when it lists them; else, with a
+    /// base image, every platform of the base (its index's, or its one manifest's);
+    /// else linux/amd64.
+    All,
+}
+
 #[derive(Debug, Clone)]
 pub struct BuildOptions {
     pub recipe: PathBuf,
     pub out: PathBuf,
-    /// Overrides the recipe's platforms.
-    pub platforms: Option<Vec<Platform>>,
+    /// The platforms to build: the recipe's, a list replacing them, or `all`.
+    pub platforms: Platforms,
     /// Overrides the recipe's tags.
     pub tags: Option<Vec<String>>,
     /// `--source-date-epoch` (highest precedence).

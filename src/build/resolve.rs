@@ -15,10 +15,10 @@
 //! to be empty or an OCI layout, and neither touches `index.json`.
 
 use super::lock_policy::{
-    check_locked, check_platform_pin, lock_disagrees, pin_base, resolve_epoch, resolve_format,
-    warn_stale, BasePin,
+    check_locked, check_locked_urls, check_platform_pin, lock_disagrees, open_layout_base,
+    pin_base, resolve_epoch, resolve_format, warn_stale, BasePin,
 };
-use super::{BuildInputs, BuildOptions};
+use super::{BuildInputs, BuildOptions, Platforms};
 use crate::base::{self, BaseImage, BasePlatform, BaseSource, VerifiedLayers};
 use crate::compress::Compression;
 use crate::digest::Digest;
@@ -74,18 +74,13 @@ pub struct PlatformPlan {
 
 pub fn resolve(opts: &BuildOptions) -> Result<ResolvedBuild<'_>> {
     let recipe = Recipe::load(&opts.recipe)?;
-    let platforms = match &opts.platforms {
-        Some(p) => p.clone(),
-        None => recipe.platforms()?,
-    };
     let compression = match opts.compression {
         Some(c) => c,
         None => recipe.compression()?,
     };
     let lock = Lock::load(&opts.recipe)?;
-    let url_pins = fetch::pins(&recipe, &platforms)?;
     if opts.locked {
-        check_locked(&recipe, &opts.recipe, lock.as_ref(), &url_pins)?;
+        check_locked(&recipe, &opts.recipe, lock.as_ref())?;
     } else {
         warn_stale(&recipe, opts, lock.as_ref());
     }
@@ -102,15 +97,20 @@ pub fn resolve(opts: &BuildOptions) -> Result<ResolvedBuild<'_>> {
     };
     let user = resolve_user(&recipe)?;
     let base_source = base::resolve(&recipe)?;
-    let registry_base = match &base_source {
-        Some(BaseSource::Registry {
-            name,
-            reference,
-            span,
-        }) => {
-            let (digest, from) =
-                pin_base(&recipe, opts, lock.as_ref(), name, reference, span.clone())?;
-            Some(((name.clone(), reference.clone(), digest), from))
+    let (platforms, base_pin) =
+        choose_platforms(&recipe, opts, lock.as_ref(), base_source.as_ref())?;
+    let url_pins = fetch::pins(&recipe, &platforms)?;
+    if opts.locked {
+        check_locked_urls(&opts.recipe, lock.as_ref(), &url_pins)?;
+    }
+    let base_pin = match (base_pin, &base_source) {
+        (Some(pin), _) => Some(pin),
+        (None, Some(b)) => Some(pin_base(&recipe, opts, lock.as_ref(), b)?),
+        (None, None) => None,
+    };
+    let layout_base = match (&base_source, &base_pin) {
+        (Some(BaseSource::Layout(l)), Some((digest, from))) => {
+            Some(open_layout_base(opts, l, (digest, *from))?)
         }
         _ => None,
     };
@@ -133,21 +133,22 @@ pub fn resolve(opts: &BuildOptions) -> Result<ResolvedBuild<'_>> {
     let (mut targets, mut newly_verified) = plan_platforms(
         &recipe,
         &platforms,
-        base_source.as_ref(),
+        layout_base.as_ref().map(|b| (b, lock.as_ref(), opts)),
         &plan_options,
         &verified,
     )?;
     warn_once(opts, &targets);
     check_out_dir(&opts.out)?;
-    let (base, layout) = match base_source {
-        Some(BaseSource::Layout(b)) => (Some(b), None),
-        Some(BaseSource::Registry { .. }) => {
-            let Some(pin) = registry_base else {
-                return Err(Error::input("internal: registry base without a pin"));
-            };
-            let (pin, from) = pin;
+    let (base, layout) = match (base_source, base_pin) {
+        (Some(BaseSource::Layout(_)), _) => (layout_base, None),
+        (
+            Some(BaseSource::Registry {
+                name, reference, ..
+            }),
+            Some((digest, from)),
+        ) => {
             let pulled = PulledBase {
-                pin,
+                pin: (name, reference, digest),
                 from,
                 platforms: &platforms,
                 lock: lock.as_ref(),
@@ -156,7 +157,10 @@ pub fn resolve(opts: &BuildOptions) -> Result<ResolvedBuild<'_>> {
             let (b, layout) = pull_registry_base(opts, pulled, &mut targets, &mut newly_verified)?;
             (Some(b), Some(layout))
         }
-        None => (None, None),
+        (Some(BaseSource::Registry { .. }), None) => {
+            return Err(Error::input("internal: registry base without a pin"))
+        }
+        (None, _) => (None, None),
     };
     let inputs = build_inputs(
         &recipe,
@@ -187,25 +191,34 @@ pub fn resolve(opts: &BuildOptions) -> Result<ResolvedBuild<'_>> {
     })
 }
 
-/// Plans every platform; with a layout base, opens its manifest for each platform and
-/// verifies its layers. Returns the plans and the base layers verified now.
+/// Plans every platform; with a layout base, opens its manifest for each platform,
+/// checks it against the lock's platform pin and verifies its layers. Returns the
+/// plans and the base layers verified now.
 fn plan_platforms(
     recipe: &Recipe,
     platforms: &[Platform],
-    base_source: Option<&BaseSource>,
+    layout_base: Option<(&BaseImage, Option<&Lock>, &BuildOptions)>,
     plan_options: &PlanOptions,
     verified: &VerifiedLayers,
 ) -> Result<(Vec<PlatformPlan>, Vec<VerifiedLayer>)> {
     let mut newly_verified = Vec::new();
     let mut targets = Vec::new();
     for platform in platforms {
-        let base_platform = match base_source {
-            Some(BaseSource::Layout(b)) => {
+        let base_platform = match layout_base {
+            Some((b, lock, opts)) => {
                 let bp = b.for_platform(platform)?;
+                check_platform_pin(
+                    &opts.recipe,
+                    lock,
+                    opts.locked,
+                    (&b.name, &b.digest),
+                    platform,
+                    &bp,
+                )?;
                 newly_verified.extend(b.verify_layers(&bp, verified)?);
                 Some(bp)
             }
-            _ => None,
+            None => None,
         };
         let plan = plan::resolve(recipe, platform, plan_options)?;
         targets.push(PlatformPlan {
@@ -214,6 +227,59 @@ fn plan_platforms(
         });
     }
     Ok((targets, newly_verified))
+}
+
+/// A base's digest and where it came from.
+type Pin = (Digest, BasePin);
+
+/// The platforms to build (`BuildOptions::platforms`). `--platform all` on a recipe
+/// that lists no platforms builds every platform of its base, which is pinned first
+/// (and returned); otherwise the base is pinned later, once the url pins (bad input,
+/// found without the network) are checked.
+fn choose_platforms(
+    recipe: &Recipe,
+    opts: &BuildOptions,
+    lock: Option<&Lock>,
+    base: Option<&BaseSource>,
+) -> Result<(Vec<Platform>, Option<Pin>)> {
+    Ok(match (&opts.platforms, base) {
+        (Platforms::Only(p), _) => (p.clone(), None),
+        (Platforms::All, Some(b)) if recipe.image.platforms.is_none() => {
+            let pin = pin_base(recipe, opts, lock, b)?;
+            (base_platforms(opts, b, &pin.0)?, Some(pin))
+        }
+        (Platforms::Recipe | Platforms::All, _) => (recipe.platforms()?, None),
+    })
+}
+
+/// `--platform all` on a recipe without platforms: every platform of the base pinned
+/// at `digest` (a registry base's root read from `--out` when it holds it, else from
+/// the registry).
+fn base_platforms(
+    opts: &BuildOptions,
+    base: &BaseSource,
+    digest: &Digest,
+) -> Result<Vec<Platform>> {
+    match base {
+        BaseSource::Layout(l) => base::platforms_of(&l.pinned(digest)?.source, &l.name),
+        BaseSource::Registry {
+            name, reference, ..
+        } => {
+            if let Ok(out) = Layout::open(&opts.out) {
+                if out.has_blob(digest) {
+                    let source =
+                        crate::source::LayoutSource::new(name.clone(), out, digest.clone())?;
+                    return base::platforms_of(&source, name);
+                }
+            }
+            let pinned = RegistryRef {
+                digest: Some(digest.clone()),
+                ..reference.clone()
+            };
+            let source = crate::source::RegistrySource::open(&pinned, &opts.registry)?;
+            base::platforms_of(&source, name)
+        }
+    }
 }
 
 /// What provenance and the SBOM record about the inputs read.

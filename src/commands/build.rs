@@ -5,7 +5,7 @@ mod archive;
 
 use super::{note, registry_ref, write_report, Context};
 use crate::cli::BuildArgs;
-use imgbuild::build::{self, BuildResult};
+use imgbuild::build::{self, BuildResult, Platforms};
 use imgbuild::format::FormatSource;
 use imgbuild::image::Descriptor;
 use imgbuild::layout::Layout;
@@ -33,10 +33,11 @@ pub(super) fn run(args: BuildArgs, ctx: &Context) -> Result<()> {
     opts.no_cache = args.no_cache;
     check_document_paths(&args)?;
     let params = provenance::Parameters {
-        platforms: opts
-            .platforms
-            .as_ref()
-            .map(|v| v.iter().map(|p| p.to_string()).collect()),
+        platforms: match &opts.platforms {
+            Platforms::Recipe => None,
+            Platforms::Only(v) => Some(v.iter().map(|p| p.to_string()).collect()),
+            Platforms::All => Some(vec!["all".to_string()]),
+        },
         tags: opts.tags.clone(),
         compression: opts.compression.map(|c| c.as_str().to_string()),
         locked: opts.locked,

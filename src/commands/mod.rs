@@ -17,7 +17,7 @@ mod verify;
 pub mod version;
 
 use crate::cli::{Cli, Command, InputArgs, RegistryArgs};
-use imgbuild::build::BuildOptions;
+use imgbuild::build::{BuildOptions, Platforms};
 use imgbuild::compress::Compression;
 use imgbuild::epoch;
 use imgbuild::format::FormatVersion;
@@ -186,8 +186,20 @@ fn note(line: &str) {
     let _ = writeln!(std::io::stderr().lock(), "{line}");
 }
 
-/// `--platform` values, parsed, without duplicates; None when none was given.
-fn platform_flags(flags: &[String]) -> Result<Option<Vec<Platform>>> {
+/// `--platform` values, parsed, without duplicates: the recipe's platforms when none
+/// was given, every platform with `all` (which stands alone: exit 2 beside others).
+fn platform_flags(flags: &[String]) -> Result<Platforms> {
+    let is_all = |p: &String| p.trim() == "all";
+    if flags.iter().any(is_all) {
+        if let Some(other) = flags.iter().find(|p| !is_all(p)) {
+            return Err(Error::input(format!(
+                "--platform all cannot be combined with other platforms (here {:?})",
+                other.trim()
+            ))
+            .with_hint("give --platform all alone, or list the platforms you want: --platform linux/amd64,linux/arm64"));
+        }
+        return Ok(Platforms::All);
+    }
     let mut v = Vec::new();
     for p in flags {
         let p = Platform::parse(p.trim()).map_err(|m| Error::input(format!("--platform: {m}")))?;
@@ -195,5 +207,9 @@ fn platform_flags(flags: &[String]) -> Result<Option<Vec<Platform>>> {
             v.push(p);
         }
     }
-    Ok((!v.is_empty()).then_some(v))
+    Ok(if v.is_empty() {
+        Platforms::Recipe
+    } else {
+        Platforms::Only(v)
+    })
 }

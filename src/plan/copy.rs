@@ -157,7 +157,7 @@ impl Walker<'_> {
             {
                 continue;
             }
-            if self.outputs.iter().any(|o| *o == path) {
+            if self.outputs.contains(&path) {
                 self.warnings.push(format!(
                     "not copying {}: it is {} (--out)",
                     path.display(),

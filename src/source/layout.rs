@@ -44,6 +44,20 @@ impl LayoutSource {
         })
     }
 
+    /// The image of the opened `layout` that `tag` names, or without a tag the
+    /// layout's only image; exit 2 when there is none. `name` is how messages name
+    /// it, `shown` how the hint names the layout's directory.
+    pub fn find(
+        name: impl Into<String>,
+        layout: Layout,
+        tag: Option<&str>,
+        shown: &str,
+    ) -> Result<LayoutSource> {
+        let name = name.into();
+        let digest = find_image(&layout, &name, tag, shown)?;
+        LayoutSource::new(name, layout, digest)
+    }
+
     /// The layout the image is in.
     pub fn layout(&self) -> &Layout {
         &self.layout
@@ -105,37 +119,14 @@ fn resolve_layout_image(reference: &Reference) -> Result<(Layout, Digest)> {
         }
     };
     let layout = Layout::open(dir)?;
-    let digest = match (digest, tag) {
-        (Some(d), _) => d.clone(),
-        (None, Some(t)) => match layout.resolve_tag(t)? {
-            Some(d) => d.digest,
-            None => {
-                return Err(
-                    Error::input(format!("{reference}: no image is tagged {t:?}"))
-                        .with_hint(tags_hint(&layout)?),
-                )
-            }
-        },
-        (None, None) => {
-            let index = layout.read_index()?;
-            let mut digests: Vec<&Digest> = index.manifests.iter().map(|m| &m.digest).collect();
-            digests.sort();
-            digests.dedup();
-            match digests.as_slice() {
-                [one] => (*one).clone(),
-                [] => {
-                    return Err(Error::input(format!(
-                        "{reference}: the layout holds no image"
-                    )))
-                }
-                _ => {
-                    return Err(Error::input(format!(
-                        "{reference}: the layout holds several images; say which"
-                    ))
-                    .with_hint(tags_hint(&layout)?))
-                }
-            }
-        }
+    let digest = match digest {
+        Some(d) => d.clone(),
+        None => find_image(
+            &layout,
+            &reference.to_string(),
+            tag.as_deref(),
+            &layout.root().display().to_string(),
+        )?,
     };
     if !layout.has_blob(&digest) {
         return Err(
@@ -147,14 +138,40 @@ fn resolve_layout_image(reference: &Reference) -> Result<(Layout, Digest)> {
     Ok((layout, digest))
 }
 
-fn tags_hint(layout: &Layout) -> Result<String> {
+/// The image of `layout` that `tag` names, or without a tag its only image; `name`
+/// names it in messages, `shown` is the layout's directory as the hint shows it.
+fn find_image(layout: &Layout, name: &str, tag: Option<&str>, shown: &str) -> Result<Digest> {
+    match tag {
+        Some(t) => match layout.resolve_tag(t)? {
+            Some(d) => Ok(d.digest),
+            None => Err(Error::input(format!("{name}: no image is tagged {t:?}"))
+                .with_hint(tags_hint(layout, shown)?)),
+        },
+        None => {
+            let index = layout.read_index()?;
+            let mut digests: Vec<&Digest> = index.manifests.iter().map(|m| &m.digest).collect();
+            digests.sort();
+            digests.dedup();
+            match digests.as_slice() {
+                [one] => Ok((*one).clone()),
+                [] => Err(Error::input(format!("{name}: the layout holds no image"))),
+                _ => Err(Error::input(format!(
+                    "{name}: the layout holds several images; say which"
+                ))
+                .with_hint(tags_hint(layout, shown)?)),
+            }
+        }
+    }
+}
+
+fn tags_hint(layout: &Layout, shown: &str) -> Result<String> {
     let tags: Vec<String> = layout
         .read_index()?
         .manifests
         .iter()
         .filter_map(|m| m.annotations.get(ANNOTATION_REF_NAME).cloned())
         .collect();
-    let by_digest = format!("oci:{}@sha256:…", layout.root().display());
+    let by_digest = format!("oci:{shown}@sha256:…");
     Ok(if tags.is_empty() {
         format!("name the image by digest: {by_digest}")
     } else {
