@@ -526,3 +526,167 @@ impl<R: std::io::Read> std::io::Read for HashingReader<R> {
         Ok(n)
     }
 }
+
+/// A file of a base image's file system, as its layers leave it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BaseFile {
+    /// No layer has it, or a later layer removed it (a whiteout, an opaque
+    /// directory, an ancestor replaced by a non-directory).
+    Absent,
+    /// A regular file: the layer that last wrote it (0-based) and its bytes.
+    File { layer: usize, bytes: Vec<u8> },
+    /// Something not read as a file: a symlink, a hard link, a directory, or a file
+    /// larger than the limit asked for; `what` says which.
+    Unreadable { layer: usize, what: String },
+}
+
+impl BaseImage {
+    /// The files `paths` (relative, as `etc/passwd`) of the base's file system for one
+    /// platform: each layer is walked in order (through `crate::tar_read`), a later
+    /// layer's entry or whiteout replacing an earlier one's. A regular file of more
+    /// than `limit` bytes is [`BaseFile::Unreadable`].
+    pub fn read_files(
+        &self,
+        bp: &BasePlatform,
+        paths: &[&str],
+        limit: u64,
+    ) -> Result<Vec<BaseFile>> {
+        let mut found = vec![BaseFile::Absent; paths.len()];
+        for (index, layer) in bp.layers.iter().enumerate() {
+            let path = self.source.layout().blob_path(&layer.digest);
+            let file =
+                std::fs::File::open(&path).map_err(|e| Error::io_path("cannot read", &path, e))?;
+            let compression = crate::tar_read::Compression::of_media_type(&layer.media_type);
+            let mut removed = vec![false; paths.len()];
+            let mut written: Vec<Option<BaseFile>> = vec![None; paths.len()];
+            let walked = crate::tar_read::Blob::open(file, compression, false).and_then(|blob| {
+                blob.walk(|_, entry| {
+                    let name = normal_path(&entry.path_bytes());
+                    let kind = entry.header().entry_type();
+                    for (i, want) in paths.iter().enumerate() {
+                        let want = want.as_bytes();
+                        if name == want {
+                            written[i] = Some(read_entry(index, entry, kind, limit)?);
+                        } else if hides(&name, want, kind) {
+                            removed[i] = true;
+                        }
+                    }
+                    Ok(())
+                })
+            });
+            walked.map_err(|e| match e.fault {
+                crate::tar_read::Fault::Source => Error::io_path("cannot read", &path, e.error),
+                crate::tar_read::Fault::Corrupt => self.bad_layer(
+                    &format!("layer {index} ({})", layer.digest),
+                    format!("it is not a valid layer ({})", e.error),
+                ),
+            })?;
+            for (i, slot) in found.iter_mut().enumerate() {
+                if let Some(w) = written[i].take() {
+                    *slot = w;
+                } else if removed[i] {
+                    *slot = BaseFile::Absent;
+                }
+            }
+        }
+        Ok(found)
+    }
+}
+
+/// A tar entry's path as the plan writes paths: no `./` or `/` before it, no `/`
+/// after it.
+fn normal_path(path: &[u8]) -> Vec<u8> {
+    let mut p = path;
+    loop {
+        if let Some(rest) = p.strip_prefix(b"./") {
+            p = rest;
+        } else if let Some(rest) = p.strip_prefix(b"/") {
+            p = rest;
+        } else {
+            break;
+        }
+    }
+    while let Some(rest) = p.strip_suffix(b"/") {
+        p = rest;
+    }
+    p.to_vec()
+}
+
+/// Whether the entry `name` (of type `kind`) removes `want` of the layers below: a
+/// whiteout of it or of an ancestor, an opaque marker in an ancestor, or an ancestor
+/// that is not a directory.
+fn hides(name: &[u8], want: &[u8], kind: tar::EntryType) -> bool {
+    let under = |dir: &[u8]| {
+        dir.is_empty() || (want.starts_with(dir) && want.get(dir.len()) == Some(&b'/'))
+    };
+    let (parent, last) = match name.iter().rposition(|&b| b == b'/') {
+        Some(i) => (&name[..i], &name[i + 1..]),
+        None => (&name[..0], name),
+    };
+    if last == b".wh..wh..opq" {
+        return under(parent);
+    }
+    if let Some(hidden) = last.strip_prefix(b".wh.") {
+        let target = crate::plan::join(parent, hidden);
+        return want == target.as_slice() || under(&target);
+    }
+    !kind.is_dir() && !name.is_empty() && under(name)
+}
+
+/// What the base's file at `want` is, read from its tar entry.
+fn read_entry<R: std::io::Read>(
+    layer: usize,
+    entry: &mut tar::Entry<'_, R>,
+    kind: tar::EntryType,
+    limit: u64,
+) -> std::io::Result<BaseFile> {
+    let what = if kind.is_file() || kind == tar::EntryType::Continuous {
+        let size = entry.header().size()?;
+        if size > limit {
+            format!("a file of {size} bytes, more than the {limit} read")
+        } else {
+            let mut bytes = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::Read::take(entry, limit), &mut bytes)?;
+            return Ok(BaseFile::File { layer, bytes });
+        }
+    } else if kind.is_symlink() {
+        "a symbolic link".to_string()
+    } else if kind.is_hard_link() {
+        "a hard link".to_string()
+    } else if kind.is_dir() {
+        "a directory".to_string()
+    } else {
+        "not a regular file".to_string()
+    };
+    Ok(BaseFile::Unreadable { layer, what })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tar::EntryType;
+
+    #[test]
+    fn paths_lose_leading_dot_slash_and_trailing_slash() {
+        assert_eq!(normal_path(b"./etc/passwd"), b"etc/passwd");
+        assert_eq!(normal_path(b"/etc/"), b"etc");
+        assert_eq!(normal_path(b"././etc/group"), b"etc/group");
+    }
+
+    #[test]
+    fn whiteouts_opaque_markers_and_non_directory_ancestors_hide_a_file() {
+        let want = b"etc/passwd";
+        let file = EntryType::Regular;
+        assert!(hides(b"etc/.wh.passwd", want, file));
+        assert!(hides(b".wh.etc", want, file));
+        assert!(hides(b"etc/.wh..wh..opq", want, file));
+        assert!(hides(b".wh..wh..opq", want, file));
+        assert!(hides(b"etc", want, EntryType::Symlink));
+        assert!(!hides(b"etc", want, EntryType::Directory));
+        assert!(!hides(b"etc/.wh.group", want, file));
+        assert!(!hides(b"etc/.wh.passwd-", want, file));
+        assert!(!hides(b"etcx/.wh..wh..opq", want, file));
+        assert!(!hides(b"etc/passwd/x", want, file));
+        assert!(!hides(b"et", want, file));
+    }
+}

@@ -4,8 +4,10 @@
 //! image built with it must rebuild bit for bit with every later release (a change of
 //! bytes is a new format version, docs/determinism.md). The recipes name `format = 1`
 //! themselves; every other format is built from the same recipe with
-//! `--format-version N`. Layer diff_ids are pinned separately: they never change, even
-//! across format versions (only compressed bytes may).
+//! `--format-version N`. The last layer's diff_id is pinned separately: it never
+//! changes, even across format versions (only compressed bytes may; the one content
+//! rule a format changed — format 2 merges `[[user]]` into a base's /etc/passwd —
+//! changes only the accounts layer, which no case has last).
 //!
 //! Format 2's column is filled in when its compressor lands: adding a format to a case
 //! is one `(2, "sha256:…")` row in its table.
@@ -534,6 +536,40 @@ fn golden_base_image_from_an_oci_layout() {
             ),
         ],
         "sha256:253b28c6f30260253fda34e66e0a46084fb6a3b4f6f88c44a35de61684ed1f8a",
+    );
+}
+
+/// A base that has /etc/passwd and /etc/group (two layers: the second rewrites
+/// passwd) under a recipe with [[user]] and [[group]]. Format 1 replaces the base's
+/// files with the recipe's (its bytes predate merging, and its digest here was pinned
+/// before merging existed); format 2 merges them, so its accounts layer differs.
+#[test]
+fn golden_accounts_on_a_base_with_passwd_and_group() {
+    let c = ctx("");
+    let base_ctx = ctx(&format!(
+        "{EPOCH}[[layer]]\nname = \"base-etc\"\n[[layer.file]]\npath = \"/etc/passwd\"\ncontent = \"root:x:0:0:root:/root:/bin/sh\\n\"\n[[layer.file]]\npath = \"/etc/group\"\ncontent = \"root:x:0:\\ndaemon:x:1:\\nstaff:x:50:op\\nnogroup:x:65534:\\n\"\n[[layer]]\nname = \"base-users\"\n[[layer.file]]\npath = \"/etc/passwd\"\ncontent = \"root:x:0:0:root:/root:/bin/sh\\ndaemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\\nop:x:10:50:operator:/root:/bin/sh\\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\\n\"\n"
+    ));
+    let base_digest = base_ctx.build_ok(
+        &c.path().join("base"),
+        &["--source-date-epoch", "1600000000"],
+    );
+    c.recipe_text(&format!(
+        "{EPOCH}[base]\nimage = \"oci:base@{base_digest}\"\n[[group]]\nname = \"staff\"\ngid = 50\n[[user]]\nname = \"app\"\nuid = 1000\nhome = \"/home/app\"\ngroups = [\"staff\"]\n[[user]]\nname = \"daemon\"\nuid = 1\nshell = \"/bin/false\"\n[[layer]]\nname = \"app\"\n[[layer.file]]\npath = \"/app\"\ncontent = \"app\"\n"
+    ));
+    check(
+        "accounts_on_base",
+        case(c),
+        &[
+            (
+                1,
+                "sha256:6d89e38694d28af0aa2aa0e3ea84c913d3262f55fd9a04883131bbfd082e5025",
+            ),
+            (
+                2,
+                "sha256:d76f3ce59926d5f5778db419c3930ffd8c8d7327bd6f63985a41442da43c3cb0",
+            ),
+        ],
+        "sha256:7a21ee7f5fda9cc0bf423241d6dad08d46072cb8d375936727ea2810f9c5f605",
     );
 }
 

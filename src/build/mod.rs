@@ -12,6 +12,7 @@
 //! raised. Url archives and a registry base are stored in `--out`'s content-addressed
 //! store while resolving (verified as they stream in); `resolve.rs` says when.
 
+mod accounts;
 mod assemble;
 mod execute;
 mod lock_policy;

@@ -162,6 +162,9 @@ pub fn resolve(opts: &BuildOptions) -> Result<ResolvedBuild<'_>> {
         }
         (None, _) => (None, None),
     };
+    // The base's /etc/passwd and /etc/group, under the recipe's accounts.
+    let plans = targets.iter_mut().map(|t| (&mut t.plan, t.base.as_ref()));
+    super::accounts::on_base(opts, &recipe, format, base.as_ref(), plans)?;
     let inputs = build_inputs(
         &recipe,
         compression,

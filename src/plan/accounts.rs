@@ -4,8 +4,14 @@
 //! that a recipe layer may still replace either file. `root` (uid and gid 0) is always
 //! present, first; users follow in recipe order; a user whose primary gid names no
 //! `[[group]]` gets a group of its own name with that gid.
+//!
+//! That is the layer a plan gets. On a base image that has either file, format 2 and
+//! later merge the recipe's entries into the base's instead ([`merged`],
+//! [`replace_file`]; the rules are `super::passwd`'s): the build does it once the
+//! base is read (`crate::build`), since a registry base is pulled after planning.
 
-use super::{Content, EntryKind, LayerPlan, Meta};
+use super::passwd::{self, Db};
+use super::{Content, EntryKind, LayerPlan, Meta, Plan};
 use crate::error::Result;
 use crate::recipe::Recipe;
 use std::collections::{BTreeMap, BTreeSet};
@@ -13,11 +19,17 @@ use std::sync::Arc;
 
 pub const LAYER_NAME: &str = "accounts";
 
+/// The implicit `root` user: a default, never replacing a base's root.
+const ROOT_PASSWD: &str = "root:x:0:0:root:/root:/sbin/nologin\n";
+/// The implicit `root` group, without members.
+const ROOT_GROUP: &str = "root:x:0:\n";
+
 pub(crate) fn layer(recipe: &Recipe) -> Result<Option<LayerPlan>> {
-    if recipe.users.is_empty() && recipe.groups.is_empty() {
+    if !has_accounts(recipe) {
         return Ok(None);
     }
-    let (passwd, group) = files(recipe)?;
+    let accounts = files(recipe)?;
+    let (passwd, group) = (accounts.passwd_file(), accounts.group_file());
     let file = |path: &str, bytes: String| super::Entry {
         path: path.as_bytes().to_vec(),
         kind: EntryKind::File {
@@ -49,8 +61,75 @@ pub(crate) fn layer(recipe: &Recipe) -> Result<Option<LayerPlan>> {
     }))
 }
 
-/// The text of `/etc/passwd` and `/etc/group`.
-fn files(recipe: &Recipe) -> Result<(String, String)> {
+fn has_accounts(recipe: &Recipe) -> bool {
+    !recipe.users.is_empty() || !recipe.groups.is_empty()
+}
+
+/// The plan's accounts layer: its first, when the recipe has accounts.
+pub fn layer_mut<'p>(recipe: &Recipe, plan: &'p mut Plan) -> Option<&'p mut LayerPlan> {
+    if !has_accounts(recipe) {
+        return None;
+    }
+    plan.layers.first_mut().filter(|l| l.name == LAYER_NAME)
+}
+
+/// The recipe's entries: passwd lines after root's, and every group in order (root
+/// first, with the members the recipe gives it).
+struct Accounts {
+    passwd: String,
+    groups: Vec<(String, u32, Vec<String>)>,
+}
+
+impl Accounts {
+    /// `/etc/passwd` as a plan writes it (and format 1 on any base).
+    fn passwd_file(&self) -> String {
+        format!("{ROOT_PASSWD}{}", self.passwd)
+    }
+
+    /// `/etc/group` as a plan writes it.
+    fn group_file(&self) -> String {
+        self.group_lines(true)
+    }
+
+    fn group_lines(&self, with_bare_root: bool) -> String {
+        self.groups
+            .iter()
+            .filter(|(n, gid, members)| {
+                with_bare_root || !(n == "root" && *gid == 0 && members.is_empty())
+            })
+            .map(|(n, gid, members)| format!("{n}:x:{gid}:{}\n", members.join(",")))
+            .collect()
+    }
+}
+
+/// The base's `db` file (`base`) with the recipe's entries merged in
+/// (`super::passwd::merge`): root is the recipe's only where the base has none, and
+/// the root group is the recipe's only when the recipe adds members to it.
+pub fn merged(
+    recipe: &Recipe,
+    db: Db,
+    base: &str,
+) -> Result<std::result::Result<passwd::Merged, (passwd::Input, passwd::Malformed)>> {
+    let accounts = files(recipe)?;
+    Ok(match db {
+        Db::Passwd => passwd::merge(db, base, &accounts.passwd, ROOT_PASSWD),
+        Db::Group => passwd::merge(db, base, &accounts.group_lines(false), ROOT_GROUP),
+    })
+}
+
+/// Puts `text` in the accounts layer as `db`'s file, in place of what it held.
+pub fn replace_file(layer: &mut LayerPlan, db: Db, text: String) {
+    let path = &db.path().as_bytes()[1..];
+    for entry in layer.entries.iter_mut().filter(|e| e.path == path) {
+        entry.kind = EntryKind::File {
+            size: text.len() as u64,
+            content: Content::Inline(Arc::new(text.clone().into_bytes())),
+        };
+    }
+}
+
+/// The recipe's accounts.
+fn files(recipe: &Recipe) -> Result<Accounts> {
     // name -> (gid, members), in order of first appearance.
     let mut groups: Vec<(String, u32, Vec<String>)> = vec![("root".into(), 0, Vec::new())];
     let mut seen_gid: BTreeSet<u32> = BTreeSet::from([0]);
@@ -73,7 +152,7 @@ fn files(recipe: &Recipe) -> Result<(String, String)> {
         seen_gid.insert(g.gid);
         groups.push((name.clone(), g.gid, Vec::new()));
     }
-    let mut passwd = String::from("root:x:0:0:root:/root:/sbin/nologin\n");
+    let mut passwd = String::new();
     let mut users_seen: BTreeMap<String, u32> = BTreeMap::from([("root".to_string(), 0)]);
     for u in &recipe.users {
         let span = u.span();
@@ -131,11 +210,7 @@ fn files(recipe: &Recipe) -> Result<(String, String)> {
             }
         }
     }
-    let group = groups
-        .iter()
-        .map(|(n, gid, members)| format!("{n}:x:{gid}:{}\n", members.join(",")))
-        .collect();
-    Ok((passwd, group))
+    Ok(Accounts { passwd, groups })
 }
 
 /// Resolves `config.user` — a `[[user]]` name, `uid` or `uid:gid` — to `uid:gid` or `uid`.

@@ -10,6 +10,7 @@
 pub mod accounts;
 mod archive;
 mod copy;
+pub mod passwd;
 
 use crate::error::{Error, Result};
 use crate::platform::Platform;
