@@ -8,7 +8,7 @@ use std::path::PathBuf;
 #[derive(Debug, Parser)]
 #[command(
     name = "imgbuild",
-    version = crate::commands::version::CLAP_VERSION.as_str(),
+    version = CLAP_VERSION.as_str(),
     about = "Reproducible OCI image builder: same recipe, same bytes, same digest",
     long_about = "imgbuild compiles a declarative recipe (recipe.toml) into an OCI image whose bytes depend only on the recipe and the files it names.\n\nExit codes: 0 success; 1 verify/diff found a difference; 2 bad usage, recipe or input (nothing written); 3 I/O, network or registry failure."
 )]
@@ -265,3 +265,18 @@ pub struct VerifyArgs {
     #[command(flatten)]
     pub inputs: InputArgs,
 }
+
+/// What `--version` prints after `imgbuild ` (clap adds the name): the same lines as
+/// `imgbuild version`, which are made here so that `cli` imports no command.
+static CLAP_VERSION: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let list: Vec<String> = imgbuild::format::FormatVersion::ALL
+        .iter()
+        .map(|v| v.number().to_string())
+        .collect();
+    format!(
+        "{}\nwrites format version {} (the newest)\nrebuilds format versions {}",
+        imgbuild::VERSION,
+        imgbuild::format::FormatVersion::NEWEST,
+        list.join(", ")
+    )
+});

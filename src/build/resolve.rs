@@ -86,15 +86,7 @@ pub fn resolve(opts: &BuildOptions) -> Result<ResolvedBuild<'_>> {
     }
     let (format, format_source) = resolve_format(&recipe, opts, lock.as_ref())?;
     let epoch = resolve_epoch(&recipe, opts, lock.as_ref())?;
-    let tags = match &opts.tags {
-        Some(t) => t.clone(),
-        None => recipe
-            .image
-            .tags
-            .iter()
-            .map(|t| t.get_ref().clone())
-            .collect(),
-    };
+    let tags = opts.tags.clone().unwrap_or_else(|| recipe_tags(&recipe));
     let user = resolve_user(&recipe)?;
     let base_source = base::resolve(&recipe)?;
     let (platforms, base_pin) =
@@ -484,4 +476,14 @@ fn absolute(p: &Path) -> PathBuf {
     p.canonicalize()
         .or_else(|_| std::path::absolute(p))
         .unwrap_or_else(|_| p.to_path_buf())
+}
+
+/// The recipe's `[image] tags`.
+fn recipe_tags(recipe: &Recipe) -> Vec<String> {
+    recipe
+        .image
+        .tags
+        .iter()
+        .map(|t| t.get_ref().clone())
+        .collect()
 }

@@ -5,16 +5,6 @@ use super::{write_report, Context};
 use crate::cli::VersionArgs;
 use imgbuild::format::FormatVersion;
 use imgbuild::Result;
-use std::sync::LazyLock;
-
-/// What `--version` prints after `imgbuild ` (clap adds the name): the same lines as
-/// `imgbuild version`.
-pub static CLAP_VERSION: LazyLock<String> = LazyLock::new(|| {
-    text()
-        .strip_prefix("imgbuild ")
-        .map(str::to_string)
-        .unwrap_or_else(text)
-});
 
 pub(super) fn run(args: VersionArgs, _ctx: &Context) -> Result<()> {
     if args.json {
@@ -28,7 +18,7 @@ fn rebuilds() -> Vec<u32> {
     FormatVersion::ALL.iter().map(|v| v.number()).collect()
 }
 
-/// `imgbuild 0.1.0`, then the format versions.
+/// `imgbuild 0.1.0`, then the format versions (also what `--version` prints).
 fn text() -> String {
     let list: Vec<String> = rebuilds().iter().map(u32::to_string).collect();
     format!(
