@@ -53,6 +53,7 @@ pub fn copy(src: &Reference, dst: &Reference, opts: &Options) -> Result<Copied> 
     let mut reference = None;
     match dst {
         Reference::Layout { dir, .. } => {
+            Layout::check_target(dir, "the destination")?;
             let layout = Layout::create(dir)?;
             source::copy_image(&*source, &name, &digest, &[], &layout, &opts.events)?;
             layout.add_to_index(&root, &tags)?;

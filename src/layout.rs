@@ -41,6 +41,46 @@ impl Layout {
         Ok(layout)
     }
 
+    /// `out` (named `what` in messages: `--out`, a `copy` destination) must be
+    /// missing, empty, or an OCI layout: imgbuild never scatters blobs into a
+    /// directory that holds something else. Entries of another imgbuild writing the
+    /// layout right now are not something else.
+    pub fn check_target(out: &Path, what: &str) -> Result<()> {
+        if !out.exists() || out.join("oci-layout").is_file() {
+            return Ok(());
+        }
+        if !out.is_dir() {
+            return Err(Error::input(format!(
+                "{what} {} exists and is not a directory",
+                out.display()
+            ))
+            .with_hint("name a new or empty directory, or an existing OCI image layout"));
+        }
+        // Another build may be creating the layout right now: its first entries (before
+        // oci-layout lands) are ones only imgbuild writes.
+        let ours = |name: &std::ffi::OsStr| {
+            let n = name.to_string_lossy();
+            matches!(
+                n.as_ref(),
+                "blobs" | "oci-layout" | "index.json" | ".index.json.lock" | ".imgbuild"
+            ) || n.starts_with(".tmp-")
+                || n.starts_with(crate::atomic::PENDING_PREFIX)
+        };
+        let mut foreign = false;
+        for entry in std::fs::read_dir(out).map_err(|e| Error::io_path("cannot read", out, e))? {
+            let entry = entry.map_err(|e| Error::io_path("cannot read", out, e))?;
+            foreign |= !ours(&entry.file_name());
+        }
+        if !foreign {
+            return Ok(());
+        }
+        Err(Error::input(format!(
+            "{what} {} is a non-empty directory that is not an OCI image layout (it has no oci-layout file)",
+            out.display()
+        ))
+        .with_hint("name a new or empty directory, or an existing OCI image layout"))
+    }
+
     /// Opens an existing layout for reading.
     pub fn open(root: &Path) -> Result<Layout> {
         if !root.exists() {

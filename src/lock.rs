@@ -255,7 +255,8 @@ pub fn differences(existing: &Lock, wanted: &Lock) -> Vec<String> {
             existing.version, wanted.version
         ));
     }
-    if existing.format_version() != wanted.format_version() || existing.format.is_none() {
+    // A lock without `format` pins format 1, as `build --locked` reads it.
+    if existing.format_version() != wanted.format_version() {
         let was = match existing.format {
             Some(n) => n.to_string(),
             None => "not recorded (which means 1)".to_string(),
@@ -423,6 +424,24 @@ fn resolve(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_lock_without_format_is_current_for_format_1() {
+        let old = super::Lock {
+            version: super::LOCK_VERSION,
+            ..super::Lock::default()
+        };
+        let wanted = super::Lock {
+            format: Some(1),
+            ..old.clone()
+        };
+        assert!(super::differences(&old, &wanted).is_empty());
+        let newer = super::Lock {
+            format: Some(2),
+            ..old.clone()
+        };
+        assert_eq!(super::differences(&old, &newer).len(), 1);
+    }
+
     use super::*;
 
     #[test]

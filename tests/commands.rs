@@ -673,3 +673,16 @@ fn platform_all_builds_the_recipes_platforms_else_every_platform_of_the_base() {
         );
     }
 }
+
+/// A repository the registry does not know is bad input (exit 2), as a missing image
+/// is for every other command.
+#[test]
+fn tags_of_an_unknown_repository_is_exit_2() {
+    let reg = Registry::start(Mode::Plain);
+    let o = imgbuild()
+        .args(["tags", &reg.reference("nobody/here")])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("nobody/here"), "{}", stderr(&o));
+}

@@ -1248,6 +1248,19 @@ fn archives_are_read_by_inspect_diff_and_push() {
     let docker_ref = format!("docker-archive:{}", docker_archive.display());
     assert_eq!(inspect(&oci_ref)["digest"], digest.as_str());
     assert_eq!(inspect(&docker_ref)["digest"], digest.as_str());
+    // `repository:tag` names a RepoTags entry, repository included.
+    let named = format!("{docker_ref}:hello:latest");
+    assert_eq!(inspect(&named)["digest"], digest.as_str());
+    let o = common::imgbuild()
+        .args(["inspect", &format!("{docker_ref}:other:latest")])
+        .output()
+        .expect("run imgbuild");
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     // skopeo's legacy archive: the same config, the same uncompressed layers.
     let legacy_ref = format!("docker-archive:{}:hello:latest", legacy.display());
     let v = inspect(&legacy_ref);

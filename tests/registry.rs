@@ -1268,6 +1268,27 @@ fn copy_moves_an_image_between_registries_layouts_and_archives_unchanged() {
         skopeo_digest(&reg, &reg.reference("copies/again:3")),
         digest
     );
+    // A destination without a tag gets the source's (1.0), not `latest`.
+    copy(
+        &format!("oci:{}:1.0", out.display()),
+        &reg.reference("copies/untagged"),
+    );
+    assert_eq!(
+        skopeo_digest(&reg, &reg.reference("copies/untagged:1.0")),
+        digest
+    );
+    // A destination directory holding something else is refused, and left as it was.
+    let project = ctx.path().join("project");
+    fs::create_dir_all(&project).unwrap();
+    fs::write(project.join("notes.txt"), "mine\n").unwrap();
+    let o = run(imgbuild().args(["copy", &target, &format!("oci:{}", project.display())]));
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("not an OCI image layout"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(fs::read_dir(&project).unwrap().count(), 1);
     // A destination naming another digest is refused.
     let o = run(imgbuild().args([
         "copy",

@@ -113,7 +113,7 @@ pub fn resolve(opts: &BuildOptions) -> Result<ResolvedBuild<'_>> {
     let downloads = if url_pins.is_empty() {
         fetch::Downloads::new()
     } else {
-        check_out_dir(&opts.out)?;
+        Layout::check_target(&opts.out, "--out")?;
         fetch::fetch(&recipe, &url_pins, &opts.out, &opts.registry)?
     };
     // The downloads are inputs by url, not files of the context.
@@ -130,7 +130,7 @@ pub fn resolve(opts: &BuildOptions) -> Result<ResolvedBuild<'_>> {
         &verified,
     )?;
     warn_once(opts, &targets);
-    check_out_dir(&opts.out)?;
+    Layout::check_target(&opts.out, "--out")?;
     let (base, layout) = match (base_source, base_pin) {
         (Some(BaseSource::Layout(_)), _) => (layout_base, None),
         (
@@ -432,44 +432,6 @@ fn input_files<'a>(
         }
     }
     files.into_iter().collect()
-}
-
-/// `--out` must be missing, empty, or an OCI layout: imgbuild never scatters blobs
-/// into a directory that holds something else.
-pub(super) fn check_out_dir(out: &Path) -> Result<()> {
-    if !out.exists() || out.join("oci-layout").is_file() {
-        return Ok(());
-    }
-    if !out.is_dir() {
-        return Err(Error::input(format!(
-            "--out {} exists and is not a directory",
-            out.display()
-        ))
-        .with_hint("name a new or empty directory, or an existing OCI image layout"));
-    }
-    // Another build may be creating the layout right now: its first entries (before
-    // oci-layout lands) are ones only imgbuild writes.
-    let ours = |name: &std::ffi::OsStr| {
-        let n = name.to_string_lossy();
-        matches!(
-            n.as_ref(),
-            "blobs" | "oci-layout" | "index.json" | ".index.json.lock" | ".imgbuild"
-        ) || n.starts_with(".tmp-")
-            || n.starts_with(crate::atomic::PENDING_PREFIX)
-    };
-    let mut foreign = false;
-    for entry in std::fs::read_dir(out).map_err(|e| Error::io_path("cannot read", out, e))? {
-        let entry = entry.map_err(|e| Error::io_path("cannot read", out, e))?;
-        foreign |= !ours(&entry.file_name());
-    }
-    if !foreign {
-        return Ok(());
-    }
-    Err(Error::input(format!(
-        "--out {} is a non-empty directory that is not an OCI image layout (it has no oci-layout file)",
-        out.display()
-    ))
-    .with_hint("name a new or empty directory, or an existing OCI image layout"))
 }
 
 fn absolute(p: &Path) -> PathBuf {

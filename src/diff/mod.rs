@@ -770,7 +770,8 @@ fn without_diff_ids(config: &Value) -> Value {
 /// otherwise be compared with the wrong ones).
 fn layers(m: &InspectedManifest, what: &str) -> Result<Vec<(LayerInfo, Value)>> {
     let diff_ids = m.config["rootfs"]["diff_ids"].as_array();
-    let names = crate::image::layer_names(&m.config);
+    let count = m.manifest["layers"].as_array().map_or(0, Vec::len);
+    let names = crate::image::layer_names(&m.config, count);
     m.manifest["layers"]
         .as_array()
         .map(Vec::as_slice)

@@ -241,11 +241,13 @@ pub fn select_platform(
     }
 }
 
-/// The recipe name of each layer (in `rootfs` order) that imgbuild built, read from
-/// the config's history: one entry per layer, not counting `empty_layer` entries;
-/// `None` for a layer another tool made (a base's).
-pub fn layer_names(config: &Value) -> Vec<Option<String>> {
-    config["history"]
+/// The recipe name of each of `layers` layers that imgbuild built, in `rootfs` order,
+/// read from the config's history (`imgbuild: layer NAME`, not counting
+/// `empty_layer` entries); `None` for a layer another tool made. History and layers
+/// are paired from the end: imgbuild's layers are always the last, and a base's
+/// history may be missing or shorter than its layers.
+pub fn layer_names(config: &Value, layers: usize) -> Vec<Option<String>> {
+    let made: Vec<Option<String>> = config["history"]
         .as_array()
         .map(Vec::as_slice)
         .unwrap_or_default()
@@ -257,12 +259,38 @@ pub fn layer_names(config: &Value) -> Vec<Option<String>> {
                 .and_then(|c| c.strip_prefix("imgbuild: layer "))
                 .map(str::to_string)
         })
-        .collect()
+        .collect();
+    let skip = made.len().saturating_sub(layers);
+    let mut names = vec![None; layers.saturating_sub(made.len() - skip)];
+    names.extend(made.into_iter().skip(skip));
+    names
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn layer_names_pair_history_and_layers_from_the_end() {
+        let ours = |n: &str| serde_json::json!({"created_by": format!("imgbuild: layer {n}")});
+        // A base with two layers and no history, then two of ours.
+        let config = serde_json::json!({"history": [ours("app"), ours("cleanup")]});
+        assert_eq!(
+            layer_names(&config, 4),
+            [
+                None,
+                None,
+                Some("app".to_string()),
+                Some("cleanup".to_string())
+            ]
+        );
+        // More history than layers (entries not flagged empty): the last ones count.
+        let config = serde_json::json!({"history": [{"created_by": "x"}, ours("a")]});
+        assert_eq!(layer_names(&config, 1), [Some("a".to_string())]);
+        assert!(layer_names(&serde_json::json!({}), 2)
+            .iter()
+            .all(Option::is_none));
+    }
 
     #[test]
     fn index_is_told_by_media_type_then_by_shape() {

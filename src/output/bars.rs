@@ -49,6 +49,8 @@ impl Bars {
         .unwrap_or_else(|_| ProgressStyle::default_bar());
         bar.set_style(style);
         bar.set_prefix(prefix);
+        // Drawn at once: a short transfer may end before the first timed redraw.
+        bar.force_draw();
         bar
     }
 
@@ -119,6 +121,11 @@ impl Reporter for Bars {
                     bar.set_length(*done);
                 }
                 bar.set_position(*done);
+                // A complete blob's bar goes now: reading one (diff, inspect) reports
+                // no event after its last byte.
+                if *size == Some(*done) {
+                    self.done(state.blobs.remove(digest));
+                }
             }
             Event::BlobUploaded { digest, .. } | Event::BlobPulled { digest, .. } => {
                 self.done(state.blobs.remove(digest));

@@ -172,12 +172,22 @@ fn kind_in_words(kind: &str) -> Option<&'static str> {
     })
 }
 
-/// The key whose value starts at `offset`: the text before `=` on its line.
+/// The key whose value starts at `offset`: the text before `=` on its line;
+/// `None` when the value is an element of an array or inline table (the key's own
+/// type is not what is wrong then) or the line is not `key = value`.
 fn key_at(text: &str, offset: usize) -> Option<String> {
     let before = text.get(..offset)?;
     let line = &before[before.rfind('\n').map_or(0, |i| i + 1)..];
-    let (key, _) = line.rsplit_once('=')?;
-    let key = key.trim().rsplit('.').next()?.trim().trim_matches('"');
+    let (key, value_so_far) = line.split_once('=')?;
+    if value_so_far.contains(['[', '{']) {
+        return None;
+    }
+    let key = key.trim();
+    // A quoted key is whole ("org.opencontainers.image.title"); a dotted one's last part.
+    let key = match key.strip_prefix('"').and_then(|k| k.strip_suffix('"')) {
+        Some(quoted) => quoted,
+        None => key.rsplit('.').next()?.trim(),
+    };
     (!key.is_empty()).then(|| key.to_string())
 }
 
@@ -192,4 +202,26 @@ fn parse_unknown_field(message: &str) -> Option<(String, Vec<String>)> {
         .map(str::to_string)
         .collect();
     Some((unknown.to_string(), expected))
+}
+
+#[cfg(test)]
+mod key_tests {
+    use super::key_at;
+
+    fn at(text: &str, value: &str) -> Option<String> {
+        key_at(text, text.find(value).expect("value in text"))
+    }
+
+    #[test]
+    fn the_key_of_a_value_in_words_only_where_the_key_is_at_fault() {
+        assert_eq!(at("compression = 5\n", "5").as_deref(), Some("compression"));
+        assert_eq!(at("a.b.mode = \"x\"\n", "\"x\"").as_deref(), Some("mode"));
+        assert_eq!(
+            at("\"org.opencontainers.image.title\" = 5\n", "5").as_deref(),
+            Some("org.opencontainers.image.title")
+        );
+        // An element of an array or inline table: not the key's type.
+        assert_eq!(at("platforms = [\"linux/amd64\", 5]\n", "5"), None);
+        assert_eq!(at("env = { A = 5 }\n", "5"), None);
+    }
 }

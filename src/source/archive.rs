@@ -49,6 +49,24 @@ impl ArchiveSource {
                 .with_path(file));
             }
             from_docker_manifest(reference, &root, tag.as_deref())?;
+        } else if let Some(t) = tag.as_deref().filter(|t| t.contains(':')) {
+            // `repository:tag` names a docker archive's RepoTags entry, repository
+            // included: the layout inside knows only the tag.
+            let entries = match root.join("manifest.json").is_file() {
+                true => docker_entries(reference, &root)?,
+                false => Vec::new(),
+            };
+            if !entries
+                .iter()
+                .flat_map(repo_tags)
+                .any(|rt| names_it(t, &rt))
+            {
+                let all: Vec<String> = entries.iter().flat_map(repo_tags).collect();
+                return Err(
+                    Error::input(format!("{reference}: no image is tagged {t:?}"))
+                        .with_hint(format!("its tags: {}", all.join(", "))),
+                );
+            }
         }
         let layout = Layout::open(&root)?;
         let digest = find(reference, &layout, tag.as_deref())?;

@@ -39,7 +39,11 @@ impl RegistryClient {
                     url: String::new(),
                     message: String::new(),
                 };
-                return Err(self.error("cannot list the tags", repository, e));
+                // A repository the registry does not know is bad input, as a
+                // missing image is.
+                return Err(self
+                    .error("cannot list the tags", repository, e)
+                    .into_input());
             }
             let page: TagList = serde_json::from_slice(&sink.body).map_err(|e| {
                 self.tags_error(repository, &format!("the answer is not a tag list: {e}"))
