@@ -17,6 +17,7 @@ use crate::platform::Platform;
 use crate::recipe::Recipe;
 use crate::reference::{Reference, RegistryRef};
 use crate::source::{ImageSource, LayoutSource};
+use crate::tar_read::Compression;
 
 pub use crate::image::select_platform;
 
@@ -440,19 +441,41 @@ impl BaseImage {
                     format!("it is {len} bytes, but the manifest says {}", layer.size),
                 ));
             }
+            // Readers after this one (the SBOM, diff) decode a layer as its media type
+            // says: a type they cannot read, or bytes that are not what the type says,
+            // must fail here, before anything is written.
+            let Some(compression) = Compression::of_media_type(&layer.media_type) else {
+                return Err(self.bad_layer(
+                    &what,
+                    format!("its media type {:?} is not a layer type", layer.media_type),
+                ));
+            };
+            let sniffed = sniff_file(&path)?;
+            if sniffed != compression {
+                return Err(self.bad_layer(
+                    &what,
+                    format!(
+                        "its media type {:?} says {}, but its bytes are {}",
+                        layer.media_type,
+                        compression.describe(),
+                        sniffed.describe()
+                    ),
+                ));
+            }
             if verified.contains(&layer.digest, diff_id) {
                 continue;
             }
-            let (compressed, got) = layer_digests(&path).map_err(|e| match e.fault {
-                crate::tar_read::Fault::Source => Error::io_path("cannot read", &path, e.error),
-                crate::tar_read::Fault::Corrupt => self.bad_layer(
-                    &what,
-                    format!(
-                        "it is not a valid layer ({}): a truncated or corrupt stream",
-                        e.error
+            let (compressed, got) =
+                layer_digests(&path, compression).map_err(|e| match e.fault {
+                    crate::tar_read::Fault::Source => Error::io_path("cannot read", &path, e.error),
+                    crate::tar_read::Fault::Corrupt => self.bad_layer(
+                        &what,
+                        format!(
+                            "it is not a valid layer ({}): a truncated or corrupt stream",
+                            e.error
+                        ),
                     ),
-                ),
-            })?;
+                })?;
             // The bytes checked must be the layer's own: the digest is what `--out`
             // stores them under (or already holds) and what the image names.
             if compressed != layer.digest {
@@ -486,6 +509,7 @@ impl BaseImage {
 /// here, before anything is written.
 fn layer_digests(
     path: &std::path::Path,
+    compression: Compression,
 ) -> std::result::Result<(Digest, Digest), crate::tar_read::ReadError> {
     use crate::tar_read::{Blob, Fault, ReadError};
     use sha2::Digest as _;
@@ -499,7 +523,7 @@ fn layer_digests(
         inner: file,
         hasher: sha2::Sha256::new(),
     };
-    let got = Blob::open(&mut hashing, None, true)?.walk(|_, _| Ok(()))?;
+    let got = Blob::open(&mut hashing, Some(compression), true)?.walk(|_, _| Ok(()))?;
     // What the decompressor did not read (bytes after the stream's end) is part of
     // the blob too.
     std::io::copy(&mut hashing, &mut std::io::sink()).map_err(source)?;
@@ -510,6 +534,23 @@ fn layer_digests(
         error: std::io::Error::other("the layer was not hashed"),
     })?;
     Ok((compressed, got))
+}
+
+/// The compression a blob file's first bytes show.
+fn sniff_file(path: &std::path::Path) -> Result<Compression> {
+    use std::io::Read as _;
+    let mut head = [0u8; 4];
+    let mut file = std::fs::File::open(path).map_err(|e| Error::io_path("cannot read", path, e))?;
+    let mut n = 0;
+    while n < head.len() {
+        match file.read(&mut head[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(Error::io_path("cannot read", path, e)),
+        }
+    }
+    Ok(Compression::sniff(&head[..n]))
 }
 
 /// A reader hashing every byte read through it.
@@ -556,7 +597,7 @@ impl BaseImage {
             let path = self.source.layout().blob_path(&layer.digest);
             let file =
                 std::fs::File::open(&path).map_err(|e| Error::io_path("cannot read", &path, e))?;
-            let compression = crate::tar_read::Compression::of_media_type(&layer.media_type);
+            let compression = Compression::of_media_type(&layer.media_type);
             let mut removed = vec![false; paths.len()];
             let mut written: Vec<Option<BaseFile>> = vec![None; paths.len()];
             let walked = crate::tar_read::Blob::open(file, compression, false).and_then(|blob| {

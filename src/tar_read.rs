@@ -43,6 +43,15 @@ impl Compression {
         }
     }
 
+    /// The word for it in messages: `gzip`, `zstd`, `a plain tar`.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Compression::Gzip => "gzip",
+            Compression::Zstd => "zstd",
+            Compression::None => "a plain tar",
+        }
+    }
+
     /// The compression an OCI/Docker layer media type names (`…tar+gzip`,
     /// `…tar+zstd`, `…tar`, Docker's `…tar.gzip`); `None` for any other type.
     pub fn of_media_type(media_type: &str) -> Option<Compression> {

@@ -45,6 +45,10 @@ enum Lie {
     LayerSize,
     DiffId,
     TruncatedGzip,
+    /// gzip bytes under the media type of a plain tar.
+    MediaTypeOtherThanBytes,
+    /// A media type no layer reader knows.
+    NotALayerMediaType,
 }
 
 fn make_hostile(root: &Path, manifest_digest: &str, lie: Lie) -> String {
@@ -64,6 +68,12 @@ fn make_hostile(root: &Path, manifest_digest: &str, lie: Lie) -> String {
             let truncated = &layer[..layer.len() / 2];
             manifest["layers"][0]["digest"] = put_blob(root, truncated).into();
             manifest["layers"][0]["size"] = truncated.len().into();
+        }
+        Lie::MediaTypeOtherThanBytes => {
+            manifest["layers"][0]["mediaType"] = "application/vnd.oci.image.layer.v1.tar".into();
+        }
+        Lie::NotALayerMediaType => {
+            manifest["layers"][0]["mediaType"] = "application/octet-stream".into();
         }
     }
     let config_bytes = serde_json::to_vec(&config).unwrap();
@@ -90,13 +100,21 @@ fn assert_refused(o: &std::process::Output, lie: Lie, layer_digest: &str) {
         Lie::LayerSize => "but the manifest says",
         Lie::DiffId => "but the config's diff_id is",
         Lie::TruncatedGzip => "truncated or corrupt",
+        Lie::MediaTypeOtherThanBytes => "says a plain tar, but its bytes are gzip",
+        Lie::NotALayerMediaType => "is not a layer type",
     };
     assert!(err.contains(why), "{lie:?}: {err}");
 }
 
 #[test]
 fn a_layout_base_that_lies_is_refused_before_anything_is_written() {
-    for lie in [Lie::LayerSize, Lie::DiffId, Lie::TruncatedGzip] {
+    for lie in [
+        Lie::LayerSize,
+        Lie::DiffId,
+        Lie::TruncatedGzip,
+        Lie::MediaTypeOtherThanBytes,
+        Lie::NotALayerMediaType,
+    ] {
         let ctx = Ctx::new();
         let (root, good) = good_base(&ctx);
         let bad = make_hostile(&root, &good, lie);
@@ -233,7 +251,12 @@ fn registry_serving(root: &Path) -> FakeServer {
 
 #[test]
 fn a_registry_base_that_lies_is_refused_before_the_index_changes() {
-    for lie in [Lie::DiffId, Lie::TruncatedGzip] {
+    for lie in [
+        Lie::DiffId,
+        Lie::TruncatedGzip,
+        Lie::MediaTypeOtherThanBytes,
+        Lie::NotALayerMediaType,
+    ] {
         let ctx = Ctx::new();
         let (root, good) = good_base(&ctx);
         let bad = make_hostile(&root, &good, lie);
@@ -268,8 +291,13 @@ fn a_registry_manifest_that_lies_about_a_layer_size_gets_no_further_than_the_pul
     let err = stderr(&o);
     // The blob arrives shorter than its descriptor: refused while streaming, never
     // stored, never passed on.
-    assert_ne!(o.status.code(), Some(0), "{err}");
-    assert!(err.contains("bytes)"), "{err}");
+    assert_eq!(o.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains("/base: blob sha256:")
+            && err.contains(" bytes, but its descriptor says ")
+            && err.contains("nothing was stored"),
+        "{err}"
+    );
     if let Ok(bytes) = fs::read(out.join("index.json")) {
         let index: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
         assert!(

@@ -288,7 +288,14 @@ impl RegistryClient {
             )));
         };
         let (_, got, received) = hasher.finish();
-        if got != *digest || size.is_some_and(|s| s != received) {
+        if let Some(size) = size.filter(|s| *s != received) {
+            return Err(corrupt(
+                &self.registry,
+                repository,
+                &format!("blob {d} is {received} bytes, but its descriptor says {size} bytes"),
+            ));
+        }
+        if got != *digest {
             return Err(corrupt(
                 &self.registry,
                 repository,
