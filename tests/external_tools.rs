@@ -1131,8 +1131,19 @@ fn a_docker_archive_of_two_platforms_is_refused_and_leaves_nothing_behind() {
         .expect("run imgbuild");
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(2), "{err}");
-    assert!(err.contains("a docker archive holds one platform"), "{err}");
-    assert!(err.contains("oci-archive:"), "{err}");
+    assert!(
+        err.contains("--out docker-archive: takes one platform, and this build has 2"),
+        "{err}"
+    );
+    assert!(
+        err.contains("--platform linux/amd64") && err.contains("oci-archive:"),
+        "{err}"
+    );
+    // Refused before the build: no layer was written.
+    assert!(
+        !err.contains("layer a"),
+        "refused only after building: {err}"
+    );
     assert_eq!(
         fs::read_dir(dir.path()).expect("read dir").count(),
         0,

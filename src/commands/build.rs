@@ -49,7 +49,11 @@ pub(super) fn run(args: BuildArgs, ctx: &Context) -> Result<()> {
         Some(t) => Some(Publisher::connect(t, &ctx.registry_options())?),
         None => None,
     };
-    let result = build::build(&opts)?;
+    // Everything read and checked (exit 2) before anything is written: a docker
+    // archive or `docker load` takes one platform, known once the recipe is resolved.
+    let resolved = build::resolve(&opts)?;
+    sink.check_platforms(&resolved.platforms, args.load)?;
+    let result = build::execute(resolved)?;
     if !ctx.quiet && result.format_source == FormatSource::Newest {
         note(&format!(
             "note: built with format {} (the newest): neither the recipe nor a recipe.lock names a format version. Run `imgbuild lock` to pin it, so that later releases rebuild these bytes",

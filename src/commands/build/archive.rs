@@ -9,6 +9,7 @@ use imgbuild::archive::{self, ArchiveImage, ArchiveKind};
 use imgbuild::build::BuildResult;
 use imgbuild::image::Descriptor;
 use imgbuild::layout::Layout;
+use imgbuild::platform::Platform;
 use imgbuild::{Error, Result};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -96,6 +97,30 @@ impl Sink {
             ));
         }
         Ok(())
+    }
+
+    /// A docker archive (`--out docker-archive:`, `--load`) holds one image per tag:
+    /// a build of several platforms is refused before it starts.
+    pub(super) fn check_platforms(&self, platforms: &[Platform], load: bool) -> Result<()> {
+        let docker_out = matches!(&self.archive, Some((ArchiveKind::Docker, _, _)));
+        if platforms.len() < 2 || !(docker_out || load) {
+            return Ok(());
+        }
+        let what = if docker_out {
+            "--out docker-archive:"
+        } else {
+            "--load"
+        };
+        let names: Vec<String> = platforms.iter().map(|p| p.to_string()).collect();
+        Err(Error::input(format!(
+            "{what} takes one platform, and this build has {}: {}",
+            names.len(),
+            names.join(", ")
+        ))
+        .with_hint(format!(
+            "build one platform (--platform {}), or write --out oci-archive:FILE, which holds them all",
+            names[0]
+        )))
     }
 
     /// `--json`: where the image went.
