@@ -3,9 +3,9 @@
 //! done; every other event as its plain line, printed above the bars; and one
 //! summary line at the end.
 
-use super::line;
+use super::{layer_label, line, Summary};
 use imgbuild::digest::Digest;
-use imgbuild::events::{human_size, Event, Reporter};
+use imgbuild::events::{Event, Reporter};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -22,9 +22,8 @@ struct State {
     layers: HashMap<(String, Vec<String>), ProgressBar>,
     /// The bar of each blob being uploaded or downloaded.
     blobs: HashMap<Digest, ProgressBar>,
-    written: usize,
-    unchanged: usize,
-    bytes: u64,
+    /// The summary's counts, and the lines of events without a bar.
+    summary: Summary,
 }
 
 impl Bars {
@@ -74,7 +73,7 @@ impl Reporter for Bars {
                 platforms,
                 bytes,
             } => {
-                let bar = self.bar(format!("layer {name} ({})", platforms.join(",")), *bytes);
+                let bar = self.bar(layer_label(name, platforms), *bytes);
                 state.layers.insert((name.clone(), platforms.clone()), bar);
             }
             Event::LayerProgress {
@@ -91,26 +90,14 @@ impl Reporter for Bars {
                 }
             }
             Event::LayerWritten {
-                name,
-                platforms,
-                digest,
-                size,
-                unchanged,
+                name, platforms, ..
             } => {
-                if *unchanged {
-                    state.unchanged += 1;
-                } else {
-                    state.written += 1;
-                    state.bytes += size;
-                }
-                // The finished bar gives way to the layer's line, which stays.
+                // The finished bar gives way to the layer's line (the same line a
+                // pipe gets), which stays.
                 self.done(state.layers.remove(&(name.clone(), platforms.clone())));
-                self.print(&format!(
-                    "layer {name} ({}) {digest} ({}{})",
-                    platforms.join(","),
-                    human_size(*size),
-                    if *unchanged { ", unchanged" } else { "" }
-                ));
+                if let Some(l) = state.summary.line(&event) {
+                    self.print(&l);
+                }
             }
             Event::BlobProgress { digest, done, size } => {
                 let bar = state.blobs.entry(digest.clone()).or_insert_with(|| {
@@ -142,17 +129,8 @@ impl Reporter for Bars {
                     self.print(&l);
                 }
             }
-            Event::ImageWritten { digest, layout } => {
-                self.print(&format!(
-                    "wrote {digest} to {} ({} layers written, {}; {} unchanged)",
-                    layout.display(),
-                    state.written,
-                    human_size(state.bytes),
-                    state.unchanged
-                ));
-            }
             _ => {
-                if let Some(l) = line(&event) {
+                if let Some(l) = state.summary.line(&event) {
                     self.print(&l);
                 }
             }

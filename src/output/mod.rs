@@ -4,6 +4,7 @@
 
 use imgbuild::events::{human_size, Event, Events, Reporter};
 use std::io::{IsTerminal, Write};
+use std::sync::Mutex;
 
 mod bars;
 
@@ -15,20 +16,70 @@ pub fn events(quiet: bool) -> Events {
     } else if std::io::stderr().is_terminal() {
         Events::new(bars::Bars::new())
     } else {
-        Events::new(Lines)
+        Events::new(Lines::default())
     }
 }
 
-/// Writes each event as one line on stderr.
-struct Lines;
+/// Writes each event as one line on stderr; the image's line ends the build with
+/// the summary.
+#[derive(Default)]
+struct Lines {
+    summary: Mutex<Summary>,
+}
 
 impl Reporter for Lines {
     fn report(&self, event: Event) {
-        if let Some(line) = line(&event) {
+        let text = match self.summary.lock() {
+            Ok(mut summary) => summary.line(&event),
+            Err(_) => line(&event),
+        };
+        if let Some(text) = text {
             // A closed stderr is no reason to stop the work.
-            let _ = writeln!(std::io::stderr().lock(), "{line}");
+            let _ = writeln!(std::io::stderr().lock(), "{text}");
         }
     }
+}
+
+/// What a build wrote, counted from its events, for the summary line that ends it.
+#[derive(Default)]
+struct Summary {
+    written: usize,
+    unchanged: usize,
+    bytes: u64,
+}
+
+impl Summary {
+    /// Counts `event` and gives its line: [`line`], but for the image written, the
+    /// summary line `wrote DIGEST to DIR (N layers written, SIZE; M unchanged)`.
+    fn line(&mut self, event: &Event) -> Option<String> {
+        match event {
+            Event::LayerWritten {
+                size, unchanged, ..
+            } => {
+                if *unchanged {
+                    self.unchanged += 1;
+                } else {
+                    self.written += 1;
+                    self.bytes += size;
+                }
+                line(event)
+            }
+            Event::ImageWritten { digest, layout } => Some(format!(
+                "wrote {digest} to {} ({} layers written, {}; {} unchanged)",
+                layout.display(),
+                self.written,
+                human_size(self.bytes),
+                self.unchanged
+            )),
+            _ => line(event),
+        }
+    }
+}
+
+/// How a layer is named on stderr, as a bar's label and in its line:
+/// `layer NAME (PLATFORM,…)`.
+pub fn layer_label(name: &str, platforms: &[String]) -> String {
+    format!("layer {name} ({})", platforms.join(","))
 }
 
 /// The line an event is shown as; `None` for events not shown as lines.
@@ -43,8 +94,11 @@ pub fn line(event: &Event) -> Option<String> {
             unchanged,
         } => {
             let how = if *unchanged { ", unchanged" } else { "" };
-            let on = platforms.join(",");
-            format!("layer {name:<16} {on} {digest} ({}{how})", human_size(*size))
+            format!(
+                "{} {digest} ({}{how})",
+                layer_label(name, platforms),
+                human_size(*size)
+            )
         }
         Event::ImageWritten { digest, layout } => {
             format!("wrote {digest} to {}", layout.display())
