@@ -686,3 +686,73 @@ fn tags_of_an_unknown_repository_is_exit_2() {
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("nobody/here"), "{}", stderr(&o));
 }
+
+/// A stdout whose reader is gone (`imgbuild … | head` after head quit) is success for
+/// every subcommand: no panic (exit 101), no error message, the exit code the command
+/// would have had. Each verb of [`VERBS`] must have a case here.
+#[test]
+fn a_closed_stdout_is_success_for_every_command() {
+    let reg = Registry::start(Mode::Plain);
+    let ctx = Ctx::new();
+    ctx.recipe_text(
+        "[image]\nsource-date-epoch = 1700000000\ntags = [\"v1\"]\n[[layer]]\nname = \"one\"\n  [[layer.file]]\n  path = \"/app\"\n  content = \"x\\n\"\n",
+    );
+    let out = ctx.path().join("o");
+    ctx.build_ok(&out, &[]);
+    let image = format!("oci:{}:v1", out.display());
+    let recipe = ctx.recipe().display().to_string();
+    let fresh = ctx.path().join("fresh").display().to_string();
+    let copied = format!("oci:{}:v1", ctx.path().join("copied").display());
+    let pushed = reg.reference("closed/stdout:v1");
+    let repository = reg.reference("closed/stdout");
+    // A second recipe on the pushed image, for lock.
+    let locking = Ctx::new();
+    locking.recipe_text(&format!(
+        "[image]\nsource-date-epoch = 1700000000\n[base]\nimage = \"{pushed}\"\n"
+    ));
+    let lock_recipe = locking.recipe().display().to_string();
+    let cases: Vec<Vec<&str>> = vec![
+        vec!["build", &recipe, "--out", &fresh],
+        vec!["build", &recipe, "--out", &fresh, "--json"],
+        vec!["push", &image, &pushed],
+        vec!["push", &image, &pushed, "--json"],
+        vec!["lock", &lock_recipe, "--json"],
+        vec!["lock", &lock_recipe, "--check", "--json"],
+        vec!["copy", &image, &copied],
+        vec!["copy", &image, &copied, "--json"],
+        vec!["inspect", &image],
+        vec!["inspect", &image, "--json"],
+        vec!["verify", &recipe, "--against", &image],
+        vec!["verify", &recipe, "--against", &image, "--json"],
+        vec!["diff", &image, &image],
+        vec!["diff", &image, &image, "--json"],
+        vec!["digest", &image],
+        vec!["digest", &pushed],
+        vec!["tags", &repository],
+        vec!["tags", &repository, "--json"],
+        vec!["version"],
+        vec!["version", "--json"],
+        vec!["--version"],
+        vec!["completions", "bash"],
+        vec!["completions", "zsh"],
+        vec!["help"],
+        vec!["help", "build"],
+    ];
+    for verb in VERBS {
+        assert!(
+            cases.iter().any(|c| c[0] == *verb),
+            "no closed-stdout case for `imgbuild {verb}`"
+        );
+    }
+    for args in cases {
+        let o = common::run_with_closed_stdout(imgbuild().args(&args));
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {err}");
+        assert!(
+            !err.contains("panicked")
+                && !err.to_lowercase().contains("broken pipe")
+                && !err.starts_with("error"),
+            "{args:?}: {err}"
+        );
+    }
+}

@@ -160,39 +160,6 @@ fn bad_references_are_refused_with_exit_2() {
     );
 }
 
-/// A stdout whose reader is gone (`imgbuild … | head` after head quit) is success for
-/// every command that writes a result: no panic (exit 101), no error, the exit code
-/// the command would have had.
-#[test]
-fn a_closed_stdout_is_success_for_every_command() {
-    let c = ctx("");
-    let out = c.path().join("o");
-    c.build_ok(&out, &[]);
-    let image = format!("oci:{}:v1", out.display());
-    let recipe = c.recipe().display().to_string();
-    let fresh = c.path().join("fresh").display().to_string();
-    let cases: Vec<Vec<&str>> = vec![
-        vec!["completions", "bash"],
-        vec!["completions", "zsh"],
-        vec!["build", &recipe, "--out", &fresh],
-        vec!["inspect", &image],
-        vec!["inspect", &image, "--json"],
-        vec!["diff", &image, &image],
-        vec!["diff", &image, &image, "--json"],
-        vec!["verify", &recipe, "--against", &image],
-        vec!["verify", &recipe, "--against", &image, "--json"],
-    ];
-    for args in cases {
-        let o = common::run_with_closed_stdout(imgbuild().args(&args));
-        let err = common::stderr(&o);
-        assert_eq!(o.status.code(), Some(0), "{args:?}: {err}");
-        assert!(
-            !err.contains("panicked") && !err.to_lowercase().contains("broken pipe"),
-            "{args:?}: {err}"
-        );
-    }
-}
-
 /// `inspect -h` names both kinds of reference it reads, and no command's help claims
 /// that something is "not yet" supported.
 #[test]
