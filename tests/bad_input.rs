@@ -613,3 +613,37 @@ fn push_with_a_space_says_to_write_push_equals() {
         "{e}"
     );
 }
+
+/// Every recipe in `testdata/bad-recipes/` is refused with exit 2, an empty stdout,
+/// nothing written, and each line of its `.expect` file on stderr.
+#[test]
+fn every_bad_recipe_in_testdata_gets_its_error() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/bad-recipes");
+    let mut cases: Vec<_> = std::fs::read_dir(&dir)
+        .expect("testdata/bad-recipes")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    cases.sort();
+    assert!(
+        cases.len() >= 10,
+        "{} cases in {}",
+        cases.len(),
+        dir.display()
+    );
+    for case in cases {
+        let expect = case.with_extension("expect");
+        let wanted = std::fs::read_to_string(&expect)
+            .unwrap_or_else(|e| panic!("{}: {e} (every case needs one)", expect.display()));
+        let c = Ctx::new();
+        c.recipe_text(&std::fs::read_to_string(&case).expect("read case"));
+        let e = fails(&c, &[]);
+        for fragment in wanted.lines().filter(|l| !l.trim().is_empty()) {
+            assert!(
+                e.contains(fragment),
+                "{}: stderr lacks {fragment:?}:\n{e}",
+                case.display()
+            );
+        }
+    }
+}
