@@ -139,8 +139,69 @@ pub fn open_planned(context: &Path, path: &Path, planned: &FileStamp) -> io::Res
             None => io::Error::new(e.kind(), format!("{}: {e}", path.display())),
         }
     })?;
+    wait_for_writes_under_way(&file);
     check_unchanged(&file, planned, path)?;
+    wait_out_racy_stamp(&file, planned, path)?;
     Ok(file)
+}
+
+/// A write stamps the file (mtime, ctime) as it starts, then copies its bytes in:
+/// one under way when the stamp was read goes on changing the bytes with no later
+/// stamp to show it. Linux filesystems hold the file's inode lock for the whole of a
+/// write, and take it (shared) to answer `lseek(SEEK_DATA)` (ext4, btrfs, tmpfs,
+/// overlayfs; xfs its own equivalent): once that returns, every write begun before it
+/// has finished, and every later one changes the stamp the check after reading
+/// compares. The answer itself is not used; a filesystem that cannot answer is no
+/// error.
+fn wait_for_writes_under_way(file: &File) {
+    let _ = rustix::fs::seek(file, rustix::fs::SeekFrom::Data(0));
+    // Back to the start: SEEK_DATA moved the offset past any leading hole.
+    let _ = rustix::fs::seek(file, rustix::fs::SeekFrom::Start(0));
+}
+
+/// The kernel stamps a write with its coarse clock (one tick: 1 to 10 ms), so two
+/// writes within one tick leave the same mtime and ctime. A file whose stamp is as new
+/// as the clock could be rewritten now without its stamp changing, and a read torn by
+/// that rewrite would pass the check after reading (git's "racily clean" files).
+/// So before such a file is read, wait until the clock is past its stamp and check it
+/// again: from then on every write changes the stamp. (Kernels since 6.13 give a
+/// fine-grained stamp to a write after the stamp was read, on ext4, xfs, btrfs and
+/// tmpfs; older ones and other filesystems need this.) The wait is at most a tick
+/// (a second on filesystems that keep whole seconds), and only for files written a
+/// moment ago.
+fn wait_out_racy_stamp(file: &File, planned: &FileStamp, path: &Path) -> io::Result<()> {
+    const SECOND: i128 = 1_000_000_000;
+    let newest = planned.mtime_ns.max(planned.ctime_ns);
+    // No nanoseconds in either stamp: a filesystem that keeps whole seconds.
+    let grain = if planned.mtime_ns % SECOND == 0 && planned.ctime_ns % SECOND == 0 {
+        SECOND
+    } else {
+        1
+    };
+    let mut waited = false;
+    for _ in 0..100 {
+        let now = coarse_now_ns();
+        // Stamps ahead of the clock by more than a tick were set by hand (`touch`, an
+        // archive's dates): a write now gets the clock's time, never theirs.
+        // A millisecond past the tick, for clocks that disagree by a little.
+        let safe = newest + grain + 1_000_000;
+        if now >= safe || newest > now + 50_000_000 {
+            break;
+        }
+        let wait = (safe - now).clamp(100_000, 2 * SECOND);
+        std::thread::sleep(std::time::Duration::from_nanos(wait as u64));
+        waited = true;
+    }
+    if waited {
+        check_unchanged(file, planned, path)?;
+    }
+    Ok(())
+}
+
+/// The kernel's coarse wall clock, the one file timestamps are taken from, in ns.
+fn coarse_now_ns() -> i128 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::RealtimeCoarse);
+    i128::from(t.tv_sec) * 1_000_000_000 + i128::from(t.tv_nsec)
 }
 
 /// What stands at a path opened for its bytes is not a regular file (a FIFO, a
@@ -362,5 +423,33 @@ mod tests {
                 .is_some_and(|i| i.downcast_ref::<SourceChanged>().is_some()),
             "{e}"
         );
+    }
+
+    /// A file written a moment before it is planned, rewritten (same size) right
+    /// after it is opened: the rewrite must change its stamp, however quickly it
+    /// follows. Without waiting out the clock tick, most rewrites land in the tick
+    /// of the stamp and leave it as it was.
+    #[test]
+    fn a_rewrite_right_after_opening_a_fresh_file_always_changes_its_stamp() {
+        use std::os::unix::fs::FileExt;
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = dir.path().join("ctx");
+        std::fs::create_dir(&ctx).unwrap();
+        let path = ctx.join("f");
+        for round in 0..50 {
+            std::fs::write(&path, b"aaaa").unwrap();
+            let planned = FileStamp::of(&std::fs::metadata(&path).unwrap());
+            let file = open_planned(&ctx, &path, &planned).unwrap();
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .unwrap()
+                .write_all_at(b"bbbb", 0)
+                .unwrap();
+            assert!(
+                check_unchanged(&file, &planned, &path).is_err(),
+                "round {round}: rewritten without its stamp changing"
+            );
+        }
     }
 }
