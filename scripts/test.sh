@@ -42,9 +42,11 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # The Python validators the SBOM and provenance tests check our documents with
-# (tests/provenance.rs), from PyPI into a venv of their own, pinned.
+# (tests/provenance.rs), and the independent ECDSA and NaCl implementations the
+# signing tests check our signatures and cosign keys with (tests/signing.rs), from
+# PyPI into a venv of their own, pinned.
 venv="${CARGO_TARGET_DIR:-target}/test-venv"
-if ! "$venv/bin/python" -c 'import spdx_tools, in_toto_attestation' 2>/dev/null; then
+if ! "$venv/bin/python" -c 'import spdx_tools, in_toto_attestation, cryptography, nacl' 2>/dev/null; then
   mkdir -p "$(dirname "$venv")"
   if ! python3 -m venv "$venv" >/dev/null 2>&1; then
     if [ "$(id -u)" != 0 ]; then
@@ -57,7 +59,7 @@ if ! "$venv/bin/python" -c 'import spdx_tools, in_toto_attestation' 2>/dev/null;
     python3 -m venv "$venv"
   fi
   "$venv/bin/python" -m pip install -q --disable-pip-version-check \
-    'spdx-tools==0.8.5' 'in-toto-attestation==0.9.3'
+    'spdx-tools==0.8.5' 'in-toto-attestation==0.9.3' 'cryptography==44.0.2' 'PyNaCl==1.5.0'
 fi
 export IMGBUILD_TEST_PYTHON
 IMGBUILD_TEST_PYTHON="$(cd "$(dirname "$venv")" && pwd)/$(basename "$venv")/bin/python"

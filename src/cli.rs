@@ -58,21 +58,25 @@ pub struct RegistryArgs {
 pub enum Command {
     /// Build the recipe into an OCI image layout; print the image digest on stdout.
     Build(BuildArgs),
-    /// Pin the recipe's floating inputs (base tag, url archives, "git" epoch) in recipe.lock.
+    /// Pin the base tag, url archives and "git" epoch in recipe.lock.
     Lock(LockArgs),
     /// Copy an image from an OCI layout to a registry; print its digest on stdout.
     Push(PushArgs),
     /// Copy an image between registries, layouts and archives; print its digest.
     Copy(CopyArgs),
-    /// Show an image's index, manifests, configs and layers (registry, layout or archive).
+    /// Show an image's manifests, configs and layers (registry, layout or archive).
     Inspect(InspectArgs),
-    /// Rebuild the recipe in a temporary layout and compare it, bit for bit, with REF.
+    /// Rebuild the recipe and compare it, bit for bit, with a published image.
     Verify(VerifyArgs),
-    /// Explain how two images differ: index, manifests, configs, layers, tar entries.
+    /// Explain how two images differ, down to their tar entries.
     Diff(DiffArgs),
-    /// Print the digest of the image a reference names (registry or oci:DIR[:TAG|@DIGEST]).
+    /// Sign an image in a registry with a key, in cosign's format.
+    Sign(SignArgs),
+    /// Check an image's cosign signature by a key (exit 1 without a valid one).
+    VerifySignature(VerifySignatureArgs),
+    /// Print the digest of an image (registry, layout or archive).
     Digest(DigestArgs),
-    /// List the tags of a registry repository (host/repo) or of an OCI layout (oci:DIR).
+    /// List the tags of a registry repository or of an OCI layout (oci:DIR).
     Tags(TagsArgs),
     /// Print imgbuild's version and the format versions it writes and rebuilds.
     Version(VersionArgs),
@@ -81,6 +85,30 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct SignArgs {
+    /// The image: host[:port]/repository[:tag][@sha256:…] (or docker://…).
+    pub reference: String,
+    /// The private key: Ed25519 or ECDSA P-256 PEM (PKCS#8 or SEC1), or a cosign key (passphrase in COSIGN_PASSWORD).
+    #[arg(long, env = "IMGBUILD_SIGN_KEY", value_name = "FILE")]
+    pub key: PathBuf,
+    /// Print one JSON object (reference, digest, signatures) instead of the digest.
+    #[arg(long, env = "IMGBUILD_JSON")]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifySignatureArgs {
+    /// The image: host[:port]/repository[:tag][@sha256:…] (or docker://…).
+    pub reference: String,
+    /// The public key (PEM `PUBLIC KEY`: Ed25519 or ECDSA P-256), e.g. cosign.pub.
+    #[arg(long, env = "IMGBUILD_VERIFY_KEY", value_name = "FILE")]
+    pub key: PathBuf,
+    /// Print one JSON object (digest, each signature and its problem) instead of text.
+    #[arg(long, env = "IMGBUILD_JSON")]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -198,6 +226,9 @@ pub struct BuildArgs {
     /// Write an SPDX 2.3 JSON SBOM of every file of every layer to FILE (with --push: attach it too).
     #[arg(long, env = "IMGBUILD_SBOM", value_name = "FILE")]
     pub sbom: Option<PathBuf>,
+    /// With --push: sign the pushed image, and attach --provenance/--sbom as signed attestations, in cosign's format.
+    #[arg(long, env = "IMGBUILD_SIGN_KEY", value_name = "FILE")]
+    pub sign_key: Option<PathBuf>,
 }
 
 /// What decides the image besides the recipe: shared by `build` and `verify`, which
@@ -262,6 +293,9 @@ pub struct VerifyArgs {
     /// Print the diff's JSON object (schema in docs/auditing.md) instead of text.
     #[arg(long, env = "IMGBUILD_JSON")]
     pub json: bool,
+    /// Before rebuilding, require a valid cosign signature of REF by this public key (exit 1 without one).
+    #[arg(long, env = "IMGBUILD_VERIFY_KEY", value_name = "FILE")]
+    pub key: Option<PathBuf>,
     #[command(flatten)]
     pub inputs: InputArgs,
 }

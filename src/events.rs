@@ -100,6 +100,13 @@ pub enum Event {
         subject: Digest,
         listed_by: String,
     },
+    /// A signature (or signed attestation) of a pushed image was stored, under `tag`.
+    Signed {
+        /// `signature` or `attestation`.
+        kind: String,
+        digest: String,
+        tag: String,
+    },
 }
 
 /// Receives events. Called from any thread, possibly from several at once.

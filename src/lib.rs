@@ -32,6 +32,7 @@ pub mod recipe;
 pub mod reference;
 pub mod registry;
 pub mod sbom;
+pub mod sign;
 pub mod source;
 pub mod stamp;
 mod suggest;

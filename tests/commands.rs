@@ -51,6 +51,8 @@ const VERBS: &[&str] = &[
     "inspect",
     "verify",
     "diff",
+    "sign",
+    "verify-signature",
     "digest",
     "tags",
     "version",
@@ -711,11 +713,29 @@ fn a_closed_stdout_is_success_for_every_command() {
         "[image]\nsource-date-epoch = 1700000000\n[base]\nimage = \"{pushed}\"\n"
     ));
     let lock_recipe = locking.recipe().display().to_string();
+    // A key pair, for sign and verify-signature.
+    common::require_tool("openssl");
+    let key = ctx.path().join("cosign.key").display().to_string();
+    let public = ctx.path().join("cosign.pub").display().to_string();
+    for args in [
+        vec!["genpkey", "-algorithm", "ed25519", "-out", &key],
+        vec!["pkey", "-in", &key, "-pubout", "-out", &public],
+    ] {
+        let o = std::process::Command::new("openssl")
+            .args(&args)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "openssl {args:?}: {}", stderr(&o));
+    }
     let cases: Vec<Vec<&str>> = vec![
         vec!["build", &recipe, "--out", &fresh],
         vec!["build", &recipe, "--out", &fresh, "--json"],
         vec!["push", &image, &pushed],
         vec!["push", &image, &pushed, "--json"],
+        vec!["sign", &pushed, "--key", &key],
+        vec!["sign", &pushed, "--key", &key, "--json"],
+        vec!["verify-signature", &pushed, "--key", &public],
+        vec!["verify-signature", &pushed, "--key", &public, "--json"],
         vec!["lock", &lock_recipe, "--json"],
         vec!["lock", &lock_recipe, "--check", "--json"],
         vec!["copy", &image, &copied],

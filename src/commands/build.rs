@@ -45,6 +45,15 @@ pub(super) fn run(args: BuildArgs, ctx: &Context) -> Result<()> {
     // Check the push target and reach the registry (credentials, TLS) before
     // building, so that a CI step fails in seconds rather than after the build.
     let target = push_target(&args)?;
+    // The signing key too: a bad key or passphrase is exit 2 before anything is built.
+    let sign_key = match (&args.sign_key, &target) {
+        (Some(path), Some(_)) => Some(super::sign::signing_key(path)?),
+        (Some(_), None) => {
+            return Err(Error::input("--sign-key signs what --push pushes, and there is no --push")
+                .with_hint("add --push (or --push=REF), or sign an image already pushed with `imgbuild sign REF --key FILE`"))
+        }
+        (None, _) => None,
+    };
     let publisher = match &target {
         Some(t) => Some(Publisher::connect(t, &ctx.registry_options())?),
         None => None,
@@ -87,7 +96,12 @@ pub(super) fn run(args: BuildArgs, ctx: &Context) -> Result<()> {
                 bytes,
             })
             .collect();
-        published = Some(publisher.publish(&layout, &root, &tags, &artifacts)?);
+        let mut done = publisher.publish(&layout, &root, &tags, &artifacts)?;
+        if let Some(key) = &sign_key {
+            let statements = statements(&documents, &publisher.target(), &result)?;
+            done.signed = publisher.sign(&root, key, &statements)?;
+        }
+        published = Some(done);
     }
     sink.finish(&result, ctx)?;
     if args.load {
@@ -104,6 +118,25 @@ pub(super) fn run(args: BuildArgs, ctx: &Context) -> Result<()> {
         result.digest.to_string()
     };
     write_report(&text)
+}
+
+/// The documents as in-toto statements, to attach as signed attestations: the
+/// provenance is one already; the SBOM is wrapped in one naming the image.
+fn statements(
+    documents: &[(Document, PathBuf, Vec<u8>)],
+    name: &str,
+    result: &BuildResult,
+) -> Result<Vec<imgbuild::sign::Statement>> {
+    documents
+        .iter()
+        .map(|(kind, _, bytes)| match kind {
+            Document::Provenance => Ok(imgbuild::sign::Statement {
+                predicate_type: provenance::PREDICATE_TYPE.to_string(),
+                bytes: bytes.clone(),
+            }),
+            Document::Sbom => imgbuild::sign::spdx_statement(name, &result.digest, bytes),
+        })
+        .collect()
 }
 
 /// `--provenance` and `--sbom` must name writable files, and not the same one: checked
@@ -293,6 +326,9 @@ fn json(r: &BuildResult, published: Option<&Published>) -> serde_json::Value {
     });
     if let Some(p) = published {
         v["attached"] = serde_json::json!(p.attached);
+        if !p.signed.is_empty() {
+            v["signed"] = serde_json::json!(p.signed);
+        }
     }
     v
 }

@@ -12,6 +12,7 @@ mod digest;
 mod inspect;
 mod lock;
 mod push;
+mod sign;
 mod tags;
 mod verify;
 pub mod version;
@@ -41,6 +42,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Inspect(args) => inspect::run(args, &ctx),
         Command::Verify(args) => verify::run(args, &ctx),
         Command::Diff(args) => diff::run(args, &ctx),
+        Command::Sign(args) => sign::run(args, &ctx),
+        Command::VerifySignature(args) => sign::verify(args, &ctx),
         Command::Digest(args) => digest::run(args, &ctx),
         Command::Tags(args) => tags::run(args, &ctx),
         Command::Version(args) => version::run(args, &ctx),

@@ -12,6 +12,9 @@ use imgbuild::{Error, Result};
 
 pub(super) fn run(args: VerifyArgs, ctx: &Context) -> Result<()> {
     let against = image_ref(&args.against, "--against")?;
+    if let Some(path) = &args.key {
+        check_signature(&against, path, &args.against, ctx)?;
+    }
     let mut build = ctx.build_options(&args.recipe, &args.out, &args.inputs)?;
     build.no_cache = true;
     let opts = DiffOptions {
@@ -77,4 +80,31 @@ pub(super) fn run(args: VerifyArgs, ctx: &Context) -> Result<()> {
             Err(err)
         }
     }
+}
+
+/// `verify --key PUB`: the image must carry a valid signature by the key before it is
+/// worth rebuilding (exit 1 without one, nothing rebuilt).
+fn check_signature(
+    against: &imgbuild::reference::Reference,
+    key: &std::path::Path,
+    text: &str,
+    ctx: &Context,
+) -> Result<()> {
+    let imgbuild::reference::Reference::Registry(r) = against else {
+        return Err(Error::input(format!(
+            "--key checks a signature in a registry, and --against {text} is not a registry image"
+        ))
+        .with_hint("verify against the pushed image (host/repository[:tag]), or leave out --key"));
+    };
+    let key = imgbuild::sign::PublicKey::load(key)?;
+    let check = imgbuild::sign::verify_signature(r, &key, &ctx.registry_options())?;
+    super::sign::require_verified(&check, text)?;
+    if !ctx.quiet {
+        note(&format!(
+            "verify: {text} ({}) is signed by the {} key",
+            check.digest,
+            key.algorithm()
+        ));
+    }
+    Ok(())
 }

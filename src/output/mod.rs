@@ -145,6 +145,7 @@ pub fn line(event: &Event) -> Option<String> {
             subject,
             listed_by,
         } => format!("attached {artifact_type} {digest} to {subject} ({listed_by})"),
+        Event::Signed { kind, digest, tag } => format!("signed {digest} ({kind}, tag {tag})"),
         _ => return None,
     })
 }

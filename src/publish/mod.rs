@@ -14,6 +14,7 @@ use crate::layout::Layout;
 use crate::reference::RegistryRef;
 use crate::registry::client::{self, RegistryClient};
 use crate::registry::referrers::{self, Artifact, Attached};
+use crate::sign::{self, Signed, SigningKey, Statement};
 
 mod push;
 
@@ -32,6 +33,8 @@ pub struct Published {
     pub push: PushReport,
     /// The documents attached (empty when none were given).
     pub attached: Vec<Attached>,
+    /// The signatures and signed attestations stored (empty without a key).
+    pub signed: Vec<Signed>,
 }
 
 impl Publisher {
@@ -73,7 +76,55 @@ impl Publisher {
             } else {
                 referrers::attach(&self.client, layout, &self.repository, root, documents).await?
             };
-            Ok(Published { push, attached })
+            Ok(Published {
+                push,
+                attached,
+                signed: Vec::new(),
+            })
+        })
+    }
+
+    /// The image `tag_or_digest` names in this repository: its root's descriptor.
+    pub fn resolve(&self, tag_or_digest: &str) -> Result<Descriptor> {
+        self.runtime.block_on(async {
+            let (bytes, digest) = self
+                .client
+                .get_manifest(&self.repository, tag_or_digest)
+                .await?;
+            let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
+                Error::input(format!(
+                    "{}@{digest}: not a valid manifest or index: {e}",
+                    self.target()
+                ))
+            })?;
+            let media_type = crate::image::media_type_of(&value)
+                .unwrap_or_else(|| crate::image::MANIFEST_V1.to_string());
+            Ok(Descriptor::new(&media_type, digest, bytes.len() as u64))
+        })
+    }
+
+    /// Signs the image `root` (already in the repository) with `key` — the root and,
+    /// for an index, each of its manifests — and attaches `statements` to the root as
+    /// attestations signed with the same key, in cosign's formats.
+    pub fn sign(
+        &self,
+        root: &Descriptor,
+        key: &SigningKey,
+        statements: &[Statement],
+    ) -> Result<Vec<Signed>> {
+        self.runtime.block_on(async {
+            let subjects = sign::subjects(&self.client, &self.repository, root).await?;
+            let signed =
+                sign::sign_image(&self.client, &self.repository, &subjects, key, statements)
+                    .await?;
+            for s in &signed {
+                self.client.events().emit(crate::events::Event::Signed {
+                    kind: s.kind.clone(),
+                    digest: s.digest.clone(),
+                    tag: s.tag.clone(),
+                });
+            }
+            Ok(signed)
         })
     }
 }
