@@ -691,3 +691,108 @@ fn verify_with_a_key_requires_the_signature_before_rebuilding() {
         "nothing rebuilt: {err}"
     );
 }
+
+/// A checkout with a recipe that copies `src/app.txt`, no epoch of its own.
+fn checkout() -> Ctx {
+    let ctx = Ctx::new();
+    ctx.write("src/app.txt", "version 1\n");
+    ctx.recipe_text(
+        "[image]\nplatforms = [\"linux/amd64\"]\n[[layer]]\nname = \"app\"\n  [[layer.copy]]\n  src = \"src/app.txt\"\n  dst = \"/app.txt\"\n",
+    );
+    ctx
+}
+
+fn verify_against(ctx: &Ctx, reference: &str, key: Option<&Path>) -> Output {
+    let mut cmd = imgbuild();
+    cmd.arg("verify")
+        .arg(ctx.recipe())
+        .arg("--against")
+        .arg(reference);
+    if let Some(k) = key {
+        cmd.arg("--key").arg(k);
+    }
+    run(&mut cmd)
+}
+
+#[test]
+fn verify_reads_the_provenance_names_a_changed_source_before_rebuilding_and_takes_its_epoch() {
+    let reg = Registry::start(Mode::Plain);
+    let keys = tempfile::tempdir().unwrap();
+    let (key, public) = ed25519_key(keys.path(), "builder");
+    let ctx = checkout();
+    let reference = reg.reference("audit/inputs:1");
+    // The epoch is given on the command line: an auditor's rebuild must take it from
+    // the provenance, or the digest differs.
+    let o = build_push(
+        &ctx,
+        &reference,
+        &[
+            "--sign-key",
+            &key.display().to_string(),
+            "--provenance",
+            &ctx.path().join("out-prov.json").display().to_string(),
+            "--source-date-epoch",
+            "1234567890",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    for k in [Some(public.as_path()), None] {
+        let o = verify_against(&ctx, &reference, k);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(0), "{k:?}: {err}");
+        assert!(err.contains("holds every input"), "{err}");
+        assert!(err.contains("source date epoch 1234567890"), "{err}");
+    }
+
+    // One source changed: exit 1 naming it, nothing rebuilt.
+    ctx.write("src/app.txt", "version 2\n");
+    for k in [Some(public.as_path()), None] {
+        let o = verify_against(&ctx, &reference, k);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{err}");
+        assert!(err.contains("source src/app.txt: changed"), "{err}");
+        assert!(
+            !err.contains("rebuilt with format"),
+            "nothing rebuilt: {err}"
+        );
+    }
+}
+
+#[test]
+fn a_provenance_signed_by_another_key_fails_verify_without_rebuilding() {
+    let reg = Registry::start(Mode::Plain);
+    let keys = tempfile::tempdir().unwrap();
+    let (builder, _) = ed25519_key(keys.path(), "builder");
+    let (auditor_key, auditor_pub) = ed25519_key(keys.path(), "auditor");
+    let ctx = checkout();
+    let reference = reg.reference("audit/other:1");
+    let o = build_push(
+        &ctx,
+        &reference,
+        &[
+            "--sign-key",
+            &builder.display().to_string(),
+            "--provenance",
+            &ctx.path().join("out-prov.json").display().to_string(),
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    // The image itself also signed by the auditor's key: only the provenance is not.
+    let o = run(imgbuild().args([
+        "sign",
+        &reference,
+        "--key",
+        &auditor_key.display().to_string(),
+    ]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = verify_against(&ctx, &reference, Some(&auditor_pub));
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("provenance attested for"), "{err}");
+    assert!(err.contains("is not signed by this ed25519 key"), "{err}");
+    assert!(
+        !err.contains("rebuilt with format"),
+        "nothing rebuilt: {err}"
+    );
+}

@@ -5,18 +5,23 @@
 use super::diff::print;
 use super::{image_ref, note, write_report, Context};
 use crate::cli::VerifyArgs;
+use imgbuild::build::BuildOptions;
 use imgbuild::diff::{DiffOptions, SideFormat};
 use imgbuild::format::FormatSource;
+use imgbuild::reference::Reference;
+use imgbuild::sign::PublicKey;
 use imgbuild::verify::Verdict;
 use imgbuild::{Error, Result};
 
 pub(super) fn run(args: VerifyArgs, ctx: &Context) -> Result<()> {
     let against = image_ref(&args.against, "--against")?;
-    if let Some(path) = &args.key {
-        check_signature(&against, path, &args.against, ctx)?;
+    let key = args.key.as_deref().map(PublicKey::load).transpose()?;
+    if let Some(key) = &key {
+        check_signature(&against, key, &args.against, ctx)?;
     }
     let mut build = ctx.build_options(&args.recipe, &args.out, &args.inputs)?;
     build.no_cache = true;
+    check_recorded_inputs(&against, key.as_ref(), &args.against, &mut build, ctx)?;
     let opts = DiffOptions {
         ignore: Vec::new(),
         registry: ctx.registry_options(),
@@ -84,20 +89,14 @@ pub(super) fn run(args: VerifyArgs, ctx: &Context) -> Result<()> {
 
 /// `verify --key PUB`: the image must carry a valid signature by the key before it is
 /// worth rebuilding (exit 1 without one, nothing rebuilt).
-fn check_signature(
-    against: &imgbuild::reference::Reference,
-    key: &std::path::Path,
-    text: &str,
-    ctx: &Context,
-) -> Result<()> {
-    let imgbuild::reference::Reference::Registry(r) = against else {
+fn check_signature(against: &Reference, key: &PublicKey, text: &str, ctx: &Context) -> Result<()> {
+    let Reference::Registry(r) = against else {
         return Err(Error::input(format!(
             "--key checks a signature in a registry, and --against {text} is not a registry image"
         ))
         .with_hint("verify against the pushed image (host/repository[:tag]), or leave out --key"));
     };
-    let key = imgbuild::sign::PublicKey::load(key)?;
-    let check = imgbuild::sign::verify_signature(r, &key, &ctx.registry_options())?;
+    let check = imgbuild::sign::verify_signature(r, key, &ctx.registry_options())?;
     super::sign::require_verified(&check, text)?;
     if !ctx.quiet {
         note(&format!(
@@ -107,4 +106,88 @@ fn check_signature(
         ));
     }
     Ok(())
+}
+
+/// The provenance attached to a registry image (with `--key`: only one signed by the
+/// key): the checkout must hold every context input it records, byte for byte —
+/// exit 1 naming each that differs, before anything is rebuilt — and the rebuild
+/// takes the epoch it records when the build was given one by flag or environment.
+/// An image without provenance is rebuilt and compared as it is.
+fn check_recorded_inputs(
+    against: &Reference,
+    key: Option<&PublicKey>,
+    text: &str,
+    build: &mut BuildOptions,
+    ctx: &Context,
+) -> Result<()> {
+    let Reference::Registry(r) = against else {
+        return Ok(());
+    };
+    let opts = ctx.registry_options();
+    let digest = match &r.digest {
+        Some(d) => d.clone(),
+        None => imgbuild::source::open(against, &opts)?.root()?.0,
+    };
+    let Some(found) = imgbuild::sign::attestations::find_provenance(r, &digest, key, &opts)? else {
+        if !ctx.quiet {
+            note(&format!(
+                "verify: {text} has no provenance{}; rebuilding without checking the inputs first",
+                if key.is_some() {
+                    " signed by the key"
+                } else {
+                    ""
+                }
+            ));
+        }
+        return Ok(());
+    };
+    let context = context_of(&build.recipe)?;
+    let differences = imgbuild::verify::inputs::compare(&found.statement, &context)?;
+    if !differences.is_empty() {
+        let list: Vec<String> = differences.iter().map(|d| d.to_string()).collect();
+        return Err(Error::differs(format!(
+            "this checkout is not what {text}'s provenance ({}) records: {}",
+            found.from,
+            list.join("; ")
+        ))
+        .with_hint("check out the revision the image was built from; nothing was rebuilt"));
+    }
+    if !ctx.quiet {
+        note(&format!(
+            "verify: the checkout holds every input {text}'s provenance ({}) records",
+            found.from
+        ));
+    }
+    let epoch =
+        &found.statement["predicate"]["buildDefinition"]["internalParameters"]["sourceDateEpoch"];
+    let given = matches!(epoch["source"].as_str(), Some("flag" | "environment"));
+    if let (true, None, None, Some(seconds)) = (
+        given,
+        build.epoch,
+        &build.env_epoch,
+        epoch["seconds"].as_u64(),
+    ) {
+        build.epoch = Some(seconds);
+        if !ctx.quiet {
+            note(&format!(
+                "verify: rebuilding with source date epoch {seconds}, as the provenance records"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The context a recipe path builds from: the directory holding it (or the path
+/// itself, when it is a directory holding recipe.toml).
+fn context_of(recipe: &std::path::Path) -> Result<std::path::PathBuf> {
+    let dir = if recipe.is_dir() {
+        recipe
+    } else {
+        match recipe.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => std::path::Path::new("."),
+        }
+    };
+    dir.canonicalize()
+        .map_err(|e| Error::io_path("cannot resolve the recipe's directory", dir, e))
 }

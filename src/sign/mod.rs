@@ -12,6 +12,7 @@
 //! signatures already there stay (cosign does the same); signing the same digest with
 //! the same key again changes nothing (both algorithms sign deterministically).
 
+pub mod attestations;
 pub mod cosign;
 pub mod keys;
 

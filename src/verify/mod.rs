@@ -10,6 +10,9 @@
 //! only format whose images carry no annotation. So an image built with format 1 and
 //! no lock still verifies with every later release. (A provenance attached to the
 //! image would say the same, but is not always there; the annotation always is.)
+//! `inputs` checks a checkout against the inputs a provenance records.
+
+pub mod inputs;
 
 use crate::build::{self, BuildOptions};
 use crate::diff::{self, DiffOptions, Report, SideFormat};
