@@ -630,11 +630,27 @@ fn bad_keys_and_a_key_without_push_are_refused_before_anything_is_built_and_show
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(err.contains("--sign-key signs what --push pushes"), "{err}");
-    // A public key, or a file that is no key, where the private key goes.
+    // A public key, a file that is no key, or an RSA key, where the private key goes.
     std::fs::write(keys.path().join("junk"), "not a key at all\n").unwrap();
+    openssl(
+        keys.path(),
+        &[
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+            "-out",
+            "rsa.key",
+        ],
+    );
     for (bad, says) in [
         (&public, "is a public key"),
         (&keys.path().join("junk"), "is not a PEM private key"),
+        (
+            &keys.path().join("rsa.key"),
+            "the key's algorithm is not supported",
+        ),
     ] {
         let o = build(&[
             "--push=127.0.0.1:1/x:1",
