@@ -324,9 +324,10 @@ fn a_cosign_encrypted_key_signs_with_cosign_password_and_a_wrong_one_pushes_noth
             .arg(ctx.path().join("refused"))
             .arg(format!("--push={}", reg.reference("enc/app:1")))
             .args(["--sign-key", &key_arg]);
-        if let Some(p) = env {
-            cmd.env("COSIGN_PASSWORD", p);
-        }
+        match env {
+            Some(p) => cmd.env("COSIGN_PASSWORD", p),
+            None => cmd.env_remove("COSIGN_PASSWORD"),
+        };
         let o = run(&mut cmd);
         let err = stderr(&o);
         assert_eq!(o.status.code(), Some(2), "{err}");
@@ -442,6 +443,12 @@ fn verify_signature_exit_codes_for_each_kind_of_signature() {
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert!(err.contains("payload was altered"), "{err}");
+
+    // A digest the repository does not hold, even with a signature stored for it: 2.
+    let absent = format!("sha256:{}", "0".repeat(64));
+    copy_signature(&reg, "codes/app", &signed, &absent);
+    let o = verify_signature(&format!("{}@{absent}", reg.reference("codes/app")), &public);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
 
     // A file that is not a key: 2. A registry that does not answer: 3.
     std::fs::write(keys.path().join("junk.pub"), "not a key\n").unwrap();
@@ -768,6 +775,7 @@ fn verify_reads_the_provenance_names_a_changed_source_before_rebuilding_and_take
         let err = stderr(&o);
         assert_eq!(o.status.code(), Some(1), "{err}");
         assert!(err.contains("source src/app.txt: changed"), "{err}");
+        assert!(err.contains("the file here differs"), "{err}");
         assert!(
             !err.contains("rebuilt with format"),
             "nothing rebuilt: {err}"
@@ -811,4 +819,134 @@ fn a_provenance_signed_by_another_key_fails_verify_without_rebuilding() {
         !err.contains("rebuilt with format"),
         "nothing rebuilt: {err}"
     );
+}
+
+#[test]
+fn verify_without_a_key_checks_the_inputs_an_unsigned_provenance_records() {
+    let reg = Registry::start(Mode::Plain);
+    let ctx = checkout();
+    let reference = reg.reference("audit/unsigned:1");
+    let o = build_push(
+        &ctx,
+        &reference,
+        &[
+            "--provenance",
+            &ctx.path().join("out-prov.json").display().to_string(),
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = verify_against(&ctx, &reference, None);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(err.contains("(unsigned referrer)"), "{err}");
+    ctx.write("src/app.txt", "version 2\n");
+    let o = verify_against(&ctx, &reference, None);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("unsigned referrer") && err.contains("source src/app.txt: changed"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("rebuilt with format"),
+        "nothing rebuilt: {err}"
+    );
+}
+
+#[test]
+fn a_signed_provenance_of_another_image_replayed_under_this_ones_tag_is_refused() {
+    let reg = Registry::start(Mode::Plain);
+    let keys = tempfile::tempdir().unwrap();
+    let (key, public) = ed25519_key(keys.path(), "builder");
+    let key_arg = key.display().to_string();
+    let old = checkout();
+    let o = build_push(
+        &old,
+        &reg.reference("audit/replay:old"),
+        &[
+            "--sign-key",
+            &key_arg,
+            "--provenance",
+            &old.path().join("p.json").display().to_string(),
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let old_digest = stdout(&o);
+    let new = checkout();
+    new.write("src/app.txt", "version 2\n");
+    let o = build_push(
+        &new,
+        &reg.reference("audit/replay:new"),
+        &[
+            "--sign-key",
+            &key_arg,
+            "--provenance",
+            &new.path().join("p.json").display().to_string(),
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let new_digest = stdout(&o);
+    // The old image's attestation, signed by the same key, put where the new one's is.
+    let o = run(Command::new("skopeo").args([
+        "copy",
+        "--src-tls-verify=false",
+        "--dest-tls-verify=false",
+        &format!(
+            "docker://{}",
+            reg.reference(&format!(
+                "audit/replay:sha256-{}.att",
+                digest_hex(&old_digest)
+            ))
+        ),
+        &format!(
+            "docker://{}",
+            reg.reference(&format!(
+                "audit/replay:sha256-{}.att",
+                digest_hex(&new_digest)
+            ))
+        ),
+    ]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = verify_against(&new, &reg.reference("audit/replay:new"), Some(&public));
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("is about another image"), "{err}");
+    assert!(
+        !err.contains("rebuilt with format"),
+        "nothing rebuilt: {err}"
+    );
+}
+
+#[test]
+fn key_variables_set_for_a_whole_job_do_not_break_commands_they_do_not_apply_to() {
+    let ctx = Ctx::new();
+    ctx.recipe_text(RECIPE);
+    let keys = tempfile::tempdir().unwrap();
+    let (key, public) = ed25519_key(keys.path(), "job");
+    // A build that pushes nothing: IMGBUILD_SIGN_KEY from the environment is not for it.
+    let out = ctx.path().join("out");
+    let o = run(imgbuild()
+        .arg("build")
+        .arg(ctx.recipe())
+        .arg("--out")
+        .arg(&out)
+        .env("IMGBUILD_SIGN_KEY", &key));
+    assert!(o.status.success(), "{}", stderr(&o));
+    // A verification against a layout: IMGBUILD_VERIFY_KEY is for registry images.
+    let o = run(imgbuild()
+        .arg("verify")
+        .arg(ctx.recipe())
+        .arg("--against")
+        .arg(format!("oci:{}", out.display()))
+        .env("IMGBUILD_VERIFY_KEY", &public));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    // On the command line, they apply.
+    let o = run(imgbuild()
+        .arg("verify")
+        .arg(ctx.recipe())
+        .arg("--against")
+        .arg(format!("oci:{}", out.display()))
+        .arg("--key")
+        .arg(&public));
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
 }

@@ -140,6 +140,13 @@ fn format_flag(flag: Option<u64>) -> Result<Option<FormatVersion>> {
     .transpose()
 }
 
+/// Whether the flag value `value` came from the environment variable `var` (clap
+/// fills a flag from its variable when the command line has none): a variable set for
+/// a whole CI job may then be meant for other commands than this one.
+fn from_env(var: &str, value: &Path) -> bool {
+    std::env::var_os(var).is_some_and(|v| Path::new(&v) == value)
+}
+
 /// A registry reference given on the command line (exit 2 when it is not one).
 fn registry_ref(text: &str, what: &str) -> Result<RegistryRef> {
     match Reference::parse(text) {

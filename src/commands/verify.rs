@@ -14,8 +14,14 @@ use imgbuild::verify::Verdict;
 use imgbuild::{Error, Result};
 
 pub(super) fn run(args: VerifyArgs, ctx: &Context) -> Result<()> {
-    let against = image_ref(&args.against, "--against")?;
-    let key = args.key.as_deref().map(PublicKey::load).transpose()?;
+    let against = pinned(image_ref(&args.against, "--against")?, ctx)?;
+    // IMGBUILD_VERIFY_KEY set for the signed registry images of a CI job does not make
+    // a verification against a layout fail: from the environment, it applies only to
+    // registry images. On the command line it always applies.
+    let key_path = args.key.as_deref().filter(|k| {
+        matches!(against, Reference::Registry(_)) || !super::from_env("IMGBUILD_VERIFY_KEY", k)
+    });
+    let key = key_path.map(PublicKey::load).transpose()?;
     if let Some(key) = &key {
         check_signature(&against, key, &args.against, ctx)?;
     }
@@ -87,6 +93,21 @@ pub(super) fn run(args: VerifyArgs, ctx: &Context) -> Result<()> {
     }
 }
 
+/// A registry reference by tag, resolved once to its digest: the signature, the
+/// provenance and the comparison all then concern that one image, even if the tag
+/// moves (or a registry answers each question differently) meanwhile.
+fn pinned(reference: Reference, ctx: &Context) -> Result<Reference> {
+    match reference {
+        Reference::Registry(mut r) if r.digest.is_none() => {
+            let source =
+                imgbuild::source::open(&Reference::Registry(r.clone()), &ctx.registry_options())?;
+            r.digest = Some(source.root()?.0);
+            Ok(Reference::Registry(r))
+        }
+        other => Ok(other),
+    }
+}
+
 /// `verify --key PUB`: the image must carry a valid signature by the key before it is
 /// worth rebuilding (exit 1 without one, nothing rebuilt).
 fn check_signature(against: &Reference, key: &PublicKey, text: &str, ctx: &Context) -> Result<()> {
@@ -124,11 +145,25 @@ fn check_recorded_inputs(
         return Ok(());
     };
     let opts = ctx.registry_options();
-    let digest = match &r.digest {
-        Some(d) => d.clone(),
-        None => imgbuild::source::open(against, &opts)?.root()?.0,
+    let Some(digest) = r.digest.clone() else {
+        return Ok(());
     };
-    let Some(found) = imgbuild::sign::attestations::find_provenance(r, &digest, key, &opts)? else {
+    let found = match imgbuild::sign::attestations::find_provenance(r, &digest, key, &opts) {
+        Ok(found) => found,
+        // Without a key the provenance is a help, not a requirement: a registry that
+        // cannot answer for it does not stop the rebuild.
+        Err(e) if key.is_none() && e.class() == imgbuild::error::Class::Io => {
+            if !ctx.quiet {
+                note(&format!(
+                    "warning: cannot read {text}'s provenance ({}); rebuilding without checking the inputs first",
+                    e.message()
+                ));
+            }
+            None
+        }
+        Err(e) => return Err(e),
+    };
+    let Some(found) = found else {
         if !ctx.quiet {
             note(&format!(
                 "verify: {text} has no provenance{}; rebuilding without checking the inputs first",

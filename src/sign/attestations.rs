@@ -1,7 +1,9 @@
 //! Reading an image's provenance back from its registry, for `verify`: from the
-//! signed attestation image (`sha256-<hex>.att`, its DSSE signature checked when a
-//! key is given), else — without a key — from the unsigned referrer that
-//! `--provenance` attaches (the referrers API, or the `sha256-<hex>` tag schema).
+//! attestation image (`sha256-<hex>.att`, its DSSE signature checked when a key is
+//! given), else — without a key — from the unsigned referrer that `--provenance`
+//! attaches (the referrers API, or the `sha256-<hex>` tag schema). Either way the
+//! statement must be a SLSA provenance whose subject names the image: one about
+//! another image, replayed under this image's tag, does not count.
 
 use base64::Engine as _;
 use serde_json::Value;
@@ -17,8 +19,37 @@ use crate::registry::client::{self, RegistryClient};
 pub struct FoundProvenance {
     /// The in-toto statement.
     pub statement: Value,
-    /// `signed attestation` or `unsigned referrer`.
+    /// `attestation signed by the key`, `attestation, signature not checked` or
+    /// `unsigned referrer`.
     pub from: &'static str,
+}
+
+/// At most this many layers or referrers are looked at: a hostile registry could list
+/// thousands, each a download.
+const MAX_ENTRIES: usize = 64;
+
+/// Whether `statement` is an SLSA provenance about `digest` (its subject names it).
+fn is_provenance_of(statement: &Value, digest: &Digest) -> bool {
+    statement["predicateType"] == crate::provenance::PREDICATE_TYPE
+        && statement["subject"].as_array().is_some_and(|subjects| {
+            subjects
+                .iter()
+                .any(|s| s["digest"]["sha256"].as_str() == Some(digest.hex().as_str()))
+        })
+}
+
+/// A small blob of `repository`, or None when the registry does not have it or it is
+/// not what its digest says (a damaged entry is skipped, not fatal).
+async fn small_blob(
+    c: &RegistryClient,
+    repository: &str,
+    blob: &Digest,
+) -> Result<Option<Vec<u8>>> {
+    match c.get_config(repository, blob).await {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(e) if e.class() == crate::error::Class::BadInput => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// The provenance of the image `reference` resolves to (its digest `digest`). With
@@ -56,7 +87,11 @@ async fn from_attestations(
         .get_manifest_if_any(repository, &cosign::attestation_tag(digest))
         .await?;
     let mut unsigned = false;
-    for layer in cosign::existing_layers(existing.as_deref()) {
+    let mut other_image = false;
+    for layer in cosign::existing_layers(existing.as_deref())
+        .into_iter()
+        .take(MAX_ENTRIES)
+    {
         if layer["annotations"][cosign::PREDICATE_TYPE_ANNOTATION]
             != crate::provenance::PREDICATE_TYPE
         {
@@ -65,7 +100,9 @@ async fn from_attestations(
         let Some(blob) = layer["digest"].as_str().and_then(Digest::parse) else {
             continue;
         };
-        let bytes = c.get_config(repository, &blob).await?;
+        let Some(bytes) = small_blob(c, repository, &blob).await? else {
+            continue;
+        };
         let Ok(envelope) = serde_json::from_slice::<Value>(&bytes) else {
             continue;
         };
@@ -90,12 +127,29 @@ async fn from_attestations(
                 continue;
             }
         }
-        if let Ok(statement) = serde_json::from_slice(&statement) {
-            return Ok(Some(FoundProvenance {
-                statement,
-                from: "signed attestation",
-            }));
+        let Ok(statement) = serde_json::from_slice::<Value>(&statement) else {
+            continue;
+        };
+        // A statement about another image (replayed from another tag) is not this
+        // image's provenance, however well signed.
+        if !is_provenance_of(&statement, digest) {
+            other_image = true;
+            continue;
         }
+        return Ok(Some(FoundProvenance {
+            statement,
+            from: if key.is_some() {
+                "attestation signed by the key"
+            } else {
+                "attestation, signature not checked"
+            },
+        }));
+    }
+    if other_image && key.is_some() {
+        return Err(Error::differs(format!(
+            "the provenance attested for {digest} is about another image (its subject does not name {digest})"
+        ))
+        .with_hint("the registry holds an attestation of another image under this image's tag; do not trust it"));
     }
     if unsigned {
         return Err(Error::differs(format!(
@@ -126,14 +180,18 @@ async fn from_referrers(
         return Ok(None);
     };
     let entries = index["manifests"].as_array().cloned().unwrap_or_default();
-    for entry in entries {
+    for entry in entries.into_iter().take(MAX_ENTRIES) {
         if entry["artifactType"] != crate::provenance::INTOTO_MEDIA_TYPE {
             continue;
         }
-        let Some(d) = entry["digest"].as_str() else {
+        let Some(d) = entry["digest"].as_str().and_then(Digest::parse) else {
             continue;
         };
-        let (bytes, _) = c.get_manifest(repository, d).await?;
+        let bytes = match c.get_manifest(repository, &d.to_string()).await {
+            Ok((bytes, _)) => bytes,
+            Err(e) if e.class() == crate::error::Class::BadInput => continue,
+            Err(e) => return Err(e),
+        };
         let Ok(manifest) = serde_json::from_slice::<Value>(&bytes) else {
             continue;
         };
@@ -143,9 +201,11 @@ async fn from_referrers(
         else {
             continue;
         };
-        let doc = c.get_config(repository, &blob).await?;
+        let Some(doc) = small_blob(c, repository, &blob).await? else {
+            continue;
+        };
         if let Ok(statement) = serde_json::from_slice::<Value>(&doc) {
-            if statement["predicateType"] == crate::provenance::PREDICATE_TYPE {
+            if is_provenance_of(&statement, digest) {
                 return Ok(Some(FoundProvenance {
                     statement,
                     from: "unsigned referrer",

@@ -275,9 +275,11 @@ mod b64 {
     }
 }
 
-/// The scrypt cost cosign uses; larger ones are refused, so that a hostile key file
-/// cannot make imgbuild spend minutes or gigabytes deriving its key.
-const MAX_SCRYPT_LOG_N: u8 = 20;
+/// The largest scrypt cost read: N up to 2^16 (cosign writes 2^15) with cosign's r = 8
+/// and p = 1, so deriving a key takes at most 64 MiB and well under a second. Larger
+/// ones are refused, so that a key file from a stranger cannot make imgbuild spend
+/// minutes or gigabytes.
+const MAX_SCRYPT_LOG_N: u8 = 16;
 
 fn unseal(sealed: &[u8], passphrase: &[u8], path: &Path) -> Result<Vec<u8>> {
     use crypto_secretbox::aead::{Aead as _, KeyInit as _};
@@ -298,7 +300,7 @@ fn unseal(sealed: &[u8], passphrase: &[u8], path: &Path) -> Result<Vec<u8>> {
         n if n.is_power_of_two() && n > 1 => n.trailing_zeros() as u8,
         _ => return Err(bad("scrypt N is not a power of two")),
     };
-    if log_n > MAX_SCRYPT_LOG_N || s.kdf.params.r > 32 || s.kdf.params.p > 16 {
+    if log_n > MAX_SCRYPT_LOG_N || s.kdf.params.r != 8 || s.kdf.params.p != 1 {
         return Err(bad("its scrypt parameters are larger than any cosign uses"));
     }
     let params = scrypt::Params::new(log_n, s.kdf.params.r, s.kdf.params.p, 32)
@@ -332,10 +334,29 @@ mod tests {
         assert_eq!(pem_label("no pem here"), None);
     }
 
+    fn sealed(n: u64, r: u32, p: u32) -> Vec<u8> {
+        format!(r#"{{"kdf":{{"name":"scrypt","params":{{"N":{n},"r":{r},"p":{p}}},"salt":"AA=="}},"cipher":{{"name":"nacl/secretbox","nonce":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}},"ciphertext":"AA=="}}"#).into_bytes()
+    }
+
     #[test]
-    fn a_sealed_key_with_a_huge_scrypt_cost_is_refused_before_deriving() {
-        let doc = br#"{"kdf":{"name":"scrypt","params":{"N":1099511627776,"r":8,"p":1},"salt":"AA=="},"cipher":{"name":"nacl/secretbox","nonce":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"},"ciphertext":"AA=="}"#;
-        let e = unseal(doc, b"pw", Path::new("k")).unwrap_err();
-        assert!(e.to_string().contains("larger than any cosign uses"), "{e}");
+    fn a_sealed_key_costlier_than_cosigns_is_refused_before_deriving() {
+        for (n, r, p) in [
+            (1u64 << 40, 8, 1),
+            (1 << 17, 8, 1),
+            (1 << 15, 16, 1),
+            (1 << 15, 8, 2),
+        ] {
+            let e = unseal(&sealed(n, r, p), b"pw", Path::new("k")).unwrap_err();
+            assert!(
+                e.to_string().contains("larger than any cosign uses"),
+                "{n} {r} {p}: {e}"
+            );
+        }
+        // cosign's own cost, and the largest read, are derived (and then fail to open
+        // this dummy ciphertext: a wrong passphrase).
+        for n in [1u64 << 15, 1 << 16] {
+            let e = unseal(&sealed(n, 8, 1), b"pw", Path::new("k")).unwrap_err();
+            assert!(e.to_string().contains("wrong passphrase"), "{n}: {e}");
+        }
     }
 }

@@ -219,7 +219,11 @@ pub async fn check_signatures(
     let tag = cosign::signature_tag(digest);
     let existing = client.get_manifest_if_any(repository, &tag).await?;
     let mut signatures = Vec::new();
-    for layer in cosign::existing_layers(existing.as_deref()) {
+    // At most 64 looked at: a hostile registry could list thousands, each a download.
+    for layer in cosign::existing_layers(existing.as_deref())
+        .into_iter()
+        .take(64)
+    {
         let payload = layer["digest"].as_str().unwrap_or("").to_string();
         let problem = check_one(client, repository, digest, key, &layer).await?;
         signatures.push(Found { payload, problem });
@@ -293,7 +297,13 @@ pub fn verify_signature(
         let c = RegistryClient::connect(&reference.registry, &reference.repository, opts).await?;
         c.authorize(&reference.repository, false).await?;
         let digest = match &reference.digest {
-            Some(d) => d.clone(),
+            // The image must be there: a signature of a digest the repository does
+            // not hold verifies nothing (a missing image is exit 2).
+            Some(d) => {
+                c.get_manifest(&reference.repository, &d.to_string())
+                    .await?
+                    .1
+            }
             None => {
                 let tag = reference.tag.as_deref().unwrap_or("latest");
                 c.get_manifest(&reference.repository, tag).await?.1
