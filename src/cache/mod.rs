@@ -13,6 +13,13 @@
 //! `make` and git's index do: a file rewritten in place with the same size, mtime *and*
 //! ctime (which no ordinary tool can set) would be missed. `--no-cache` (and every
 //! audit) bypasses it.
+//!
+//! `key.rs` holds the other key, the *content key*, which hashes the sources' bytes
+//! instead of their identity: the one a cache shared between machines needs.
+
+pub mod key;
+
+pub use key::content_key;
 
 use crate::compress::Compression;
 use crate::digest::Digest;
