@@ -15,9 +15,11 @@
 //! audit) bypasses it.
 //!
 //! `key.rs` holds the other key, the *content key*, which hashes the sources' bytes
-//! instead of their identity: the one a cache shared between machines needs.
+//! instead of their identity: the one a cache shared between machines needs, which
+//! `shared.rs` keeps in a registry repository or an OCI layout.
 
 pub mod key;
+pub mod shared;
 
 pub use key::content_key;
 

@@ -5,7 +5,7 @@
 
 use super::line;
 use imgbuild::digest::Digest;
-use imgbuild::events::{human_size, Event, Reporter};
+use imgbuild::events::{human_size, Event, LayerSource, Reporter};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -24,6 +24,8 @@ struct State {
     blobs: HashMap<Digest, ProgressBar>,
     written: usize,
     unchanged: usize,
+    /// Layers taken from a shared cache (`--cache-from`).
+    shared: usize,
     bytes: u64,
 }
 
@@ -95,21 +97,23 @@ impl Reporter for Bars {
                 platforms,
                 digest,
                 size,
-                unchanged,
+                source,
             } => {
-                if *unchanged {
-                    state.unchanged += 1;
-                } else {
-                    state.written += 1;
-                    state.bytes += size;
+                match source {
+                    LayerSource::Built => {
+                        state.written += 1;
+                        state.bytes += size;
+                    }
+                    LayerSource::LocalCache => state.unchanged += 1,
+                    LayerSource::RegistryCache(_) => state.shared += 1,
                 }
                 // The finished bar gives way to the layer's line, which stays.
                 self.done(state.layers.remove(&(name.clone(), platforms.clone())));
                 self.print(&format!(
-                    "layer {name} ({}) {digest} ({}{})",
+                    "layer {name} ({}) {digest} ({}, {})",
                     platforms.join(","),
                     human_size(*size),
-                    if *unchanged { ", unchanged" } else { "" }
+                    super::source_text(source)
                 ));
             }
             Event::BlobProgress { digest, done, size } => {
@@ -143,8 +147,12 @@ impl Reporter for Bars {
                 }
             }
             Event::ImageWritten { digest, layout } => {
+                let shared = match state.shared {
+                    0 => String::new(),
+                    n => format!("; {n} from shared caches"),
+                };
                 self.print(&format!(
-                    "wrote {digest} to {} ({} layers written, {}; {} unchanged)",
+                    "wrote {digest} to {} ({} layers written, {}; {} unchanged{shared})",
                     layout.display(),
                     state.written,
                     human_size(state.bytes),

@@ -2,7 +2,7 @@
 //! terminal, one plain line each otherwise, nothing at all with `-q`. stdout is never
 //! touched here: it carries only results.
 
-use imgbuild::events::{human_size, Event, Events, Reporter};
+use imgbuild::events::{human_size, Event, Events, LayerSource, Reporter};
 use std::io::{IsTerminal, Write};
 
 mod bars;
@@ -40,12 +40,20 @@ pub fn line(event: &Event) -> Option<String> {
             platforms,
             digest,
             size,
-            unchanged,
+            source,
         } => {
-            let how = if *unchanged { ", unchanged" } else { "" };
             let on = platforms.join(",");
-            format!("layer {name:<16} {on} {digest} ({}{how})", human_size(*size))
+            format!(
+                "layer {name:<16} {on} {digest} ({}, {})",
+                human_size(*size),
+                source_text(source)
+            )
         }
+        Event::CacheStored {
+            cache,
+            stored,
+            present,
+        } => format!("cache {cache}: {stored} layers stored, {present} already there"),
         Event::ImageWritten { digest, layout } => {
             format!("wrote {digest} to {}", layout.display())
         }
@@ -93,4 +101,13 @@ pub fn line(event: &Event) -> Option<String> {
         } => format!("attached {artifact_type} {digest} to {subject} ({listed_by})"),
         _ => return None,
     })
+}
+
+/// How a layer line says where the layer came from.
+fn source_text(source: &LayerSource) -> String {
+    match source {
+        LayerSource::Built => "built".to_string(),
+        LayerSource::LocalCache => "local cache".to_string(),
+        LayerSource::RegistryCache(from) => format!("registry cache {from}"),
+    }
 }
