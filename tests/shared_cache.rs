@@ -439,3 +439,75 @@ fn a_malformed_cache_reference_is_exit_2_before_the_build() {
         assert!(!out.join("index.json").exists());
     }
 }
+
+#[test]
+fn the_variables_name_the_caches_and_the_first_cache_with_the_key_wins() {
+    let (a, b) = (tmp(), tmp());
+    make_context(a.path());
+    let filled = format!("oci:{}", a.path().join("filled").display());
+    let empty = format!("oci:{}", a.path().join("empty").display());
+    // An empty layout to read from first: it has no entry, so the second one serves.
+    build(a.path(), &a.path().join("o0"), &["--cache-to", &empty]);
+    fs::write(a.path().join("app/README"), b"another app\n").expect("write");
+    let o = imgbuild()
+        .env("IMGBUILD_CACHE_TO", &filled)
+        .arg("build")
+        .arg(a.path().join("recipe.toml"))
+        .arg("--out")
+        .arg(a.path().join("o1"))
+        .arg("--json")
+        .output()
+        .expect("run imgbuild");
+    assert!(o.status.success(), "{}", stderr(&o));
+    copy_context(a.path(), &b.path().join("c"));
+    let o = imgbuild()
+        .env("IMGBUILD_CACHE_FROM", format!("{empty},{filled}"))
+        .arg("build")
+        .arg(b.path().join("c/recipe.toml"))
+        .arg("--out")
+        .arg(b.path().join("out"))
+        .arg("--json")
+        .output()
+        .expect("run imgbuild");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let json: Value = serde_json::from_slice(&o.stdout).expect("json");
+    let log = stderr(&o);
+    // "deps" is in both caches (the first wins); "app" only in the second.
+    for line in log.lines().filter(|l| l.starts_with("layer ")) {
+        let expected = if line.starts_with("layer deps") {
+            &empty
+        } else {
+            &filled
+        };
+        assert!(
+            line.ends_with(&format!("registry cache {expected})")),
+            "{log}"
+        );
+    }
+    let sources: Vec<&str> = json["manifests"][0]["layers"]
+        .as_array()
+        .expect("layers")
+        .iter()
+        .map(|l| l["source"].as_str().expect("source"))
+        .collect();
+    assert_eq!(sources, ["registry-cache", "registry-cache"]);
+}
+
+#[test]
+fn a_rebuild_into_the_same_out_reports_the_local_cache_and_no_cache_reads_no_cache() {
+    let a = tmp();
+    make_context(a.path());
+    let cache = format!("oci:{}", a.path().join("cache").display());
+    let out = a.path().join("out");
+    let first = build(a.path(), &out, &["--cache-to", &cache]);
+    let again = build(a.path(), &out, &["--cache-from", &cache]);
+    assert_eq!(again.digest, first.digest);
+    assert!(all(&again.sources, "local-cache"), "{:?}", again.sources);
+    let fresh = build(
+        a.path(),
+        &a.path().join("out2"),
+        &["--cache-from", &cache, "--no-cache"],
+    );
+    assert_eq!(fresh.digest, first.digest);
+    assert!(all(&fresh.sources, "built"), "{:?}", fresh.sources);
+}
