@@ -511,3 +511,18 @@ fn a_rebuild_into_the_same_out_reports_the_local_cache_and_no_cache_reads_no_cac
     assert_eq!(fresh.digest, first.digest);
     assert!(all(&fresh.sources, "built"), "{:?}", fresh.sources);
 }
+
+#[test]
+fn a_layout_cache_inside_a_copied_tree_never_feeds_the_image() {
+    let a = tmp();
+    make_context(a.path());
+    let cache = format!("oci:{}", a.path().join("app/cache").display());
+    let first = build(a.path(), &a.path().join("out"), &["--cache-to", &cache]);
+    let second = build(a.path(), &a.path().join("out2"), &["--cache-from", &cache]);
+    assert_eq!(second.digest, first.digest, "{}", second.log);
+    assert!(
+        all(&second.sources, "registry-cache"),
+        "{:?}",
+        second.sources
+    );
+}

@@ -115,6 +115,14 @@ impl SharedCacheOptions {
     pub fn is_empty(&self) -> bool {
         self.from.is_empty() && self.to.is_none()
     }
+
+    /// The `oci:DIR` caches' directories: outputs of the build, never its input.
+    pub fn layout_dirs(&self) -> impl Iterator<Item = &PathBuf> {
+        self.from.iter().chain(&self.to).filter_map(|r| match r {
+            CacheRef::Layout(dir) => Some(dir),
+            CacheRef::Registry { .. } => None,
+        })
+    }
 }
 
 /// An entry: an OCI image manifest with an `artifactType`, in this field order.
