@@ -131,11 +131,14 @@ for run in $(seq 1 "$RUNS"); do
     reg_start "$d/registry"
     cache=127.0.0.1:$REG_PORT/cache
     make_context "$d/a"
+    # The copy's dirty pages are written back now, not during a timed build.
+    sync
     timed cold "$run" build "$d/a/recipe.toml" --out "$d/a/out-cold"
     timed cold-cache-to "$run" build "$d/a/recipe.toml" --out "$d/a/out" --cache-to "$cache"
     # Machine B: another path, every mtime new, empty --out.
     make_context "$d/b"
     find "$d/b/corpus" -type f -exec touch {} +
+    sync
     timed warm-cache-from "$run" build "$d/b/recipe.toml" --out "$d/b/out" --cache-from "$cache"
     timed warm-cache-from-push "$run" build "$d/b/recipe.toml" --out "$d/b/out-push" \
         --cache-from "$cache" "--push=127.0.0.1:$REG_PORT/app:1"
