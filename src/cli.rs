@@ -220,6 +220,17 @@ pub struct BuildArgs {
     /// Write every layer even when the layer cache in --out says it is unchanged.
     #[arg(long, env = "IMGBUILD_NO_CACHE")]
     pub no_cache: bool,
+    /// Read layers from this shared cache (a registry repository, or oci:DIR) when their content key is there; repeat or comma-separate, first hit wins.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        env = "IMGBUILD_CACHE_FROM",
+        value_name = "REF"
+    )]
+    pub cache_from: Vec<String>,
+    /// Store every layer of the build in this shared cache (a registry repository, or oci:DIR).
+    #[arg(long, env = "IMGBUILD_CACHE_TO", value_name = "REF")]
+    pub cache_to: Option<String>,
     /// Write an in-toto SLSA v1 provenance statement for the image to FILE (with --push: attach it too).
     #[arg(long, env = "IMGBUILD_PROVENANCE", value_name = "FILE")]
     pub provenance: Option<PathBuf>,

@@ -34,14 +34,21 @@ pub enum Event {
         platforms: Vec<String>,
         done: u64,
     },
-    /// A recipe layer is in the layout: written now, or found unchanged in the layer
-    /// cache.
+    /// A recipe layer is in the layout: written now, or found in a layer cache
+    /// (`source` says which).
     LayerWritten {
         name: String,
         platforms: Vec<String>,
         digest: Digest,
         size: u64,
-        unchanged: bool,
+        source: LayerSource,
+    },
+    /// `--cache-to`: entries for the build's layers are in the shared cache `cache`:
+    /// `stored` now, `present` already there.
+    CacheStored {
+        cache: String,
+        stored: usize,
+        present: usize,
     },
     /// The image (its root manifest or index) is in the layout.
     ImageWritten { digest: Digest, layout: PathBuf },
@@ -107,6 +114,28 @@ pub enum Event {
         digest: String,
         tag: String,
     },
+}
+
+/// Where a recipe layer of a build came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LayerSource {
+    /// Written now: tarred and compressed.
+    Built,
+    /// Found in `--out`'s own layer cache.
+    LocalCache,
+    /// Taken from a shared cache (`--cache-from`), named here, its blob verified.
+    RegistryCache(String),
+}
+
+impl LayerSource {
+    /// The name `--json` reports: `built`, `local-cache` or `registry-cache`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            LayerSource::Built => "built",
+            LayerSource::LocalCache => "local-cache",
+            LayerSource::RegistryCache(_) => "registry-cache",
+        }
+    }
 }
 
 /// Receives events. Called from any thread, possibly from several at once.

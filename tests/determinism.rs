@@ -342,7 +342,7 @@ fn a_rebuild_with_nothing_changed_writes_no_layer_and_gives_the_same_digest() {
     let layers: Vec<&str> = log.lines().filter(|l| l.starts_with("layer ")).collect();
     assert_eq!(layers.len(), 3, "{log}");
     assert!(
-        layers.iter().all(|l| l.ends_with("unchanged)")),
+        layers.iter().all(|l| l.ends_with("local cache)")),
         "every layer comes from the cache: {log}"
     );
 }

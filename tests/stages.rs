@@ -156,6 +156,7 @@ fn options(recipe: PathBuf, out: PathBuf) -> BuildOptions {
         threads: NonZeroUsize::MIN,
         events: imgbuild::events::Events::silent(),
         no_cache: false,
+        shared_cache: Default::default(),
         registry: Default::default(),
         locked: false,
         context_out: None,

@@ -135,6 +135,7 @@ pub fn assemble(
         layers,
         diff_ids: config.rootfs.diff_ids.clone(),
         base_layers,
+        layer_sources: Vec::new(),
     })
 }
 

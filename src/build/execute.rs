@@ -9,11 +9,12 @@
 use super::assemble;
 use super::resolve::ResolvedBuild;
 use super::BuildResult;
-use crate::cache::LayerCache;
+use crate::cache::shared::SharedCache;
+use crate::cache::{self, LayerCache};
 use crate::compress::Compression;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
-use crate::events::{Event, Events};
+use crate::events::{Event, Events, LayerSource};
 use crate::format::FormatVersion;
 use crate::layer::{self, LayerBlob};
 use crate::layout::Layout;
@@ -64,6 +65,14 @@ pub fn execute(resolved: ResolvedBuild<'_>) -> Result<BuildResult> {
         verified.record(digest, diff_id);
     }
     let cache = (!opts.no_cache).then(|| LayerCache::new(&layout));
+    let shared = (!opts.shared_cache.is_empty()).then(|| {
+        let mut options = opts.shared_cache.clone();
+        if opts.no_cache {
+            // --no-cache writes every layer; --cache-to is still filled.
+            options.from.clear();
+        }
+        SharedCache::open(&options, &opts.registry)
+    });
     let settings = LayerSettings {
         epoch: epoch.seconds,
         compression,
@@ -71,9 +80,15 @@ pub fn execute(resolved: ResolvedBuild<'_>) -> Result<BuildResult> {
         threads: opts.threads,
     };
     let plans: Vec<&Plan> = targets.iter().map(|t| &t.plan).collect();
-    let blobs = write_layers(&plans, &settings, cache.as_ref(), &layout, &opts.events)?;
+    let caches = Caches {
+        local: cache.as_ref(),
+        shared: shared.as_ref(),
+    };
+    let blobs = write_layers(&plans, &settings, caches, &layout, &opts.events)?;
     let mut manifests = Vec::new();
-    for (t, layer_blobs) in targets.iter().zip(blobs) {
+    for (t, written) in targets.iter().zip(blobs) {
+        let (layer_blobs, sources): (Vec<LayerBlob>, Vec<LayerSource>) =
+            written.into_iter().unzip();
         let image = assemble::Image {
             recipe: &recipe,
             base: base.as_ref(),
@@ -81,13 +96,10 @@ pub fn execute(resolved: ResolvedBuild<'_>) -> Result<BuildResult> {
             user: user.as_deref(),
             format,
         };
-        manifests.push(assemble::assemble(
-            &image,
-            &t.plan,
-            t.base.as_ref(),
-            &layer_blobs,
-            &layout,
-        )?);
+        let mut manifest =
+            assemble::assemble(&image, &t.plan, t.base.as_ref(), &layer_blobs, &layout)?;
+        manifest.layer_sources = sources;
+        manifests.push(manifest);
     }
     let (digest, media_type, size) = assemble::write_root(&recipe, &manifests, &layout)?;
     layout.add_to_index(
@@ -109,6 +121,7 @@ pub fn execute(resolved: ResolvedBuild<'_>) -> Result<BuildResult> {
         format,
         format_source,
         inputs,
+        shared_layers: shared.map(|s| s.found_in()).unwrap_or_default(),
     })
 }
 
@@ -120,77 +133,56 @@ pub struct LayerSettings {
     pub threads: NonZeroUsize,
 }
 
+/// The layer caches a build reads and fills: `--out`'s own, and the shared caches
+/// of `--cache-from`/`--cache-to`.
+#[derive(Default, Clone, Copy)]
+pub struct Caches<'a> {
+    pub local: Option<&'a LayerCache>,
+    pub shared: Option<&'a SharedCache>,
+}
+
+/// A layer of the build: its blob, where it came from, and its content key when a
+/// shared cache asked for it.
+struct Produced {
+    blob: LayerBlob,
+    source: LayerSource,
+    key: Option<Digest>,
+}
+
 /// The layer scheduler: writes every distinct layer of every platform, several at a
-/// time. A layer whose plan is identical on two platforms (no `{arch}` in it) is
-/// written once. Returns each platform's layer blobs, in plan order.
+/// time, each looked up in the caches first. A layer whose plan is identical on two
+/// platforms (no `{arch}` in it) is written once. Returns each platform's layer
+/// blobs, in plan order, with where each came from. With `--cache-to`, every layer
+/// is then stored in the shared cache.
 pub fn write_layers(
     targets: &[&Plan],
     settings: &LayerSettings,
-    cache: Option<&LayerCache>,
+    caches: Caches<'_>,
     layout: &Layout,
     events: &Events,
-) -> Result<Vec<Vec<LayerBlob>>> {
-    let LayerSettings {
-        epoch,
-        compression,
-        format,
-        threads,
-    } = *settings;
+) -> Result<Vec<Vec<(LayerBlob, LayerSource)>>> {
     let Jobs {
         jobs,
         job_of,
         platforms_of,
     } = Jobs::of(targets);
-    let results: Mutex<BTreeMap<usize, Result<LayerBlob>>> = Mutex::new(BTreeMap::new());
+    let results: Mutex<BTreeMap<usize, Result<Produced>>> = Mutex::new(BTreeMap::new());
     let next = AtomicUsize::new(0);
-    let workers = threads.get().min(jobs.len()).max(1);
+    let workers = settings.threads.get().min(jobs.len()).max(1);
     std::thread::scope(|s| {
         for _ in 0..workers {
             s.spawn(|| loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(job) = jobs.get(i) else { break };
-                let key = cache.map(|_| LayerCache::key(job, format, compression, epoch));
-                let hit = cache
-                    .zip(key.as_ref())
-                    .and_then(|(c, k)| c.get(k, layout, compression));
-                let cached = hit.is_some();
                 let platforms = &platforms_of[i];
-                let r = match hit {
-                    Some(b) => Ok(b),
-                    None => {
-                        events.emit(Event::LayerStarted {
-                            name: job.name.clone(),
-                            platforms: platforms.clone(),
-                            bytes: tar_bytes(job),
-                        });
-                        let progress = |done| {
-                            events.emit(Event::LayerProgress {
-                                name: job.name.clone(),
-                                platforms: platforms.clone(),
-                                done,
-                            })
-                        };
-                        layer::write_layer_reporting(
-                            job,
-                            epoch,
-                            compression,
-                            format,
-                            threads,
-                            layout,
-                            &progress,
-                        )
-                    }
-                };
-                if let Ok(b) = &r {
-                    if let (Some(c), Some(k), false) = (cache, &key, cached) {
-                        c.put(k, b);
-                    }
+                let r = produce(job, platforms, settings, caches, layout, events);
+                if let Ok(p) = &r {
                     events.emit(Event::LayerWritten {
                         name: job.name.clone(),
                         platforms: platforms.clone(),
-                        digest: b.digest.clone(),
-                        size: b.size,
-                        unchanged: cached,
+                        digest: p.blob.digest.clone(),
+                        size: p.blob.size,
+                        source: p.source.clone(),
                     });
                 }
                 let failed = r.is_err();
@@ -210,14 +202,23 @@ pub fn write_layers(
             std::io::Error::other("a worker panicked"),
         )
     })?;
-    let mut done: BTreeMap<usize, LayerBlob> = BTreeMap::new();
+    let mut done: BTreeMap<usize, Produced> = BTreeMap::new();
     for i in 0..jobs.len() {
         match results.remove(&i) {
-            Some(Ok(b)) => {
-                done.insert(i, b);
+            Some(Ok(p)) => {
+                done.insert(i, p);
             }
             Some(Err(e)) => return Err(e),
             None => {}
+        }
+    }
+    if let Some(shared) = caches.shared {
+        let entries: Vec<(Digest, LayerBlob)> = done
+            .values()
+            .filter_map(|p| Some((p.key.clone()?, p.blob.clone())))
+            .collect();
+        if !entries.is_empty() {
+            shared.store(&entries, layout);
         }
     }
     job_of
@@ -225,16 +226,93 @@ pub fn write_layers(
         .map(|ids| {
             ids.into_iter()
                 .map(|i| {
-                    done.get(&i).cloned().ok_or_else(|| {
-                        Error::io(
-                            "building layers",
-                            std::io::Error::other("a layer was not built"),
-                        )
-                    })
+                    done.get(&i)
+                        .map(|p| (p.blob.clone(), p.source.clone()))
+                        .ok_or_else(|| {
+                            Error::io(
+                                "building layers",
+                                std::io::Error::other("a layer was not built"),
+                            )
+                        })
                 })
                 .collect()
         })
         .collect()
+}
+
+/// One layer job: from `--out`'s layer cache, else from a shared cache (its content
+/// key computed, which reads the sources once), else written now. The content key is
+/// kept for `--cache-to`.
+fn produce(
+    job: &LayerPlan,
+    platforms: &[String],
+    settings: &LayerSettings,
+    caches: Caches<'_>,
+    layout: &Layout,
+    events: &Events,
+) -> Result<Produced> {
+    let LayerSettings {
+        epoch,
+        compression,
+        format,
+        threads,
+    } = *settings;
+    let local_key = caches
+        .local
+        .map(|_| LayerCache::key(job, format, compression, epoch));
+    let local_hit = caches
+        .local
+        .zip(local_key.as_ref())
+        .and_then(|(c, k)| c.get(k, layout, compression));
+    // A source that cannot be read gives no key: writing the layer reports it.
+    let needs_key = caches
+        .shared
+        .is_some_and(|s| s.writes() || (local_hit.is_none() && s.reads()));
+    let key = needs_key
+        .then(|| cache::content_key(job, format, compression, epoch, threads).ok())
+        .flatten();
+    if let Some(blob) = local_hit {
+        return Ok(Produced {
+            blob,
+            source: LayerSource::LocalCache,
+            key,
+        });
+    }
+    let remember = |blob: &LayerBlob| {
+        if let (Some(c), Some(k)) = (caches.local, &local_key) {
+            c.put(k, blob);
+        }
+    };
+    if let (Some(shared), Some(k)) = (caches.shared, &key) {
+        if let Some((blob, from)) = shared.lookup(k, &job.name, layout, compression) {
+            remember(&blob);
+            return Ok(Produced {
+                blob,
+                source: LayerSource::RegistryCache(from),
+                key,
+            });
+        }
+    }
+    events.emit(Event::LayerStarted {
+        name: job.name.clone(),
+        platforms: platforms.to_vec(),
+        bytes: tar_bytes(job),
+    });
+    let progress = |done| {
+        events.emit(Event::LayerProgress {
+            name: job.name.clone(),
+            platforms: platforms.to_vec(),
+            done,
+        })
+    };
+    let blob =
+        layer::write_layer_reporting(job, epoch, compression, format, threads, layout, &progress)?;
+    remember(&blob);
+    Ok(Produced {
+        blob,
+        source: LayerSource::Built,
+        key,
+    })
 }
 
 /// About how many tar bytes `layer` will be: a 512-byte header per entry, contents

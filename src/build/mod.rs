@@ -18,7 +18,7 @@ mod execute;
 mod lock_policy;
 mod resolve;
 
-pub use execute::{execute, write_layers, LayerSettings};
+pub use execute::{execute, write_layers, Caches, LayerSettings};
 pub use resolve::{resolve, PlatformPlan, ResolvedBuild, VerifiedLayer};
 
 use crate::digest::Digest;
@@ -61,8 +61,12 @@ pub struct BuildOptions {
     /// Where progress and warnings are reported (the registry options carry their own
     /// handle, normally the same one).
     pub events: Events,
-    /// Write every layer, ignoring the layer cache (it is still updated).
+    /// Write every layer, ignoring the layer caches (`--out`'s and `--cache-from`;
+    /// both are still filled).
     pub no_cache: bool,
+    /// `--cache-from` / `--cache-to`: layer caches shared through registries or
+    /// layouts, keyed on the layers' content.
+    pub shared_cache: crate::cache::shared::SharedCacheOptions,
     /// How to reach registries (base images, url archives).
     pub registry: crate::registry::client::Options,
     /// `--locked`: every floating input must be pinned by a current recipe.lock.
@@ -97,6 +101,9 @@ pub struct BuildResult {
     pub format_source: FormatSource,
     /// What provenance and SBOM need to know about the inputs.
     pub inputs: BuildInputs,
+    /// Layers taken from a registry cache: digest → (registry, repository), where a
+    /// push to the same registry can mount them from.
+    pub shared_layers: std::collections::BTreeMap<Digest, (String, String)>,
 }
 
 /// The inputs a build read, for provenance (`provenance.rs`) and the SBOM.
@@ -131,6 +138,8 @@ pub struct PlatformImage {
     pub diff_ids: Vec<Digest>,
     /// How many of `layers` (the first ones) are the base image's.
     pub base_layers: usize,
+    /// Where each recipe layer (`layers[base_layers..]`) came from.
+    pub layer_sources: Vec<crate::events::LayerSource>,
 }
 
 /// Builds the image `opts` describe: [`resolve`] (all reading, every input error),

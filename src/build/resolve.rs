@@ -108,6 +108,8 @@ pub fn resolve(opts: &BuildOptions) -> Result<ResolvedBuild<'_>> {
     };
     let mut outputs = vec![absolute(opts.context_out.as_ref().unwrap_or(&opts.out))];
     outputs.extend(opts.extra_outputs.iter().map(|p| absolute(p)));
+    // A layout used as a shared cache is no input either, wherever it lies.
+    outputs.extend(opts.shared_cache.layout_dirs().map(|p| absolute(p)));
     // Url archives are input too: fetched (and verified) before planning. Their cache
     // in `--out` is content-addressed and only ever holds verified files.
     let downloads = if url_pins.is_empty() {

@@ -6,6 +6,7 @@ mod archive;
 use super::{note, registry_ref, write_report, Context};
 use crate::cli::BuildArgs;
 use imgbuild::build::{self, BuildResult, Platforms};
+use imgbuild::cache::shared::{CacheRef, SharedCacheOptions};
 use imgbuild::format::FormatSource;
 use imgbuild::image::Descriptor;
 use imgbuild::layout::Layout;
@@ -31,6 +32,7 @@ pub(super) fn run(args: BuildArgs, ctx: &Context) -> Result<()> {
     sink.leave_out_of_context(&mut opts);
     opts.tags = (!args.tag.is_empty()).then(|| args.tag.clone());
     opts.no_cache = args.no_cache;
+    opts.shared_cache = shared_cache(&args)?;
     check_document_paths(&args)?;
     let params = provenance::Parameters {
         platforms: match &opts.platforms {
@@ -57,7 +59,7 @@ pub(super) fn run(args: BuildArgs, ctx: &Context) -> Result<()> {
         }
         (None, _) => None,
     };
-    let publisher = match &target {
+    let mut publisher = match &target {
         Some(t) => Some(Publisher::connect(t, &ctx.registry_options())?),
         None => None,
     };
@@ -82,7 +84,8 @@ pub(super) fn run(args: BuildArgs, ctx: &Context) -> Result<()> {
         }
     }
     let mut published = None;
-    if let (Some(t), Some(publisher)) = (&target, &publisher) {
+    if let (Some(t), Some(publisher)) = (&target, &mut publisher) {
+        publisher.mount_from(&result.shared_layers);
         let mut tags = result.tags.clone();
         if let Some(tag) = &t.tag {
             if !tags.contains(tag) {
@@ -140,6 +143,26 @@ fn statements(
             Document::Sbom => imgbuild::sign::spdx_statement(name, &result.digest, bytes),
         })
         .collect()
+}
+
+/// `--cache-from` and `--cache-to`, parsed (a malformed REF is exit 2, before the
+/// build; an unreachable cache is only a warning, during it). An empty value is no
+/// cache, so that CI can switch one off by its variable.
+fn shared_cache(args: &BuildArgs) -> Result<SharedCacheOptions> {
+    Ok(SharedCacheOptions {
+        from: args
+            .cache_from
+            .iter()
+            .filter(|r| !r.is_empty())
+            .map(|r| CacheRef::parse(r, "--cache-from"))
+            .collect::<Result<_>>()?,
+        to: args
+            .cache_to
+            .as_deref()
+            .filter(|r| !r.is_empty())
+            .map(|r| CacheRef::parse(r, "--cache-to"))
+            .transpose()?,
+    })
 }
 
 /// `--provenance` and `--sbom` must name writable files, and not the same one: checked
@@ -310,9 +333,17 @@ fn json(r: &BuildResult, published: Option<&Published>) -> serde_json::Value {
                 "digest": m.digest,
                 "size": m.size,
                 "config": m.config,
-                "layers": m.layers.iter().zip(&m.diff_ids).map(|(l, d)| serde_json::json!({
-                    "mediaType": l.media_type, "digest": l.digest, "size": l.size, "diffId": d,
-                })).collect::<Vec<_>>(),
+                "layers": m.layers.iter().zip(&m.diff_ids).enumerate().map(|(i, (l, d))| {
+                    // Base layers are the base's; each recipe layer says where it came from.
+                    let source = i
+                        .checked_sub(m.base_layers)
+                        .and_then(|j| m.layer_sources.get(j))
+                        .map_or("base", |s| s.as_str());
+                    serde_json::json!({
+                        "mediaType": l.media_type, "digest": l.digest, "size": l.size, "diffId": d,
+                        "source": source,
+                    })
+                }).collect::<Vec<_>>(),
             })
         })
         .collect();

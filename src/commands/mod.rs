@@ -105,6 +105,7 @@ impl Context {
                 .unwrap_or(std::num::NonZeroUsize::MIN),
             events: self.events(),
             no_cache: false,
+            shared_cache: Default::default(),
             registry: self.registry_options(),
             locked: inputs.locked,
             context_out: None,

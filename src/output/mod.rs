@@ -2,7 +2,7 @@
 //! terminal, one plain line each otherwise, nothing at all with `-q`. stdout is never
 //! touched here: it carries only results.
 
-use imgbuild::events::{human_size, Event, Events, Reporter};
+use imgbuild::events::{human_size, Event, Events, LayerSource, Reporter};
 use std::io::{IsTerminal, Write};
 use std::sync::Mutex;
 
@@ -45,32 +45,42 @@ impl Reporter for Lines {
 struct Summary {
     written: usize,
     unchanged: usize,
+    /// Taken from a shared cache (`--cache-from`).
+    shared: usize,
     bytes: u64,
 }
 
 impl Summary {
     /// Counts `event` and gives its line: [`line`], but for the image written, the
-    /// summary line `wrote DIGEST to DIR (N layers written, SIZE; M unchanged)`.
+    /// summary line `wrote DIGEST to DIR (N layers written, SIZE; M unchanged[; K from
+    /// shared caches])`.
     fn line(&mut self, event: &Event) -> Option<String> {
         match event {
-            Event::LayerWritten {
-                size, unchanged, ..
-            } => {
-                if *unchanged {
-                    self.unchanged += 1;
-                } else {
-                    self.written += 1;
-                    self.bytes += size;
+            Event::LayerWritten { size, source, .. } => {
+                match source {
+                    LayerSource::Built => {
+                        self.written += 1;
+                        self.bytes += size;
+                    }
+                    LayerSource::LocalCache => self.unchanged += 1,
+                    LayerSource::RegistryCache(_) => self.shared += 1,
                 }
                 line(event)
             }
-            Event::ImageWritten { digest, layout } => Some(format!(
-                "wrote {digest} to {} ({} layers written, {}; {} unchanged)",
-                layout.display(),
-                self.written,
-                human_size(self.bytes),
-                self.unchanged
-            )),
+            Event::ImageWritten { digest, layout } => {
+                let shared = if self.shared > 0 {
+                    format!("; {} from shared caches", self.shared)
+                } else {
+                    String::new()
+                };
+                Some(format!(
+                    "wrote {digest} to {} ({} layers written, {}; {} unchanged{shared})",
+                    layout.display(),
+                    self.written,
+                    human_size(self.bytes),
+                    self.unchanged
+                ))
+            }
             _ => line(event),
         }
     }
@@ -91,15 +101,20 @@ pub fn line(event: &Event) -> Option<String> {
             platforms,
             digest,
             size,
-            unchanged,
+            source,
         } => {
-            let how = if *unchanged { ", unchanged" } else { "" };
             format!(
-                "{} {digest} ({}{how})",
+                "{} {digest} ({}, {})",
                 layer_label(name, platforms),
-                human_size(*size)
+                human_size(*size),
+                source_text(source)
             )
         }
+        Event::CacheStored {
+            cache,
+            stored,
+            present,
+        } => format!("cache {cache}: {stored} layers stored, {present} already there"),
         Event::ImageWritten { digest, layout } => {
             format!("wrote {digest} to {}", layout.display())
         }
@@ -148,4 +163,13 @@ pub fn line(event: &Event) -> Option<String> {
         Event::Signed { kind, digest, tag } => format!("signed {digest} ({kind}, tag {tag})"),
         _ => return None,
     })
+}
+
+/// How a layer line says where the layer came from.
+fn source_text(source: &LayerSource) -> String {
+    match source {
+        LayerSource::Built => "built".to_string(),
+        LayerSource::LocalCache => "local cache".to_string(),
+        LayerSource::RegistryCache(from) => format!("registry cache {from}"),
+    }
 }

@@ -8,6 +8,7 @@
 //! of `push.rs`: HEAD, mount, streaming upload, children before the index,
 //! tags last) and attaches the documents as OCI referrers (`registry::referrers`).
 
+use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::image::Descriptor;
 use crate::layout::Layout;
@@ -18,6 +19,8 @@ use crate::sign::{self, Signed, SigningKey, Statement};
 
 mod push;
 
+use std::collections::BTreeMap;
+
 pub use push::PushReport;
 
 /// A registry repository to publish to, reached and authorized for pushing.
@@ -25,6 +28,9 @@ pub struct Publisher {
     runtime: tokio::runtime::Runtime,
     client: RegistryClient,
     repository: String,
+    /// Blobs known to be in another repository of the target's registry (a shared
+    /// layer cache's): digest → repository, mounted from there.
+    mount_sources: BTreeMap<Digest, String>,
 }
 
 /// What publishing did.
@@ -51,7 +57,20 @@ impl Publisher {
             runtime,
             client,
             repository: target.repository.clone(),
+            mount_sources: BTreeMap::new(),
         })
+    }
+
+    /// Tells the push where blobs already are: `registry/repository` per digest
+    /// (the layers a build took from a registry cache). Those on the target's registry
+    /// are mounted from there instead of uploaded.
+    pub fn mount_from(&mut self, known: &BTreeMap<Digest, (String, String)>) {
+        for (digest, (registry, repository)) in known {
+            if registry == self.client.registry() && *repository != self.repository {
+                self.mount_sources
+                    .insert(digest.clone(), repository.clone());
+            }
+        }
     }
 
     /// `registry/repository`, as messages name it.
@@ -70,7 +89,15 @@ impl Publisher {
         documents: &[Artifact<'_>],
     ) -> Result<Published> {
         self.runtime.block_on(async {
-            let push = push::push(&self.client, layout, root, &self.repository, tags).await?;
+            let push = push::push(
+                &self.client,
+                layout,
+                root,
+                &self.repository,
+                tags,
+                &self.mount_sources,
+            )
+            .await?;
             let attached = if documents.is_empty() {
                 Vec::new()
             } else {

@@ -7,7 +7,9 @@
 //!
 //! 1. every blob (configs and layers), in parallel: skipped when a HEAD says the
 //!    repository has it; mounted from the base image's repository when that lives in
-//!    the same registry; else uploaded, streaming from the layout's file;
+//!    the same registry, or from the repository of a shared layer cache the build
+//!    took it from (`Publisher::mount_from`); else uploaded, streaming from the
+//!    layout's file;
 //! 2. the manifests of an index, by digest;
 //! 3. the root (manifest or index) under each tag, or by digest when there is no tag.
 //!
@@ -161,32 +163,15 @@ fn base_blobs(source: &LayoutSource, digest: &Digest) -> BTreeSet<Digest> {
     out
 }
 
-/// How one blob got there.
-enum BlobOutcome {
-    Skipped,
-    Mounted,
-    Uploaded(u64),
-}
-
-/// Pushes the image `root` of `layout` to `repository` on the client's registry,
-/// then writes `tags` (by digest only when `tags` is empty). The client must already
-/// be authorized to push there (the library's `Publisher` does it when it connects).
-pub async fn push(
+/// A base in another repository of the client's registry: that repository, and the
+/// base's blobs (every platform's: each manifest of an index names its own), which
+/// can be mounted from there.
+fn base_mounts(
     client: &RegistryClient,
-    layout: &Layout,
-    root: &Descriptor,
+    source: &LayoutSource,
+    graph: &Graph,
     repository: &str,
-    tags: &[String],
-) -> Result<PushReport> {
-    let events = client.events();
-    let source = LayoutSource::new(
-        layout.root().display().to_string(),
-        layout.clone(),
-        root.digest.clone(),
-    )?;
-    let graph = read_graph(&source, root)?;
-
-    // A base in another repository of this registry: mount its blobs from there.
+) -> (Option<String>, BTreeSet<Digest>) {
     let mount_from = graph
         .base_name
         .as_deref()
@@ -203,14 +188,46 @@ pub async fn push(
         Some(_) => graph
             .base_digests
             .iter()
-            .flat_map(|d| base_blobs(&source, d))
+            .flat_map(|d| base_blobs(source, d))
             .collect(),
         None => BTreeSet::new(),
     };
+    (mount_from, mountable)
+}
 
+/// How one blob got there.
+enum BlobOutcome {
+    Skipped,
+    Mounted,
+    Uploaded(u64),
+}
+
+/// Pushes the image `root` of `layout` to `repository` on the client's registry,
+/// then writes `tags` (by digest only when `tags` is empty). The client must already
+/// be authorized to push there (the library's `Publisher` does it when it connects).
+pub async fn push(
+    client: &RegistryClient,
+    layout: &Layout,
+    root: &Descriptor,
+    repository: &str,
+    tags: &[String],
+    mount_sources: &BTreeMap<Digest, String>,
+) -> Result<PushReport> {
+    let events = client.events();
+    let source = LayoutSource::new(
+        layout.root().display().to_string(),
+        layout.clone(),
+        root.digest.clone(),
+    )?;
+    let graph = read_graph(&source, root)?;
+
+    let (mount_from, mountable) = base_mounts(client, &source, &graph, repository);
     let outcomes: Vec<BlobOutcome> = futures_util::stream::iter(graph.blobs.iter())
         .map(|(digest, size)| {
-            let mount_from = mount_from.as_deref().filter(|_| mountable.contains(digest));
+            let mount_from = mount_from
+                .as_deref()
+                .filter(|_| mountable.contains(digest))
+                .or_else(|| mount_sources.get(digest).map(String::as_str));
             async move {
                 if client.blob_exists(repository, digest).await? {
                     return Ok::<_, Error>(BlobOutcome::Skipped);

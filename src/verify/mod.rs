@@ -75,6 +75,8 @@ pub fn verify(
         ),
         tags: Some(Vec::new()),
         no_cache: true,
+        // An audit reads no cache and fills none.
+        shared_cache: Default::default(),
         fallback_format: fallback_format(image_format),
         ..build.clone()
     };

@@ -13,6 +13,15 @@
 //! `make` and git's index do: a file rewritten in place with the same size, mtime *and*
 //! ctime (which no ordinary tool can set) would be missed. `--no-cache` (and every
 //! audit) bypasses it.
+//!
+//! `key.rs` holds the other key, the *content key*, which hashes the sources' bytes
+//! instead of their identity: the one a cache shared between machines needs, which
+//! `shared.rs` keeps in a registry repository or an OCI layout.
+
+pub mod key;
+pub mod shared;
+
+pub use key::content_key;
 
 use crate::compress::Compression;
 use crate::digest::Digest;

@@ -1,0 +1,339 @@
+//! The content key of a layer: the same on every machine that has the same sources.
+//!
+//! The local layer cache keys on the sources' identity on disk, which costs no read
+//! but means nothing on another machine. A cache shared between machines needs a key
+//! made only of what decides the layer's bytes: the format version, the compression,
+//! the epoch, and every entry of the layer's plan in normal form, with each regular
+//! file counted by the sha256 of its bytes. docs/cache.md lists every field in order.
+//!
+//! What the key leaves out is as important: mtimes, inode numbers, devices, owners on
+//! disk and the context's location never reach a plan entry (the plan sets them from
+//! the recipe), and a file's path in the context is not hashed either — only its path
+//! in the image and its bytes. The layer's name is left out too: it names no byte of
+//! the blob.
+
+use crate::compress::Compression;
+use crate::digest::Digest;
+use crate::format::FormatVersion;
+use crate::plan::{Content, EntryKind, LayerPlan};
+use sha2::{Digest as _, Sha256};
+use std::io::{self, Read};
+use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+/// The first bytes hashed: a new layout of the key is a new tag here, so that keys
+/// of different layouts can never meet.
+const DOMAIN: &[u8] = b"imgbuild layer content key v1\0";
+
+/// The content key of `layer` written with these settings. Reads every source file of
+/// the layer once (through the same checked opens as the writer), on up to `threads`
+/// threads: an error means a source cannot be read, which writing the layer will
+/// report properly.
+pub fn content_key(
+    layer: &LayerPlan,
+    format: FormatVersion,
+    compression: Compression,
+    epoch: u64,
+    threads: NonZeroUsize,
+) -> io::Result<Digest> {
+    let mut hashes = file_hashes(layer, threads)?.into_iter();
+    let mut h = Sha256::new();
+    h.update(DOMAIN);
+    h.update(format.number().to_le_bytes());
+    field(&mut h, compression.as_str().as_bytes());
+    h.update(epoch.to_le_bytes());
+    h.update((layer.entries.len() as u64).to_le_bytes());
+    for e in &layer.entries {
+        field(&mut h, &e.path);
+        for v in [e.mode, e.uid, e.gid] {
+            h.update(v.to_le_bytes());
+        }
+        match &e.kind {
+            EntryKind::Dir => h.update([0]),
+            EntryKind::Whiteout => h.update([1]),
+            EntryKind::Symlink { target } => {
+                h.update([2]);
+                field(&mut h, target);
+            }
+            EntryKind::Hardlink { target } => {
+                h.update([3]);
+                field(&mut h, target);
+            }
+            EntryKind::File { size, .. } => {
+                h.update([4]);
+                h.update(size.to_le_bytes());
+                let hash = hashes
+                    .next()
+                    .ok_or_else(|| io::Error::other("internal: a file entry was not hashed"))?;
+                h.update(hash);
+            }
+        }
+    }
+    Ok(Digest::from_bytes(h.finalize().into()))
+}
+
+/// The sha256 of every regular file entry's bytes, in entry order, hashed on up to
+/// `threads` threads (a layer is often one big tree: hashing it on one core would
+/// cost more than the download the key saves).
+fn file_hashes(layer: &LayerPlan, threads: NonZeroUsize) -> io::Result<Vec<[u8; 32]>> {
+    let files: Vec<(&Content, u64)> = layer
+        .entries
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EntryKind::File { content, size } => Some((content, *size)),
+            _ => None,
+        })
+        .collect();
+    let slots: Vec<Mutex<Option<io::Result<[u8; 32]>>>> =
+        files.iter().map(|_| Mutex::new(None)).collect();
+    let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let workers = threads.get().min(files.len()).max(1);
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|| {
+                let mut buf = vec![0u8; 256 * 1024];
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some((content, size)) = files.get(i) else {
+                        break;
+                    };
+                    if failed.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let r = content_sha256(content, *size, &mut buf);
+                    failed.fetch_or(r.is_err(), Ordering::Relaxed);
+                    if let Ok(mut slot) = slots[i].lock() {
+                        *slot = Some(r);
+                    }
+                }
+            });
+        }
+    });
+    slots
+        .into_iter()
+        .map(|slot| match slot.into_inner() {
+            Ok(Some(r)) => r,
+            _ => Err(io::Error::other("a source file was not hashed")),
+        })
+        .collect()
+}
+
+/// The sha256 of the `size` bytes a regular file entry will hold, wherever they come
+/// from (a context file, the recipe, an archive's member): the same bytes give the
+/// same hash whichever way they reach the layer.
+fn content_sha256(content: &Content, size: u64, buf: &mut [u8]) -> io::Result<[u8; 32]> {
+    match content {
+        Content::Inline(data) => Ok(Sha256::digest(data.as_slice()).into()),
+        Content::Path {
+            context,
+            path,
+            stamp,
+        } => {
+            let file = crate::beneath::open_planned(context, path, stamp)?;
+            let hash = hash_exactly(&file, size, path, buf)?;
+            crate::beneath::check_unchanged(&file, stamp, path)?;
+            Ok(hash)
+        }
+        Content::Spool { spool, offset } => {
+            let hash = hash_exactly(spool.reader_at(*offset), size, &spool.source, buf)?;
+            spool.check_unchanged()?;
+            Ok(hash)
+        }
+    }
+}
+
+/// Hashes exactly `size` bytes of `reader`; fewer is an error (the source shrank).
+fn hash_exactly(
+    reader: impl Read,
+    size: u64,
+    what: &std::path::Path,
+    buf: &mut [u8],
+) -> io::Result<[u8; 32]> {
+    let mut h = Sha256::new();
+    let mut reader = reader.take(size);
+    let mut seen = 0u64;
+    loop {
+        let n = match reader.read(buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        h.update(&buf[..n]);
+        seen += n as u64;
+    }
+    if seen != size {
+        return Err(io::Error::other(format!(
+            "{}: {seen} bytes read where {size} were planned",
+            what.display()
+        )));
+    }
+    Ok(h.finalize().into())
+}
+
+/// A variable-length field: its length, then its bytes, so that no two different
+/// sequences of fields hash the same stream.
+fn field(h: &mut Sha256, b: &[u8]) {
+    h.update((b.len() as u64).to_le_bytes());
+    h.update(b);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::{self, PlanOptions};
+    use crate::platform::Platform;
+    use crate::recipe::{Recipe, RecipeSource};
+    use std::fs;
+    use std::os::unix::fs::PermissionsExt;
+    use std::path::Path;
+    use std::time::{Duration, SystemTime};
+
+    const THREADS: NonZeroUsize = NonZeroUsize::MIN.saturating_add(1);
+
+    const RECIPE: &str = r#"
+[[layer]]
+name = "app"
+  [[layer.copy]]
+  src = "app"
+  dst = "/app"
+  [[layer.file]]
+  path = "/etc/app.conf"
+  content = "a = 1\n"
+"#;
+
+    fn context(root: &Path) {
+        fs::create_dir_all(root.join("app/bin")).expect("mkdir");
+        fs::write(root.join("app/bin/tool"), b"#!/bin/sh\necho tool\n").expect("write");
+        fs::write(root.join("app/data.txt"), vec![7u8; 300_000]).expect("write");
+        std::os::unix::fs::symlink("bin/tool", root.join("app/link")).expect("symlink");
+    }
+
+    fn key_of(root: &Path, recipe: &str) -> Digest {
+        let source = RecipeSource {
+            path: root.join("recipe.toml"),
+            text: recipe.to_string(),
+        };
+        let recipe = Recipe::parse(source, root.to_path_buf()).expect("recipe");
+        let plan = plan::resolve(&recipe, &Platform::linux_amd64(), &PlanOptions::default())
+            .expect("plan");
+        content_key(
+            &plan.layers[0],
+            FormatVersion::V2,
+            Compression::Gzip,
+            0,
+            THREADS,
+        )
+        .expect("key")
+    }
+
+    fn touch_all(root: &Path, when: SystemTime) {
+        for rel in ["app/bin/tool", "app/data.txt"] {
+            let f = fs::File::options()
+                .append(true)
+                .open(root.join(rel))
+                .expect("open");
+            f.set_modified(when).expect("set mtime");
+        }
+    }
+
+    #[test]
+    fn a_copied_context_with_other_mtimes_owners_and_location_has_the_same_key() {
+        let a = tempfile::tempdir().expect("tmp");
+        let b = tempfile::tempdir().expect("tmp");
+        let b_root = b.path().join("somewhere/else");
+        context(a.path());
+        context(&b_root);
+        touch_all(
+            a.path(),
+            SystemTime::UNIX_EPOCH + Duration::from_secs(1_000),
+        );
+        touch_all(&b_root, SystemTime::now());
+        // Other owners on disk (possible when the tests run as root).
+        for rel in ["app/bin/tool", "app/data.txt"] {
+            let _ = std::os::unix::fs::chown(b_root.join(rel), Some(4321), Some(4321));
+        }
+        assert_eq!(key_of(a.path(), RECIPE), key_of(&b_root, RECIPE));
+    }
+
+    #[test]
+    fn one_byte_of_one_file_changes_the_key() {
+        let a = tempfile::tempdir().expect("tmp");
+        context(a.path());
+        let before = key_of(a.path(), RECIPE);
+        let mut bytes = vec![7u8; 300_000];
+        bytes[299_999] = 8;
+        fs::write(a.path().join("app/data.txt"), bytes).expect("write");
+        assert_ne!(before, key_of(a.path(), RECIPE));
+    }
+
+    #[test]
+    fn one_mode_changes_the_key() {
+        let a = tempfile::tempdir().expect("tmp");
+        context(a.path());
+        let before = key_of(a.path(), RECIPE);
+        fs::set_permissions(
+            a.path().join("app/bin/tool"),
+            fs::Permissions::from_mode(0o755),
+        )
+        .expect("chmod");
+        let after = key_of(a.path(), RECIPE);
+        assert_ne!(before, after, "a copied file keeps its executable bit");
+        let with_mode = RECIPE.replace("dst = \"/app\"", "dst = \"/app\"\n  mode = 0o700");
+        assert_ne!(after, key_of(a.path(), &with_mode));
+    }
+
+    #[test]
+    fn one_path_changes_the_key() {
+        let a = tempfile::tempdir().expect("tmp");
+        context(a.path());
+        let before = key_of(a.path(), RECIPE);
+        fs::rename(a.path().join("app/data.txt"), a.path().join("app/datb.txt")).expect("mv");
+        assert_ne!(before, key_of(a.path(), RECIPE));
+        let elsewhere = RECIPE.replace("/etc/app.conf", "/etc/app.cfg");
+        assert_ne!(key_of(a.path(), RECIPE), key_of(a.path(), &elsewhere));
+    }
+
+    #[test]
+    fn the_settings_change_the_key() {
+        let a = tempfile::tempdir().expect("tmp");
+        context(a.path());
+        let source = RecipeSource {
+            path: a.path().join("recipe.toml"),
+            text: RECIPE.to_string(),
+        };
+        let recipe = Recipe::parse(source, a.path().to_path_buf()).expect("recipe");
+        let plan = plan::resolve(&recipe, &Platform::linux_amd64(), &PlanOptions::default())
+            .expect("plan");
+        let layer = &plan.layers[0];
+        let key = |f, c, e| content_key(layer, f, c, e, THREADS).expect("key");
+        let base = key(FormatVersion::V2, Compression::Gzip, 0);
+        assert_ne!(base, key(FormatVersion::V1, Compression::Gzip, 0));
+        assert_ne!(base, key(FormatVersion::V2, Compression::Zstd, 0));
+        assert_ne!(base, key(FormatVersion::V2, Compression::Gzip, 1));
+    }
+
+    #[test]
+    fn a_source_that_shrank_since_planning_is_an_error_not_a_key() {
+        let a = tempfile::tempdir().expect("tmp");
+        context(a.path());
+        let source = RecipeSource {
+            path: a.path().join("recipe.toml"),
+            text: RECIPE.to_string(),
+        };
+        let recipe = Recipe::parse(source, a.path().to_path_buf()).expect("recipe");
+        let plan = plan::resolve(&recipe, &Platform::linux_amd64(), &PlanOptions::default())
+            .expect("plan");
+        fs::write(a.path().join("app/data.txt"), b"short").expect("write");
+        assert!(content_key(
+            &plan.layers[0],
+            FormatVersion::V2,
+            Compression::Gzip,
+            0,
+            THREADS
+        )
+        .is_err());
+    }
+}
