@@ -37,7 +37,7 @@
 use std::collections::HashMap;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, Shutdown, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -141,6 +141,9 @@ struct Shared {
     log: Mutex<Vec<LoggedRequest>>,
     stop: AtomicBool,
     next_id: AtomicU64,
+    /// Requests read but not yet logged: a client may have its answer (and exit)
+    /// before the request is logged, so `requests()` waits for these.
+    in_flight: AtomicUsize,
     /// A clone of every open socket (client and upstream), to shut down on drop.
     open: Mutex<HashMap<u64, TcpStream>>,
 }
@@ -182,6 +185,7 @@ impl FaultProxy {
             log: Mutex::new(Vec::new()),
             stop: AtomicBool::new(false),
             next_id: AtomicU64::new(0),
+            in_flight: AtomicUsize::new(0),
             open: Mutex::new(HashMap::new()),
         });
         let s = Arc::clone(&shared);
@@ -225,8 +229,15 @@ impl FaultProxy {
         });
     }
 
-    /// Every request so far, in the order they finished (or were dropped).
+    /// Every request so far, in the order they finished (or were dropped). Waits
+    /// (at most 5 s) for requests still being answered to be logged.
     pub fn requests(&self) -> Vec<LoggedRequest> {
+        let start = std::time::Instant::now();
+        while self.shared.in_flight.load(Ordering::SeqCst) > 0
+            && start.elapsed() < Duration::from_secs(5)
+        {
+            std::thread::sleep(Duration::from_millis(5));
+        }
         lock(&self.shared.log).clone()
     }
 
@@ -264,6 +275,7 @@ impl Shared {
 
     fn record(&self, method: &str, target: &str, status: u16) {
         lock(&self.log).push((method.into(), target.into(), status));
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
     }
 
     /// Remembers a socket for shutdown on drop, until the guard drops; `None` when the
@@ -512,6 +524,7 @@ fn serve(client: TcpStream, shared: &Shared) {
             }
         };
         let (method, target) = (req.start[0].clone(), req.start[1].clone());
+        shared.in_flight.fetch_add(1, Ordering::SeqCst);
         let body = match req.framing() {
             Ok(b) => b.unwrap_or(Body::None),
             Err(e) => {
