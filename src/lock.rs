@@ -63,6 +63,8 @@ pub struct Lock {
     pub base: Option<LockedBase>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub url: Vec<LockedUrl>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub package: Vec<LockedPackage>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_date_epoch: Option<LockedEpoch>,
 }
@@ -82,6 +84,8 @@ pub struct LockedUrl {
     pub url: String,
     pub sha256: String,
 }
+
+pub use crate::apt::LockedPackage;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -306,6 +310,7 @@ pub fn differences(existing: &Lock, wanted: &Lock) -> Vec<String> {
             out.push(format!("url {}: not pinned → sha256 {}", w.url, w.sha256));
         }
     }
+    package_differences(existing, wanted, &mut out);
     match (&existing.source_date_epoch, &wanted.source_date_epoch) {
         (Some(e), None) => out.push(format!(
             "source-date-epoch: pins git {}, the recipe's epoch is not \"git\"",
@@ -315,6 +320,37 @@ pub fn differences(existing: &Lock, wanted: &Lock) -> Vec<String> {
         _ => {}
     }
     out
+}
+
+/// How the package pins differ: one line per package, layer and platform.
+fn package_differences(existing: &Lock, wanted: &Lock, out: &mut Vec<String>) {
+    let key = |p: &LockedPackage| (p.layer.clone(), p.platform.clone(), p.name.clone());
+    let show = |p: &LockedPackage| format!("{} {} ({})", p.version, p.architecture, p.sha256);
+    let was: BTreeMap<_, _> = existing.package.iter().map(|p| (key(p), p)).collect();
+    let now: BTreeMap<_, _> = wanted.package.iter().map(|p| (key(p), p)).collect();
+    for (k, p) in &was {
+        let (layer, platform, name) = k;
+        match now.get(k) {
+            None => out.push(format!(
+                "package {name} (layer {layer:?}, {platform}): pinned, no longer needed"
+            )),
+            Some(n) if n != p => out.push(format!(
+                "package {name} (layer {layer:?}, {platform}): {} → {}",
+                show(p),
+                show(n)
+            )),
+            Some(_) => {}
+        }
+    }
+    for (k, n) in &now {
+        if !was.contains_key(k) {
+            let (layer, platform, name) = k;
+            out.push(format!(
+                "package {name} (layer {layer:?}, {platform}): not pinned → {}",
+                show(n)
+            ));
+        }
+    }
 }
 
 /// The pin of base `name` read through `source`: its root digest and the manifest of
@@ -402,6 +438,7 @@ fn resolve(
             });
         }
     }
+    lock.package = crate::apt::lock_packages(&recipe, &platforms, registry)?;
     if let Some(e) = &recipe.image.source_date_epoch {
         if let EpochSetting::Named(_) = e.get_ref() {
             let seconds = crate::epoch::git_commit_time(&recipe.context)?;
@@ -463,6 +500,16 @@ mod tests {
             url: vec![LockedUrl {
                 url: "https://example.com/x.tar".into(),
                 sha256: "c".repeat(64),
+            }],
+            package: vec![LockedPackage {
+                layer: "system".into(),
+                platform: "linux/amd64".into(),
+                name: "tzdata".into(),
+                version: "2024a-0+deb12u1".into(),
+                architecture: "all".into(),
+                source: "https://deb.example/debian".into(),
+                filename: "pool/main/t/tzdata/tzdata_2024a-0+deb12u1_all.deb".into(),
+                sha256: "e".repeat(64),
             }],
             source_date_epoch: Some(LockedEpoch {
                 git: 1_700_000_000,

@@ -16,6 +16,7 @@ mod accounts;
 mod assemble;
 mod execute;
 mod lock_policy;
+mod packages;
 mod resolve;
 
 pub use execute::{execute, write_layers, LayerSettings};

@@ -110,15 +110,21 @@ pub fn resolve(opts: &BuildOptions) -> Result<ResolvedBuild<'_>> {
     outputs.extend(opts.extra_outputs.iter().map(|p| absolute(p)));
     // Url archives are input too: fetched (and verified) before planning. Their cache
     // in `--out` is content-addressed and only ever holds verified files.
-    let downloads = if url_pins.is_empty() {
-        fetch::Downloads::new()
-    } else {
-        Layout::check_target(&opts.out, "--out")?;
-        fetch::fetch(&recipe, &url_pins, &opts.out, &opts.registry)?
-    };
+    let (packages, package_files) = super::packages::pins(&recipe, lock.as_ref(), &platforms);
+    let mut downloads = fetch::Downloads::new();
+    for pins in [&url_pins, &package_files] {
+        if !pins.is_empty() {
+            Layout::check_target(&opts.out, "--out")?;
+            downloads.extend(fetch::fetch(&recipe, pins, &opts.out, &opts.registry)?);
+        }
+    }
     // The downloads are inputs by url, not files of the context.
     let download_paths: BTreeSet<PathBuf> = downloads.values().cloned().collect();
-    let plan_options = PlanOptions { outputs, downloads };
+    let plan_options = PlanOptions {
+        outputs,
+        downloads,
+        packages,
+    };
     // Base layers are checked (sizes, diff_ids) before anything is written; what was
     // decompressed now is recorded in the output layout once it exists.
     let verified = VerifiedLayers::in_layout(&opts.out);
