@@ -16,6 +16,17 @@
 //! [[url]]
 //! url = "https://example.com/vendor.tar.gz"
 //! sha256 = "…"
+//! [[package]]                                    # Debian packages (crate::apt)
+//! layer = "system"
+//! platform = "linux/amd64"
+//! name = "tzdata"
+//! version = "2024a-0+deb12u1"
+//! architecture = "all"
+//! source = "https://deb.debian.org/debian"
+//! filename = "pool/main/t/tzdata/tzdata_2024a-0+deb12u1_all.deb"
+//! sha256 = "…"
+//! [apt-layers]                                   # the names each layer asked for
+//! system = ["tzdata"]
 //! [source-date-epoch]                            # only when the recipe says "git"
 //! git = 1700000000
 //! commit = "…"                                   # the commit it came from (informative)
@@ -65,6 +76,10 @@ pub struct Lock {
     pub url: Vec<LockedUrl>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub package: Vec<LockedPackage>,
+    /// Per layer with `packages`, the names it asked for when locked (sorted): a
+    /// recipe that asks for others has a stale lock.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub apt_layers: BTreeMap<String, Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_date_epoch: Option<LockedEpoch>,
 }
@@ -310,6 +325,12 @@ pub fn differences(existing: &Lock, wanted: &Lock) -> Vec<String> {
             out.push(format!("url {}: not pinned → sha256 {}", w.url, w.sha256));
         }
     }
+    if existing.apt_layers != wanted.apt_layers {
+        out.push(format!(
+            "packages asked for: {:?} → {:?}",
+            existing.apt_layers, wanted.apt_layers
+        ));
+    }
     package_differences(existing, wanted, &mut out);
     match (&existing.source_date_epoch, &wanted.source_date_epoch) {
         (Some(e), None) => out.push(format!(
@@ -439,6 +460,7 @@ fn resolve(
         }
     }
     lock.package = crate::apt::lock_packages(&recipe, &platforms, registry)?;
+    lock.apt_layers = crate::apt::requested(&recipe);
     if let Some(e) = &recipe.image.source_date_epoch {
         if let EpochSetting::Named(_) = e.get_ref() {
             let seconds = crate::epoch::git_commit_time(&recipe.context)?;
@@ -511,6 +533,7 @@ mod tests {
                 filename: "pool/main/t/tzdata/tzdata_2024a-0+deb12u1_all.deb".into(),
                 sha256: "e".repeat(64),
             }],
+            apt_layers: [("system".to_string(), vec!["tzdata".to_string()])].into(),
             source_date_epoch: Some(LockedEpoch {
                 git: 1_700_000_000,
                 commit: Some("d".repeat(40)),

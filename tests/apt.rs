@@ -30,6 +30,8 @@ struct Pkg {
     provides: &'static str,
     files: &'static [(&'static str, &'static str, u32)],
     postinst: bool,
+    /// dpkg-deb's -Z: every compression imgbuild reads appears in the repository.
+    compression: &'static str,
 }
 
 const fn pkg(name: &'static str, version: &'static str, arch: &'static str) -> Pkg {
@@ -41,6 +43,7 @@ const fn pkg(name: &'static str, version: &'static str, arch: &'static str) -> P
         provides: "",
         files: &[],
         postinst: false,
+        compression: "xz",
     }
 }
 
@@ -73,11 +76,13 @@ fn packages() -> Vec<Pkg> {
         Pkg {
             provides: "awk",
             files: &[("usr/bin/mawk", "mawk\n", 0o755)],
+            compression: "zstd",
             ..pkg("mawk", "1.3.4", "amd64")
         },
         Pkg {
             provides: "mail-transport-agent",
             files: &[("usr/share/exim/README", "exim\n", 0o644)],
+            compression: "gzip",
             ..pkg("exim", "4.96", "all")
         },
         Pkg {
@@ -292,7 +297,9 @@ fn make_deb(root: &Path, p: &Pkg) {
     fs::create_dir_all(&pool).expect("mkdir");
     run(Command::new("dpkg-deb")
         .env("SOURCE_DATE_EPOCH", "1700000000")
-        .args(["--root-owner-group", "-Zxz", "--build"])
+        .arg("--root-owner-group")
+        .arg(format!("-Z{}", p.compression))
+        .arg("--build")
         .arg(&stage)
         .arg(pool.join(format!("{}_{}_{}.deb", p.name, p.version, p.arch))));
 }
@@ -659,4 +666,118 @@ fn sha256_hex(bytes: &[u8]) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
+}
+
+/// An ar member: 60-byte header, data, padding to an even length.
+fn ar_member(out: &mut Vec<u8>, name: &str, data: &[u8]) {
+    out.extend_from_slice(
+        format!(
+            "{name:<16}{:<12}{:<6}{:<6}{:<8}{:<10}`\n",
+            0,
+            0,
+            0,
+            "100644",
+            data.len()
+        )
+        .as_bytes(),
+    );
+    out.extend_from_slice(data);
+    if data.len() % 2 == 1 {
+        out.push(b'\n');
+    }
+}
+
+/// A tar of one entry with a raw name (no checks) and `kind`.
+fn raw_tar(name: &[u8], kind: tar::EntryType, data: &[u8]) -> Vec<u8> {
+    let mut h = tar::Header::new_gnu();
+    h.as_gnu_mut().expect("gnu").name[..name.len()].copy_from_slice(name);
+    h.set_entry_type(kind);
+    h.set_mode(0o644);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(0);
+    h.set_size(data.len() as u64);
+    h.set_cksum();
+    let mut b = tar::Builder::new(Vec::new());
+    b.append(&h, data).expect("append");
+    b.into_inner().expect("tar")
+}
+
+/// A hand-made package whose data.tar holds one hostile entry.
+fn hostile_deb(name: &str, entry: &[u8], kind: tar::EntryType) -> Vec<u8> {
+    let control = format!(
+        "Package: {name}\nVersion: 1\nArchitecture: amd64\nMaintainer: T <t@example.invalid>\nDescription: hostile\n"
+    );
+    let mut deb = b"!<arch>\n".to_vec();
+    ar_member(&mut deb, "debian-binary", b"2.0\n");
+    ar_member(
+        &mut deb,
+        "control.tar",
+        &raw_tar(b"./control", tar::EntryType::Regular, control.as_bytes()),
+    );
+    ar_member(&mut deb, "data.tar", &raw_tar(entry, kind, b"owned\n"));
+    deb
+}
+
+#[test]
+fn a_hostile_package_is_refused_before_anything_is_written() {
+    let repo = Repo::new();
+    let cases = [
+        (
+            "escape",
+            &b"./../../etc/cron.d/evil"[..],
+            tar::EntryType::Regular,
+            "contains '..'",
+        ),
+        (
+            "device",
+            &b"./dev/evil"[..],
+            tar::EntryType::Char,
+            "of a kind imgbuild does not put in images",
+        ),
+    ];
+    for (name, entry, kind, _) in &cases {
+        fs::write(
+            repo.path(&format!("debian/pool/main/{name}_1_amd64.deb")),
+            hostile_deb(name, entry, *kind),
+        )
+        .expect("write deb");
+    }
+    repo.index();
+    for (name, _, _, message) in cases {
+        let ctx = context(&repo, &[name], &repo.key.export(false));
+        lock_ok(&ctx);
+        let out = ctx.path().join("out");
+        let o = ctx.build(&out, &[EPOCH]);
+        assert_eq!(o.status.code(), Some(2), "stderr: {}", stderr(&o));
+        assert!(stderr(&o).contains(message), "{}", stderr(&o));
+        assert!(
+            stderr(&o).contains(&format!("package {name} 1")),
+            "{}",
+            stderr(&o)
+        );
+        assert!(!out.join("index.json").exists());
+    }
+}
+
+#[test]
+fn a_lock_for_other_packages_is_stale() {
+    let repo = Repo::new();
+    let ctx = context(&repo, &["mawk"], &repo.key.export(false));
+    lock_ok(&ctx);
+    let text = fs::read_to_string(ctx.recipe()).expect("recipe");
+    ctx.recipe_text(&text.replace("\"mawk\"", "\"mawk\", \"libfoo\""));
+    let out = ctx.path().join("out");
+    let o = ctx.build(&out, &[EPOCH, "--locked"]);
+    assert_eq!(o.status.code(), Some(2), "stderr: {}", stderr(&o));
+    assert!(stderr(&o).contains("imgbuild lock"), "{}", stderr(&o));
+    assert!(!out.join("index.json").exists());
+    let check = imgbuild()
+        .args(["lock", "--check"])
+        .arg(ctx.recipe())
+        .output()
+        .expect("lock --check");
+    assert_eq!(check.status.code(), Some(1), "stderr: {}", stderr(&check));
+    let stdout = String::from_utf8_lossy(&check.stdout);
+    assert!(stdout.contains("package libfoo"), "{stdout}");
 }

@@ -63,3 +63,20 @@ pub fn debian_arch(p: &crate::platform::Platform) -> Option<&'static str> {
         _ => return None,
     })
 }
+
+/// Per layer with `packages`, the names it asks for, sorted (what recipe.lock records
+/// so that a build can tell a stale lock).
+pub fn requested(
+    recipe: &crate::recipe::Recipe,
+) -> std::collections::BTreeMap<String, Vec<String>> {
+    let mut out = std::collections::BTreeMap::new();
+    for layer in &recipe.layers {
+        let l = layer.get_ref();
+        if !l.packages.is_empty() {
+            let mut names: Vec<String> = l.packages.iter().map(|p| p.get_ref().clone()).collect();
+            names.sort();
+            out.insert(l.name.get_ref().clone(), names);
+        }
+    }
+    out
+}

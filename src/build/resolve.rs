@@ -110,14 +110,13 @@ pub fn resolve(opts: &BuildOptions) -> Result<ResolvedBuild<'_>> {
     outputs.extend(opts.extra_outputs.iter().map(|p| absolute(p)));
     // Url archives are input too: fetched (and verified) before planning. Their cache
     // in `--out` is content-addressed and only ever holds verified files.
-    let (packages, package_files) = super::packages::pins(&recipe, lock.as_ref(), &platforms);
-    let mut downloads = fetch::Downloads::new();
-    for pins in [&url_pins, &package_files] {
-        if !pins.is_empty() {
-            Layout::check_target(&opts.out, "--out")?;
-            downloads.extend(fetch::fetch(&recipe, pins, &opts.out, &opts.registry)?);
-        }
-    }
+    let (packages, package_files) = super::packages::pins(
+        &recipe,
+        lock.as_ref(),
+        &platforms,
+        (&opts.recipe, opts.locked),
+    )?;
+    let downloads = fetch_all(&recipe, opts, [&url_pins, &package_files])?;
     // The downloads are inputs by url, not files of the context.
     let download_paths: BTreeSet<PathBuf> = downloads.values().cloned().collect();
     let plan_options = PlanOptions {
@@ -190,6 +189,22 @@ pub fn resolve(opts: &BuildOptions) -> Result<ResolvedBuild<'_>> {
         layout,
         inputs,
     })
+}
+
+/// Every url archive and pinned package, verified into `--out`'s download cache.
+fn fetch_all(
+    recipe: &Recipe,
+    opts: &BuildOptions,
+    pin_lists: [&[fetch::UrlPin]; 2],
+) -> Result<fetch::Downloads> {
+    let mut downloads = fetch::Downloads::new();
+    for pins in pin_lists {
+        if !pins.is_empty() {
+            Layout::check_target(&opts.out, "--out")?;
+            downloads.extend(fetch::fetch(recipe, pins, &opts.out, &opts.registry)?);
+        }
+    }
+    Ok(downloads)
 }
 
 /// Plans every platform; with a layout base, opens its manifest for each platform,
