@@ -523,6 +523,21 @@ fn a_release_signed_by_another_key_is_refused() {
 }
 
 #[test]
+fn a_signed_release_of_another_suite_is_refused() {
+    let repo = Repo::new();
+    let ctx = context(&repo, &["mawk"], &repo.key.export(false));
+    // The same signed files, served as if they were suite "testing".
+    fs::rename(
+        repo.path("debian/dists/stable"),
+        repo.path("debian/dists/testing"),
+    )
+    .expect("mv");
+    let text = fs::read_to_string(ctx.recipe()).expect("recipe");
+    ctx.recipe_text(&text.replace("suite = \"stable\"", "suite = \"testing\""));
+    assert_refused(&lock(&ctx), &ctx, "is for suite stable");
+}
+
+#[test]
 fn a_detached_signature_is_accepted() {
     let repo = Repo::new();
     fs::remove_file(repo.path("debian/dists/stable/InRelease")).expect("rm");

@@ -153,7 +153,7 @@ fn signed_release(
             String::from_utf8(plain).map_err(|_| bad("Release is not UTF-8 text".into()))?
         }
     };
-    let files = release::index_files(&text).map_err(bad)?;
+    let files = release::index_files(&text, s.suite.get_ref()).map_err(bad)?;
     Ok(SignedRelease { base, files })
 }
 

@@ -102,12 +102,22 @@ pub struct IndexFile {
     pub sha256: String,
 }
 
-/// The `SHA256` list of a (verified) Release text.
-pub fn index_files(text: &str) -> Result<Vec<IndexFile>, String> {
+/// The `SHA256` list of a (verified) Release text, which must be the Release of
+/// `suite` (its `Suite` or `Codename`): a validly signed Release of another suite is
+/// refused, so that a mirror cannot answer with one.
+pub fn index_files(text: &str, suite: &str) -> Result<Vec<IndexFile>, String> {
     let paragraphs = control::parse(text)?;
     let Some(release) = paragraphs.first() else {
         return Err("the Release file is empty".into());
     };
+    let names = [release.get("Suite"), release.get("Codename")];
+    if names.iter().any(Option::is_some) && !names.contains(&Some(suite)) {
+        return Err(format!(
+            "the signed Release is for suite {} (codename {}), not {suite}",
+            names[0].unwrap_or("-"),
+            names[1].unwrap_or("-")
+        ));
+    }
     let Some(list) = release.get("SHA256") else {
         return Err("the Release file has no SHA256 list".into());
     };
