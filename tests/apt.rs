@@ -796,3 +796,101 @@ fn a_lock_for_other_packages_is_stale() {
     let stdout = String::from_utf8_lossy(&check.stdout);
     assert!(stdout.contains("package libfoo"), "{stdout}");
 }
+
+/// spdx-tools' full SPDX 2.3 validation (as in tests/provenance.rs).
+const CHECK_SPDX: &str = r#"
+import sys
+from spdx_tools.spdx.parser.parse_anything import parse_file
+from spdx_tools.spdx.validation.document_validator import validate_full_spdx_document
+msgs = validate_full_spdx_document(parse_file(sys.argv[1]), "SPDX-2.3")
+for m in msgs:
+    print(m.validation_message, m.context)
+sys.exit(1 if msgs else 0)
+"#;
+
+#[test]
+fn sbom_and_provenance_list_every_package_with_its_purl() {
+    let python = std::env::var("IMGBUILD_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let repo = Repo::new();
+    let ctx = context(&repo, &["app"], &repo.key.export(false));
+    lock_ok(&ctx);
+    let (sbom, provenance) = (ctx.path().join("sbom.json"), ctx.path().join("prov.json"));
+    let o = ctx.build(
+        &ctx.path().join("out"),
+        &[
+            EPOCH,
+            "--sbom",
+            sbom.to_str().expect("utf8"),
+            "--provenance",
+            provenance.to_str().expect("utf8"),
+        ],
+    );
+    assert!(o.status.success(), "build failed: {}", stderr(&o));
+    let doc: serde_json::Value =
+        serde_json::from_slice(&fs::read(&sbom).expect("sbom")).expect("json");
+    let purls: Vec<&str> = doc["packages"]
+        .as_array()
+        .expect("packages")
+        .iter()
+        .filter_map(|p| p["externalRefs"][0]["referenceLocator"].as_str())
+        .filter(|p| p.starts_with("pkg:deb/"))
+        .collect();
+    assert_eq!(
+        purls,
+        [
+            "pkg:deb/debian/app@1.0-1?arch=amd64",
+            "pkg:deb/debian/exim@4.96?arch=all",
+            "pkg:deb/debian/libfoo@2.0?arch=amd64",
+            "pkg:deb/debian/mawk@1.3.4?arch=amd64"
+        ]
+    );
+    let check = Command::new(&python)
+        .args(["-c", CHECK_SPDX])
+        .arg(&sbom)
+        .output()
+        .expect("run python with spdx-tools (scripts/test.sh installs it)");
+    assert!(
+        check.status.success(),
+        "spdx-tools refused the SBOM: {}{}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let statement: serde_json::Value =
+        serde_json::from_slice(&fs::read(&provenance).expect("provenance")).expect("json");
+    let deps = statement["predicate"]["buildDefinition"]["resolvedDependencies"]
+        .as_array()
+        .expect("deps");
+    let app = deps
+        .iter()
+        .find(|d| d["name"] == "pkg:deb/debian/app@1.0-1?arch=amd64")
+        .expect("app in the provenance");
+    assert_eq!(app["annotations"]["imgbuild.role"], "package");
+    assert_eq!(
+        app["uri"].as_str(),
+        Some(format!("{}/pool/main/app_1.0-1_amd64.deb", repo.url()).as_str())
+    );
+}
+
+#[test]
+fn an_arch_all_package_is_pinned_once_per_platform_and_built_for_both() {
+    let repo = Repo::new();
+    let ctx = context(&repo, &["exim"], &repo.key.export(false));
+    let text = fs::read_to_string(ctx.recipe()).expect("recipe");
+    ctx.recipe_text(&text.replace(
+        "platforms = [\"linux/amd64\"]",
+        "platforms = [\"linux/amd64\", \"linux/arm64\"]",
+    ));
+    let pins = lock_ok(&ctx);
+    let platforms: Vec<&str> = pins["package"]
+        .as_array()
+        .expect("pins")
+        .iter()
+        .map(|p| p["platform"].as_str().expect("platform"))
+        .collect();
+    assert_eq!(platforms, ["linux/amd64", "linux/arm64"]);
+    ctx.build_ok(&ctx.path().join("out"), &[EPOCH, "--locked"]);
+    // armonly exists for arm64 only.
+    let ctx = context(&repo, &["armonly"], &repo.key.export(false));
+    let o = lock(&ctx);
+    assert_refused(&o, &ctx, "is not in the apt sources for linux/amd64");
+}

@@ -44,6 +44,25 @@ impl LockedPackage {
     }
 }
 
+impl LockedPackage {
+    /// The package URL (purl) scanners use: `pkg:deb/debian/NAME@VERSION?arch=ARCH`,
+    /// the version percent-encoded (an epoch's `:`, a `+`).
+    pub fn purl(&self) -> String {
+        let mut version = String::new();
+        for b in self.version.bytes() {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                version.push(char::from(b));
+            } else {
+                version.push_str(&format!("%{b:02X}"));
+            }
+        }
+        format!(
+            "pkg:deb/debian/{}@{version}?arch={}",
+            self.name, self.architecture
+        )
+    }
+}
+
 /// The Debian architecture of an OCI platform, or None when Debian has none.
 pub fn debian_arch(p: &crate::platform::Platform) -> Option<&'static str> {
     if p.os != "linux" {

@@ -122,7 +122,7 @@ pub fn resolve(opts: &BuildOptions) -> Result<ResolvedBuild<'_>> {
     let plan_options = PlanOptions {
         outputs,
         downloads,
-        packages,
+        packages: packages.clone(),
     };
     // Base layers are checked (sizes, diff_ids) before anything is written; what was
     // decompressed now is recorded in the output layout once it exists.
@@ -167,7 +167,7 @@ pub fn resolve(opts: &BuildOptions) -> Result<ResolvedBuild<'_>> {
         compression,
         &targets,
         &download_paths,
-        &url_pins,
+        (&url_pins, &packages),
         base.as_ref(),
     );
     Ok(ResolvedBuild {
@@ -304,9 +304,16 @@ fn build_inputs(
     compression: Compression,
     targets: &[PlatformPlan],
     download_paths: &BTreeSet<PathBuf>,
-    url_pins: &[fetch::UrlPin],
+    (url_pins, packages): (&[fetch::UrlPin], &[crate::apt::LockedPackage]),
     base: Option<&BaseImage>,
 ) -> BuildInputs {
+    let mut packages = packages.to_vec();
+    packages.sort_by(|a, b| {
+        (&a.name, &a.version, &a.architecture).cmp(&(&b.name, &b.version, &b.architecture))
+    });
+    packages.dedup_by(|a, b| {
+        (&a.name, &a.version, &a.architecture) == (&b.name, &b.version, &b.architecture)
+    });
     BuildInputs {
         recipe: recipe.source.path.clone(),
         context: recipe.context.clone(),
@@ -327,6 +334,7 @@ fn build_inputs(
             .collect::<BTreeSet<_>>()
             .into_iter()
             .collect(),
+        packages,
         base: base.map(|b| (b.name.clone(), b.digest.clone())),
     }
 }
