@@ -16,7 +16,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const EPOCH: &str = "--source-date-epoch=1700000000";
@@ -310,6 +310,8 @@ fn make_deb(root: &Path, p: &Pkg) {
 
 struct FileServer {
     port: u16,
+    /// Every request's path, in order.
+    requests: Arc<Mutex<Vec<String>>>,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -321,19 +323,21 @@ impl FileServer {
         let port = listener.local_addr().expect("addr").port();
         listener.set_nonblocking(true).expect("nonblocking");
         let stop = Arc::new(AtomicBool::new(false));
-        let st = stop.clone();
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let (st, log) = (stop.clone(), requests.clone());
         let thread = std::thread::spawn(move || {
             // Bounded: the server stops with the test, or after five minutes at most.
             let deadline = Instant::now() + Duration::from_secs(300);
             while !st.load(Ordering::Relaxed) && Instant::now() < deadline {
                 match listener.accept() {
-                    Ok((conn, _)) => serve(conn, &root),
+                    Ok((conn, _)) => serve(conn, &root, &log),
                     Err(_) => std::thread::sleep(Duration::from_millis(5)),
                 }
             }
         });
         FileServer {
             port,
+            requests,
             stop,
             thread: Some(thread),
         }
@@ -349,7 +353,7 @@ impl Drop for FileServer {
     }
 }
 
-fn serve(mut conn: TcpStream, root: &Path) {
+fn serve(mut conn: TcpStream, root: &Path, log: &Mutex<Vec<String>>) {
     let _ = conn.set_nonblocking(false);
     let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
     let mut head = Vec::new();
@@ -362,6 +366,7 @@ fn serve(mut conn: TcpStream, root: &Path) {
     }
     let head = String::from_utf8_lossy(&head);
     let path = head.split_whitespace().nth(1).unwrap_or("/").to_string();
+    log.lock().expect("request log").push(path.clone());
     let file = (!path.contains(".."))
         .then(|| fs::read(root.join(path.trim_start_matches('/'))).ok())
         .flatten();
@@ -626,6 +631,21 @@ fn package_layers_are_reproducible_and_pinned_by_a_golden_digest() {
 const GOLDEN_APP: &str = "sha256:d9235e3240710902c39160d1a3aea7f89e8cdbb0ed6d76819e56fdb6157b5e87";
 
 #[test]
+fn a_second_build_downloads_nothing() {
+    let repo = Repo::new();
+    let ctx = context(&repo, &["app"], &repo.key.export(false));
+    lock_ok(&ctx);
+    let out = ctx.path().join("out");
+    let first = ctx.build_ok(&out, &[EPOCH, "--locked"]);
+    let debs = |r: &[String]| r.iter().filter(|p| p.ends_with(".deb")).count();
+    assert_eq!(debs(&repo.server.requests.lock().expect("log")), 4);
+    // Without the layer cache: every package is read again, from the download cache.
+    let second = ctx.build_ok(&out, &[EPOCH, "--locked", "--no-cache"]);
+    assert_eq!(first, second);
+    assert_eq!(debs(&repo.server.requests.lock().expect("log")), 4);
+}
+
+#[test]
 fn a_tampered_deb_is_refused_naming_the_package() {
     let repo = Repo::new();
     let ctx = context(&repo, &["mawk"], &repo.key.export(false));
@@ -811,6 +831,15 @@ sys.exit(1 if msgs else 0)
 #[test]
 fn sbom_and_provenance_list_every_package_with_its_purl() {
     let python = std::env::var("IMGBUILD_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let has_tools = Command::new(&python)
+        .args(["-c", "import spdx_tools"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        has_tools,
+        "{python} cannot `import spdx_tools`; run the tests with `bash scripts/test.sh`, which \
+         installs it into a venv, or set IMGBUILD_TEST_PYTHON to a python that has it"
+    );
     let repo = Repo::new();
     let ctx = context(&repo, &["app"], &repo.key.export(false));
     lock_ok(&ctx);
