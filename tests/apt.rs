@@ -89,6 +89,10 @@ fn packages() -> Vec<Pkg> {
             files: &[("usr/bin/tool", "tool for arm64\n", 0o755)],
             ..pkg("armonly", "1", "arm64")
         },
+        Pkg {
+            files: &[("etc/passwd", "root:x:0:0:root:/root:/bin/sh\n", 0o644)],
+            ..pkg("passwd-shipper", "1", "all")
+        },
     ]
 }
 
@@ -922,4 +926,20 @@ fn an_arch_all_package_is_pinned_once_per_platform_and_built_for_both() {
     let ctx = context(&repo, &["armonly"], &repo.key.export(false));
     let o = lock(&ctx);
     assert_refused(&o, &ctx, "is not in the apt sources for linux/amd64");
+}
+
+#[test]
+fn a_package_that_hides_the_recipes_accounts_is_warned_about() {
+    let repo = Repo::new();
+    let ctx = context(&repo, &["passwd-shipper"], &repo.key.export(false));
+    let text = fs::read_to_string(ctx.recipe()).expect("recipe");
+    ctx.recipe_text(&format!("{text}\n[[user]]\nname = \"app\"\nuid = 1000\n"));
+    lock_ok(&ctx);
+    let o = ctx.build(&ctx.path().join("out"), &[EPOCH]);
+    assert!(o.status.success(), "build failed: {}", stderr(&o));
+    assert!(
+        stderr(&o).contains("package passwd-shipper ships /etc/passwd, which hides"),
+        "{}",
+        stderr(&o)
+    );
 }

@@ -84,6 +84,15 @@ pub(crate) fn resolve(
             }
         }
     }
+    let has_accounts = !recipe.users.is_empty() || !recipe.groups.is_empty();
+    for file in [&b"etc/passwd"[..], b"etc/group"] {
+        if let (true, Some((_, owner))) = (has_accounts, by_path.get(file)) {
+            warnings.push(format!(
+                "layer {name:?}: package {owner} ships /{}, which hides the one the recipe's [[user]]/[[group]] write (an earlier layer); they are not merged",
+                String::from_utf8_lossy(file)
+            ));
+        }
+    }
     if !with_postinst.is_empty() {
         warnings.push(format!(
             "layer {name:?}: maintainer scripts are never run; these packages have a postinst that did not run: {}",
