@@ -943,3 +943,35 @@ fn a_package_that_hides_the_recipes_accounts_is_warned_about() {
         stderr(&o)
     );
 }
+
+#[test]
+fn diff_names_a_package_version_change() {
+    let repo = Repo::new();
+    let ctx = context(&repo, &["mawk"], &repo.key.export(false));
+    lock_ok(&ctx);
+    let (old, new) = (ctx.path().join("old"), ctx.path().join("new"));
+    ctx.build_ok(&old, &[EPOCH]);
+    make_deb(
+        repo.root.path(),
+        &Pkg {
+            provides: "awk",
+            files: &[("usr/bin/mawk", "mawk, newer\n", 0o755)],
+            ..pkg("mawk", "1.3.4-2", "amd64")
+        },
+    );
+    repo.index();
+    lock_ok(&ctx);
+    ctx.build_ok(&new, &[EPOCH]);
+    let o = imgbuild()
+        .arg("diff")
+        .arg(format!("oci:{}", old.display()))
+        .arg(format!("oci:{}", new.display()))
+        .output()
+        .expect("run imgbuild diff");
+    assert_eq!(o.status.code(), Some(1), "stderr: {}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.contains("package mawk 1.3.4 amd64 → mawk 1.3.4-2 amd64"),
+        "{text}"
+    );
+}
