@@ -26,6 +26,7 @@ declare -A tools=(
   [apt-ftparchive]=apt-utils
   [gpg]=gpg
   [gpg-agent]=gpg-agent
+  [gpgconf]=gpgconf
   [xz]=xz-utils
   [md5sum]=coreutils
 )
