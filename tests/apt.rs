@@ -93,6 +93,14 @@ fn packages() -> Vec<Pkg> {
             files: &[("etc/passwd", "root:x:0:0:root:/root:/bin/sh\n", 0o644)],
             ..pkg("passwd-shipper", "1", "all")
         },
+        Pkg {
+            depends: "halfway",
+            ..pkg("broken-app", "1", "amd64")
+        },
+        Pkg {
+            depends: "missing-lib (>= 1) | other-missing",
+            ..pkg("halfway", "1", "amd64")
+        },
     ]
 }
 
@@ -974,4 +982,23 @@ fn diff_names_a_package_version_change() {
         text.contains("package mawk 1.3.4 amd64 → mawk 1.3.4-2 amd64"),
         "{text}"
     );
+}
+
+#[test]
+fn an_unmet_dependency_names_the_package_and_what_needed_it() {
+    let repo = Repo::new();
+    let ctx = context(&repo, &["mawk", "broken-app"], &repo.key.export(false));
+    let o = lock(&ctx);
+    assert_refused(
+        &o,
+        &ctx,
+        "halfway 1 (needed by broken-app) depends on missing-lib (>= 1) | other-missing",
+    );
+    assert!(
+        stderr(&o).contains("has no package missing-lib"),
+        "{}",
+        stderr(&o)
+    );
+    // The caret is under the name the recipe lists.
+    assert!(stderr(&o).contains("recipe.toml:12:21"), "{}", stderr(&o));
 }

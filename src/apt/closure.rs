@@ -30,11 +30,13 @@ pub struct Candidate {
 pub enum Unresolvable {
     /// A package the recipe names is not in the repository: its nearest names.
     Unknown { name: String, nearest: Vec<String> },
-    /// A dependency none of whose alternatives can be met.
+    /// A dependency none of whose alternatives can be met; `root` is the name the
+    /// recipe lists that needed it.
     Unmet {
         package: String,
         dependency: String,
         why: String,
+        root: String,
     },
 }
 
@@ -119,6 +121,8 @@ impl<'a> View<'a> {
 pub fn closure(roots: &[String], candidates: &[Candidate]) -> Result<Vec<usize>, Unresolvable> {
     let view = View::new(candidates);
     let mut chosen: BTreeMap<&str, usize> = BTreeMap::new();
+    // Which root each chosen package was taken for.
+    let mut root_of: BTreeMap<usize, &str> = BTreeMap::new();
     let mut queue: VecDeque<usize> = VecDeque::new();
     for root in roots {
         let dep = Dependency {
@@ -132,10 +136,12 @@ pub fn closure(roots: &[String], candidates: &[Candidate]) -> Result<Vec<usize>,
             });
         };
         if chosen.insert(&candidates[i].name, i).is_none() {
+            root_of.insert(i, root);
             queue.push_back(i);
         }
     }
     while let Some(i) = queue.pop_front() {
+        let root = root_of.get(&i).copied().unwrap_or_default();
         for group in &candidates[i].depends {
             if group
                 .iter()
@@ -149,6 +155,7 @@ pub fn closure(roots: &[String], candidates: &[Candidate]) -> Result<Vec<usize>,
                     package: format!("{} {}", candidates[i].name, candidates[i].version),
                     dependency: text.join(" | "),
                     why: view.why_not(&group[0]),
+                    root: root.to_string(),
                 });
             };
             if let Some(&other) = chosen.get(candidates[next].name.as_str()) {
@@ -164,9 +171,11 @@ pub fn closure(roots: &[String], candidates: &[Candidate]) -> Result<Vec<usize>,
                         "{} {} is already chosen",
                         candidates[other].name, candidates[other].version
                     ),
+                    root: root.to_string(),
                 });
             }
             chosen.insert(&candidates[next].name, next);
+            root_of.insert(next, root);
             queue.push_back(next);
         }
     }

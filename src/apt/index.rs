@@ -102,10 +102,20 @@ fn unresolvable(
             package,
             dependency,
             why,
+            root,
         } => {
-            let at = packages.first().map_or(0..0, |p| p.span());
+            let at = packages
+                .iter()
+                .find(|p| *p.get_ref() == root)
+                .or(packages.first())
+                .map_or(0..0, |p| p.span());
+            let needed = if package.split(' ').next() == Some(root.as_str()) {
+                String::new()
+            } else {
+                format!(" (needed by {root})")
+            };
             recipe
-                .error_at(at, format!("{package} depends on {dependency}, which cannot be met for {platform}: {why}"))
+                .error_at(at, format!("{package}{needed} depends on {dependency}, which cannot be met for {platform}: {why}"))
                 .with_hint("add a source that has it, or choose other packages")
         }
     }
