@@ -937,19 +937,29 @@ fn an_arch_all_package_is_pinned_once_per_platform_and_built_for_both() {
 }
 
 #[test]
-fn a_package_that_hides_the_recipes_accounts_is_warned_about() {
+fn the_recipes_accounts_are_merged_into_a_packages_passwd() {
     let repo = Repo::new();
     let ctx = context(&repo, &["passwd-shipper"], &repo.key.export(false));
     let text = fs::read_to_string(ctx.recipe()).expect("recipe");
-    ctx.recipe_text(&format!("{text}\n[[user]]\nname = \"app\"\nuid = 1000\n"));
+    ctx.recipe_text(&format!(
+        "{text}\n[[user]]\nname = \"app\"\nuid = 1000\n\n[[user]]\nname = \"root\"\nuid = 0\nshell = \"/bin/bash\"\n"
+    ));
     lock_ok(&ctx);
-    let o = ctx.build(&ctx.path().join("out"), &[EPOCH]);
+    let out = ctx.path().join("out");
+    let o = ctx.build(&out, &[EPOCH]);
     assert!(o.status.success(), "build failed: {}", stderr(&o));
-    assert!(
-        stderr(&o).contains("package passwd-shipper ships /etc/passwd, which hides"),
-        "{}",
-        stderr(&o)
-    );
+    let digest = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    let layout = Layout::new(&out);
+    let layers = layout.layer_digests(&digest);
+    // The accounts layer first, then the package layer, whose /etc/passwd has both.
+    let entries = layout.entries(&layers[1]);
+    let passwd = entries
+        .iter()
+        .find(|e| e.path == "etc/passwd")
+        .expect("the package's /etc/passwd");
+    let passwd = String::from_utf8_lossy(&passwd.data).to_string();
+    assert!(passwd.contains("\napp:x:1000:1000:"), "{passwd}");
+    assert!(passwd.starts_with("root:x:0:0:"), "{passwd}");
 }
 
 #[test]

@@ -8,6 +8,7 @@
 //! the package, no mtimes). Maintainer scripts are never run.
 
 use super::archive::{hardlink_groups, read_members, Bad};
+use super::passwd::{Db, Input, Note};
 use super::{normalize_hardlinks, Content, EntryKind, Item, Meta, PlanOptions, Spool};
 use crate::apt::{deb, LockedPackage};
 use crate::error::{Error, Result};
@@ -15,6 +16,7 @@ use crate::platform::Platform;
 use crate::recipe::{Layer, Recipe};
 use std::collections::BTreeMap;
 use std::fs::File;
+use std::io::Read as _;
 use std::ops::Range;
 use std::sync::Arc;
 
@@ -84,15 +86,7 @@ pub(crate) fn resolve(
             }
         }
     }
-    let has_accounts = !recipe.users.is_empty() || !recipe.groups.is_empty();
-    for file in [&b"etc/passwd"[..], b"etc/group"] {
-        if let (true, Some((_, owner))) = (has_accounts, by_path.get(file)) {
-            warnings.push(format!(
-                "layer {name:?}: package {owner} ships /{}, which hides the one the recipe's [[user]]/[[group]] write (an earlier layer); they are not merged",
-                String::from_utf8_lossy(file)
-            ));
-        }
-    }
+    merge_accounts(recipe, span, &mut by_path, warnings)?;
     if !with_postinst.is_empty() {
         warnings.push(format!(
             "layer {name:?}: maintainer scripts are never run; these packages have a postinst that did not run: {}",
@@ -100,6 +94,89 @@ pub(crate) fn resolve(
         ));
     }
     Ok(by_path.into_values().map(|(item, _)| item).collect())
+}
+
+/// The largest `/etc/passwd` or `/etc/group` of a package merged with the recipe's
+/// accounts.
+const ACCOUNTS_LIMIT: u64 = 4 << 20;
+
+/// A package's `/etc/passwd` or `/etc/group` would hide the recipe's (written in the
+/// accounts layer, below): the recipe's `[[user]]`/`[[group]]` are merged into it, by
+/// the rules used for a base image's (`passwd::merge`).
+fn merge_accounts(
+    recipe: &Recipe,
+    span: Range<usize>,
+    by_path: &mut BTreeMap<Vec<u8>, (Item, String)>,
+    warnings: &mut Vec<String>,
+) -> Result<()> {
+    if recipe.users.is_empty() && recipe.groups.is_empty() {
+        return Ok(());
+    }
+    for db in [Db::Passwd, Db::Group] {
+        let Some((item, owner)) = by_path.get_mut(&db.path().as_bytes()[1..]) else {
+            continue;
+        };
+        let bad = |why: String| {
+            recipe
+                .error_at(
+                    span.clone(),
+                    format!(
+                        "package {owner}'s {} cannot be merged with the recipe's [[user]]/[[group]]: {why}",
+                        db.path()
+                    ),
+                )
+                .with_hint("put the package in a layer of its own image, or write the accounts in a [[layer.file]]")
+        };
+        let bytes = match &item.kind {
+            EntryKind::File { size, .. } if *size > ACCOUNTS_LIMIT => {
+                return Err(bad(format!("it is larger than {ACCOUNTS_LIMIT} bytes")))
+            }
+            EntryKind::File {
+                content: Content::Spool { spool, offset },
+                size,
+            } => {
+                let mut bytes = Vec::new();
+                std::io::Read::read_to_end(&mut spool.reader_at(*offset).take(*size), &mut bytes)
+                    .map_err(|e| Error::io_path("cannot read", &spool.path, e))?;
+                bytes
+            }
+            EntryKind::File {
+                content: Content::Inline(b),
+                ..
+            } => b.to_vec(),
+            _ => return Err(bad("it is not a regular file".into())),
+        };
+        let text = String::from_utf8(bytes).map_err(|_| bad("it is not UTF-8 text".into()))?;
+        let merged = match super::accounts::merged(recipe, db, &text)? {
+            Ok(m) => m,
+            Err((Input::Base, m)) => return Err(bad(m.to_string())),
+            Err((_, m)) => {
+                return Err(Error::input(format!(
+                    "internal: the recipe's {} does not parse: {m}",
+                    db.path()
+                )))
+            }
+        };
+        for note in merged.notes {
+            warnings.push(match note {
+                Note::Replaced { name, base, ours } => format!(
+                    "the recipe's {} {name:?} ({ours}) replaces package {owner}'s ({base}) in {}",
+                    db.what(),
+                    db.path()
+                ),
+                Note::SharedId { name, id, base_name } => format!(
+                    "the recipe's {} {name:?} has {id}, as package {owner}'s {base_name:?} does ({})",
+                    db.what(),
+                    db.path()
+                ),
+            });
+        }
+        item.kind = EntryKind::File {
+            size: merged.text.len() as u64,
+            content: Content::Inline(Arc::new(merged.text.into_bytes())),
+        };
+    }
+    Ok(())
 }
 
 /// From the first package name of the layer to the last (for messages).
