@@ -1012,3 +1012,45 @@ fn an_unmet_dependency_names_the_package_and_what_needed_it() {
     // The caret is under the name the recipe lists.
     assert!(stderr(&o).contains("recipe.toml:12:21"), "{}", stderr(&o));
 }
+
+/// Debian's own signed Release files, as `apt-get update` left them on this machine,
+/// verify with Debian's archive keyring through the same code as `imgbuild lock`
+/// (RSA keys, several signatures, subkeys). Nothing is fetched: where the files are
+/// not there, the test says it was skipped.
+#[test]
+fn debians_own_inrelease_verifies_with_the_debian_archive_keyring() {
+    use imgbuild::apt::{control, release};
+    let keyring = Path::new("/usr/share/keyrings/debian-archive-keyring.gpg");
+    let lists: Vec<PathBuf> = fs::read_dir("/var/lib/apt/lists")
+        .map(|d| {
+            d.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| {
+                    let name = p.file_name().map(|n| n.to_string_lossy().to_string());
+                    name.is_some_and(|n| {
+                        n.starts_with("deb.debian.org_debian_dists_") && n.ends_with("_InRelease")
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    if !keyring.is_file() || lists.is_empty() {
+        eprintln!(
+            "skipped: no Debian InRelease in /var/lib/apt/lists or no {}",
+            keyring.display()
+        );
+        return;
+    }
+    let ring = release::Keyring::parse(&fs::read(keyring).expect("keyring")).expect("keyring");
+    for list in lists {
+        let bytes = fs::read(&list).expect("InRelease");
+        let text = release::verify_inline(&bytes, &ring)
+            .unwrap_or_else(|e| panic!("{}: {e}", list.display()));
+        let paragraph = control::parse(&text).expect("deb822")[0].clone();
+        let suite = paragraph.get("Suite").expect("Suite");
+        let files = release::index_files(&text, suite).expect("index files");
+        assert!(!files.is_empty(), "{}", list.display());
+        // Changed after signing: refused.
+        let tampered = String::from_utf8_lossy(&bytes).replacen(suite, "tampered", 1);
+        assert!(release::verify_inline(tampered.as_bytes(), &ring).is_err());
+    }
+}

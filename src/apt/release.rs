@@ -15,8 +15,11 @@ pub struct Keyring {
 }
 
 impl Keyring {
-    /// Reads armored (`-----BEGIN PGP PUBLIC KEY BLOCK-----`) or binary keys; keys
-    /// whose self-signatures do not verify are left out.
+    /// Reads armored (`-----BEGIN PGP PUBLIC KEY BLOCK-----`) or binary keys. The
+    /// keyring is what the recipe trusts: its primary keys are taken as they are
+    /// (certifications by other keys, expiry and revocation are not looked at, so an
+    /// old snapshot stays lockable); a subkey only when the primary key's binding
+    /// signature on it verifies. A key this library cannot read is left out.
     pub fn parse(bytes: &[u8]) -> Result<Keyring, String> {
         let armored = bytes
             .iter()
@@ -31,11 +34,10 @@ impl Keyring {
                 .collect()
         };
         let mut keys = Vec::new();
-        for key in parsed {
-            let key = key.map_err(|e| e.to_string())?;
-            if key.verify().is_ok() {
-                keys.push(key);
-            }
+        for mut key in parsed.into_iter().flatten() {
+            let primary = key.primary_key.clone();
+            key.public_subkeys.retain(|s| s.verify(&primary).is_ok());
+            keys.push(key);
         }
         if keys.is_empty() {
             return Err("it holds no usable OpenPGP public key".to_string());
