@@ -1054,3 +1054,106 @@ fn debians_own_inrelease_verifies_with_the_debian_archive_keyring() {
         assert!(release::verify_inline(tampered.as_bytes(), &ring).is_err());
     }
 }
+
+/// Where a Docker daemon answers (on x86-64): a package holding this machine's
+/// dynamic loader, C library and `cat`, and one holding a zone file, both served from
+/// the loopback repository, make an image in which `docker run` executes the
+/// dynamically linked `cat` and reads the zone file. Otherwise the test says it was
+/// skipped.
+#[test]
+fn docker_runs_a_dynamically_linked_program_from_packages_where_a_daemon_answers() {
+    const NAME: &str =
+        "docker_runs_a_dynamically_linked_program_from_packages_where_a_daemon_answers";
+    let daemon = Command::new("docker")
+        .arg("info")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    let host = [
+        ("usr/bin/cat", "/usr/bin/cat"),
+        (
+            "lib/x86_64-linux-gnu/libc.so.6",
+            "/lib/x86_64-linux-gnu/libc.so.6",
+        ),
+        ("lib64/ld-linux-x86-64.so.2", "/lib64/ld-linux-x86-64.so.2"),
+        (
+            "usr/share/zoneinfo/Europe/Paris",
+            "/usr/share/zoneinfo/Europe/Paris",
+        ),
+    ];
+    let have_files = host.iter().all(|(_, p)| Path::new(p).exists());
+    if !daemon || std::env::consts::ARCH != "x86_64" || !have_files {
+        let line = format!("SKIPPED: {NAME}: needs a Docker daemon (docker info), x86-64 and this machine's libc, cat and Europe/Paris zone file");
+        eprintln!("{line}");
+        // Listed at the end of scripts/test.sh's run, as external_tools.rs's skips are.
+        if let Some(log) = std::env::var_os("IMGBUILD_SKIPPED_LOG") {
+            let mut f = fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&log)
+                .expect("open IMGBUILD_SKIPPED_LOG");
+            writeln!(f, "{line}").expect("write IMGBUILD_SKIPPED_LOG");
+        }
+        return;
+    }
+    let repo = Repo::new();
+    // Two packages made from this machine's files (no network: nothing is fetched).
+    for (name, files) in [("hostlibc", &host[..3]), ("zonefile", &host[3..])] {
+        let stage = repo.path(&format!("stage/{name}"));
+        fs::create_dir_all(stage.join("DEBIAN")).expect("mkdir");
+        fs::write(
+            stage.join("DEBIAN/control"),
+            format!("Package: {name}\nVersion: 1\nArchitecture: amd64\nMaintainer: T <t@example.invalid>\nDescription: host files\n"),
+        )
+        .expect("control");
+        for (dst, src) in files {
+            let to = stage.join(dst);
+            fs::create_dir_all(to.parent().expect("parent")).expect("mkdir");
+            fs::copy(src, &to).expect("copy host file");
+        }
+        run(Command::new("dpkg-deb")
+            .args(["--root-owner-group", "--build"])
+            .arg(&stage)
+            .arg(repo.path(&format!("debian/pool/main/{name}_1_amd64.deb"))));
+    }
+    repo.index();
+    let ctx = Ctx::new();
+    ctx.write("keys/repo.gpg", repo.key.export(false));
+    let tag = format!("t{}", std::process::id());
+    ctx.recipe_text(&format!(
+        r#"[image]
+platforms = ["linux/amd64"]
+repository = "imgbuild-apt-test"
+tags = ["{tag}"]
+
+[[apt-source]]
+url = "{}"
+suite = "stable"
+signed-by = "keys/repo.gpg"
+
+[[layer]]
+name = "system"
+packages = ["hostlibc", "zonefile"]
+"#,
+        repo.url()
+    ));
+    lock_ok(&ctx);
+    let o = ctx.build(&ctx.path().join("out"), &[EPOCH, "--load"]);
+    assert!(o.status.success(), "build --load failed: {}", stderr(&o));
+    let image = format!("imgbuild-apt-test:{tag}");
+    let ran = Command::new("docker")
+        .args(["run", "--rm", "--network=none", &image, "/usr/bin/cat"])
+        .arg("/usr/share/zoneinfo/Europe/Paris")
+        .output()
+        .expect("docker run");
+    let _ = Command::new("docker")
+        .args(["rmi", "--force", &image])
+        .output();
+    assert!(
+        ran.status.success(),
+        "docker run: {}",
+        String::from_utf8_lossy(&ran.stderr)
+    );
+    let zone = fs::read("/usr/share/zoneinfo/Europe/Paris").expect("zone file");
+    assert_eq!(ran.stdout, zone);
+    assert!(ran.stdout.starts_with(b"TZif"));
+}
