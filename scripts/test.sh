@@ -22,6 +22,13 @@ declare -A tools=(
   [go]=golang-go
   [qemu-x86_64]=qemu-user
   [script]=bsdutils
+  [dpkg-deb]=dpkg
+  [apt-ftparchive]=apt-utils
+  [gpg]=gpg
+  [gpg-agent]=gpg-agent
+  [gpgconf]=gpgconf
+  [xz]=xz-utils
+  [md5sum]=coreutils
 )
 missing=()
 for t in "${!tools[@]}"; do

@@ -43,6 +43,8 @@ pub struct UrlPin {
     /// Where the recipe writes the url and the sha256 (for error messages).
     pub url_span: Range<usize>,
     pub sha256_span: Range<usize>,
+    /// The Debian package the file is, when it is one (for messages).
+    pub package: Option<String>,
 }
 
 /// Every url archive of `recipe` for every platform in `platforms`, in recipe order,
@@ -118,6 +120,7 @@ pub fn pins(recipe: &Recipe, platforms: &[Platform]) -> Result<Vec<UrlPin>> {
                     platform: platform.clone(),
                     url_span: url.span(),
                     sha256_span: sha.span(),
+                    package: None,
                 });
             }
         }
@@ -185,6 +188,108 @@ pub fn fetch(recipe: &Recipe, pins: &[UrlPin], out: &Path, opts: &Options) -> Re
         downloads.insert(pin.sha256.clone(), path);
     }
     Ok(downloads)
+}
+
+/// Plain GETs into memory under the download transport rules, for indexes that are
+/// checked by what they say (a signature, a hash from a signed file) rather than by a
+/// pin: `imgbuild lock` reading an apt repository.
+pub struct Getter<'a> {
+    runtime: tokio::runtime::Runtime,
+    http: reqwest::Client,
+    opts: &'a Options,
+}
+
+impl<'a> Getter<'a> {
+    pub fn new(opts: &'a Options) -> Result<Getter<'a>> {
+        Ok(Getter {
+            runtime: client::runtime()?,
+            http: http_client(opts)?,
+            opts,
+        })
+    }
+
+    /// The body of `url` (at most `limit` bytes), or None when the server says it has
+    /// no such file (404, 410). Other failures are retried, then exit 3.
+    pub fn get(&self, url: &str, limit: u64) -> Result<Option<Vec<u8>>> {
+        let parsed = reqwest::Url::parse(url)
+            .map_err(|e| Error::input(format!("url {url:?} is not a valid url: {e}")))?;
+        if parsed.scheme() == "http" && !plain_http_allowed(&parsed, self.opts) {
+            let host = host_port(&parsed);
+            return Err(Error::input(format!(
+                "{} uses plain HTTP to {host}, which imgbuild allows only for loopback hosts and hosts named with --insecure-registry",
+                for_log(url)
+            ))
+            .with_hint(format!("use https://, or if {host} is a trusted mirror on your network, pass --insecure-registry {host}")));
+        }
+        let gave_up = |why: &str| {
+            Error::network(format!("cannot download {}: {why}", for_log(url))).with_hint(format!(
+                "gave up after {} attempts; check that the server is up and reachable from here",
+                self.opts.retry.attempts
+            ))
+        };
+        let attempt = |_| async {
+            match get_once(&self.http, &parsed, limit).await {
+                Ok(body) => Attempt::Done(body),
+                Err(Failure::Fatal(e)) => Attempt::Fatal(e),
+                Err(Failure::Retry(why, after)) => {
+                    let last = gave_up(&why);
+                    Attempt::Retry { why, after, last }
+                }
+            }
+        };
+        self.runtime.block_on(retry::run(
+            self.opts.retry,
+            &for_log(url),
+            &self.opts.events,
+            attempt,
+        ))
+    }
+}
+
+async fn get_once(
+    http: &reqwest::Client,
+    url: &reqwest::Url,
+    limit: u64,
+) -> std::result::Result<Option<Vec<u8>>, Failure> {
+    let shown = for_log(url.as_str());
+    let mut response = match http.get(url.clone()).send().await {
+        Ok(r) => r,
+        Err(e) if client::is_tls_error(&e) || e.is_redirect() => {
+            return Err(Failure::Fatal(Error::network(format!(
+                "cannot download {shown}: {}",
+                client::error_chain(&e)
+            ))))
+        }
+        Err(e) => return Err(Failure::Retry(client::root_cause(&e), None)),
+    };
+    let status = response.status();
+    if status.as_u16() == 404 || status.as_u16() == 410 {
+        return Ok(None);
+    }
+    if !status.is_success() {
+        let text = format!("HTTP {}", status.as_u16());
+        if retry::retryable_status(status.as_u16()) {
+            return Err(Failure::Retry(text, retry::retry_after(&response)));
+        }
+        return Err(Failure::Fatal(Error::network(format!(
+            "cannot download {shown}: {text}"
+        ))));
+    }
+    let mut body = Vec::new();
+    loop {
+        match response.chunk().await {
+            Ok(Some(bytes)) => {
+                if body.len() as u64 + bytes.len() as u64 > limit {
+                    return Err(Failure::Fatal(Error::input(format!(
+                        "{shown} is larger than {limit} bytes, more than imgbuild reads of an index"
+                    ))));
+                }
+                body.extend_from_slice(&bytes);
+            }
+            Ok(None) => return Ok(Some(body)),
+            Err(e) => return Err(Failure::Retry(client::root_cause(&e), None)),
+        }
+    }
 }
 
 /// Checks what can be checked of a url without the network, for `build`, `verify` and
@@ -313,6 +418,17 @@ async fn download(
         if hex != pin.sha256 {
             // The temp file is deleted when dropped: nothing unverified stays.
             drop(temp);
+            if let Some(package) = &pin.package {
+                return Attempt::Fatal(recipe
+                    .error_at(
+                        pin.sha256_span.clone(),
+                        format!(
+                            "package {package}: {} has sha256 {hex}, but recipe.lock pins {}",
+                            for_log(&pin.url), pin.sha256
+                        ),
+                    )
+                    .with_hint("the repository serves a different file than when recipe.lock was written; if the repository is trusted, run `imgbuild lock` again"));
+            }
             return Attempt::Fatal(recipe
                 .error_at(
                     pin.sha256_span.clone(),

@@ -4,6 +4,7 @@
 //! `recipe` (parse) → `plan` (resolve) → `layer` (write, with `compress`) →
 //! `image` (assemble) → `layout` (store). `build` drives it end to end.
 
+pub mod apt;
 pub mod archive;
 pub mod atomic;
 pub mod base;

@@ -16,6 +16,17 @@
 //! [[url]]
 //! url = "https://example.com/vendor.tar.gz"
 //! sha256 = "…"
+//! [[package]]                                    # Debian packages (crate::apt)
+//! layer = "system"
+//! platform = "linux/amd64"
+//! name = "tzdata"
+//! version = "2024a-0+deb12u1"
+//! architecture = "all"
+//! source = "https://deb.debian.org/debian"
+//! filename = "pool/main/t/tzdata/tzdata_2024a-0+deb12u1_all.deb"
+//! sha256 = "…"
+//! [apt-layers]                                   # the names each layer asked for
+//! system = ["tzdata"]
 //! [source-date-epoch]                            # only when the recipe says "git"
 //! git = 1700000000
 //! commit = "…"                                   # the commit it came from (informative)
@@ -63,6 +74,12 @@ pub struct Lock {
     pub base: Option<LockedBase>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub url: Vec<LockedUrl>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub package: Vec<LockedPackage>,
+    /// Per layer with `packages`, the names it asked for when locked (sorted): a
+    /// recipe that asks for others has a stale lock.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub apt_layers: BTreeMap<String, Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_date_epoch: Option<LockedEpoch>,
 }
@@ -82,6 +99,8 @@ pub struct LockedUrl {
     pub url: String,
     pub sha256: String,
 }
+
+pub use crate::apt::LockedPackage;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -306,6 +325,13 @@ pub fn differences(existing: &Lock, wanted: &Lock) -> Vec<String> {
             out.push(format!("url {}: not pinned → sha256 {}", w.url, w.sha256));
         }
     }
+    if existing.apt_layers != wanted.apt_layers {
+        out.push(format!(
+            "packages asked for: {:?} → {:?}",
+            existing.apt_layers, wanted.apt_layers
+        ));
+    }
+    package_differences(existing, wanted, &mut out);
     match (&existing.source_date_epoch, &wanted.source_date_epoch) {
         (Some(e), None) => out.push(format!(
             "source-date-epoch: pins git {}, the recipe's epoch is not \"git\"",
@@ -315,6 +341,37 @@ pub fn differences(existing: &Lock, wanted: &Lock) -> Vec<String> {
         _ => {}
     }
     out
+}
+
+/// How the package pins differ: one line per package, layer and platform.
+fn package_differences(existing: &Lock, wanted: &Lock, out: &mut Vec<String>) {
+    let key = |p: &LockedPackage| (p.layer.clone(), p.platform.clone(), p.name.clone());
+    let show = |p: &LockedPackage| format!("{} {} ({})", p.version, p.architecture, p.sha256);
+    let was: BTreeMap<_, _> = existing.package.iter().map(|p| (key(p), p)).collect();
+    let now: BTreeMap<_, _> = wanted.package.iter().map(|p| (key(p), p)).collect();
+    for (k, p) in &was {
+        let (layer, platform, name) = k;
+        match now.get(k) {
+            None => out.push(format!(
+                "package {name} (layer {layer:?}, {platform}): pinned, no longer needed"
+            )),
+            Some(n) if n != p => out.push(format!(
+                "package {name} (layer {layer:?}, {platform}): {} → {}",
+                show(p),
+                show(n)
+            )),
+            Some(_) => {}
+        }
+    }
+    for (k, n) in &now {
+        if !was.contains_key(k) {
+            let (layer, platform, name) = k;
+            out.push(format!(
+                "package {name} (layer {layer:?}, {platform}): not pinned → {}",
+                show(n)
+            ));
+        }
+    }
 }
 
 /// The pin of base `name` read through `source`: its root digest and the manifest of
@@ -402,6 +459,8 @@ fn resolve(
             });
         }
     }
+    lock.package = crate::apt::lock_packages(&recipe, &platforms, registry)?;
+    lock.apt_layers = crate::apt::requested(&recipe);
     if let Some(e) = &recipe.image.source_date_epoch {
         if let EpochSetting::Named(_) = e.get_ref() {
             let seconds = crate::epoch::git_commit_time(&recipe.context)?;
@@ -464,6 +523,17 @@ mod tests {
                 url: "https://example.com/x.tar".into(),
                 sha256: "c".repeat(64),
             }],
+            package: vec![LockedPackage {
+                layer: "system".into(),
+                platform: "linux/amd64".into(),
+                name: "tzdata".into(),
+                version: "2024a-0+deb12u1".into(),
+                architecture: "all".into(),
+                source: "https://deb.example/debian".into(),
+                filename: "pool/main/t/tzdata/tzdata_2024a-0+deb12u1_all.deb".into(),
+                sha256: "e".repeat(64),
+            }],
+            apt_layers: [("system".to_string(), vec!["tzdata".to_string()])].into(),
             source_date_epoch: Some(LockedEpoch {
                 git: 1_700_000_000,
                 commit: Some("d".repeat(40)),

@@ -62,6 +62,14 @@ pub fn statement(result: &BuildResult, name: &str, params: &Parameters) -> Resul
             "annotations": {"imgbuild.role": "archive"},
         }));
     }
+    for p in &inputs.packages {
+        deps.push(json!({
+            "name": p.purl(),
+            "uri": p.url(),
+            "digest": {"sha256": p.sha256},
+            "annotations": {"imgbuild.role": "package", "imgbuild.apt-source": p.source},
+        }));
+    }
     if let Some((base, digest)) = &inputs.base {
         let uri = if base.starts_with("oci:") || base.starts_with("docker://") {
             base.clone()

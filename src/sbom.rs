@@ -225,6 +225,30 @@ fn skeleton(
             "relatedSpdxElement": BASE_ID,
         }));
     }
+    for (i, p) in result.inputs.packages.iter().enumerate() {
+        let id = format!("SPDXRef-DebianPackage-{}", i + 1);
+        packages.push(json!({
+            "SPDXID": id,
+            "name": p.name,
+            "versionInfo": p.version,
+            // The url is in sourceInfo: SPDX validators refuse some valid urls (an
+            // address with a port) as a download location.
+            "downloadLocation": "NOASSERTION",
+            "checksums": [{"algorithm": "SHA256", "checksumValue": p.sha256}],
+            "filesAnalyzed": false,
+            "sourceInfo": format!("{} from the apt source {}", p.url(), p.source),
+            "externalRefs": [{
+                "referenceCategory": "PACKAGE-MANAGER",
+                "referenceType": "purl",
+                "referenceLocator": p.purl(),
+            }],
+        }));
+        relationships.push(json!({
+            "spdxElementId": IMAGE_ID,
+            "relationshipType": "CONTAINS",
+            "relatedSpdxElement": id,
+        }));
+    }
     let files: Vec<Value> = if spilled.files_written > 0 {
         vec![json!(FILES_HERE)]
     } else {

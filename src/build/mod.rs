@@ -16,6 +16,7 @@ mod accounts;
 mod assemble;
 mod execute;
 mod lock_policy;
+mod packages;
 mod resolve;
 
 pub use execute::{execute, write_layers, Caches, LayerSettings};
@@ -124,6 +125,9 @@ pub struct BuildInputs {
     /// Every url archive, as `(url, sha256 hex)`, sorted and without duplicates (a
     /// url with `{arch}` appears once per distinct expansion).
     pub urls: Vec<(String, String)>,
+    /// Every Debian package installed (for any platform built), as recipe.lock pins
+    /// it, sorted by name, version and architecture, without duplicates.
+    pub packages: Vec<crate::apt::LockedPackage>,
     /// The base image: its name as written in the recipe and its root digest.
     pub base: Option<(String, Digest)>,
 }

@@ -112,15 +112,20 @@ pub fn resolve(opts: &BuildOptions) -> Result<ResolvedBuild<'_>> {
     outputs.extend(opts.shared_cache.layout_dirs().map(|p| absolute(p)));
     // Url archives are input too: fetched (and verified) before planning. Their cache
     // in `--out` is content-addressed and only ever holds verified files.
-    let downloads = if url_pins.is_empty() {
-        fetch::Downloads::new()
-    } else {
-        Layout::check_target(&opts.out, "--out")?;
-        fetch::fetch(&recipe, &url_pins, &opts.out, &opts.registry)?
-    };
+    let (packages, package_files) = super::packages::pins(
+        &recipe,
+        lock.as_ref(),
+        &platforms,
+        (&opts.recipe, opts.locked),
+    )?;
+    let downloads = fetch_all(&recipe, opts, [&url_pins, &package_files])?;
     // The downloads are inputs by url, not files of the context.
     let download_paths: BTreeSet<PathBuf> = downloads.values().cloned().collect();
-    let plan_options = PlanOptions { outputs, downloads };
+    let plan_options = PlanOptions {
+        outputs,
+        downloads,
+        packages: packages.clone(),
+    };
     // Base layers are checked (sizes, diff_ids) before anything is written; what was
     // decompressed now is recorded in the output layout once it exists.
     let verified = VerifiedLayers::in_layout(&opts.out);
@@ -164,7 +169,7 @@ pub fn resolve(opts: &BuildOptions) -> Result<ResolvedBuild<'_>> {
         compression,
         &targets,
         &download_paths,
-        &url_pins,
+        (&url_pins, &packages),
         base.as_ref(),
     );
     Ok(ResolvedBuild {
@@ -186,6 +191,22 @@ pub fn resolve(opts: &BuildOptions) -> Result<ResolvedBuild<'_>> {
         layout,
         inputs,
     })
+}
+
+/// Every url archive and pinned package, verified into `--out`'s download cache.
+fn fetch_all(
+    recipe: &Recipe,
+    opts: &BuildOptions,
+    pin_lists: [&[fetch::UrlPin]; 2],
+) -> Result<fetch::Downloads> {
+    let mut downloads = fetch::Downloads::new();
+    for pins in pin_lists {
+        if !pins.is_empty() {
+            Layout::check_target(&opts.out, "--out")?;
+            downloads.extend(fetch::fetch(recipe, pins, &opts.out, &opts.registry)?);
+        }
+    }
+    Ok(downloads)
 }
 
 /// Plans every platform; with a layout base, opens its manifest for each platform,
@@ -285,9 +306,16 @@ fn build_inputs(
     compression: Compression,
     targets: &[PlatformPlan],
     download_paths: &BTreeSet<PathBuf>,
-    url_pins: &[fetch::UrlPin],
+    (url_pins, packages): (&[fetch::UrlPin], &[crate::apt::LockedPackage]),
     base: Option<&BaseImage>,
 ) -> BuildInputs {
+    let mut packages = packages.to_vec();
+    packages.sort_by(|a, b| {
+        (&a.name, &a.version, &a.architecture).cmp(&(&b.name, &b.version, &b.architecture))
+    });
+    packages.dedup_by(|a, b| {
+        (&a.name, &a.version, &a.architecture) == (&b.name, &b.version, &b.architecture)
+    });
     BuildInputs {
         recipe: recipe.source.path.clone(),
         context: recipe.context.clone(),
@@ -308,6 +336,7 @@ fn build_inputs(
             .collect::<BTreeSet<_>>()
             .into_iter()
             .collect(),
+        packages,
         base: base.map(|b| (b.name.clone(), b.digest.clone())),
     }
 }

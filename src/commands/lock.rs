@@ -32,6 +32,9 @@ pub(super) fn run(args: LockArgs, ctx: &Context) -> Result<()> {
         if !lock.url.is_empty() {
             pinned.push(format!("{} url archive(s)", lock.url.len()));
         }
+        if !lock.package.is_empty() {
+            pinned.push(format!("{} Debian package pin(s)", lock.package.len()));
+        }
         if let Some(e) = &lock.source_date_epoch {
             pinned.push(format!("source-date-epoch {}", e.git));
         }
@@ -52,6 +55,11 @@ fn lock_json(path: &std::path::Path, lock: &imgbuild::lock::Lock) -> serde_json:
             "image": b.image, "digest": b.digest, "platforms": b.platforms,
         })),
         "urls": lock.url.iter().map(|u| serde_json::json!({"url": u.url, "sha256": u.sha256})).collect::<Vec<_>>(),
+        "packages": lock.package.iter().map(|p| serde_json::json!({
+            "layer": p.layer, "platform": p.platform, "name": p.name, "version": p.version,
+            "architecture": p.architecture, "source": p.source, "filename": p.filename,
+            "sha256": p.sha256,
+        })).collect::<Vec<_>>(),
         "sourceDateEpoch": lock.source_date_epoch.as_ref().map(|e| serde_json::json!({
             "git": e.git, "commit": e.commit,
         })),

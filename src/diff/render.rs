@@ -306,7 +306,8 @@ fn difference_json(d: &Difference) -> Value {
                         "gid": e.gid, "uname": e.uname.to_string(),
                         "gname": e.gname.to_string(), "mtime": e.mtime, "size": e.size,
                         "linkname": e.linkname.as_ref().map(ToString::to_string),
-                        "device": e.device, "content": e.content, "pax": pax,
+                        "device": e.device, "content": e.content, "package": e.package,
+                        "pax": pax,
                     })
                 })
             };

@@ -65,6 +65,10 @@ pub struct EntryMeta {
     pub device: Option<String>,
     /// sha256 of a regular file's content.
     pub content: Option<Digest>,
+    /// For a Debian package's record (`/var/lib/dpkg/status.d/NAME`, as distroless
+    /// images and imgbuild keep them): `NAME VERSION ARCH`, so that a diff names a
+    /// package's version change as such.
+    pub package: Option<String>,
     /// PAX records other than those folded into the fields above (`path`,
     /// `linkpath`, `size`, `uid`, `gid`, `uname`, `gname`, `mtime`); xattrs are the
     /// `SCHILY.xattr.*` ones.
@@ -82,11 +86,13 @@ pub struct FieldChange {
 }
 
 impl EntryMeta {
-    /// The compared header fields, in a fixed order: type, mode, uid, gid, uname,
-    /// gname, mtime, size, linkname, device, content (the PAX records follow, by key).
-    fn fixed_fields(&self) -> [(&'static str, Option<Bytes>); 11] {
+    /// The compared fields, in a fixed order: package (a Debian package record's
+    /// name, version and architecture), type, mode, uid, gid, uname, gname, mtime,
+    /// size, linkname, device, content (the PAX records follow, by key).
+    fn fixed_fields(&self) -> [(&'static str, Option<Bytes>); 12] {
         let text = |s: &str| Some(Bytes::from(s));
         [
+            ("package", self.package.as_deref().and_then(text)),
             ("type", text(&self.kind)),
             ("mode", text(&self.mode)),
             ("uid", text(&self.uid)),
@@ -112,6 +118,9 @@ impl EntryMeta {
         }
         if let Some(l) = &self.linkname {
             s.push_str(&format!(" → {l}"));
+        }
+        if let Some(p) = &self.package {
+            s.push_str(&format!(" (package {p})"));
         }
         s
     }
@@ -252,7 +261,14 @@ fn read_entry<R: Read>(
         other => format!("type {:?}", other.as_byte() as char),
     };
     let size = entry.size();
-    let content = if kind_name == "file" {
+    let record = kind_name == "file" && size <= MAX_PACKAGE_RECORD && is_package_record(&path);
+    let mut package = None;
+    let content = if record {
+        let mut bytes = Vec::new();
+        entry.read_to_end(&mut bytes)?;
+        package = package_of(&bytes);
+        Some(Digest::from_bytes(Sha256::digest(&bytes).into()))
+    } else if kind_name == "file" {
         let mut hasher = Sha256Writer(Sha256::new());
         io::copy(entry, &mut hasher)?;
         Some(Digest::from_bytes(hasher.0.finalize().into()))
@@ -273,10 +289,36 @@ fn read_entry<R: Read>(
             linkname,
             device,
             content,
+            package,
             pax,
             position,
         },
     )))
+}
+
+/// The largest package record read for its version (they are a few KiB).
+const MAX_PACKAGE_RECORD: u64 = 1 << 20;
+
+/// `/var/lib/dpkg/status.d/NAME`, not its `.md5sums`.
+fn is_package_record(path: &Bytes) -> bool {
+    path.as_bytes()
+        .strip_prefix(b"/var/lib/dpkg/status.d/")
+        .is_some_and(|name| !name.contains(&b'/') && !name.ends_with(b".md5sums"))
+}
+
+/// `NAME VERSION ARCH` of a package record, when it reads as one.
+fn package_of(bytes: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    let field = |key: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix(':').map(str::trim))
+    };
+    Some(format!(
+        "{} {} {}",
+        field("Package")?,
+        field("Version")?,
+        field("Architecture").unwrap_or("?")
+    ))
 }
 
 /// A numeric header field that does not parse is shown as such, not an error: a diff

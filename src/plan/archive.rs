@@ -36,51 +36,56 @@ pub(crate) fn resolve(
         }
     };
     let archive_name = match &a.url {
-        Some(url) if a.src.is_none() => platform.expand(url.get_ref()),
-        _ => src.get_ref().clone(),
+        Some(url) if a.src.is_none() => format!("archive {}", platform.expand(url.get_ref())),
+        _ => format!("archive {}", src.get_ref()),
     };
     let bad = Bad {
         recipe,
-        at: src,
+        at: src.span(),
         archive: &archive_name,
+        hint: "repack the archive as a plain tar of files, directories, symlinks and hardlinks",
     };
-    let (mut items, links) = read_members(a, &spool, &bad)?;
+    let dst = image_path(a.dst.get_ref());
+    let (mut items, links) = read_members(&dst, a.strip_components as usize, &spool, &bad)?;
     let groups = hardlink_groups(&items, links, &bad)?;
     normalize_hardlinks(&mut items, groups);
     Ok(items)
 }
 
 /// An archive's hardlinks: (link path, target path), both in the image.
-type Links = Vec<(Vec<u8>, Vec<u8>)>;
+pub(super) type Links = Vec<(Vec<u8>, Vec<u8>)>;
 
-/// Makes the errors about one archive's content: at its `src`/`url`, naming it.
-struct Bad<'a> {
-    recipe: &'a Recipe,
-    at: &'a Spanned<String>,
-    archive: &'a str,
+/// Makes the errors about one archive's content: at its `src`/`url` (or the
+/// `packages` of a layer), naming it.
+pub(super) struct Bad<'a> {
+    pub recipe: &'a Recipe,
+    pub at: std::ops::Range<usize>,
+    pub archive: &'a str,
+    pub hint: &'a str,
 }
 
 impl Bad<'_> {
-    fn err(&self, msg: String) -> Error {
+    pub fn err(&self, msg: String) -> Error {
         self.recipe
-            .error_at(self.at.span(), format!("archive {}: {msg}", self.archive))
-            .with_hint(
-                "repack the archive as a plain tar of files, directories, symlinks and hardlinks",
-            )
+            .error_at(self.at.clone(), format!("{}: {msg}", self.archive))
+            .with_hint(self.hint)
     }
 }
 
 /// The archive's members as items below `dst` (later entries with the same path
 /// replacing earlier ones, as tar does), in path order, and its hardlinks (link path,
 /// target path).
-fn read_members(a: &ArchiveItem, spool: &Arc<Spool>, bad: &Bad<'_>) -> Result<(Vec<Item>, Links)> {
+pub(super) fn read_members(
+    dst: &[u8],
+    strip: usize,
+    spool: &Arc<Spool>,
+    bad: &Bad<'_>,
+) -> Result<(Vec<Item>, Links)> {
     let bad = |msg: String| bad.err(msg);
     let mut archive = tar::Archive::new(spool.reader_at(0));
     let entries = archive
         .entries()
         .map_err(|e| bad(format!("not a readable tar ({e})")).with_source(e))?;
-    let dst = image_path(a.dst.get_ref());
-    let strip = a.strip_components as usize;
     let mut by_path: BTreeMap<Vec<u8>, Item> = BTreeMap::new();
     let mut links: Links = Vec::new();
     for entry in entries {
@@ -89,7 +94,7 @@ fn read_members(a: &ArchiveItem, spool: &Arc<Spool>, bad: &Bad<'_>) -> Result<(V
         let Some(rel) = member_path(&name, strip).map_err(bad)? else {
             continue;
         };
-        let path = join(&dst, &rel);
+        let path = join(dst, &rel);
         let meta = member_meta(entry.header(), &name, &bad)?;
         let kind = match entry.header().entry_type() {
             tar::EntryType::Regular | tar::EntryType::Continuous => EntryKind::File {
@@ -118,7 +123,7 @@ fn read_members(a: &ArchiveItem, spool: &Arc<Spool>, bad: &Bad<'_>) -> Result<(V
                         String::from_utf8_lossy(&name)
                     )));
                 };
-                let target = join(&dst, &t);
+                let target = join(dst, &t);
                 links.push((path.clone(), target.clone()));
                 EntryKind::Hardlink { target }
             }
@@ -169,7 +174,7 @@ fn member_meta(header: &tar::Header, name: &[u8], bad: &impl Fn(String) -> Error
 
 /// Groups every hardlink with the file it names (by index into `items`), for
 /// `normalize_hardlinks` (first path wins).
-fn hardlink_groups(
+pub(super) fn hardlink_groups(
     items: &[Item],
     links: Links,
     bad: &Bad<'_>,

@@ -10,6 +10,7 @@
 pub mod accounts;
 mod archive;
 mod copy;
+mod deb;
 pub mod passwd;
 
 use crate::error::{Error, Result};
@@ -144,6 +145,9 @@ pub struct PlanOptions {
     /// Verified url archives by sha256 hex (`fetch::fetch`): the plan reads them
     /// like local archives and never downloads anything itself.
     pub downloads: crate::fetch::Downloads,
+    /// The Debian packages recipe.lock pins (every layer, every platform); their
+    /// `.deb` files are in `downloads`.
+    pub packages: Vec<crate::apt::LockedPackage>,
 }
 
 /// Resolves every layer of `recipe` for `platform`.
@@ -235,6 +239,12 @@ fn resolve_layer(
     for a in &l.archive {
         for item in archive::resolve(recipe, a, platform, options)? {
             b.insert(item.path, item.kind, item.meta, a.span())?;
+        }
+    }
+    if let (Some(first), Some(last)) = (l.packages.first(), l.packages.last()) {
+        let span = first.span().start..last.span().end;
+        for item in deb::resolve(recipe, l, platform, options, warnings)? {
+            b.insert(item.path, item.kind, item.meta, span.clone())?;
         }
     }
     for r in &l.remove {

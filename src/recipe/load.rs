@@ -72,6 +72,7 @@ impl Recipe {
             annotations: raw.annotations,
             users: raw.user,
             groups: raw.group,
+            apt_sources: raw.apt_source,
             layers: raw.layer,
         };
         recipe.validate()?;

@@ -8,11 +8,13 @@
 //! into diagnostics), `validate` the per-table checks, `diagnostic` the rendering of
 //! an error at a place in the recipe; here are the typed accessors of `[image]`.
 
+mod apt;
 mod diagnostic;
 mod load;
 mod types;
 mod validate;
 
+pub use apt::valid_package_name;
 pub use diagnostic::RecipeSource;
 pub use types::*;
 pub use validate::valid_tag;

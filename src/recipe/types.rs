@@ -20,6 +20,7 @@ pub struct Recipe {
     pub annotations: BTreeMap<String, String>,
     pub users: Vec<Spanned<User>>,
     pub groups: Vec<Spanned<Group>>,
+    pub apt_sources: Vec<Spanned<AptSource>>,
     pub layers: Vec<Spanned<Layer>>,
 }
 
@@ -38,6 +39,8 @@ pub(super) struct RawRecipe {
     pub(super) user: Vec<Spanned<User>>,
     #[serde(default)]
     pub(super) group: Vec<Spanned<Group>>,
+    #[serde(default)]
+    pub(super) apt_source: Vec<Spanned<AptSource>>,
     #[serde(default)]
     pub(super) layer: Vec<Spanned<Layer>>,
 }
@@ -124,6 +127,26 @@ pub struct Layer {
     pub archive: Vec<Spanned<ArchiveItem>>,
     #[serde(default)]
     pub remove: Vec<Spanned<String>>,
+    /// Debian packages from the `[[apt-source]]`s, with their dependencies (pinned by
+    /// `imgbuild lock`).
+    #[serde(default)]
+    pub packages: Vec<Spanned<String>>,
+}
+
+/// `[[apt-source]]`: a signed Debian repository that `packages` come from.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct AptSource {
+    pub url: Spanned<String>,
+    pub suite: Spanned<String>,
+    #[serde(default = "main_component")]
+    pub components: Vec<Spanned<String>>,
+    /// A keyring in the context (armored or binary OpenPGP public keys).
+    pub signed_by: Spanned<String>,
+}
+
+fn main_component() -> Vec<Spanned<String>> {
+    vec![Spanned::new(0..0, "main".to_string())]
 }
 
 #[derive(Debug, Deserialize)]

@@ -13,7 +13,8 @@ impl Recipe {
         self.validate_image()?;
         self.validate_config()?;
         self.validate_accounts()?;
-        self.validate_layers()
+        self.validate_layers()?;
+        self.validate_apt()
     }
 
     /// `[image]` and `[annotations]`.

@@ -1,0 +1,193 @@
+//! Reading a `.deb`: an `ar` archive of `debian-binary`, `control.tar[.gz|.xz|.zst]`
+//! and `data.tar[.gz|.xz|.zst]`. Members are found by reading headers at offsets
+//! (never the whole file in memory), and decompressed into a writer with a size limit,
+//! so a hostile package cannot exhaust memory or disk unnoticed.
+
+use super::control::{self, Paragraph};
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::unix::fs::FileExt;
+
+/// The most a `control.tar` may decompress to (it is read into memory).
+const MAX_CONTROL: u64 = 64 << 20;
+/// The most a `data.tar` may decompress to.
+pub const MAX_DATA: u64 = 16 << 30;
+
+/// One member of the ar archive: where its bytes are and how they are compressed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    pub name: String,
+    pub offset: u64,
+    pub size: u64,
+}
+
+/// The two members that matter.
+#[derive(Debug)]
+pub struct Members {
+    pub control: Member,
+    pub data: Member,
+}
+
+/// Finds `control.tar*` and `data.tar*` in the ar archive `file`.
+pub fn members(file: &File) -> Result<Members, String> {
+    let len = file.metadata().map_err(|e| e.to_string())?.len();
+    let mut magic = [0u8; 8];
+    file.read_exact_at(&mut magic, 0)
+        .map_err(|_| "not a Debian package (too short)".to_string())?;
+    if &magic != b"!<arch>\n" {
+        return Err("not a Debian package (no ar header)".into());
+    }
+    let (mut control, mut data) = (None, None);
+    let mut offset = 8u64;
+    while offset + 60 <= len {
+        let mut header = [0u8; 60];
+        file.read_exact_at(&mut header, offset)
+            .map_err(|e| e.to_string())?;
+        if &header[58..60] != b"`\n" {
+            return Err(format!("a damaged ar header at byte {offset}"));
+        }
+        let name = String::from_utf8_lossy(&header[..16])
+            .trim_end()
+            .trim_end_matches('/')
+            .to_string();
+        let size: u64 = std::str::from_utf8(&header[48..58])
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .ok_or_else(|| format!("a bad member size at byte {offset}"))?;
+        let start = offset + 60;
+        if start.checked_add(size).is_none_or(|end| end > len) {
+            return Err(format!("member {name} runs past the end of the file"));
+        }
+        let member = Member {
+            name: name.clone(),
+            offset: start,
+            size,
+        };
+        if name.starts_with("control.tar") && control.is_none() {
+            control = Some(member);
+        } else if name.starts_with("data.tar") && data.is_none() {
+            data = Some(member);
+        }
+        offset = start + size + (size % 2);
+    }
+    match (control, data) {
+        (Some(control), Some(data)) => Ok(Members { control, data }),
+        _ => Err("not a Debian package (no control.tar or data.tar member)".into()),
+    }
+}
+
+/// Decompresses `member` of `file` into `out` (at most `limit` bytes), by the
+/// member's name: `.gz`, `.xz`, `.zst` or none.
+pub fn unpack(file: &File, member: &Member, out: &mut dyn Write, limit: u64) -> Result<(), String> {
+    let raw = io::BufReader::new(Positional {
+        file,
+        offset: member.offset,
+        end: member.offset + member.size,
+    });
+    let mut out = Limited { out, left: limit };
+    let what = &member.name;
+    let result = match what.rsplit_once('.').map(|(_, ext)| ext) {
+        Some("tar") => io::copy(&mut { raw }, &mut out).map(|_| ()),
+        Some("gz") => io::copy(&mut flate2::read::GzDecoder::new(raw), &mut out).map(|_| ()),
+        Some("zst") => zstd::stream::read::Decoder::new(raw)
+            .and_then(|mut d| io::copy(&mut d, &mut out))
+            .map(|_| ()),
+        Some("xz") => lzma_rs::xz_decompress(&mut { raw }, &mut out)
+            .map_err(|e| io::Error::other(e.to_string())),
+        _ => {
+            return Err(format!(
+                "member {what} has a compression imgbuild does not read"
+            ))
+        }
+    };
+    result.map_err(|e| format!("member {what} cannot be decompressed ({e})"))
+}
+
+/// What imgbuild takes from `control.tar`: the control paragraph, `md5sums`, and
+/// whether there is a `postinst` (which is never run).
+#[derive(Debug)]
+pub struct Control {
+    pub paragraph: Paragraph,
+    pub md5sums: Option<Vec<u8>>,
+    pub has_postinst: bool,
+}
+
+pub fn read_control(file: &File, member: &Member) -> Result<Control, String> {
+    let mut tar_bytes = Vec::new();
+    unpack(file, member, &mut tar_bytes, MAX_CONTROL)?;
+    let mut archive = tar::Archive::new(tar_bytes.as_slice());
+    let (mut control, mut md5sums, mut has_postinst) = (None, None, false);
+    let entries = archive.entries().map_err(|e| format!("control.tar: {e}"))?;
+    for entry in entries {
+        let mut entry = entry.map_err(|e| format!("control.tar: {e}"))?;
+        let path = entry.path_bytes().into_owned();
+        let name = path.strip_prefix(b"./").unwrap_or(&path).to_vec();
+        let mut bytes = Vec::new();
+        match name.as_slice() {
+            b"control" | b"md5sums" => {
+                entry
+                    .read_to_end(&mut bytes)
+                    .map_err(|e| format!("control.tar: {e}"))?;
+            }
+            b"postinst" => has_postinst = true,
+            _ => {}
+        }
+        match name.as_slice() {
+            b"control" => control = Some(bytes),
+            b"md5sums" => md5sums = Some(bytes),
+            _ => {}
+        }
+    }
+    let control = control.ok_or("control.tar has no control file")?;
+    let text = String::from_utf8(control).map_err(|_| "the control file is not UTF-8")?;
+    let paragraph = control::parse(&text)?
+        .into_iter()
+        .next()
+        .ok_or("the control file is empty")?;
+    Ok(Control {
+        paragraph,
+        md5sums,
+        has_postinst,
+    })
+}
+
+/// Reads `file` by position, from `offset` up to `end`.
+struct Positional<'a> {
+    file: &'a File,
+    offset: u64,
+    end: u64,
+}
+
+impl Read for Positional<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = (self.end - self.offset).min(buf.len() as u64) as usize;
+        if left == 0 {
+            return Ok(0);
+        }
+        let n = self.file.read_at(&mut buf[..left], self.offset)?;
+        self.offset += n as u64;
+        Ok(n)
+    }
+}
+
+/// A writer that fails past `left` bytes.
+struct Limited<'a> {
+    out: &'a mut dyn Write,
+    left: u64,
+}
+
+impl Write for Limited<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if buf.len() as u64 > self.left {
+            return Err(io::Error::other(
+                "it decompresses to more than imgbuild accepts",
+            ));
+        }
+        self.left -= buf.len() as u64;
+        self.out.write_all(buf)?;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+}

@@ -1,0 +1,1159 @@
+//! `[[apt-source]]` and `packages`: a real apt repository built here — packages made
+//! with `dpkg-deb --build`, indexed with `apt-ftparchive`, signed with a throw-away
+//! `gpg` key — served over plain HTTP on 127.0.0.1, locked with `imgbuild lock` and
+//! built with `imgbuild build`.
+//!
+//! Needs `dpkg-deb`, `apt-ftparchive` (apt-utils), `gpg`, `xz` and `md5sum` on PATH
+//! (scripts/test.sh installs them; a missing tool fails the test, as elsewhere).
+
+mod common;
+
+use common::{imgbuild, require_tool, stderr, Ctx, Layout};
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, TcpStream};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const EPOCH: &str = "--source-date-epoch=1700000000";
+
+/// One package of the test repository.
+struct Pkg {
+    name: &'static str,
+    version: &'static str,
+    arch: &'static str,
+    depends: &'static str,
+    provides: &'static str,
+    files: &'static [(&'static str, &'static str, u32)],
+    postinst: bool,
+    /// dpkg-deb's -Z: every compression imgbuild reads appears in the repository.
+    compression: &'static str,
+}
+
+const fn pkg(name: &'static str, version: &'static str, arch: &'static str) -> Pkg {
+    Pkg {
+        name,
+        version,
+        arch,
+        depends: "",
+        provides: "",
+        files: &[],
+        postinst: false,
+        compression: "xz",
+    }
+}
+
+/// app needs libfoo ≥ 2, awk (mawk provides it) or mawk, and a mail-transport-agent
+/// (exim provides it); legacy needs libfoo << 2.
+fn packages() -> Vec<Pkg> {
+    vec![
+        Pkg {
+            depends: "libfoo (>= 2), awk | mawk, mail-transport-agent",
+            files: &[
+                ("usr/bin/app", "#!/bin/sh\necho app\n", 0o755),
+                ("etc/app.conf", "verbose = false\n", 0o644),
+            ],
+            postinst: true,
+            ..pkg("app", "1.0-1", "amd64")
+        },
+        Pkg {
+            depends: "libfoo (<< 2)",
+            files: &[("usr/bin/legacy", "legacy\n", 0o755)],
+            ..pkg("legacy", "0.9", "amd64")
+        },
+        Pkg {
+            files: &[("usr/lib/libfoo.so.1", "libfoo one\n", 0o644)],
+            ..pkg("libfoo", "1.5", "amd64")
+        },
+        Pkg {
+            files: &[("usr/lib/libfoo.so.2", "libfoo two\n", 0o644)],
+            ..pkg("libfoo", "2.0", "amd64")
+        },
+        Pkg {
+            provides: "awk",
+            files: &[("usr/bin/mawk", "mawk\n", 0o755)],
+            compression: "zstd",
+            ..pkg("mawk", "1.3.4", "amd64")
+        },
+        Pkg {
+            provides: "mail-transport-agent",
+            files: &[("usr/share/exim/README", "exim\n", 0o644)],
+            compression: "gzip",
+            ..pkg("exim", "4.96", "all")
+        },
+        Pkg {
+            files: &[("usr/bin/tool", "tool for arm64\n", 0o755)],
+            ..pkg("armonly", "1", "arm64")
+        },
+        Pkg {
+            files: &[("etc/passwd", "root:x:0:0:root:/root:/bin/sh\n", 0o644)],
+            ..pkg("passwd-shipper", "1", "all")
+        },
+        Pkg {
+            depends: "halfway",
+            ..pkg("broken-app", "1", "amd64")
+        },
+        Pkg {
+            depends: "missing-lib (>= 1) | other-missing",
+            ..pkg("halfway", "1", "amd64")
+        },
+    ]
+}
+
+fn run(cmd: &mut Command) -> Output {
+    let o = cmd.output().expect("run tool");
+    assert!(
+        o.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    o
+}
+
+/// A gpg home with one fresh signing key.
+struct Key {
+    home: tempfile::TempDir,
+}
+
+impl Key {
+    fn new() -> Key {
+        require_tool("gpg");
+        let home = tempfile::Builder::new()
+            .prefix("g")
+            .tempdir_in("/tmp")
+            .expect("gpg home");
+        fs::set_permissions(home.path(), fs::Permissions::from_mode(0o700)).expect("chmod");
+        let key = Key { home };
+        run(key.gpg().args([
+            "--quick-gen-key",
+            "imgbuild test repository <repo@example.invalid>",
+            "ed25519",
+            "sign",
+            "never",
+        ]));
+        key
+    }
+
+    fn gpg(&self) -> Command {
+        let mut c = Command::new("gpg");
+        c.arg("--homedir").arg(self.home.path()).args([
+            "--batch",
+            "--pinentry-mode",
+            "loopback",
+            "--passphrase",
+            "",
+        ]);
+        c
+    }
+
+    fn export(&self, armored: bool) -> Vec<u8> {
+        let mut c = self.gpg();
+        if armored {
+            c.arg("--armor");
+        }
+        run(c.arg("--export")).stdout
+    }
+}
+
+impl Drop for Key {
+    fn drop(&mut self) {
+        let _ = Command::new("gpgconf")
+            .arg("--homedir")
+            .arg(self.home.path())
+            .args(["--kill", "gpg-agent"])
+            .output();
+    }
+}
+
+/// A signed apt repository on disk, served on 127.0.0.1.
+struct Repo {
+    root: tempfile::TempDir,
+    key: Key,
+    server: FileServer,
+}
+
+impl Repo {
+    fn new() -> Repo {
+        for tool in ["dpkg-deb", "apt-ftparchive", "xz", "md5sum"] {
+            require_tool(tool);
+        }
+        let root = tempfile::tempdir().expect("repo dir");
+        for p in packages() {
+            make_deb(root.path(), &p);
+        }
+        let repo = Repo {
+            server: FileServer::start(root.path().to_path_buf()),
+            root,
+            key: Key::new(),
+        };
+        repo.index();
+        repo
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.root.path().join(rel)
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/debian", self.server.port)
+    }
+
+    /// Writes the Packages indexes, Release, InRelease and Release.gpg.
+    fn index(&self) {
+        let dists = self.path("debian/dists/stable");
+        for arch in ["amd64", "arm64"] {
+            let dir = dists.join(format!("main/binary-{arch}"));
+            fs::create_dir_all(&dir).expect("mkdir");
+            let out = run(Command::new("apt-ftparchive")
+                .current_dir(self.path("debian"))
+                .args(["--arch", arch, "packages", "pool"]))
+            .stdout;
+            fs::write(dir.join("Packages"), out).expect("write Packages");
+            run(Command::new("xz").arg("-kf").arg(dir.join("Packages")));
+        }
+        let release = run(Command::new("apt-ftparchive").current_dir(&dists).args([
+            "-o",
+            "APT::FTPArchive::Release::Suite=stable",
+            "-o",
+            "APT::FTPArchive::Release::Architectures=amd64 arm64",
+            "-o",
+            "APT::FTPArchive::Release::Components=main",
+            "release",
+            ".",
+        ]))
+        .stdout;
+        fs::write(dists.join("Release"), release).expect("write Release");
+        self.sign(&self.key);
+    }
+
+    /// Signs Release (again) with `key`.
+    fn sign(&self, key: &Key) {
+        let dists = self.path("debian/dists/stable");
+        for f in ["InRelease", "Release.gpg"] {
+            let _ = fs::remove_file(dists.join(f));
+        }
+        run(key
+            .gpg()
+            .arg("--clearsign")
+            .arg("-o")
+            .arg(dists.join("InRelease"))
+            .arg(dists.join("Release")));
+        run(key
+            .gpg()
+            .arg("--detach-sign")
+            .arg("-o")
+            .arg(dists.join("Release.gpg"))
+            .arg(dists.join("Release")));
+    }
+
+    /// The .deb file of a package in the pool.
+    fn deb(&self, name: &str, version: &str, arch: &str) -> PathBuf {
+        self.path(&format!("debian/pool/main/{name}_{version}_{arch}.deb"))
+    }
+}
+
+/// Builds one package with dpkg-deb into the pool.
+fn make_deb(root: &Path, p: &Pkg) {
+    let stage = root.join("stage").join(format!("{}_{}", p.name, p.version));
+    let debian = stage.join("DEBIAN");
+    fs::create_dir_all(&debian).expect("mkdir");
+    let mut control = format!(
+        "Package: {}\nVersion: {}\nArchitecture: {}\nMaintainer: Test <test@example.invalid>\n",
+        p.name, p.version, p.arch
+    );
+    for (k, v) in [("Depends", p.depends), ("Provides", p.provides)] {
+        if !v.is_empty() {
+            control.push_str(&format!("{k}: {v}\n"));
+        }
+    }
+    control.push_str(&format!(
+        "Description: test package {}\n for imgbuild's tests\n",
+        p.name
+    ));
+    fs::write(debian.join("control"), control).expect("control");
+    let mut md5sums = String::new();
+    for (path, content, mode) in p.files {
+        let f = stage.join(path);
+        fs::create_dir_all(f.parent().expect("parent")).expect("mkdir");
+        fs::write(&f, content).expect("file");
+        fs::set_permissions(&f, fs::Permissions::from_mode(*mode)).expect("chmod");
+        let sum = run(Command::new("md5sum").arg(&f)).stdout;
+        let sum = String::from_utf8_lossy(&sum);
+        let hex = sum.split_whitespace().next().expect("md5");
+        md5sums.push_str(&format!("{hex}  {path}\n"));
+    }
+    if !md5sums.is_empty() {
+        fs::write(debian.join("md5sums"), md5sums).expect("md5sums");
+    }
+    if p.postinst {
+        fs::write(debian.join("postinst"), "#!/bin/sh\nexit 0\n").expect("postinst");
+        fs::set_permissions(debian.join("postinst"), fs::Permissions::from_mode(0o755))
+            .expect("chmod");
+    }
+    // Directories get a fixed mode whatever the umask.
+    let mut dirs = vec![stage.clone()];
+    while let Some(d) = dirs.pop() {
+        fs::set_permissions(&d, fs::Permissions::from_mode(0o755)).expect("chmod");
+        for e in fs::read_dir(&d).expect("read_dir") {
+            let e = e.expect("entry");
+            if e.file_type().expect("type").is_dir() {
+                dirs.push(e.path());
+            }
+        }
+    }
+    let pool = root.join("debian/pool/main");
+    fs::create_dir_all(&pool).expect("mkdir");
+    run(Command::new("dpkg-deb")
+        .env("SOURCE_DATE_EPOCH", "1700000000")
+        .arg("--root-owner-group")
+        .arg(format!("-Z{}", p.compression))
+        .arg("--build")
+        .arg(&stage)
+        .arg(pool.join(format!("{}_{}_{}.deb", p.name, p.version, p.arch))));
+}
+
+// ---------------------------------------------------------------------------------
+// A plain-HTTP server on 127.0.0.1 serving a directory as it is on disk now
+// ---------------------------------------------------------------------------------
+
+struct FileServer {
+    port: u16,
+    /// Every request's path, in order.
+    requests: Arc<Mutex<Vec<String>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl FileServer {
+    fn start(root: PathBuf) -> FileServer {
+        let listener =
+            TcpListener::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0)).expect("bind 127.0.0.1:0");
+        let port = listener.local_addr().expect("addr").port();
+        listener.set_nonblocking(true).expect("nonblocking");
+        let stop = Arc::new(AtomicBool::new(false));
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let (st, log) = (stop.clone(), requests.clone());
+        let thread = std::thread::spawn(move || {
+            // Bounded: the server stops with the test, or after five minutes at most.
+            let deadline = Instant::now() + Duration::from_secs(300);
+            while !st.load(Ordering::Relaxed) && Instant::now() < deadline {
+                match listener.accept() {
+                    Ok((conn, _)) => serve(conn, &root, &log),
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        FileServer {
+            port,
+            requests,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for FileServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn serve(mut conn: TcpStream, root: &Path, log: &Mutex<Vec<String>>) {
+    let _ = conn.set_nonblocking(false);
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") && head.len() < 16 * 1024 {
+        match conn.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            _ => return,
+        }
+    }
+    let head = String::from_utf8_lossy(&head);
+    let path = head.split_whitespace().nth(1).unwrap_or("/").to_string();
+    log.lock().expect("request log").push(path.clone());
+    let file = (!path.contains(".."))
+        .then(|| fs::read(root.join(path.trim_start_matches('/'))).ok())
+        .flatten();
+    let (status, body) = match file {
+        Some(bytes) => ("200 OK", bytes),
+        None => ("404 Not Found", b"not found\n".to_vec()),
+    };
+    let response = format!(
+        "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let _ = conn.write_all(response.as_bytes());
+    let _ = conn.write_all(&body);
+    let _ = conn.flush();
+}
+
+// ---------------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------------
+
+/// A context whose recipe takes `packages` from `repo`, trusting `keyring`.
+fn context(repo: &Repo, packages: &[&str], keyring: &[u8]) -> Ctx {
+    let ctx = Ctx::new();
+    ctx.write("keys/repo.gpg", keyring);
+    let list: Vec<String> = packages.iter().map(|p| format!("{p:?}")).collect();
+    ctx.recipe_text(&format!(
+        r#"[image]
+platforms = ["linux/amd64"]
+
+[[apt-source]]
+url = "{}"
+suite = "stable"
+components = ["main"]
+signed-by = "keys/repo.gpg"
+
+[[layer]]
+name = "system"
+packages = [{}]
+"#,
+        repo.url(),
+        list.join(", ")
+    ));
+    ctx
+}
+
+fn lock(ctx: &Ctx) -> Output {
+    imgbuild()
+        .arg("lock")
+        .arg(ctx.recipe())
+        .output()
+        .expect("run imgbuild lock")
+}
+
+fn lock_ok(ctx: &Ctx) -> toml::Value {
+    let o = lock(ctx);
+    assert!(o.status.success(), "lock failed: {}", stderr(&o));
+    let text = fs::read_to_string(ctx.path().join("recipe.lock")).expect("recipe.lock");
+    toml::from_str(&text).expect("lock is TOML")
+}
+
+/// `name=version/arch` of every package pin.
+fn pinned(lock: &toml::Value) -> Vec<String> {
+    lock["package"]
+        .as_array()
+        .expect("package pins")
+        .iter()
+        .map(|p| {
+            format!(
+                "{}={}/{}",
+                p["name"].as_str().expect("name"),
+                p["version"].as_str().expect("version"),
+                p["architecture"].as_str().expect("arch")
+            )
+        })
+        .collect()
+}
+
+fn assert_refused(o: &Output, ctx: &Ctx, needle: &str) {
+    assert_eq!(o.status.code(), Some(2), "stderr: {}", stderr(o));
+    assert!(stderr(o).contains(needle), "stderr: {}", stderr(o));
+    assert!(
+        !ctx.path().join("recipe.lock").exists(),
+        "recipe.lock was written"
+    );
+}
+
+// ---------------------------------------------------------------------------------
+// Tests
+// ---------------------------------------------------------------------------------
+
+#[test]
+fn lock_pins_the_closure_with_alternatives_and_provides() {
+    let repo = Repo::new();
+    let ctx = context(&repo, &["app"], &repo.key.export(false));
+    let lock = lock_ok(&ctx);
+    assert_eq!(
+        pinned(&lock),
+        [
+            "app=1.0-1/amd64",
+            "exim=4.96/all",
+            "libfoo=2.0/amd64",
+            "mawk=1.3.4/amd64"
+        ]
+    );
+    let app = &lock["package"][0];
+    assert_eq!(app["layer"].as_str(), Some("system"));
+    assert_eq!(app["platform"].as_str(), Some("linux/amd64"));
+    assert_eq!(
+        app["filename"].as_str(),
+        Some("pool/main/app_1.0-1_amd64.deb")
+    );
+    let deb = fs::read(repo.deb("app", "1.0-1", "amd64")).expect("deb");
+    assert_eq!(app["sha256"].as_str(), Some(sha256_hex(&deb).as_str()));
+}
+
+#[test]
+fn a_version_relation_rules_a_candidate_out() {
+    let repo = Repo::new();
+    let ctx = context(&repo, &["legacy"], &repo.key.export(true));
+    assert_eq!(
+        pinned(&lock_ok(&ctx)),
+        ["legacy=0.9/amd64", "libfoo=1.5/amd64"]
+    );
+}
+
+#[test]
+fn an_unknown_package_is_named_with_the_nearest_names() {
+    let repo = Repo::new();
+    let ctx = context(&repo, &["libfo"], &repo.key.export(false));
+    let o = lock(&ctx);
+    assert_refused(&o, &ctx, "package \"libfo\" is not in the apt sources");
+    assert!(stderr(&o).contains("libfoo"), "stderr: {}", stderr(&o));
+    assert!(
+        stderr(&o).contains("recipe.toml:"),
+        "stderr: {}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn an_unsigned_release_is_refused() {
+    let repo = Repo::new();
+    for f in ["InRelease", "Release.gpg"] {
+        fs::remove_file(repo.path(&format!("debian/dists/stable/{f}"))).expect("rm");
+    }
+    let ctx = context(&repo, &["app"], &repo.key.export(false));
+    assert_refused(&lock(&ctx), &ctx, "is not signed");
+}
+
+#[test]
+fn a_release_signed_by_another_key_is_refused() {
+    let repo = Repo::new();
+    let other = Key::new();
+    let ctx = context(&repo, &["app"], &other.export(false));
+    assert_refused(&lock(&ctx), &ctx, "does not verify with any key");
+    // The detached signature is checked the same way.
+    fs::remove_file(repo.path("debian/dists/stable/InRelease")).expect("rm");
+    assert_refused(&lock(&ctx), &ctx, "does not verify with any key");
+}
+
+#[test]
+fn a_signed_release_of_another_suite_is_refused() {
+    let repo = Repo::new();
+    let ctx = context(&repo, &["mawk"], &repo.key.export(false));
+    // The same signed files, served as if they were suite "testing".
+    fs::rename(
+        repo.path("debian/dists/stable"),
+        repo.path("debian/dists/testing"),
+    )
+    .expect("mv");
+    let text = fs::read_to_string(ctx.recipe()).expect("recipe");
+    ctx.recipe_text(&text.replace("suite = \"stable\"", "suite = \"testing\""));
+    assert_refused(&lock(&ctx), &ctx, "is for suite stable");
+}
+
+#[test]
+fn a_detached_signature_is_accepted() {
+    let repo = Repo::new();
+    fs::remove_file(repo.path("debian/dists/stable/InRelease")).expect("rm");
+    let ctx = context(&repo, &["mawk"], &repo.key.export(true));
+    assert_eq!(pinned(&lock_ok(&ctx)), ["mawk=1.3.4/amd64"]);
+}
+
+#[test]
+fn a_tampered_release_or_index_is_refused() {
+    let repo = Repo::new();
+    let ctx = context(&repo, &["app"], &repo.key.export(false));
+    // A signed text changed after signing.
+    let in_release = repo.path("debian/dists/stable/InRelease");
+    let text = fs::read_to_string(&in_release).expect("InRelease");
+    fs::write(
+        &in_release,
+        text.replacen("Suite: stable", "Suite: stabl3", 1),
+    )
+    .expect("write");
+    assert_refused(&lock(&ctx), &ctx, "does not verify with any key");
+    // A Packages index that is not the one the signed Release lists.
+    repo.sign(&repo.key);
+    let packages = repo.path("debian/dists/stable/main/binary-amd64/Packages.xz");
+    let mut bytes = fs::read(&packages).expect("Packages.xz");
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    fs::write(&packages, bytes).expect("write");
+    assert_refused(&lock(&ctx), &ctx, "the signed Release says");
+}
+
+#[test]
+fn a_build_installs_the_packages_and_their_status() {
+    let repo = Repo::new();
+    let ctx = context(&repo, &["app"], &repo.key.export(false));
+    lock_ok(&ctx);
+    let out = ctx.path().join("out");
+    let o = ctx.build(&out, &[EPOCH]);
+    assert!(o.status.success(), "build failed: {}", stderr(&o));
+    let err = stderr(&o);
+    assert_eq!(
+        err.matches("postinst").count(),
+        1,
+        "one note about maintainer scripts: {err}"
+    );
+    assert!(err.contains("app"), "stderr: {err}");
+    let digest = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    let layout = Layout::new(&out);
+    let layers = layout.layer_digests(&digest);
+    let entries = layout.entries(&layers[0]);
+    let find = |p: &str| {
+        entries
+            .iter()
+            .find(|e| e.path == p)
+            .unwrap_or_else(|| panic!("{p} missing from {:?}", names(&entries)))
+    };
+    let app = find("usr/bin/app");
+    assert_eq!(
+        (app.mode, app.uid, app.gid, app.mtime),
+        (0o755, 0, 0, 1700000000)
+    );
+    assert_eq!(app.data, b"#!/bin/sh\necho app\n");
+    assert_eq!(find("usr/lib/libfoo.so.2").mode, 0o644);
+    let status = String::from_utf8_lossy(&find("var/lib/dpkg/status.d/app").data).to_string();
+    assert!(
+        status.starts_with("Package: app\nStatus: install ok installed\nVersion: 1.0-1\n"),
+        "{status}"
+    );
+    let md5sums =
+        String::from_utf8_lossy(&find("var/lib/dpkg/status.d/app.md5sums").data).to_string();
+    assert!(md5sums.contains("  usr/bin/app\n"), "{md5sums}");
+    assert!(entries.iter().all(|e| !e.path.contains("DEBIAN")));
+    assert!(entries.iter().all(|e| !e.path.contains("libfoo.so.1")));
+}
+
+#[test]
+fn package_layers_are_reproducible_and_pinned_by_a_golden_digest() {
+    let repo = Repo::new();
+    let ctx = context(&repo, &["app"], &repo.key.export(false));
+    lock_ok(&ctx);
+    let first = ctx.build_ok(&ctx.path().join("out1"), &[EPOCH, "--locked"]);
+    let second = ctx.build_ok(&ctx.path().join("out2"), &[EPOCH, "--locked"]);
+    assert_eq!(first, second);
+    assert_eq!(first, GOLDEN_APP);
+}
+
+const GOLDEN_APP: &str = "sha256:d9235e3240710902c39160d1a3aea7f89e8cdbb0ed6d76819e56fdb6157b5e87";
+
+#[test]
+fn a_second_build_downloads_nothing() {
+    let repo = Repo::new();
+    let ctx = context(&repo, &["app"], &repo.key.export(false));
+    lock_ok(&ctx);
+    let out = ctx.path().join("out");
+    let first = ctx.build_ok(&out, &[EPOCH, "--locked"]);
+    let debs = |r: &[String]| r.iter().filter(|p| p.ends_with(".deb")).count();
+    assert_eq!(debs(&repo.server.requests.lock().expect("log")), 4);
+    // Without the layer cache: every package is read again, from the download cache.
+    let second = ctx.build_ok(&out, &[EPOCH, "--locked", "--no-cache"]);
+    assert_eq!(first, second);
+    assert_eq!(debs(&repo.server.requests.lock().expect("log")), 4);
+}
+
+#[test]
+fn a_tampered_deb_is_refused_naming_the_package() {
+    let repo = Repo::new();
+    let ctx = context(&repo, &["mawk"], &repo.key.export(false));
+    lock_ok(&ctx);
+    // Another valid package under the pinned file name.
+    fs::copy(
+        repo.deb("libfoo", "2.0", "amd64"),
+        repo.deb("mawk", "1.3.4", "amd64"),
+    )
+    .expect("swap deb");
+    let out = ctx.path().join("out");
+    let o = ctx.build(&out, &[EPOCH]);
+    assert_eq!(o.status.code(), Some(2), "stderr: {}", stderr(&o));
+    assert!(stderr(&o).contains("package mawk 1.3.4"), "{}", stderr(&o));
+    assert!(!out.join("index.json").exists());
+}
+
+#[test]
+fn an_unreachable_deb_is_an_io_failure() {
+    let repo = Repo::new();
+    let ctx = context(&repo, &["mawk"], &repo.key.export(false));
+    lock_ok(&ctx);
+    fs::remove_file(repo.deb("mawk", "1.3.4", "amd64")).expect("rm");
+    let out = ctx.path().join("out");
+    let o = ctx.build(&out, &[EPOCH]);
+    assert_eq!(o.status.code(), Some(3), "stderr: {}", stderr(&o));
+    assert!(
+        stderr(&o).contains("mawk_1.3.4_amd64.deb"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!out.join("index.json").exists());
+}
+
+#[test]
+fn a_package_layer_without_a_lock_asks_for_imgbuild_lock() {
+    let repo = Repo::new();
+    let ctx = context(&repo, &["mawk"], &repo.key.export(false));
+    let out = ctx.path().join("out");
+    let o = ctx.build(&out, &[EPOCH]);
+    assert_eq!(o.status.code(), Some(2), "stderr: {}", stderr(&o));
+    assert!(stderr(&o).contains("imgbuild lock"), "{}", stderr(&o));
+    assert!(!out.join("index.json").exists());
+}
+
+fn names(entries: &[common::TarEntry]) -> Vec<&str> {
+    entries.iter().map(|e| e.path.as_str()).collect()
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// An ar member: 60-byte header, data, padding to an even length.
+fn ar_member(out: &mut Vec<u8>, name: &str, data: &[u8]) {
+    out.extend_from_slice(
+        format!(
+            "{name:<16}{:<12}{:<6}{:<6}{:<8}{:<10}`\n",
+            0,
+            0,
+            0,
+            "100644",
+            data.len()
+        )
+        .as_bytes(),
+    );
+    out.extend_from_slice(data);
+    if data.len() % 2 == 1 {
+        out.push(b'\n');
+    }
+}
+
+/// A tar of one entry with a raw name (no checks) and `kind`.
+fn raw_tar(name: &[u8], kind: tar::EntryType, data: &[u8]) -> Vec<u8> {
+    let mut h = tar::Header::new_gnu();
+    h.as_gnu_mut().expect("gnu").name[..name.len()].copy_from_slice(name);
+    h.set_entry_type(kind);
+    h.set_mode(0o644);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(0);
+    h.set_size(data.len() as u64);
+    h.set_cksum();
+    let mut b = tar::Builder::new(Vec::new());
+    b.append(&h, data).expect("append");
+    b.into_inner().expect("tar")
+}
+
+/// A hand-made package whose data.tar holds one hostile entry.
+fn hostile_deb(name: &str, entry: &[u8], kind: tar::EntryType) -> Vec<u8> {
+    let control = format!(
+        "Package: {name}\nVersion: 1\nArchitecture: amd64\nMaintainer: T <t@example.invalid>\nDescription: hostile\n"
+    );
+    let mut deb = b"!<arch>\n".to_vec();
+    ar_member(&mut deb, "debian-binary", b"2.0\n");
+    ar_member(
+        &mut deb,
+        "control.tar",
+        &raw_tar(b"./control", tar::EntryType::Regular, control.as_bytes()),
+    );
+    ar_member(&mut deb, "data.tar", &raw_tar(entry, kind, b"owned\n"));
+    deb
+}
+
+#[test]
+fn a_hostile_package_is_refused_before_anything_is_written() {
+    let repo = Repo::new();
+    let cases = [
+        (
+            "escape",
+            &b"./../../etc/cron.d/evil"[..],
+            tar::EntryType::Regular,
+            "contains '..'",
+        ),
+        (
+            "device",
+            &b"./dev/evil"[..],
+            tar::EntryType::Char,
+            "of a kind imgbuild does not put in images",
+        ),
+    ];
+    for (name, entry, kind, _) in &cases {
+        fs::write(
+            repo.path(&format!("debian/pool/main/{name}_1_amd64.deb")),
+            hostile_deb(name, entry, *kind),
+        )
+        .expect("write deb");
+    }
+    repo.index();
+    for (name, _, _, message) in cases {
+        let ctx = context(&repo, &[name], &repo.key.export(false));
+        lock_ok(&ctx);
+        let out = ctx.path().join("out");
+        let o = ctx.build(&out, &[EPOCH]);
+        assert_eq!(o.status.code(), Some(2), "stderr: {}", stderr(&o));
+        assert!(stderr(&o).contains(message), "{}", stderr(&o));
+        assert!(
+            stderr(&o).contains(&format!("package {name} 1")),
+            "{}",
+            stderr(&o)
+        );
+        assert!(!out.join("index.json").exists());
+    }
+}
+
+#[test]
+fn a_lock_for_other_packages_is_stale() {
+    let repo = Repo::new();
+    let ctx = context(&repo, &["mawk"], &repo.key.export(false));
+    lock_ok(&ctx);
+    let text = fs::read_to_string(ctx.recipe()).expect("recipe");
+    ctx.recipe_text(&text.replace("\"mawk\"", "\"mawk\", \"libfoo\""));
+    let out = ctx.path().join("out");
+    let o = ctx.build(&out, &[EPOCH, "--locked"]);
+    assert_eq!(o.status.code(), Some(2), "stderr: {}", stderr(&o));
+    assert!(stderr(&o).contains("imgbuild lock"), "{}", stderr(&o));
+    assert!(!out.join("index.json").exists());
+    let check = imgbuild()
+        .args(["lock", "--check"])
+        .arg(ctx.recipe())
+        .output()
+        .expect("lock --check");
+    assert_eq!(check.status.code(), Some(1), "stderr: {}", stderr(&check));
+    let stdout = String::from_utf8_lossy(&check.stdout);
+    assert!(stdout.contains("package libfoo"), "{stdout}");
+}
+
+/// spdx-tools' full SPDX 2.3 validation (as in tests/provenance.rs).
+const CHECK_SPDX: &str = r#"
+import sys
+from spdx_tools.spdx.parser.parse_anything import parse_file
+from spdx_tools.spdx.validation.document_validator import validate_full_spdx_document
+msgs = validate_full_spdx_document(parse_file(sys.argv[1]), "SPDX-2.3")
+for m in msgs:
+    print(m.validation_message, m.context)
+sys.exit(1 if msgs else 0)
+"#;
+
+#[test]
+fn sbom_and_provenance_list_every_package_with_its_purl() {
+    let python = std::env::var("IMGBUILD_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let has_tools = Command::new(&python)
+        .args(["-c", "import spdx_tools"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        has_tools,
+        "{python} cannot `import spdx_tools`; run the tests with `bash scripts/test.sh`, which \
+         installs it into a venv, or set IMGBUILD_TEST_PYTHON to a python that has it"
+    );
+    let repo = Repo::new();
+    let ctx = context(&repo, &["app"], &repo.key.export(false));
+    lock_ok(&ctx);
+    let (sbom, provenance) = (ctx.path().join("sbom.json"), ctx.path().join("prov.json"));
+    let o = ctx.build(
+        &ctx.path().join("out"),
+        &[
+            EPOCH,
+            "--sbom",
+            sbom.to_str().expect("utf8"),
+            "--provenance",
+            provenance.to_str().expect("utf8"),
+        ],
+    );
+    assert!(o.status.success(), "build failed: {}", stderr(&o));
+    let doc: serde_json::Value =
+        serde_json::from_slice(&fs::read(&sbom).expect("sbom")).expect("json");
+    let purls: Vec<&str> = doc["packages"]
+        .as_array()
+        .expect("packages")
+        .iter()
+        .filter_map(|p| p["externalRefs"][0]["referenceLocator"].as_str())
+        .filter(|p| p.starts_with("pkg:deb/"))
+        .collect();
+    assert_eq!(
+        purls,
+        [
+            "pkg:deb/debian/app@1.0-1?arch=amd64",
+            "pkg:deb/debian/exim@4.96?arch=all",
+            "pkg:deb/debian/libfoo@2.0?arch=amd64",
+            "pkg:deb/debian/mawk@1.3.4?arch=amd64"
+        ]
+    );
+    let check = Command::new(&python)
+        .args(["-c", CHECK_SPDX])
+        .arg(&sbom)
+        .output()
+        .expect("run python with spdx-tools (scripts/test.sh installs it)");
+    assert!(
+        check.status.success(),
+        "spdx-tools refused the SBOM: {}{}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let statement: serde_json::Value =
+        serde_json::from_slice(&fs::read(&provenance).expect("provenance")).expect("json");
+    let deps = statement["predicate"]["buildDefinition"]["resolvedDependencies"]
+        .as_array()
+        .expect("deps");
+    let app = deps
+        .iter()
+        .find(|d| d["name"] == "pkg:deb/debian/app@1.0-1?arch=amd64")
+        .expect("app in the provenance");
+    assert_eq!(app["annotations"]["imgbuild.role"], "package");
+    assert_eq!(
+        app["uri"].as_str(),
+        Some(format!("{}/pool/main/app_1.0-1_amd64.deb", repo.url()).as_str())
+    );
+}
+
+#[test]
+fn an_arch_all_package_is_pinned_once_per_platform_and_built_for_both() {
+    let repo = Repo::new();
+    let ctx = context(&repo, &["exim"], &repo.key.export(false));
+    let text = fs::read_to_string(ctx.recipe()).expect("recipe");
+    ctx.recipe_text(&text.replace(
+        "platforms = [\"linux/amd64\"]",
+        "platforms = [\"linux/amd64\", \"linux/arm64\"]",
+    ));
+    let pins = lock_ok(&ctx);
+    let platforms: Vec<&str> = pins["package"]
+        .as_array()
+        .expect("pins")
+        .iter()
+        .map(|p| p["platform"].as_str().expect("platform"))
+        .collect();
+    assert_eq!(platforms, ["linux/amd64", "linux/arm64"]);
+    ctx.build_ok(&ctx.path().join("out"), &[EPOCH, "--locked"]);
+    // armonly exists for arm64 only.
+    let ctx = context(&repo, &["armonly"], &repo.key.export(false));
+    let o = lock(&ctx);
+    assert_refused(&o, &ctx, "is not in the apt sources for linux/amd64");
+}
+
+#[test]
+fn the_recipes_accounts_are_merged_into_a_packages_passwd() {
+    let repo = Repo::new();
+    let ctx = context(&repo, &["passwd-shipper"], &repo.key.export(false));
+    let text = fs::read_to_string(ctx.recipe()).expect("recipe");
+    ctx.recipe_text(&format!(
+        "{text}\n[[user]]\nname = \"app\"\nuid = 1000\n\n[[user]]\nname = \"root\"\nuid = 0\nshell = \"/bin/bash\"\n"
+    ));
+    lock_ok(&ctx);
+    let out = ctx.path().join("out");
+    let o = ctx.build(&out, &[EPOCH]);
+    assert!(o.status.success(), "build failed: {}", stderr(&o));
+    let digest = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    let layout = Layout::new(&out);
+    let layers = layout.layer_digests(&digest);
+    // The accounts layer first, then the package layer, whose /etc/passwd has both.
+    let entries = layout.entries(&layers[1]);
+    let passwd = entries
+        .iter()
+        .find(|e| e.path == "etc/passwd")
+        .expect("the package's /etc/passwd");
+    let passwd = String::from_utf8_lossy(&passwd.data).to_string();
+    assert!(passwd.contains("\napp:x:1000:1000:"), "{passwd}");
+    assert!(passwd.starts_with("root:x:0:0:"), "{passwd}");
+}
+
+#[test]
+fn diff_names_a_package_version_change() {
+    let repo = Repo::new();
+    let ctx = context(&repo, &["mawk"], &repo.key.export(false));
+    lock_ok(&ctx);
+    let (old, new) = (ctx.path().join("old"), ctx.path().join("new"));
+    ctx.build_ok(&old, &[EPOCH]);
+    make_deb(
+        repo.root.path(),
+        &Pkg {
+            provides: "awk",
+            files: &[("usr/bin/mawk", "mawk, newer\n", 0o755)],
+            ..pkg("mawk", "1.3.4-2", "amd64")
+        },
+    );
+    repo.index();
+    lock_ok(&ctx);
+    ctx.build_ok(&new, &[EPOCH]);
+    let o = imgbuild()
+        .arg("diff")
+        .arg(format!("oci:{}", old.display()))
+        .arg(format!("oci:{}", new.display()))
+        .output()
+        .expect("run imgbuild diff");
+    assert_eq!(o.status.code(), Some(1), "stderr: {}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.contains("package mawk 1.3.4 amd64 → mawk 1.3.4-2 amd64"),
+        "{text}"
+    );
+}
+
+#[test]
+fn an_unmet_dependency_names_the_package_and_what_needed_it() {
+    let repo = Repo::new();
+    let ctx = context(&repo, &["mawk", "broken-app"], &repo.key.export(false));
+    let o = lock(&ctx);
+    assert_refused(
+        &o,
+        &ctx,
+        "halfway 1 (needed by broken-app) depends on missing-lib (>= 1) | other-missing",
+    );
+    assert!(
+        stderr(&o).contains("has no package missing-lib"),
+        "{}",
+        stderr(&o)
+    );
+    // The caret is under the name the recipe lists.
+    assert!(stderr(&o).contains("recipe.toml:12:21"), "{}", stderr(&o));
+}
+
+/// Debian's own signed Release files, as `apt-get update` left them on this machine,
+/// verify with Debian's archive keyring through the same code as `imgbuild lock`
+/// (RSA keys, several signatures, subkeys). Nothing is fetched: where the files are
+/// not there, the test says it was skipped.
+#[test]
+fn debians_own_inrelease_verifies_with_the_debian_archive_keyring() {
+    use imgbuild::apt::{control, release};
+    let keyring = Path::new("/usr/share/keyrings/debian-archive-keyring.gpg");
+    let lists: Vec<PathBuf> = fs::read_dir("/var/lib/apt/lists")
+        .map(|d| {
+            d.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| {
+                    let name = p.file_name().map(|n| n.to_string_lossy().to_string());
+                    name.is_some_and(|n| {
+                        n.starts_with("deb.debian.org_debian_dists_") && n.ends_with("_InRelease")
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    if !keyring.is_file() || lists.is_empty() {
+        eprintln!(
+            "skipped: no Debian InRelease in /var/lib/apt/lists or no {}",
+            keyring.display()
+        );
+        return;
+    }
+    let ring = release::Keyring::parse(&fs::read(keyring).expect("keyring")).expect("keyring");
+    for list in lists {
+        let bytes = fs::read(&list).expect("InRelease");
+        let text = release::verify_inline(&bytes, &ring)
+            .unwrap_or_else(|e| panic!("{}: {e}", list.display()));
+        let paragraph = control::parse(&text).expect("deb822")[0].clone();
+        let suite = paragraph.get("Suite").expect("Suite");
+        let files = release::index_files(&text, suite).expect("index files");
+        assert!(!files.is_empty(), "{}", list.display());
+        // Changed after signing: refused.
+        let tampered = String::from_utf8_lossy(&bytes).replacen(suite, "tampered", 1);
+        assert!(release::verify_inline(tampered.as_bytes(), &ring).is_err());
+    }
+}
+
+/// Where a Docker daemon answers (on x86-64): a package holding this machine's
+/// dynamic loader, C library and `cat`, and one holding a zone file, both served from
+/// the loopback repository, make an image in which `docker run` executes the
+/// dynamically linked `cat` and reads the zone file. Otherwise the test says it was
+/// skipped.
+#[test]
+fn docker_runs_a_dynamically_linked_program_from_packages_where_a_daemon_answers() {
+    const NAME: &str =
+        "docker_runs_a_dynamically_linked_program_from_packages_where_a_daemon_answers";
+    let daemon = Command::new("docker")
+        .arg("info")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    let host = [
+        ("usr/bin/cat", "/usr/bin/cat"),
+        (
+            "lib/x86_64-linux-gnu/libc.so.6",
+            "/lib/x86_64-linux-gnu/libc.so.6",
+        ),
+        ("lib64/ld-linux-x86-64.so.2", "/lib64/ld-linux-x86-64.so.2"),
+        (
+            "usr/share/zoneinfo/Europe/Paris",
+            "/usr/share/zoneinfo/Europe/Paris",
+        ),
+    ];
+    let have_files = host.iter().all(|(_, p)| Path::new(p).exists());
+    if !daemon || std::env::consts::ARCH != "x86_64" || !have_files {
+        let line = format!("SKIPPED: {NAME}: needs a Docker daemon (docker info), x86-64 and this machine's libc, cat and Europe/Paris zone file");
+        eprintln!("{line}");
+        // Listed at the end of scripts/test.sh's run, as external_tools.rs's skips are.
+        if let Some(log) = std::env::var_os("IMGBUILD_SKIPPED_LOG") {
+            let mut f = fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&log)
+                .expect("open IMGBUILD_SKIPPED_LOG");
+            writeln!(f, "{line}").expect("write IMGBUILD_SKIPPED_LOG");
+        }
+        return;
+    }
+    let repo = Repo::new();
+    // Two packages made from this machine's files (no network: nothing is fetched).
+    for (name, files) in [("hostlibc", &host[..3]), ("zonefile", &host[3..])] {
+        let stage = repo.path(&format!("stage/{name}"));
+        fs::create_dir_all(stage.join("DEBIAN")).expect("mkdir");
+        fs::write(
+            stage.join("DEBIAN/control"),
+            format!("Package: {name}\nVersion: 1\nArchitecture: amd64\nMaintainer: T <t@example.invalid>\nDescription: host files\n"),
+        )
+        .expect("control");
+        for (dst, src) in files {
+            let to = stage.join(dst);
+            fs::create_dir_all(to.parent().expect("parent")).expect("mkdir");
+            fs::copy(src, &to).expect("copy host file");
+        }
+        run(Command::new("dpkg-deb")
+            .args(["--root-owner-group", "--build"])
+            .arg(&stage)
+            .arg(repo.path(&format!("debian/pool/main/{name}_1_amd64.deb"))));
+    }
+    repo.index();
+    let ctx = Ctx::new();
+    ctx.write("keys/repo.gpg", repo.key.export(false));
+    let tag = format!("t{}", std::process::id());
+    ctx.recipe_text(&format!(
+        r#"[image]
+platforms = ["linux/amd64"]
+repository = "imgbuild-apt-test"
+tags = ["{tag}"]
+
+[[apt-source]]
+url = "{}"
+suite = "stable"
+signed-by = "keys/repo.gpg"
+
+[[layer]]
+name = "system"
+packages = ["hostlibc", "zonefile"]
+"#,
+        repo.url()
+    ));
+    lock_ok(&ctx);
+    let o = ctx.build(&ctx.path().join("out"), &[EPOCH, "--load"]);
+    assert!(o.status.success(), "build --load failed: {}", stderr(&o));
+    let image = format!("imgbuild-apt-test:{tag}");
+    let ran = Command::new("docker")
+        .args(["run", "--rm", "--network=none", &image, "/usr/bin/cat"])
+        .arg("/usr/share/zoneinfo/Europe/Paris")
+        .output()
+        .expect("docker run");
+    let _ = Command::new("docker")
+        .args(["rmi", "--force", &image])
+        .output();
+    assert!(
+        ran.status.success(),
+        "docker run: {}",
+        String::from_utf8_lossy(&ran.stderr)
+    );
+    let zone = fs::read("/usr/share/zoneinfo/Europe/Paris").expect("zone file");
+    assert_eq!(ran.stdout, zone);
+    assert!(ran.stdout.starts_with(b"TZif"));
+}
