@@ -48,6 +48,38 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" file >/dev/null
 fi
 
+# Real Debian packages for tests/apt.rs: ca-certificates, tzdata, libc6 and coreutils with
+# everything they depend on, as this machine's apt sources have them, fetched once
+# with apt-get download (the tests themselves serve them from a loopback repository
+# and reach nothing else). Where they cannot be fetched, that test says it skipped.
+debs="${CARGO_TARGET_DIR:-target}/debian-debs"
+if [ ! -e "$debs/complete" ] && command -v apt-get >/dev/null 2>&1 \
+  && [ "$(dpkg --print-architecture 2>/dev/null)" = amd64 ]; then
+  closure() {
+    apt-cache depends --recurse --no-recommends --no-suggests --no-conflicts \
+      --no-breaks --no-replaces --no-enhances ca-certificates tzdata libc6 coreutils 2>/dev/null \
+      | grep '^[a-z0-9]' | sort -u
+  }
+  names=$(closure)
+  if [ -z "$names" ] && [ "$(id -u)" = 0 ]; then
+    apt-get update -qq || true
+    names=$(closure)
+  fi
+  rm -rf "$debs" && mkdir -p "$debs"
+  # shellcheck disable=SC2086 # one word per package name
+  if [ -n "$names" ] && (cd "$debs" && apt-get download -qq $names >/dev/null 2>&1); then
+    touch "$debs/complete"
+  else
+    echo "note: could not fetch Debian's ca-certificates, tzdata, libc6 and coreutils with apt-get download;" \
+      "the test that builds them will say it skipped" >&2
+    rm -rf "$debs"
+  fi
+fi
+if [ -e "$debs/complete" ]; then
+  export IMGBUILD_TEST_DEBIAN_DEBS
+  IMGBUILD_TEST_DEBIAN_DEBS="$(cd "$debs" && pwd)"
+fi
+
 # The Python validators the SBOM and provenance tests check our documents with
 # (tests/provenance.rs), and the independent ECDSA and NaCl implementations the
 # signing tests check our signatures and cosign keys with (tests/signing.rs), from

@@ -12,10 +12,9 @@
 
 mod common;
 
-use common::{require_tool, Ctx, Layout};
+use common::{require_tool, skip, Ctx, Layout};
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -828,19 +827,6 @@ fn busybox_image_runs_a_command_under_chroot() {
 // ---------------------------------------------------------------------------------
 // 5. Docker, where a daemon answers
 // ---------------------------------------------------------------------------------
-
-fn skip(test: &str, why: &str) {
-    let line = format!("SKIPPED: {test}: {why}");
-    eprintln!("{line}");
-    if let Some(log) = std::env::var_os("IMGBUILD_SKIPPED_LOG") {
-        let mut f = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .unwrap_or_else(|e| panic!("cannot open IMGBUILD_SKIPPED_LOG {log:?}: {e}"));
-        writeln!(f, "{line}").expect("write IMGBUILD_SKIPPED_LOG");
-    }
-}
 
 /// Removes a Docker image when dropped, so a failed assertion leaves nothing behind.
 struct DockerImage(String);

@@ -22,6 +22,8 @@
 
 mod common;
 
+use common::skip;
+
 use imgbuild::compress::{Compression, Encoder};
 use imgbuild::format::FormatVersion;
 use std::fs;
@@ -31,19 +33,6 @@ use std::num::NonZeroUsize;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-fn skip(test: &str, why: &str) {
-    let line = format!("SKIPPED: {test}: {why}");
-    eprintln!("{line}");
-    if let Some(log) = std::env::var_os("IMGBUILD_SKIPPED_LOG") {
-        let mut f = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .unwrap_or_else(|e| panic!("cannot open IMGBUILD_SKIPPED_LOG {log:?}: {e}"));
-        writeln!(f, "{line}").expect("write IMGBUILD_SKIPPED_LOG");
-    }
-}
 
 fn have(tool: &str) -> bool {
     Command::new("sh")

@@ -24,6 +24,21 @@ fn every_bundled_recipe_builds_and_verifies_against_its_own_build() {
     let recipes = bundled_recipes();
     assert!(!recipes.is_empty(), "recipes/ holds no recipe.toml");
     for recipe in recipes {
+        let text = std::fs::read_to_string(&recipe).expect("read recipe");
+        if text.contains("[[apt-source]]") {
+            // Tests reach loopback addresses only, and this recipe fetches from a
+            // Debian mirror: tests/apt.rs builds it from a loopback copy instead.
+            common::skip(
+                "every_bundled_recipe_builds_and_verifies_against_its_own_build",
+                &format!(
+                    "{} fetches from its [[apt-source]]; tests/apt.rs \
+                     (real_debian_packages_build_the_example_and_run_where_a_daemon_answers) \
+                     builds it from a loopback copy of its packages",
+                    recipe.display()
+                ),
+            );
+            continue;
+        }
         let out = tempfile::tempdir().expect("temp dir");
         let layout = out.path().join("layout");
         let digest = common::build_digest(&recipe, &layout, &[]);

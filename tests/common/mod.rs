@@ -240,6 +240,23 @@ pub fn require_tool(tool: &str) {
     );
 }
 
+/// Says that `test` was skipped on this machine and why: on stderr, and in the file
+/// named by `IMGBUILD_SKIPPED_LOG`, which scripts/test.sh lists at the end of its run,
+/// so that a skip never passes silently.
+pub fn skip(test: &str, why: &str) {
+    use std::io::Write;
+    let line = format!("SKIPPED: {test}: {why}");
+    eprintln!("{line}");
+    if let Some(log) = std::env::var_os("IMGBUILD_SKIPPED_LOG") {
+        let mut f = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap_or_else(|e| panic!("cannot open IMGBUILD_SKIPPED_LOG {log:?}: {e}"));
+        writeln!(f, "{line}").expect("write IMGBUILD_SKIPPED_LOG");
+    }
+}
+
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
