@@ -647,6 +647,8 @@ fn a_build_installs_the_packages_and_their_status() {
     assert!(entries.iter().all(|e| !e.path.contains("libfoo.so.1")));
 }
 
+/// The same packages give the same image, and each format version's bytes are
+/// pinned: a change to them is a new format version (CHANGELOG.md).
 #[test]
 fn package_layers_are_reproducible_and_pinned_by_a_golden_digest() {
     let repo = Repo::new();
@@ -655,10 +657,15 @@ fn package_layers_are_reproducible_and_pinned_by_a_golden_digest() {
     let first = ctx.build_ok(&ctx.path().join("out1"), &[EPOCH, "--locked"]);
     let second = ctx.build_ok(&ctx.path().join("out2"), &[EPOCH, "--locked"]);
     assert_eq!(first, second);
-    assert_eq!(first, GOLDEN_APP);
+    assert_eq!(first, GOLDEN_APP_FORMAT_2);
+    let v1 = ctx.build_ok(&ctx.path().join("out3"), &[EPOCH, "--format-version", "1"]);
+    assert_eq!(v1, GOLDEN_APP_FORMAT_1);
 }
 
-const GOLDEN_APP: &str = "sha256:d9235e3240710902c39160d1a3aea7f89e8cdbb0ed6d76819e56fdb6157b5e87";
+const GOLDEN_APP_FORMAT_2: &str =
+    "sha256:d9235e3240710902c39160d1a3aea7f89e8cdbb0ed6d76819e56fdb6157b5e87";
+const GOLDEN_APP_FORMAT_1: &str =
+    "sha256:2ca5fd04e04ba68086adf14ce70dfb4d4bc69d9aded6b5a2fa7705d570ae31cf";
 
 #[test]
 fn a_second_build_downloads_nothing() {
