@@ -137,6 +137,14 @@ pub type Downloads = BTreeMap<String, PathBuf>;
 pub fn fetch(recipe: &Recipe, pins: &[UrlPin], out: &Path, opts: &Options) -> Result<Downloads> {
     let mut wanted: Vec<(&UrlPin, reqwest::Url)> = Vec::new();
     for pin in pins {
+        // The sha256 names a file of the download cache: never a path.
+        if !crate::apt::is_sha256_hex(&pin.sha256) {
+            return Err(Error::input(format!(
+                "sha256 {:?} of {} is not 64 lowercase hex digits",
+                pin.sha256,
+                for_log(&pin.url)
+            )));
+        }
         let url = allowed_url(recipe, pin, opts)?;
         if !wanted.iter().any(|(p, _)| p.sha256 == pin.sha256) {
             wanted.push((pin, url));

@@ -145,6 +145,21 @@ impl Lock {
             ))
             .with_hint("run `imgbuild lock` to rewrite it"));
         }
+        let bad = |what: String| {
+            Error::input(format!("{}: {what}", path.display()))
+                .with_hint("recipe.lock is written by `imgbuild lock`; run it again rather than editing the file")
+        };
+        for p in &lock.package {
+            p.check().map_err(bad)?;
+        }
+        for u in &lock.url {
+            if !crate::apt::is_sha256_hex(&u.sha256) {
+                return Err(bad(format!(
+                    "url {}: sha256 {:?} is not 64 lowercase hex digits",
+                    u.url, u.sha256
+                )));
+            }
+        }
         if let Some(n) = lock.format {
             if FormatVersion::from_number(u64::from(n)).is_none() {
                 return Err(Error::input(format!(

@@ -222,6 +222,16 @@ impl Repo {
 
     /// Writes the Packages indexes, Release, InRelease and Release.gpg.
     fn index(&self) {
+        self.write_packages();
+        self.write_release();
+    }
+
+    /// The Packages index of `arch`, as written by `write_packages`.
+    fn packages_index(&self, arch: &str) -> PathBuf {
+        self.path(&format!("debian/dists/stable/main/binary-{arch}/Packages"))
+    }
+
+    fn write_packages(&self) {
         let dists = self.path("debian/dists/stable");
         for arch in ["amd64", "arm64"] {
             let dir = dists.join(format!("main/binary-{arch}"));
@@ -233,6 +243,11 @@ impl Repo {
             fs::write(dir.join("Packages"), out).expect("write Packages");
             run(Command::new("xz").arg("-kf").arg(dir.join("Packages")));
         }
+    }
+
+    /// Release (from the Packages files as they are now), signed.
+    fn write_release(&self) {
+        let dists = self.path("debian/dists/stable");
         let release = run(Command::new("apt-ftparchive").current_dir(&dists).args([
             "-o",
             "APT::FTPArchive::Release::Suite=stable",
@@ -536,6 +551,17 @@ fn an_unknown_package_is_named_with_the_nearest_names() {
     );
 }
 
+/// `awk` is only provided (by mawk): a lock would pin mawk, which the build could
+/// never match to the name the layer lists, so lock refuses it and names mawk.
+#[test]
+fn a_virtual_package_name_is_refused_naming_its_providers() {
+    let repo = Repo::new();
+    let ctx = context(&repo, &["awk"], &repo.key.export(false));
+    let o = lock(&ctx);
+    assert_refused(&o, &ctx, "package \"awk\" is a virtual package");
+    assert!(stderr(&o).contains("mawk"), "stderr: {}", stderr(&o));
+}
+
 #[test]
 fn an_unsigned_release_is_refused() {
     let repo = Repo::new();
@@ -830,6 +856,71 @@ fn a_hostile_package_is_refused_before_anything_is_written() {
         );
         assert!(!out.join("index.json").exists());
     }
+}
+
+/// recipe.lock is input too: a pin whose sha256 is a path (it names a file of the
+/// download cache), whose filename leaves the pool or whose name is not a package
+/// name is refused before anything is fetched, written or removed.
+#[test]
+fn a_hostile_lock_is_refused_before_anything_is_touched() {
+    let repo = Repo::new();
+    let ctx = context(&repo, &["mawk"], &repo.key.export(false));
+    let lock = lock_ok(&ctx);
+    let sha = lock["package"][0]["sha256"]
+        .as_str()
+        .expect("sha256")
+        .to_string();
+    let filename = lock["package"][0]["filename"]
+        .as_str()
+        .expect("filename")
+        .to_string();
+    let victim = ctx.path().join("victim");
+    fs::write(&victim, "keep me\n").expect("victim");
+    let text = fs::read_to_string(ctx.path().join("recipe.lock")).expect("lock");
+    for (what, from, to) in [
+        ("sha256", sha.clone(), victim.display().to_string()),
+        ("sha256", sha.clone(), "../../victim".to_string()),
+        (
+            "filename",
+            filename.clone(),
+            "../../../etc/passwd".to_string(),
+        ),
+        ("filename", filename, "pool/%2e%2e/%2e%2e/x.deb".to_string()),
+        ("name", "\"mawk\"".to_string(), "\"../../x\"".to_string()),
+    ] {
+        fs::write(ctx.path().join("recipe.lock"), text.replacen(&from, &to, 1)).expect("lock");
+        let out = ctx.path().join("out");
+        let o = ctx.build(&out, &[EPOCH, "--locked"]);
+        assert_eq!(o.status.code(), Some(2), "{what} {to}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains("recipe.lock"),
+            "{what} {to}: {}",
+            stderr(&o)
+        );
+        assert!(!out.exists(), "{what} {to}: --out was written");
+        assert_eq!(fs::read(&victim).expect("victim"), b"keep me\n");
+    }
+}
+
+/// A Packages index (signed and hash-checked, so a hostile repository's own) that
+/// names a package `../../etc/x` is refused: the name would become a path of the
+/// package database in the layer.
+#[test]
+fn an_index_with_a_path_for_a_package_name_is_refused() {
+    let repo = Repo::new();
+    repo.write_packages();
+    let index = repo.packages_index("amd64");
+    let mut text = fs::read_to_string(&index).expect("Packages");
+    text.push_str(&format!(
+        "\nPackage: ../../etc/x\nVersion: 1\nArchitecture: amd64\nFilename: pool/main/x.deb\nSize: 1\nSHA256: {}\n",
+        "a".repeat(64)
+    ));
+    fs::write(&index, text).expect("Packages");
+    fs::remove_file(index.with_extension("xz")).expect("remove Packages.xz");
+    repo.write_release();
+    let ctx = context(&repo, &["mawk"], &repo.key.export(false));
+    let o = lock(&ctx);
+    assert_refused(&o, &ctx, "not a Debian package name");
 }
 
 #[test]

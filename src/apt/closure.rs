@@ -30,6 +30,12 @@ pub struct Candidate {
 pub enum Unresolvable {
     /// A package the recipe names is not in the repository: its nearest names.
     Unknown { name: String, nearest: Vec<String> },
+    /// A name the recipe lists is only provided by other packages (a virtual
+    /// package): the packages that provide it.
+    Virtual {
+        name: String,
+        providers: Vec<String>,
+    },
     /// A dependency none of whose alternatives can be met; `root` is the name the
     /// recipe lists that needed it.
     Unmet {
@@ -94,11 +100,13 @@ impl<'a> View<'a> {
     }
 
     /// The candidate to take for `dep`: the highest real version that meets it, else
-    /// the first provider.
-    fn pick(&self, dep: &Dependency) -> Option<usize> {
+    /// the first provider; only candidates `free` allows.
+    fn pick(&self, dep: &Dependency, free: impl Fn(usize) -> bool) -> Option<usize> {
         let real = self.by_name.get(dep.name.as_str()).into_iter().flatten();
         let provided = self.providers.get(dep.name.as_str()).into_iter().flatten();
-        real.chain(provided).copied().find(|&i| self.meets(i, dep))
+        real.chain(provided)
+            .copied()
+            .find(|&i| free(i) && self.meets(i, dep))
     }
 
     /// Why `dep` cannot be met, for the message.
@@ -129,7 +137,18 @@ pub fn closure(roots: &[String], candidates: &[Candidate]) -> Result<Vec<usize>,
             name: root.clone(),
             version: None,
         };
-        let Some(i) = view.pick(&dep) else {
+        if !view.by_name.contains_key(root.as_str()) {
+            if let Some(list) = view.providers.get(root.as_str()) {
+                let mut providers: Vec<String> =
+                    list.iter().map(|&i| candidates[i].name.clone()).collect();
+                providers.dedup();
+                return Err(Unresolvable::Virtual {
+                    name: root.clone(),
+                    providers,
+                });
+            }
+        }
+        let Some(i) = view.pick(&dep, |_| true) else {
             return Err(Unresolvable::Unknown {
                 name: root.clone(),
                 nearest: nearest_names(root, view.by_name.keys().copied()),
@@ -149,31 +168,29 @@ pub fn closure(roots: &[String], candidates: &[Candidate]) -> Result<Vec<usize>,
             {
                 continue;
             }
-            let Some(next) = group.iter().find_map(|d| view.pick(d)) else {
+            // A name already chosen (at a version that does not meet this dependency)
+            // cannot be chosen twice: the next alternative is tried.
+            let free = |c: usize| !chosen.contains_key(candidates[c].name.as_str());
+            let Some(next) = group.iter().find_map(|d| view.pick(d, free)) else {
+                let taken = group
+                    .iter()
+                    .find_map(|d| view.pick(d, |_| true))
+                    .and_then(|c| chosen.get(candidates[c].name.as_str()));
+                let why = match taken {
+                    Some(&other) => format!(
+                        "{} {} is already chosen",
+                        candidates[other].name, candidates[other].version
+                    ),
+                    None => view.why_not(&group[0]),
+                };
                 let text: Vec<String> = group.iter().map(|d| d.to_string()).collect();
                 return Err(Unresolvable::Unmet {
                     package: format!("{} {}", candidates[i].name, candidates[i].version),
                     dependency: text.join(" | "),
-                    why: view.why_not(&group[0]),
+                    why,
                     root: root.to_string(),
                 });
             };
-            if let Some(&other) = chosen.get(candidates[next].name.as_str()) {
-                // The name is taken by a version that does not meet this dependency.
-                return Err(Unresolvable::Unmet {
-                    package: format!("{} {}", candidates[i].name, candidates[i].version),
-                    dependency: group
-                        .iter()
-                        .map(|d| d.to_string())
-                        .collect::<Vec<_>>()
-                        .join(" | "),
-                    why: format!(
-                        "{} {} is already chosen",
-                        candidates[other].name, candidates[other].version
-                    ),
-                    root: root.to_string(),
-                });
-            }
             chosen.insert(&candidates[next].name, next);
             root_of.insert(next, root);
             queue.push_back(next);
@@ -252,6 +269,42 @@ mod tests {
         let all = vec![c("app", "1", "libfoo (<< 2)", ""), c("libfoo", "2", "", "")];
         let err = closure(&["app".into()], &all).unwrap_err();
         assert!(matches!(err, Unresolvable::Unmet { ref why, .. } if why.contains("libfoo 2")));
+    }
+
+    #[test]
+    fn the_next_alternative_is_taken_when_a_name_is_already_chosen_at_another_version() {
+        let all = vec![
+            c("app", "1", "libfoo (<< 2) | libbar", ""),
+            c("libfoo", "1", "", ""),
+            c("libfoo", "2", "", ""),
+            c("libbar", "1", "", ""),
+        ];
+        let got = closure(&["libfoo".into(), "app".into()], &all).unwrap();
+        assert_eq!(names(&got, &all), ["app=1", "libbar=1", "libfoo=2"]);
+        // Without another alternative, the chosen version is named.
+        let all = vec![
+            c("app", "1", "libfoo (<< 2)", ""),
+            c("libfoo", "1", "", ""),
+            c("libfoo", "2", "", ""),
+        ];
+        let err = closure(&["libfoo".into(), "app".into()], &all).unwrap_err();
+        assert!(
+            matches!(err, Unresolvable::Unmet { ref why, .. } if why == "libfoo 2 is already chosen"),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn a_virtual_name_in_the_recipe_is_refused_with_its_providers() {
+        let all = vec![c("mawk", "1", "", "awk"), c("gawk", "5", "", "awk")];
+        let err = closure(&["awk".into()], &all).unwrap_err();
+        assert_eq!(
+            err,
+            Unresolvable::Virtual {
+                name: "awk".into(),
+                providers: vec!["gawk".into(), "mawk".into()]
+            }
+        );
     }
 
     #[test]

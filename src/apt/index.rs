@@ -98,6 +98,21 @@ fn unresolvable(
                 )
                 .with_hint(hint)
         }
+        Unresolvable::Virtual { name, providers } => {
+            let at = packages
+                .iter()
+                .find(|p| *p.get_ref() == name)
+                .map_or(0..0, |p| p.span());
+            recipe
+                .error_at(
+                    at,
+                    format!("package {name:?} is a virtual package for {platform}: no package has that name, {} provide(s) it", providers.join(", ")),
+                )
+                .with_hint(format!(
+                    "name the package to install instead, e.g. {:?}",
+                    providers.first().map_or("", String::as_str)
+                ))
+        }
         Unresolvable::Unmet {
             package,
             dependency,
@@ -303,12 +318,13 @@ fn candidates(
         if a != arch && a != "all" {
             continue;
         }
+        if !crate::recipe::valid_package_name(name) {
+            return Err(format!(
+                "the index names a package {name:?}, which is not a Debian package name"
+            ));
+        }
         let filename = field("Filename")?;
-        let safe = !filename.starts_with('/')
-            && filename
-                .split('/')
-                .all(|c| !c.is_empty() && c != "." && c != "..");
-        if !safe {
+        if !super::safe_filename(filename) {
             return Err(format!(
                 "package {name} has the unsafe Filename {filename:?}"
             ));

@@ -45,22 +45,80 @@ impl LockedPackage {
 }
 
 impl LockedPackage {
-    /// The package URL (purl) scanners use: `pkg:deb/debian/NAME@VERSION?arch=ARCH`,
-    /// the version percent-encoded (an epoch's `:`, a `+`).
-    pub fn purl(&self) -> String {
-        let mut version = String::new();
-        for b in self.version.bytes() {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                version.push(char::from(b));
-            } else {
-                version.push_str(&format!("%{b:02X}"));
-            }
+    /// Refuses a pin no `imgbuild lock` writes: a package name outside Debian's rules,
+    /// a file name that would leave the source's pool, a sha256 that is not 64
+    /// lowercase hex digits (it names a file in the download cache).
+    pub fn check(&self) -> Result<(), String> {
+        if !crate::recipe::valid_package_name(&self.name) {
+            return Err(format!(
+                "package name {:?} is not a Debian package name",
+                self.name
+            ));
         }
+        if !valid_arch(&self.architecture) {
+            return Err(format!(
+                "package {}: architecture {:?} is not a Debian architecture name",
+                self.name, self.architecture
+            ));
+        }
+        if !safe_filename(&self.filename) {
+            return Err(format!(
+                "package {}: filename {:?} is not a relative path inside the repository",
+                self.name, self.filename
+            ));
+        }
+        if !is_sha256_hex(&self.sha256) {
+            return Err(format!(
+                "package {}: sha256 {:?} is not 64 lowercase hex digits",
+                self.name, self.sha256
+            ));
+        }
+        Ok(())
+    }
+
+    /// The package URL (purl) scanners use: `pkg:deb/debian/NAME@VERSION?arch=ARCH`,
+    /// each part percent-encoded (an epoch's `:`, the `+` of `libstdc++6`).
+    pub fn purl(&self) -> String {
+        let encode = |s: &str| {
+            let mut out = String::new();
+            for b in s.bytes() {
+                if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                    out.push(char::from(b));
+                } else {
+                    out.push_str(&format!("%{b:02X}"));
+                }
+            }
+            out
+        };
         format!(
-            "pkg:deb/debian/{}@{version}?arch={}",
-            self.name, self.architecture
+            "pkg:deb/debian/{}@{}?arch={}",
+            encode(&self.name),
+            encode(&self.version),
+            encode(&self.architecture)
         )
     }
+}
+
+/// A file name of a repository's pool, as a Packages index or recipe.lock gives it:
+/// relative, without `.` or `..` components, and only of the characters pool file
+/// names use — no `%`, `?` or `#`, which a URL would read as something else.
+pub fn safe_filename(s: &str) -> bool {
+    !s.starts_with('/')
+        && s.split('/').all(|c| !c.is_empty() && c != "." && c != "..")
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._+~-/".contains(c))
+}
+
+/// A Debian architecture name (`amd64`, `all`, `ppc64el`, `hurd-i386`).
+pub fn valid_arch(s: &str) -> bool {
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+/// 64 lowercase hex digits.
+pub fn is_sha256_hex(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 /// The Debian architecture of an OCI platform, or None when Debian has none.
