@@ -858,6 +858,48 @@ fn a_hostile_package_is_refused_before_anything_is_written() {
     }
 }
 
+/// A data.tar.xz whose stream asks for more memory to decode than imgbuild allows
+/// (a 256 MiB dictionary: an xz bomb's way to exhaust memory) is refused, not
+/// decoded.
+#[test]
+fn an_xz_member_that_needs_too_much_memory_is_refused() {
+    let repo = Repo::new();
+    let tar = raw_tar(b"./usr/share/doc/big", tar::EntryType::Regular, b"owned\n");
+    let mut child = Command::new("xz")
+        .args(["--lzma2=dict=256MiB,mf=hc3", "-c"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("xz");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(&tar)
+        .expect("write tar");
+    let xz = child.wait_with_output().expect("xz output");
+    assert!(xz.status.success());
+    let control = "Package: bomb\nVersion: 1\nArchitecture: amd64\nMaintainer: T <t@example.invalid>\nDescription: bomb\n";
+    let mut deb = b"!<arch>\n".to_vec();
+    ar_member(&mut deb, "debian-binary", b"2.0\n");
+    ar_member(
+        &mut deb,
+        "control.tar",
+        &raw_tar(b"./control", tar::EntryType::Regular, control.as_bytes()),
+    );
+    ar_member(&mut deb, "data.tar.xz", &xz.stdout);
+    fs::write(repo.path("debian/pool/main/bomb_1_amd64.deb"), deb).expect("write deb");
+    repo.index();
+    let ctx = context(&repo, &["bomb"], &repo.key.export(false));
+    lock_ok(&ctx);
+    let out = ctx.path().join("out");
+    let o = ctx.build(&out, &[EPOCH]);
+    assert_eq!(o.status.code(), Some(2), "stderr: {}", stderr(&o));
+    assert!(stderr(&o).contains("data.tar.xz"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("memory"), "{}", stderr(&o));
+    assert!(!out.join("index.json").exists());
+}
+
 /// recipe.lock is input too: a pin whose sha256 is a path (it names a file of the
 /// download cache), whose filename leaves the pool or whose name is not a package
 /// name is refused before anything is fetched, written or removed.

@@ -92,8 +92,7 @@ pub fn unpack(file: &File, member: &Member, out: &mut dyn Write, limit: u64) -> 
         Some("zst") => zstd::stream::read::Decoder::new(raw)
             .and_then(|mut d| io::copy(&mut d, &mut out))
             .map(|_| ()),
-        Some("xz") => lzma_rs::xz_decompress(&mut { raw }, &mut out)
-            .map_err(|e| io::Error::other(e.to_string())),
+        Some("xz") => xz_reader(raw).and_then(|mut d| io::copy(&mut d, &mut out).map(|_| ())),
         _ => {
             return Err(format!(
                 "member {what} has a compression imgbuild does not read"
@@ -101,6 +100,19 @@ pub fn unpack(file: &File, member: &Member, out: &mut dyn Write, limit: u64) -> 
         }
     };
     result.map_err(|e| format!("member {what} cannot be decompressed ({e})"))
+}
+
+/// The most memory an xz decoder may take: xz's largest preset (`-9`, a 64 MiB
+/// dictionary) needs about 65 MiB to decode; a stream that asks for more is refused
+/// rather than decoded.
+pub const XZ_MEMORY_LIMIT: u64 = 128 << 20;
+
+/// A streaming xz decoder of one .xz stream from `r`, within `XZ_MEMORY_LIMIT`: the
+/// output is produced as it is decoded, never held whole in memory.
+pub fn xz_reader<R: io::Read>(r: R) -> io::Result<liblzma::read::XzDecoder<R>> {
+    let stream = liblzma::stream::Stream::new_stream_decoder(XZ_MEMORY_LIMIT, 0)
+        .map_err(io::Error::other)?;
+    Ok(liblzma::read::XzDecoder::new_stream(r, stream))
 }
 
 /// What imgbuild takes from `control.tar`: the control paragraph, `md5sums`, and

@@ -269,39 +269,24 @@ fn packages_of(
 
 fn decompress(bytes: &[u8], kind: &str) -> std::result::Result<String, String> {
     let mut out = Vec::new();
-    match kind {
-        "xz" => {
-            let mut limited = LimitedWriter(&mut out);
-            lzma_rs::xz_decompress(&mut std::io::BufReader::new(bytes), &mut limited)
-                .map_err(|e| format!("not a readable xz stream ({e})"))?;
+    let read = match kind {
+        "xz" => super::deb::xz_reader(bytes)
+            .and_then(|r| r.take(MAX_PACKAGES + 1).read_to_end(&mut out))
+            .map_err(|e| format!("not a readable xz stream ({e})")),
+        "gz" => flate2::read::MultiGzDecoder::new(bytes)
+            .take(MAX_PACKAGES + 1)
+            .read_to_end(&mut out)
+            .map_err(|e| format!("not a readable gzip stream ({e})")),
+        _ => {
+            out.extend_from_slice(bytes);
+            Ok(out.len())
         }
-        "gz" => {
-            flate2::read::MultiGzDecoder::new(bytes)
-                .take(MAX_PACKAGES)
-                .read_to_end(&mut out)
-                .map_err(|e| format!("not a readable gzip stream ({e})"))?;
-        }
-        _ => out.extend_from_slice(bytes),
+    };
+    read?;
+    if out.len() as u64 > MAX_PACKAGES {
+        return Err("the index decompresses to more than 2 GiB".to_string());
     }
     String::from_utf8(out).map_err(|_| "the index is not UTF-8 text".to_string())
-}
-
-/// A writer into memory that refuses more than `MAX_PACKAGES` bytes.
-struct LimitedWriter<'a>(&'a mut Vec<u8>);
-
-impl std::io::Write for LimitedWriter<'_> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        if self.0.len() as u64 + buf.len() as u64 > MAX_PACKAGES {
-            return Err(std::io::Error::other(
-                "the index decompresses to more than 2 GiB",
-            ));
-        }
-        self.0.extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }
 
 /// The packages of a `Packages` index for `arch` (and `all`).
