@@ -27,6 +27,10 @@
 //! sha256 = "…"
 //! [apt-layers]                                   # the names each layer asked for
 //! system = ["tzdata"]
+//! [[apt-source]]                                 # where the packages were resolved
+//! url = "https://deb.debian.org/debian"
+//! suite = "bookworm"
+//! components = ["main"]
 //! [source-date-epoch]                            # only when the recipe says "git"
 //! git = 1700000000
 //! commit = "…"                                   # the commit it came from (informative)
@@ -80,6 +84,9 @@ pub struct Lock {
     /// recipe that asks for others has a stale lock.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub apt_layers: BTreeMap<String, Vec<String>>,
+    /// The `[[apt-source]]`s the package pins were resolved from.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub apt_source: Vec<crate::apt::LockedAptSource>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_date_epoch: Option<LockedEpoch>,
 }
@@ -346,6 +353,19 @@ pub fn differences(existing: &Lock, wanted: &Lock) -> Vec<String> {
             existing.apt_layers, wanted.apt_layers
         ));
     }
+    if existing.apt_source != wanted.apt_source {
+        let show = |list: &[crate::apt::LockedAptSource]| {
+            list.iter()
+                .map(|s| format!("{} {} {}", s.url, s.suite, s.components.join(",")))
+                .collect::<Vec<_>>()
+                .join("; ")
+        };
+        out.push(format!(
+            "apt sources: {} → {}",
+            show(&existing.apt_source),
+            show(&wanted.apt_source)
+        ));
+    }
     package_differences(existing, wanted, &mut out);
     match (&existing.source_date_epoch, &wanted.source_date_epoch) {
         (Some(e), None) => out.push(format!(
@@ -476,6 +496,7 @@ fn resolve(
     }
     lock.package = crate::apt::lock_packages(&recipe, &platforms, registry)?;
     lock.apt_layers = crate::apt::requested(&recipe);
+    lock.apt_source = crate::apt::sources(&recipe);
     if let Some(e) = &recipe.image.source_date_epoch {
         if let EpochSetting::Named(_) = e.get_ref() {
             let seconds = crate::epoch::git_commit_time(&recipe.context)?;
@@ -549,6 +570,11 @@ mod tests {
                 sha256: "e".repeat(64),
             }],
             apt_layers: [("system".to_string(), vec!["tzdata".to_string()])].into(),
+            apt_source: vec![crate::apt::LockedAptSource {
+                url: "https://deb.debian.org/debian".into(),
+                suite: "bookworm".into(),
+                components: vec!["main".into()],
+            }],
             source_date_epoch: Some(LockedEpoch {
                 git: 1_700_000_000,
                 commit: Some("d".repeat(40)),

@@ -987,6 +987,23 @@ fn a_lock_for_other_packages_is_stale() {
     assert!(stdout.contains("package libfoo"), "{stdout}");
 }
 
+/// Pins resolved from one suite are not used for another: changing the suite (or
+/// url, or components) of the `[[apt-source]]` makes the lock stale.
+#[test]
+fn a_lock_from_another_suite_is_stale() {
+    let repo = Repo::new();
+    let ctx = context(&repo, &["mawk"], &repo.key.export(false));
+    lock_ok(&ctx);
+    let text = fs::read_to_string(ctx.recipe()).expect("recipe");
+    ctx.recipe_text(&text.replace("suite = \"stable\"", "suite = \"testing\""));
+    let out = ctx.path().join("out");
+    let o = ctx.build(&out, &[EPOCH, "--locked"]);
+    assert_eq!(o.status.code(), Some(2), "stderr: {}", stderr(&o));
+    assert!(stderr(&o).contains("suite stable"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("suite testing"), "{}", stderr(&o));
+    assert!(!out.join("index.json").exists());
+}
+
 /// spdx-tools' full SPDX 2.3 validation (as in tests/provenance.rs).
 const CHECK_SPDX: &str = r#"
 import sys

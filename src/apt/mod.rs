@@ -141,6 +141,40 @@ pub fn debian_arch(p: &crate::platform::Platform) -> Option<&'static str> {
     })
 }
 
+/// An `[[apt-source]]` as recipe.lock records it: a lock made from another url,
+/// suite or components is stale.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct LockedAptSource {
+    pub url: String,
+    pub suite: String,
+    pub components: Vec<String>,
+}
+
+/// The recipe's `[[apt-source]]`s, as recipe.lock records them (empty when no layer
+/// has `packages`, since nothing is resolved from them then).
+pub fn sources(recipe: &crate::recipe::Recipe) -> Vec<LockedAptSource> {
+    if recipe
+        .layers
+        .iter()
+        .all(|l| l.get_ref().packages.is_empty())
+    {
+        return Vec::new();
+    }
+    recipe
+        .apt_sources
+        .iter()
+        .map(|s| {
+            let s = s.get_ref();
+            LockedAptSource {
+                url: s.url.get_ref().clone(),
+                suite: s.suite.get_ref().clone(),
+                components: s.components.iter().map(|c| c.get_ref().clone()).collect(),
+            }
+        })
+        .collect()
+}
+
 /// Per layer with `packages`, the names it asks for, sorted (what recipe.lock records
 /// so that a build can tell a stale lock).
 pub fn requested(

@@ -26,6 +26,24 @@ pub(super) fn pins(
         return Ok((packages, downloads));
     };
     let asked = crate::apt::requested(recipe);
+    let wanted = crate::apt::sources(recipe);
+    if !lock.package.is_empty() && lock.apt_source != wanted {
+        let show = |list: &[crate::apt::LockedAptSource]| {
+            list.iter()
+                .map(|s| format!("{} (suite {}, {})", s.url, s.suite, s.components.join(", ")))
+                .collect::<Vec<_>>()
+                .join("; ")
+        };
+        return Err(crate::lock::refused(
+            recipe_path,
+            locked,
+            format!(
+                "was written from the apt sources {}, the recipe has {}",
+                show(&lock.apt_source),
+                show(&wanted)
+            ),
+        ));
+    }
     for (layer, names) in &asked {
         let pinned = lock.apt_layers.get(layer);
         if pinned.is_some_and(|p| p != names) {
