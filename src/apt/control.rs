@@ -66,8 +66,10 @@ pub fn parse(text: &str) -> Result<Vec<Paragraph>, String> {
                     n + 1
                 ));
             };
+            // The first blank is syntax; the rest is the value's own (a
+            // Description's verbatim lines keep their indentation).
             value.push('\n');
-            value.push_str(line.trim_start());
+            value.push_str(&line[1..]);
             continue;
         }
         let Some((key, value)) = line.split_once(':') else {
@@ -231,6 +233,8 @@ mod tests {
         assert_eq!(p[0].get("description"), Some("x\nmore"));
         assert_eq!(p[1].get("Package"), Some("b"));
         assert_eq!(p[0].to_text(), "Package: a\nDescription: x\n more\n");
+        let verbatim = "Package: a\nDescription: x\n text\n .\n   indented code\n";
+        assert_eq!(parse(verbatim).unwrap()[0].to_text(), verbatim);
     }
 
     #[test]

@@ -113,7 +113,13 @@ pub fn index_files(text: &str, suite: &str) -> Result<Vec<IndexFile>, String> {
         return Err("the Release file is empty".into());
     };
     let names = [release.get("Suite"), release.get("Codename")];
-    if names.iter().any(Option::is_some) && !names.contains(&Some(suite)) {
+    if names.iter().all(Option::is_none) {
+        // Such a Release could be replayed under any suite name.
+        return Err(format!(
+            "the signed Release names no Suite or Codename, so it cannot be shown to be {suite}'s"
+        ));
+    }
+    if !names.contains(&Some(suite)) {
         return Err(format!(
             "the signed Release is for suite {} (codename {}), not {suite}",
             names[0].unwrap_or("-"),
