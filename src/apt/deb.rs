@@ -63,9 +63,32 @@ pub fn members(file: &File) -> Result<Members, String> {
             offset: start,
             size,
         };
-        if name.starts_with("control.tar") && control.is_none() {
+        // As dpkg reads it: debian-binary (format 2.x) first, then one control.tar,
+        // then one data.tar; a package that hides a second one is refused.
+        if offset == 8 {
+            let mut version = [0u8; 2];
+            if name != "debian-binary"
+                || size < 2
+                || file.read_exact_at(&mut version, start).is_err()
+                || &version != b"2."
+            {
+                return Err(
+                    "not a Debian package (the first member is not debian-binary 2.x)".into(),
+                );
+            }
+        } else if name.starts_with("control.tar") {
+            if control.is_some() || data.is_some() {
+                return Err(format!(
+                    "member {name} is out of place (a second control.tar, or after data.tar)"
+                ));
+            }
             control = Some(member);
-        } else if name.starts_with("data.tar") && data.is_none() {
+        } else if name.starts_with("data.tar") {
+            if control.is_none() || data.is_some() {
+                return Err(format!(
+                    "member {name} is out of place (before control.tar, or a second data.tar)"
+                ));
+            }
             data = Some(member);
         }
         offset = start + size + (size % 2);
@@ -201,5 +224,80 @@ impl Write for Limited<'_> {
     }
     fn flush(&mut self) -> io::Result<()> {
         self.out.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ar(members: &[(&str, &[u8])]) -> File {
+        let mut bytes = b"!<arch>\n".to_vec();
+        for (name, data) in members {
+            let header = format!(
+                "{name:<16}{:<12}{:<6}{:<6}{:<8}{:<10}`\n",
+                0,
+                0,
+                0,
+                "100644",
+                data.len()
+            );
+            bytes.extend_from_slice(header.as_bytes());
+            bytes.extend_from_slice(data);
+            if data.len() % 2 == 1 {
+                bytes.push(b'\n');
+            }
+        }
+        let mut f = tempfile::tempfile().unwrap();
+        f.write_all(&bytes).unwrap();
+        f
+    }
+
+    #[test]
+    fn members_are_found_in_dpkg_order_only() {
+        let ok = ar(&[
+            ("debian-binary", b"2.0\n"),
+            ("control.tar", b"c"),
+            ("data.tar.xz", b"d"),
+        ]);
+        let m = members(&ok).unwrap();
+        assert_eq!(
+            (m.control.name.as_str(), m.data.name.as_str()),
+            ("control.tar", "data.tar.xz")
+        );
+        for (bad, why) in [
+            (
+                ar(&[("control.tar", b"c"), ("data.tar", b"d")]),
+                "debian-binary",
+            ),
+            (
+                ar(&[
+                    ("debian-binary", b"3.0\n"),
+                    ("control.tar", b"c"),
+                    ("data.tar", b"d"),
+                ]),
+                "debian-binary",
+            ),
+            (
+                ar(&[
+                    ("debian-binary", b"2.0\n"),
+                    ("data.tar", b"d"),
+                    ("control.tar", b"c"),
+                ]),
+                "out of place",
+            ),
+            (
+                ar(&[
+                    ("debian-binary", b"2.0\n"),
+                    ("control.tar", b"c"),
+                    ("data.tar", b"d"),
+                    ("data.tar.gz", b"e"),
+                ]),
+                "out of place",
+            ),
+        ] {
+            let err = members(&bad).unwrap_err();
+            assert!(err.contains(why), "{err}");
+        }
     }
 }
