@@ -4,7 +4,7 @@
 //! but means nothing on another machine. A cache shared between machines needs a key
 //! made only of what decides the layer's bytes: the format version, the compression,
 //! the epoch, and every entry of the layer's plan in normal form, with each regular
-//! file counted by the sha256 of its bytes. docs/cache.md lists every field in order.
+//! file counted by the BLAKE3 hash of its bytes. docs/cache.md lists every field in order.
 //!
 //! What the key leaves out is as important: mtimes, inode numbers, devices, owners on
 //! disk and the context's location never reach a plan entry (the plan sets them from
@@ -24,7 +24,7 @@ use std::sync::Mutex;
 
 /// The first bytes hashed: a new layout of the key is a new tag here, so that keys
 /// of different layouts can never meet.
-const DOMAIN: &[u8] = b"imgbuild layer content key v1\0";
+const DOMAIN: &[u8] = b"imgbuild layer content key v2\0";
 
 /// The content key of `layer` written with these settings. Reads every source file of
 /// the layer once (through the same checked opens as the writer), on up to `threads`
@@ -73,7 +73,7 @@ pub fn content_key(
     Ok(Digest::from_bytes(h.finalize().into()))
 }
 
-/// The sha256 of every regular file entry's bytes, in entry order, hashed on up to
+/// The BLAKE3 hash of every regular file entry's bytes, in entry order, hashed on up to
 /// `threads` threads (a layer is often one big tree: hashing it on one core would
 /// cost more than the download the key saves).
 fn file_hashes(layer: &LayerPlan, threads: NonZeroUsize) -> io::Result<Vec<[u8; 32]>> {
@@ -102,7 +102,7 @@ fn file_hashes(layer: &LayerPlan, threads: NonZeroUsize) -> io::Result<Vec<[u8; 
                     if failed.load(Ordering::Relaxed) {
                         break;
                     }
-                    let r = content_sha256(content, *size, &mut buf);
+                    let r = content_hash(content, *size, &mut buf);
                     failed.fetch_or(r.is_err(), Ordering::Relaxed);
                     if let Ok(mut slot) = slots[i].lock() {
                         *slot = Some(r);
@@ -120,12 +120,12 @@ fn file_hashes(layer: &LayerPlan, threads: NonZeroUsize) -> io::Result<Vec<[u8; 
         .collect()
 }
 
-/// The sha256 of the `size` bytes a regular file entry will hold, wherever they come
+/// The BLAKE3 hash of the `size` bytes a regular file entry will hold, wherever they come
 /// from (a context file, the recipe, an archive's member): the same bytes give the
 /// same hash whichever way they reach the layer.
-fn content_sha256(content: &Content, size: u64, buf: &mut [u8]) -> io::Result<[u8; 32]> {
+fn content_hash(content: &Content, size: u64, buf: &mut [u8]) -> io::Result<[u8; 32]> {
     match content {
-        Content::Inline(data) => Ok(Sha256::digest(data.as_slice()).into()),
+        Content::Inline(data) => Ok(*blake3::hash(data.as_slice()).as_bytes()),
         Content::Path {
             context,
             path,
@@ -151,7 +151,7 @@ fn hash_exactly(
     what: &std::path::Path,
     buf: &mut [u8],
 ) -> io::Result<[u8; 32]> {
-    let mut h = Sha256::new();
+    let mut h = blake3::Hasher::new();
     let mut reader = reader.take(size);
     let mut seen = 0u64;
     loop {
@@ -170,7 +170,7 @@ fn hash_exactly(
             what.display()
         )));
     }
-    Ok(h.finalize().into())
+    Ok(*h.finalize().as_bytes())
 }
 
 /// A variable-length field: its length, then its bytes, so that no two different
