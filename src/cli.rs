@@ -58,7 +58,7 @@ pub struct RegistryArgs {
 pub enum Command {
     /// Build the recipe into an OCI image layout; print the image digest on stdout.
     Build(BuildArgs),
-    /// Pin the base tag, url archives and "git" epoch in recipe.lock.
+    /// Pin the base tag, url archives, Debian packages and "git" epoch in recipe.lock.
     Lock(LockArgs),
     /// Copy an image from an OCI layout to a registry; print its digest on stdout.
     Push(PushArgs),

@@ -505,6 +505,16 @@ async fn attempt_download(
         if retry::retryable_status(status.as_u16()) {
             return Err(Failure::Retry(text, retry::retry_after(&response)));
         }
+        if let Some(package) = &pin.package {
+            return Err(Failure::Fatal(
+                Error::network(format!(
+                    "cannot download Debian package {package} ({}): {text}",
+                    for_log(&pin.url)
+                ))
+                .with_detail(recipe.source.snippet(pin.url_span.clone()))
+                .with_hint("a mirror keeps only the newest version of a package: run `imgbuild lock` to pin the current ones (or point the [[apt-source]] at a snapshot that keeps them)"),
+            ));
+        }
         return Err(Failure::Fatal(
             Error::network(format!("cannot download {}: {text}", for_log(&pin.url)))
                 .with_detail(recipe.source.snippet(pin.url_span.clone()))

@@ -740,6 +740,13 @@ fn an_unreachable_deb_is_an_io_failure() {
         "{}",
         stderr(&o)
     );
+    // A mirror drops old versions: the message names the package and how to re-pin.
+    assert!(
+        stderr(&o).contains("Debian package mawk 1.3.4"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(stderr(&o).contains("imgbuild lock"), "{}", stderr(&o));
     assert!(!out.join("index.json").exists());
 }
 

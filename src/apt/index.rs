@@ -42,7 +42,7 @@ pub fn lock_packages(
         let arch = debian_arch(platform).ok_or_else(|| {
             recipe
                 .error_at(first.span(), format!("platform {platform} has no Debian architecture"))
-                .with_hint("build packages for linux/amd64, linux/arm64, linux/arm/v7, linux/386, linux/ppc64le, linux/s390x or linux/riscv64")
+                .with_hint("build packages for linux/amd64, linux/arm64, linux/arm/v7, linux/arm/v6, linux/arm/v5, linux/386, linux/ppc64le, linux/s390x, linux/riscv64, linux/mips64le or linux/loong64")
         })?;
         let mut candidates = Vec::new();
         for (i, source) in recipe.apt_sources.iter().enumerate() {

@@ -101,12 +101,16 @@ impl LockedPackage {
 
 /// A file name of a repository's pool, as a Packages index or recipe.lock gives it:
 /// relative, without `.` or `..` components, and only of the characters pool file
-/// names use — no `%`, `?` or `#`, which a URL would read as something else.
+/// names use — no `?` or `#`, and no `%` but the `%3a` of an epoch's colon (as
+/// `apt-get download` names files), so that a URL cannot read `%2e%2e` as `..`.
 pub fn safe_filename(s: &str) -> bool {
     !s.starts_with('/')
         && s.split('/').all(|c| !c.is_empty() && c != "." && c != "..")
         && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "._+~-/".contains(c))
+            .all(|c| c.is_ascii_alphanumeric() || "._+~-/%".contains(c))
+        && s.split('%')
+            .skip(1)
+            .all(|rest| rest.starts_with("3a") || rest.starts_with("3A"))
 }
 
 /// A Debian architecture name (`amd64`, `all`, `ppc64el`, `hurd-i386`).
@@ -190,4 +194,33 @@ pub fn requested(
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::safe_filename;
+
+    #[test]
+    fn pool_file_names_stay_in_the_pool() {
+        for ok in [
+            "pool/main/t/tzdata/tzdata_2026b-0+deb12u1_all.deb",
+            "pool/main/libattr1_1%3a2.5.1-4_amd64.deb",
+            "pool/main/x/x_1.0~rc1_amd64.deb",
+        ] {
+            assert!(safe_filename(ok), "{ok}");
+        }
+        for bad in [
+            "/etc/passwd",
+            "pool/../../x.deb",
+            "pool/./x.deb",
+            "pool//x.deb",
+            "pool/%2e%2e/%2e%2e/x.deb",
+            "pool/x%2fy.deb",
+            "pool/x.deb?y",
+            "pool/x.deb#y",
+            "pool/x%3",
+        ] {
+            assert!(!safe_filename(bad), "{bad}");
+        }
+    }
 }
