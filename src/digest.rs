@@ -40,6 +40,11 @@ impl Digest {
     }
 }
 
+/// 64 lowercase hex digits: a sha256 as recipes and recipe.lock write it (bare).
+pub fn is_sha256_hex(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
 fn nibble(c: u8) -> Option<u8> {

@@ -138,7 +138,7 @@ pub fn fetch(recipe: &Recipe, pins: &[UrlPin], out: &Path, opts: &Options) -> Re
     let mut wanted: Vec<(&UrlPin, reqwest::Url)> = Vec::new();
     for pin in pins {
         // The sha256 names a file of the download cache: never a path.
-        if !crate::apt::is_sha256_hex(&pin.sha256) {
+        if !crate::digest::is_sha256_hex(&pin.sha256) {
             return Err(Error::input(format!(
                 "sha256 {:?} of {} is not 64 lowercase hex digits",
                 pin.sha256,

@@ -160,7 +160,7 @@ impl Lock {
             p.check().map_err(bad)?;
         }
         for u in &lock.url {
-            if !crate::apt::is_sha256_hex(&u.sha256) {
+            if !crate::digest::is_sha256_hex(&u.sha256) {
                 return Err(bad(format!(
                     "url {}: sha256 {:?} is not 64 lowercase hex digits",
                     u.url, u.sha256

@@ -67,7 +67,7 @@ impl LockedPackage {
                 self.name, self.filename
             ));
         }
-        if !is_sha256_hex(&self.sha256) {
+        if !crate::digest::is_sha256_hex(&self.sha256) {
             return Err(format!(
                 "package {}: sha256 {:?} is not 64 lowercase hex digits",
                 self.name, self.sha256
@@ -118,11 +118,6 @@ pub fn valid_arch(s: &str) -> bool {
     !s.is_empty()
         && s.chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-}
-
-/// 64 lowercase hex digits.
-pub fn is_sha256_hex(s: &str) -> bool {
-    s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 /// The Debian architecture of an OCI platform, or None when Debian has none.
