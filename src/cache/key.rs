@@ -39,37 +39,19 @@ pub fn content_key(
 ) -> io::Result<Digest> {
     let mut hashes = file_hashes(layer, threads)?.into_iter();
     let mut h = Sha256::new();
-    h.update(DOMAIN);
-    h.update(format.number().to_le_bytes());
-    field(&mut h, compression.as_str().as_bytes());
-    h.update(epoch.to_le_bytes());
-    h.update((layer.entries.len() as u64).to_le_bytes());
-    for e in &layer.entries {
-        field(&mut h, &e.path);
-        for v in [e.mode, e.uid, e.gid] {
-            h.update(v.to_le_bytes());
-        }
-        match &e.kind {
-            EntryKind::Dir => h.update([0]),
-            EntryKind::Whiteout => h.update([1]),
-            EntryKind::Symlink { target } => {
-                h.update([2]);
-                field(&mut h, target);
-            }
-            EntryKind::Hardlink { target } => {
-                h.update([3]);
-                field(&mut h, target);
-            }
-            EntryKind::File { size, .. } => {
-                h.update([4]);
-                h.update(size.to_le_bytes());
-                let hash = hashes
-                    .next()
-                    .ok_or_else(|| io::Error::other("internal: a file entry was not hashed"))?;
-                h.update(hash);
-            }
-        }
-    }
+    super::hash_plan(
+        &mut h,
+        DOMAIN,
+        layer,
+        (format, compression, epoch),
+        |h, _content| {
+            let hash = hashes
+                .next()
+                .ok_or_else(|| io::Error::other("internal: a file entry was not hashed"))?;
+            h.update(hash);
+            Ok::<(), io::Error>(())
+        },
+    )?;
     Ok(Digest::from_bytes(h.finalize().into()))
 }
 
@@ -171,13 +153,6 @@ fn hash_exactly(
         )));
     }
     Ok(*h.finalize().as_bytes())
-}
-
-/// A variable-length field: its length, then its bytes, so that no two different
-/// sequences of fields hash the same stream.
-fn field(h: &mut Sha256, b: &[u8]) {
-    h.update((b.len() as u64).to_le_bytes());
-    h.update(b);
 }
 
 #[cfg(test)]

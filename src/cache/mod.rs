@@ -53,52 +53,35 @@ impl LayerCache {
         epoch: u64,
     ) -> Digest {
         let mut h = Sha256::new();
-        h.update(b"imgbuild layer cache key v1\0");
-        // The number as a u32, as before format versions were a type: format-1 keys
-        // written by earlier releases still hit.
-        h.update(format.number().to_le_bytes());
-        bytes(&mut h, compression.as_str().as_bytes());
-        h.update(epoch.to_le_bytes());
-        h.update((layer.entries.len() as u64).to_le_bytes());
-        for e in &layer.entries {
-            bytes(&mut h, &e.path);
-            for v in [e.mode, e.uid, e.gid] {
-                h.update(v.to_le_bytes());
-            }
-            match &e.kind {
-                EntryKind::Dir => h.update([0]),
-                EntryKind::Whiteout => h.update([1]),
-                EntryKind::Symlink { target } => {
-                    h.update([2]);
-                    bytes(&mut h, target);
-                }
-                EntryKind::Hardlink { target } => {
-                    h.update([3]);
-                    bytes(&mut h, target);
-                }
-                EntryKind::File { content, size } => {
-                    h.update([4]);
-                    h.update(size.to_le_bytes());
-                    match content {
-                        Content::Path { path, stamp, .. } => {
-                            h.update([0]);
-                            bytes(&mut h, path.as_os_str().as_encoded_bytes());
-                            stamp.hash_into(&mut h);
-                        }
-                        Content::Inline(data) => {
-                            h.update([1]);
-                            h.update(Sha256::digest(data.as_slice()));
-                        }
-                        Content::Spool { spool, offset } => {
-                            h.update([2]);
-                            bytes(&mut h, spool.source.as_os_str().as_encoded_bytes());
-                            spool.source_stamp.hash_into(&mut h);
-                            h.update(offset.to_le_bytes());
-                        }
+        // The format number is a u32, as before format versions were a type:
+        // format-1 keys written by earlier releases still hit.
+        let hashed: Result<(), std::convert::Infallible> = hash_plan(
+            &mut h,
+            b"imgbuild layer cache key v1\0",
+            layer,
+            (format, compression, epoch),
+            |h, content| {
+                match content {
+                    Content::Path { path, stamp, .. } => {
+                        h.update([0]);
+                        bytes(h, path.as_os_str().as_encoded_bytes());
+                        stamp.hash_into(h);
+                    }
+                    Content::Inline(data) => {
+                        h.update([1]);
+                        h.update(Sha256::digest(data.as_slice()));
+                    }
+                    Content::Spool { spool, offset } => {
+                        h.update([2]);
+                        bytes(h, spool.source.as_os_str().as_encoded_bytes());
+                        spool.source_stamp.hash_into(h);
+                        h.update(offset.to_le_bytes());
                     }
                 }
-            }
-        }
+                Ok(())
+            },
+        );
+        let Ok(()) = hashed;
         Digest::from_bytes(h.finalize().into())
     }
 
@@ -146,4 +129,46 @@ impl LayerCache {
 fn bytes(h: &mut Sha256, b: &[u8]) {
     h.update((b.len() as u64).to_le_bytes());
     h.update(b);
+}
+
+/// Hashes what both layer keys share — `domain`, the format number (a u32), the
+/// compression, the epoch and every entry of the plan in normal form — with `file`
+/// hashing each regular file's content after its size. The local key hashes a
+/// file's identity on disk there, the content key its bytes.
+pub(crate) fn hash_plan<E>(
+    h: &mut Sha256,
+    domain: &[u8],
+    layer: &LayerPlan,
+    (format, compression, epoch): (FormatVersion, Compression, u64),
+    mut file: impl FnMut(&mut Sha256, &Content) -> Result<(), E>,
+) -> Result<(), E> {
+    h.update(domain);
+    h.update(format.number().to_le_bytes());
+    bytes(h, compression.as_str().as_bytes());
+    h.update(epoch.to_le_bytes());
+    h.update((layer.entries.len() as u64).to_le_bytes());
+    for e in &layer.entries {
+        bytes(h, &e.path);
+        for v in [e.mode, e.uid, e.gid] {
+            h.update(v.to_le_bytes());
+        }
+        match &e.kind {
+            EntryKind::Dir => h.update([0]),
+            EntryKind::Whiteout => h.update([1]),
+            EntryKind::Symlink { target } => {
+                h.update([2]);
+                bytes(h, target);
+            }
+            EntryKind::Hardlink { target } => {
+                h.update([3]);
+                bytes(h, target);
+            }
+            EntryKind::File { content, size } => {
+                h.update([4]);
+                h.update(size.to_le_bytes());
+                file(h, content)?;
+            }
+        }
+    }
+    Ok(())
 }
