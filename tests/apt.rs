@@ -8,16 +8,13 @@
 
 mod common;
 
+use common::fake::{respond, FakeServer};
 use common::{imgbuild, require_tool, skip, stderr, Ctx, Layout};
 use std::fs;
-use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, TcpStream};
+use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 const EPOCH: &str = "--source-date-epoch=1700000000";
 
@@ -173,7 +170,7 @@ impl Drop for Key {
 struct Repo {
     root: tempfile::TempDir,
     key: Key,
-    server: FileServer,
+    server: FakeServer,
 }
 
 impl Repo {
@@ -204,7 +201,7 @@ impl Repo {
 
     fn serving(root: tempfile::TempDir) -> Repo {
         let repo = Repo {
-            server: FileServer::start(root.path().to_path_buf()),
+            server: file_server(root.path().to_path_buf()),
             root,
             key: Key::new(),
         };
@@ -217,7 +214,7 @@ impl Repo {
     }
 
     fn url(&self) -> String {
-        format!("http://127.0.0.1:{}/debian", self.server.port)
+        format!("http://{}/debian", self.server.host())
     }
 
     /// Writes the Packages indexes, Release, InRelease and Release.gpg.
@@ -349,83 +346,20 @@ fn make_deb(root: &Path, p: &Pkg) {
         .arg(pool.join(format!("{}_{}_{}.deb", p.name, p.version, p.arch))));
 }
 
-// ---------------------------------------------------------------------------------
-// A plain-HTTP server on 127.0.0.1 serving a directory as it is on disk now
-// ---------------------------------------------------------------------------------
-
-struct FileServer {
-    port: u16,
-    /// Every request's path, in order.
-    requests: Arc<Mutex<Vec<String>>>,
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl FileServer {
-    fn start(root: PathBuf) -> FileServer {
-        let listener =
-            TcpListener::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0)).expect("bind 127.0.0.1:0");
-        let port = listener.local_addr().expect("addr").port();
-        listener.set_nonblocking(true).expect("nonblocking");
-        let stop = Arc::new(AtomicBool::new(false));
-        let requests = Arc::new(Mutex::new(Vec::new()));
-        let (st, log) = (stop.clone(), requests.clone());
-        let thread = std::thread::spawn(move || {
-            // Bounded: the server stops with the test, or after five minutes at most.
-            let deadline = Instant::now() + Duration::from_secs(300);
-            while !st.load(Ordering::Relaxed) && Instant::now() < deadline {
-                match listener.accept() {
-                    Ok((conn, _)) => serve(conn, &root, &log),
-                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
-                }
-            }
-        });
-        FileServer {
-            port,
-            requests,
-            stop,
-            thread: Some(thread),
+/// A plain-HTTP server on 127.0.0.1 (the tests' scripted server) serving `root` as
+/// it is on disk at each request, so that a test can change the repository between
+/// two commands.
+fn file_server(root: PathBuf) -> FakeServer {
+    FakeServer::start(move |req, out| {
+        let path = req.target.trim_start_matches('/');
+        match (!path.contains(".."))
+            .then(|| fs::read(root.join(path)).ok())
+            .flatten()
+        {
+            Some(bytes) => respond(out, 200, &[], &bytes),
+            None => respond(out, 404, &[], b"not found\n"),
         }
-    }
-}
-
-impl Drop for FileServer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-fn serve(mut conn: TcpStream, root: &Path, log: &Mutex<Vec<String>>) {
-    let _ = conn.set_nonblocking(false);
-    let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") && head.len() < 16 * 1024 {
-        match conn.read(&mut byte) {
-            Ok(1) => head.push(byte[0]),
-            _ => return,
-        }
-    }
-    let head = String::from_utf8_lossy(&head);
-    let path = head.split_whitespace().nth(1).unwrap_or("/").to_string();
-    log.lock().expect("request log").push(path.clone());
-    let file = (!path.contains(".."))
-        .then(|| fs::read(root.join(path.trim_start_matches('/'))).ok())
-        .flatten();
-    let (status, body) = match file {
-        Some(bytes) => ("200 OK", bytes),
-        None => ("404 Not Found", b"not found\n".to_vec()),
-    };
-    let response = format!(
-        "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    let _ = conn.write_all(response.as_bytes());
-    let _ = conn.write_all(&body);
-    let _ = conn.flush();
+    })
 }
 
 // ---------------------------------------------------------------------------------
@@ -700,12 +634,15 @@ fn a_second_build_downloads_nothing() {
     lock_ok(&ctx);
     let out = ctx.path().join("out");
     let first = ctx.build_ok(&out, &[EPOCH, "--locked"]);
-    let debs = |r: &[String]| r.iter().filter(|p| p.ends_with(".deb")).count();
-    assert_eq!(debs(&repo.server.requests.lock().expect("log")), 4);
+    let debs = || {
+        let seen = repo.server.requests();
+        seen.iter().filter(|r| r.target.ends_with(".deb")).count()
+    };
+    assert_eq!(debs(), 4);
     // Without the layer cache: every package is read again, from the download cache.
     let second = ctx.build_ok(&out, &[EPOCH, "--locked", "--no-cache"]);
     assert_eq!(first, second);
-    assert_eq!(debs(&repo.server.requests.lock().expect("log")), 4);
+    assert_eq!(debs(), 4);
 }
 
 #[test]

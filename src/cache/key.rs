@@ -186,22 +186,21 @@ name = "app"
         std::os::unix::fs::symlink("bin/tool", root.join("app/link")).expect("symlink");
     }
 
-    fn key_of(root: &Path, recipe: &str) -> Digest {
+    /// The first layer of `recipe`'s plan in the context at `root`.
+    fn layer_of(root: &Path, recipe: &str) -> LayerPlan {
         let source = RecipeSource {
             path: root.join("recipe.toml"),
             text: recipe.to_string(),
         };
         let recipe = Recipe::parse(source, root.to_path_buf()).expect("recipe");
-        let plan = plan::resolve(&recipe, &Platform::linux_amd64(), &PlanOptions::default())
+        let mut plan = plan::resolve(&recipe, &Platform::linux_amd64(), &PlanOptions::default())
             .expect("plan");
-        content_key(
-            &plan.layers[0],
-            FormatVersion::V2,
-            Compression::Gzip,
-            0,
-            THREADS,
-        )
-        .expect("key")
+        plan.layers.remove(0)
+    }
+
+    fn key_of(root: &Path, recipe: &str) -> Digest {
+        let layer = layer_of(root, recipe);
+        content_key(&layer, FormatVersion::V2, Compression::Gzip, 0, THREADS).expect("key")
     }
 
     fn touch_all(root: &Path, when: SystemTime) {
@@ -275,15 +274,8 @@ name = "app"
     fn the_settings_change_the_key() {
         let a = tempfile::tempdir().expect("tmp");
         context(a.path());
-        let source = RecipeSource {
-            path: a.path().join("recipe.toml"),
-            text: RECIPE.to_string(),
-        };
-        let recipe = Recipe::parse(source, a.path().to_path_buf()).expect("recipe");
-        let plan = plan::resolve(&recipe, &Platform::linux_amd64(), &PlanOptions::default())
-            .expect("plan");
-        let layer = &plan.layers[0];
-        let key = |f, c, e| content_key(layer, f, c, e, THREADS).expect("key");
+        let layer = layer_of(a.path(), RECIPE);
+        let key = |f, c, e| content_key(&layer, f, c, e, THREADS).expect("key");
         let base = key(FormatVersion::V2, Compression::Gzip, 0);
         assert_ne!(base, key(FormatVersion::V1, Compression::Gzip, 0));
         assert_ne!(base, key(FormatVersion::V2, Compression::Zstd, 0));
@@ -294,21 +286,8 @@ name = "app"
     fn a_source_that_shrank_since_planning_is_an_error_not_a_key() {
         let a = tempfile::tempdir().expect("tmp");
         context(a.path());
-        let source = RecipeSource {
-            path: a.path().join("recipe.toml"),
-            text: RECIPE.to_string(),
-        };
-        let recipe = Recipe::parse(source, a.path().to_path_buf()).expect("recipe");
-        let plan = plan::resolve(&recipe, &Platform::linux_amd64(), &PlanOptions::default())
-            .expect("plan");
+        let layer = layer_of(a.path(), RECIPE);
         fs::write(a.path().join("app/data.txt"), b"short").expect("write");
-        assert!(content_key(
-            &plan.layers[0],
-            FormatVersion::V2,
-            Compression::Gzip,
-            0,
-            THREADS
-        )
-        .is_err());
+        assert!(content_key(&layer, FormatVersion::V2, Compression::Gzip, 0, THREADS).is_err());
     }
 }
