@@ -354,16 +354,10 @@ pub fn differences(existing: &Lock, wanted: &Lock) -> Vec<String> {
         ));
     }
     if existing.apt_source != wanted.apt_source {
-        let show = |list: &[crate::apt::LockedAptSource]| {
-            list.iter()
-                .map(|s| format!("{} {} {}", s.url, s.suite, s.components.join(",")))
-                .collect::<Vec<_>>()
-                .join("; ")
-        };
         out.push(format!(
             "apt sources: {} → {}",
-            show(&existing.apt_source),
-            show(&wanted.apt_source)
+            crate::apt::show_sources(&existing.apt_source),
+            crate::apt::show_sources(&wanted.apt_source)
         ));
     }
     package_differences(existing, wanted, &mut out);

@@ -315,7 +315,7 @@ fn candidates(
             ));
         }
         let sha256 = field("SHA256")?.to_ascii_lowercase();
-        if sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+        if !crate::digest::is_sha256_hex(&sha256) {
             return Err(format!("package {name} has a bad SHA256"));
         }
         let mut depends = Vec::new();

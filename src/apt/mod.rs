@@ -150,6 +150,29 @@ pub struct LockedAptSource {
     pub components: Vec<String>,
 }
 
+impl std::fmt::Display for LockedAptSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} (suite {}, {})",
+            self.url,
+            self.suite,
+            self.components.join(", ")
+        )
+    }
+}
+
+/// Several sources for a message: `a (suite …); b (suite …)`, or `none`.
+pub fn show_sources(list: &[LockedAptSource]) -> String {
+    if list.is_empty() {
+        return "none".to_string();
+    }
+    list.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 /// The recipe's `[[apt-source]]`s, as recipe.lock records them (empty when no layer
 /// has `packages`, since nothing is resolved from them then).
 pub fn sources(recipe: &crate::recipe::Recipe) -> Vec<LockedAptSource> {

@@ -138,14 +138,14 @@ pub fn index_files(text: &str, suite: &str) -> Result<Vec<IndexFile>, String> {
         let size = size
             .parse()
             .map_err(|_| format!("bad size in SHA256 line {line:?}"))?;
-        let hex_ok = sha256.len() == 64 && sha256.bytes().all(|b| b.is_ascii_hexdigit());
-        if !hex_ok {
+        let sha256 = sha256.to_ascii_lowercase();
+        if !crate::digest::is_sha256_hex(&sha256) {
             return Err(format!("bad sha256 in line {line:?}"));
         }
         out.push(IndexFile {
             path: path.to_string(),
             size,
-            sha256: sha256.to_ascii_lowercase(),
+            sha256,
         });
     }
     Ok(out)

@@ -28,19 +28,13 @@ pub(super) fn pins(
     let asked = crate::apt::requested(recipe);
     let wanted = crate::apt::sources(recipe);
     if !lock.package.is_empty() && lock.apt_source != wanted {
-        let show = |list: &[crate::apt::LockedAptSource]| {
-            list.iter()
-                .map(|s| format!("{} (suite {}, {})", s.url, s.suite, s.components.join(", ")))
-                .collect::<Vec<_>>()
-                .join("; ")
-        };
         return Err(crate::lock::refused(
             recipe_path,
             locked,
             format!(
                 "was written from the apt sources {}, the recipe has {}",
-                show(&lock.apt_source),
-                show(&wanted)
+                crate::apt::show_sources(&lock.apt_source),
+                crate::apt::show_sources(&wanted)
             ),
         ));
     }

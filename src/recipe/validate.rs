@@ -243,12 +243,7 @@ impl Recipe {
     /// `sha256 = "…"` or `sha256 = { "linux/amd64" = "…", … }`: every hash is 64
     /// lowercase hex digits, every key a platform.
     fn sha256_pin(&self, pin: &Spanned<Sha256Pin>) -> Result<()> {
-        let valid = |hex: &str| {
-            hex.len() == 64
-                && hex
-                    .bytes()
-                    .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
-        };
+        let valid = crate::digest::is_sha256_hex;
         let bad_hash = || {
             self.error_at(pin.span(), "sha256 must be 64 lowercase hex digits")
                 .with_hint(
