@@ -119,6 +119,18 @@ fn in_the_way(e: Errno, rel: &Path) -> io::Error {
 /// Opens the context file `path` (below `context`) for reading, and checks that it is
 /// the file planned, unchanged: same device, inode, size, mtime and ctime.
 pub fn open_planned(context: &Path, path: &Path, planned: &FileStamp) -> io::Result<File> {
+    let root = open_root(context)?;
+    open_planned_at(root.as_fd(), context, path, planned)
+}
+
+/// [`open_planned`] with the context already opened as `root` (by [`open_root`]),
+/// for callers that open many files of one context.
+pub fn open_planned_at(
+    root: BorrowedFd<'_>,
+    context: &Path,
+    path: &Path,
+    planned: &FileStamp,
+) -> io::Result<File> {
     let rel = path.strip_prefix(context).map_err(|_| {
         io::Error::other(format!(
             "internal: {} is not inside the context {}",
@@ -126,8 +138,7 @@ pub fn open_planned(context: &Path, path: &Path, planned: &FileStamp) -> io::Res
             context.display()
         ))
     })?;
-    let root = open_root(context)?;
-    let file = open_regular(root.as_fd(), rel).map_err(|e| {
+    let (file, opened) = open_regular_stat(root, rel).map_err(|e| {
         match e
             .get_ref()
             .and_then(|i| i.downcast_ref::<SymlinkInTheWay>())
@@ -140,7 +151,11 @@ pub fn open_planned(context: &Path, path: &Path, planned: &FileStamp) -> io::Res
         }
     })?;
     wait_for_writes_under_way(&file);
-    check_unchanged(&file, planned, path)?;
+    // The stamp as the file was opened: a write begun since then changes it again,
+    // which the check after reading sees.
+    if FileStamp::of(&opened) != *planned {
+        return Err(io::Error::other(SourceChanged(path.display().to_string())));
+    }
     wait_out_racy_stamp(&file, planned, path)?;
     Ok(file)
 }
@@ -154,9 +169,11 @@ pub fn open_planned(context: &Path, path: &Path, planned: &FileStamp) -> io::Res
 /// compares. The answer itself is not used; a filesystem that cannot answer is no
 /// error.
 fn wait_for_writes_under_way(file: &File) {
-    let _ = rustix::fs::seek(file, rustix::fs::SeekFrom::Data(0));
-    // Back to the start: SEEK_DATA moved the offset past any leading hole.
-    let _ = rustix::fs::seek(file, rustix::fs::SeekFrom::Start(0));
+    // Back to the start when SEEK_DATA moved the offset past a leading hole (or
+    // failed, leaving it unknown); a file whose data starts at 0 is there already.
+    if rustix::fs::seek(file, rustix::fs::SeekFrom::Data(0)) != Ok(0) {
+        let _ = rustix::fs::seek(file, rustix::fs::SeekFrom::Start(0));
+    }
 }
 
 /// The kernel stamps a write with its coarse clock (one tick: 1 to 10 ms), so two
@@ -224,28 +241,41 @@ impl std::error::Error for NotRegular {}
 /// opening the path again with `O_NONBLOCK` (which cannot block) and checking that
 /// it is the same regular file.
 pub fn open_regular(root: BorrowedFd<'_>, rel: &Path) -> io::Result<File> {
+    open_regular_stat(root, rel).map(|(file, _)| file)
+}
+
+/// [`open_regular`], with the metadata of the file opened (taken once it was open).
+pub fn open_regular_stat(
+    root: BorrowedFd<'_>,
+    rel: &Path,
+) -> io::Result<(File, std::fs::Metadata)> {
     let not_regular = || io::Error::other(NotRegular(rel.display().to_string()));
     let handle = File::from(open_beneath(root, rel, OFlags::PATH)?);
     let meta = handle.metadata()?;
     if !meta.is_file() {
         return Err(not_regular());
     }
-    let same = |f: &File| -> io::Result<bool> {
+    // The metadata of `f` when it is the regular file `handle` is.
+    let same = |f: &File| -> io::Result<Option<std::fs::Metadata>> {
         use std::os::unix::fs::MetadataExt;
         let m = f.metadata()?;
-        Ok(m.is_file() && m.dev() == meta.dev() && m.ino() == meta.ino())
+        Ok((m.is_file() && m.dev() == meta.dev() && m.ino() == meta.ino()).then_some(m))
     };
-    let via_proc = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&handle));
-    let file = match openat(
-        CWD,
-        via_proc.as_str(),
-        OFlags::RDONLY | OFlags::CLOEXEC,
-        Mode::empty(),
-    ) {
+    let fd_name = std::os::fd::AsRawFd::as_raw_fd(&handle).to_string();
+    let reopened = match proc_self_fd() {
+        Some(dir) => openat(
+            dir,
+            fd_name.as_str(),
+            OFlags::RDONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+        ),
+        None => Err(Errno::NOENT),
+    };
+    let file = match reopened {
         Ok(fd) => File::from(fd),
         Err(Errno::NOENT) => {
             let file = File::from(open_beneath(root, rel, OFlags::RDONLY | OFlags::NONBLOCK)?);
-            if !same(&file)? {
+            if same(&file)?.is_none() {
                 return Err(not_regular());
             }
             rustix::fs::fcntl_setfl(&file, rustix::fs::fcntl_getfl(&file)? - OFlags::NONBLOCK)?;
@@ -253,10 +283,28 @@ pub fn open_regular(root: BorrowedFd<'_>, rel: &Path) -> io::Result<File> {
         }
         Err(e) => return Err(e.into()),
     };
-    if !same(&file)? {
-        return Err(not_regular());
+    match same(&file)? {
+        Some(m) => Ok((file, m)),
+        None => Err(not_regular()),
     }
-    Ok(file)
+}
+
+/// `/proc/self/fd`, opened once for the process (every thread shares its file
+/// descriptors): reopening a handle through it looks up one name, not four. None
+/// without `/proc`.
+fn proc_self_fd() -> Option<BorrowedFd<'static>> {
+    static DIR: std::sync::OnceLock<Option<OwnedFd>> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        openat(
+            CWD,
+            "/proc/self/fd",
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .ok()
+    })
+    .as_ref()
+    .map(|fd| fd.as_fd())
 }
 
 /// Fails with `SourceChanged` unless `file` still has the identity it had when planned.
@@ -320,6 +368,40 @@ pub fn open_entry(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<(File, std::f
     let file = File::from(fd);
     let meta = file.metadata()?;
     Ok((file, meta))
+}
+
+/// The file type, permission bits, link count and stamp of the entry `name` of the
+/// directory `dir`, as itself (never following a symlink), without opening it: for a
+/// walk that needs no handle to a regular file. The stamp is the one `FileStamp::of`
+/// gives for the same file (the same `statx` fields, the device number made alike).
+pub fn stat_entry(
+    dir: BorrowedFd<'_>,
+    name: &OsStr,
+) -> io::Result<(rustix::fs::FileType, u32, u64, FileStamp)> {
+    use rustix::fs::{statx, AtFlags, StatxFlags};
+    let st = statx(
+        dir,
+        name,
+        AtFlags::SYMLINK_NOFOLLOW,
+        StatxFlags::BASIC_STATS,
+    )?;
+    let ns = |t: rustix::fs::StatxTimestamp| {
+        i128::from(t.tv_sec) * 1_000_000_000 + i128::from(t.tv_nsec)
+    };
+    let mode = u32::from(st.stx_mode);
+    let stamp = FileStamp {
+        dev: rustix::fs::makedev(st.stx_dev_major, st.stx_dev_minor),
+        ino: st.stx_ino,
+        size: st.stx_size,
+        mtime_ns: ns(st.stx_mtime),
+        ctime_ns: ns(st.stx_ctime),
+    };
+    Ok((
+        rustix::fs::FileType::from_raw_mode(mode),
+        mode,
+        u64::from(st.stx_nlink),
+        stamp,
+    ))
 }
 
 /// The target of the symlink opened (`O_PATH`) as `link`.

@@ -199,6 +199,16 @@ pub struct BuildArgs {
     /// Also hand the image to the Docker daemon (`docker load`), with every tag.
     #[arg(long, env = "IMGBUILD_LOAD")]
     pub load: bool,
+    /// With --push: keep no layout, the registry is the only copy. A layer a
+    /// --cache-from repository of the push registry holds is mounted there, never
+    /// downloaded.
+    #[arg(
+        long,
+        env = "IMGBUILD_NO_OUT",
+        requires = "push",
+        conflicts_with = "out"
+    )]
+    pub no_out: bool,
     /// Print one JSON object describing the image instead of the digest.
     #[arg(long, env = "IMGBUILD_JSON")]
     pub json: bool,

@@ -51,7 +51,12 @@ pub enum Event {
         present: usize,
     },
     /// The image (its root manifest or index) is in the layout.
-    ImageWritten { digest: Digest, layout: PathBuf },
+    ImageWritten {
+        digest: Digest,
+        /// None when the layout is a temporary one (an archive's, `verify`'s,
+        /// `build --no-out`'s), removed once the command is done with it.
+        layout: Option<PathBuf>,
+    },
     /// A url archive is in the download cache: fetched now (`size` bytes), or found
     /// there and verified (`size` is `None`).
     UrlReady { url: String, size: Option<u64> },

@@ -27,6 +27,7 @@ pub mod layout;
 pub mod lock;
 pub mod plan;
 pub mod platform;
+pub mod prehash;
 pub mod provenance;
 pub mod publish;
 pub mod recipe;

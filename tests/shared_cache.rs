@@ -424,6 +424,111 @@ fn a_push_to_the_caches_registry_mounts_the_cached_layers() {
     assert_eq!(report["uploaded"], 1, "{report}");
 }
 
+/// `build --no-out --push` to the cache's registry: the cached layers are mounted
+/// into the target repository and never downloaded (no GET of their blobs reaches
+/// the registry), nothing is left on disk, and the pushed image is the one machine
+/// A built.
+#[test]
+fn a_push_with_no_out_mounts_the_cached_layers_without_downloading_them() {
+    require_tool("skopeo");
+    let reg = Registry::start(Mode::Plain);
+    let proxy = FaultProxy::start(reg.addr(), Vec::new());
+    let cache = format!("{}/cache", proxy.host());
+    let (a, b) = (tmp(), tmp());
+    make_context(a.path());
+    let first = build(a.path(), &a.path().join("out"), &["--cache-to", &cache]);
+    copy_context(a.path(), &b.path().join("c"));
+    let scratch = b.path().join("tmp");
+    fs::create_dir(&scratch).expect("mkdir");
+    let before = proxy.requests().len();
+    let o = imgbuild()
+        .current_dir(b.path())
+        .env("TMPDIR", &scratch)
+        .arg("build")
+        .arg(b.path().join("c/recipe.toml"))
+        .args(["--no-out", "--json", "--cache-from", &cache])
+        .arg(format!("--push={}/app:1", proxy.host()))
+        .output()
+        .expect("run imgbuild");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let json: Value = serde_json::from_slice(&o.stdout).expect("--json output");
+    assert_eq!(json["digest"], first.json["digest"], "{json}");
+    assert_eq!(json["layout"], Value::Null, "{json}");
+    let report = &json["pushed"];
+    assert_eq!(report["mounted"], 2, "{report}");
+    assert_eq!(report["uploaded"], 1, "{report}");
+    let requests = proxy.requests()[before..].to_vec();
+    for layer in &first.layers {
+        assert!(
+            !requests
+                .iter()
+                .any(|r| r.0 == "GET" && r.1.ends_with(&format!("/blobs/{layer}"))),
+            "layer {layer} was downloaded: {requests:?}"
+        );
+    }
+    assert!(!b.path().join("out").exists(), "--no-out wrote ./out");
+    let left: Vec<_> = fs::read_dir(&scratch).expect("read TMPDIR").collect();
+    assert!(left.is_empty(), "the temporary layout is left: {left:?}");
+    let log = stderr(&o);
+    assert!(log.contains("built sha256:"), "{log}");
+    assert!(!log.contains("wrote sha256:"), "{log}");
+    // The image in the registry is whole: skopeo copies it, every blob checked.
+    let copy = b.path().join("copy");
+    let copied = std::process::Command::new("skopeo")
+        .arg("copy")
+        .args(reg.skopeo_flags("src-"))
+        .arg(format!("docker://{}", reg.reference("app:1")))
+        .arg(format!("oci:{}:1", copy.display()))
+        .output()
+        .expect("run skopeo");
+    assert!(copied.status.success(), "skopeo copy: {}", stderr(&copied));
+}
+
+/// With --no-out, a cache the push registry cannot mount from (an OCI layout here)
+/// still serves the layers: they are read into the temporary layout and uploaded.
+#[test]
+fn a_push_with_no_out_uploads_layers_from_a_cache_it_cannot_mount_from() {
+    let reg = Registry::start(Mode::Plain);
+    let (a, b) = (tmp(), tmp());
+    let cache = format!("oci:{}", a.path().join("cache").display());
+    make_context(a.path());
+    let first = build(a.path(), &a.path().join("out"), &["--cache-to", &cache]);
+    copy_context(a.path(), &b.path().join("c"));
+    let o = imgbuild()
+        .current_dir(b.path())
+        .arg("build")
+        .arg(b.path().join("c/recipe.toml"))
+        .args(["--no-out", "--json", "--cache-from", &cache])
+        .arg(format!("--push={}", reg.reference("app:1")))
+        .output()
+        .expect("run imgbuild");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let json: Value = serde_json::from_slice(&o.stdout).expect("--json output");
+    assert_eq!(json["digest"], first.json["digest"], "{json}");
+    assert_eq!(json["pushed"]["uploaded"], 3, "{json}");
+    assert!(!b.path().join("out").exists());
+}
+
+#[test]
+fn no_out_without_push_or_with_out_is_exit_2() {
+    let a = tmp();
+    make_context(a.path());
+    for args in [
+        vec!["--no-out"],
+        vec!["--no-out", "--push=127.0.0.1:1/app", "--out", "elsewhere"],
+    ] {
+        let o = imgbuild()
+            .current_dir(a.path())
+            .arg("build")
+            .args(&args)
+            .output()
+            .expect("run imgbuild");
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains("--no-out"), "{}", stderr(&o));
+        assert!(!a.path().join("out").exists() && !a.path().join("elsewhere").exists());
+    }
+}
+
 #[test]
 fn a_malformed_cache_reference_is_exit_2_before_the_build() {
     let a = tmp();

@@ -41,6 +41,8 @@ pub fn execute(resolved: ResolvedBuild<'_>) -> Result<BuildResult> {
         newly_verified,
         layout,
         inputs,
+        prehash,
+        shared_cache,
         ..
     } = resolved;
     let layout = match layout {
@@ -64,15 +66,18 @@ pub fn execute(resolved: ResolvedBuild<'_>) -> Result<BuildResult> {
     for (digest, diff_id) in &newly_verified {
         verified.record(digest, diff_id);
     }
-    let cache = (!opts.no_cache).then(|| LayerCache::new(&layout));
-    let shared = (!opts.shared_cache.is_empty()).then(|| {
-        let mut options = opts.shared_cache.clone();
-        if opts.no_cache {
-            // --no-cache writes every layer; --cache-to is still filled.
-            options.from.clear();
-        }
-        SharedCache::open(&options, &opts.registry)
-    });
+    // A temporary layout (an archive's, `--no-out`'s, `verify`'s) starts empty and is
+    // removed after: its layer cache could never hit, nor serve a later build.
+    let cache = (!opts.no_cache && opts.context_out.is_none()).then(|| LayerCache::new(&layout));
+    let shared = match shared_cache {
+        Some(opening) => Some(opening.join().map_err(|_| {
+            Error::io(
+                "reaching the shared caches",
+                std::io::Error::other("its thread panicked"),
+            )
+        })?),
+        None => None,
+    };
     let settings = LayerSettings {
         epoch: epoch.seconds,
         compression,
@@ -83,8 +88,14 @@ pub fn execute(resolved: ResolvedBuild<'_>) -> Result<BuildResult> {
     let caches = Caches {
         local: cache.as_ref(),
         shared: shared.as_ref(),
+        prehash: prehash.as_deref(),
     };
-    let blobs = write_layers(&plans, &settings, caches, &layout, &opts.events)?;
+    let blobs = write_layers(&plans, &settings, caches, &layout, &opts.events);
+    // Every key is made: files still being hashed are not needed.
+    if let Some(p) = &prehash {
+        p.cancel();
+    }
+    let blobs = blobs?;
     let mut manifests = Vec::new();
     for (t, written) in targets.iter().zip(blobs) {
         let (layer_blobs, sources): (Vec<LayerBlob>, Vec<LayerSource>) =
@@ -108,7 +119,7 @@ pub fn execute(resolved: ResolvedBuild<'_>) -> Result<BuildResult> {
     )?;
     opts.events.emit(Event::ImageWritten {
         digest: digest.clone(),
-        layout: opts.out.clone(),
+        layout: opts.context_out.is_none().then(|| opts.out.clone()),
     });
     Ok(BuildResult {
         digest,
@@ -139,6 +150,8 @@ pub struct LayerSettings {
 pub struct Caches<'a> {
     pub local: Option<&'a LayerCache>,
     pub shared: Option<&'a SharedCache>,
+    /// Context files hashed while planning, for the content keys.
+    pub prehash: Option<&'a crate::prehash::Prehash>,
 }
 
 /// A layer of the build: its blob, where it came from, and its content key when a
@@ -269,7 +282,7 @@ fn produce(
         .shared
         .is_some_and(|s| s.writes() || (local_hit.is_none() && s.reads()));
     let key = needs_key
-        .then(|| cache::content_key(job, format, compression, epoch, threads).ok())
+        .then(|| cache::content_key(job, format, compression, epoch, threads, caches.prehash).ok())
         .flatten();
     if let Some(blob) = local_hit {
         return Ok(Produced {

@@ -16,10 +16,14 @@ use crate::compress::Compression;
 use crate::digest::Digest;
 use crate::format::FormatVersion;
 use crate::plan::{Content, EntryKind, LayerPlan};
+use crate::prehash::{hash_context_file, hash_exactly, Prehash};
 use sha2::{Digest as _, Sha256};
-use std::io::{self, Read};
+use std::io;
 use std::num::NonZeroUsize;
+use std::os::fd::OwnedFd;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::sync::Mutex;
 
 /// The first bytes hashed: a new layout of the key is a new tag here, so that keys
@@ -30,14 +34,17 @@ const DOMAIN: &[u8] = b"imgbuild layer content key v2\0";
 /// the layer once (through the same checked opens as the writer), on up to `threads`
 /// threads: an error means a source cannot be read, which writing the layer will
 /// report properly.
+///
+/// Files `prehashed` already holds at their planned stamp are not read again.
 pub fn content_key(
     layer: &LayerPlan,
     format: FormatVersion,
     compression: Compression,
     epoch: u64,
     threads: NonZeroUsize,
+    prehashed: Option<&Prehash>,
 ) -> io::Result<Digest> {
-    let mut hashes = file_hashes(layer, threads)?.into_iter();
+    let mut hashes = file_hashes(layer, threads, prehashed)?.into_iter();
     let mut h = Sha256::new();
     super::hash_plan(
         &mut h,
@@ -58,7 +65,11 @@ pub fn content_key(
 /// The BLAKE3 hash of every regular file entry's bytes, in entry order, hashed on up to
 /// `threads` threads (a layer is often one big tree: hashing it on one core would
 /// cost more than the download the key saves).
-fn file_hashes(layer: &LayerPlan, threads: NonZeroUsize) -> io::Result<Vec<[u8; 32]>> {
+fn file_hashes(
+    layer: &LayerPlan,
+    threads: NonZeroUsize,
+    prehashed: Option<&Prehash>,
+) -> io::Result<Vec<[u8; 32]>> {
     let files: Vec<(&Content, u64)> = layer
         .entries
         .iter()
@@ -67,8 +78,20 @@ fn file_hashes(layer: &LayerPlan, threads: NonZeroUsize) -> io::Result<Vec<[u8; 
             _ => None,
         })
         .collect();
-    let slots: Vec<Mutex<Option<io::Result<[u8; 32]>>>> =
-        files.iter().map(|_| Mutex::new(None)).collect();
+    if let Some(p) = prehashed {
+        p.finish();
+    }
+    let known = |content: &Content| match (content, prehashed) {
+        (Content::Path { path, stamp, .. }, Some(p)) => p.get(path, stamp),
+        _ => None,
+    };
+    let slots: Vec<Mutex<Option<io::Result<[u8; 32]>>>> = files
+        .iter()
+        .map(|(content, _)| Mutex::new(known(content).map(Ok)))
+        .collect();
+    // Biggest first: a big file taken last would leave the other threads idle.
+    let mut order: Vec<usize> = (0..files.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(files[i].1));
     let next = AtomicUsize::new(0);
     let failed = AtomicBool::new(false);
     let workers = threads.get().min(files.len()).max(1);
@@ -76,15 +99,16 @@ fn file_hashes(layer: &LayerPlan, threads: NonZeroUsize) -> io::Result<Vec<[u8; 
         for _ in 0..workers {
             s.spawn(|| {
                 let mut buf = vec![0u8; 256 * 1024];
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some((content, size)) = files.get(i) else {
-                        break;
-                    };
+                let mut root = None;
+                while let Some(&i) = order.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    let (content, size) = files[i];
                     if failed.load(Ordering::Relaxed) {
                         break;
                     }
-                    let r = content_hash(content, *size, &mut buf);
+                    if slots[i].lock().is_ok_and(|slot| slot.is_some()) {
+                        continue;
+                    }
+                    let r = content_hash(content, size, &mut buf, &mut root);
                     failed.fetch_or(r.is_err(), Ordering::Relaxed);
                     if let Ok(mut slot) = slots[i].lock() {
                         *slot = Some(r);
@@ -105,54 +129,26 @@ fn file_hashes(layer: &LayerPlan, threads: NonZeroUsize) -> io::Result<Vec<[u8; 
 /// The BLAKE3 hash of the `size` bytes a regular file entry will hold, wherever they come
 /// from (a context file, the recipe, an archive's member): the same bytes give the
 /// same hash whichever way they reach the layer.
-fn content_hash(content: &Content, size: u64, buf: &mut [u8]) -> io::Result<[u8; 32]> {
+/// `root` keeps the context last opened (a layer's files mostly share one).
+fn content_hash(
+    content: &Content,
+    size: u64,
+    buf: &mut [u8],
+    root: &mut Option<(Arc<Path>, OwnedFd)>,
+) -> io::Result<[u8; 32]> {
     match content {
         Content::Inline(data) => Ok(*blake3::hash(data.as_slice()).as_bytes()),
         Content::Path {
             context,
             path,
             stamp,
-        } => {
-            let file = crate::beneath::open_planned(context, path, stamp)?;
-            let hash = hash_exactly(&file, size, path, buf)?;
-            crate::beneath::check_unchanged(&file, stamp, path)?;
-            Ok(hash)
-        }
+        } => hash_context_file(root, context, path, stamp, size, buf),
         Content::Spool { spool, offset } => {
             let hash = hash_exactly(spool.reader_at(*offset), size, &spool.source, buf)?;
             spool.check_unchanged()?;
             Ok(hash)
         }
     }
-}
-
-/// Hashes exactly `size` bytes of `reader`; fewer is an error (the source shrank).
-fn hash_exactly(
-    reader: impl Read,
-    size: u64,
-    what: &std::path::Path,
-    buf: &mut [u8],
-) -> io::Result<[u8; 32]> {
-    let mut h = blake3::Hasher::new();
-    let mut reader = reader.take(size);
-    let mut seen = 0u64;
-    loop {
-        let n = match reader.read(buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        h.update(&buf[..n]);
-        seen += n as u64;
-    }
-    if seen != size {
-        return Err(io::Error::other(format!(
-            "{}: {seen} bytes read where {size} were planned",
-            what.display()
-        )));
-    }
-    Ok(*h.finalize().as_bytes())
 }
 
 #[cfg(test)]
@@ -200,7 +196,15 @@ name = "app"
 
     fn key_of(root: &Path, recipe: &str) -> Digest {
         let layer = layer_of(root, recipe);
-        content_key(&layer, FormatVersion::V2, Compression::Gzip, 0, THREADS).expect("key")
+        content_key(
+            &layer,
+            FormatVersion::V2,
+            Compression::Gzip,
+            0,
+            THREADS,
+            None,
+        )
+        .expect("key")
     }
 
     fn touch_all(root: &Path, when: SystemTime) {
@@ -230,6 +234,43 @@ name = "app"
             let _ = std::os::unix::fs::chown(b_root.join(rel), Some(4321), Some(4321));
         }
         assert_eq!(key_of(a.path(), RECIPE), key_of(&b_root, RECIPE));
+    }
+
+    #[test]
+    fn files_hashed_while_planning_give_the_key_read_afresh_and_are_used() {
+        let a = tempfile::tempdir().expect("tmp");
+        context(a.path());
+        let source = RecipeSource {
+            path: a.path().join("recipe.toml"),
+            text: RECIPE.to_string(),
+        };
+        let recipe = Recipe::parse(source, a.path().to_path_buf()).expect("recipe");
+        let prehash = Prehash::start(2);
+        let options = PlanOptions {
+            prehash: Some(prehash.clone()),
+            ..PlanOptions::default()
+        };
+        let layer = plan::resolve(&recipe, &Platform::linux_amd64(), &options)
+            .expect("plan")
+            .layers
+            .remove(0);
+        let with = content_key(
+            &layer,
+            FormatVersion::V2,
+            Compression::Gzip,
+            0,
+            THREADS,
+            Some(&prehash),
+        )
+        .expect("key");
+        assert_eq!(with, key_of(a.path(), RECIPE));
+        let data = a.path().join("app/data.txt");
+        let stamp = crate::stamp::FileStamp::of(&fs::symlink_metadata(&data).expect("stat"));
+        assert_eq!(
+            prehash.get(&data, &stamp),
+            Some(*blake3::hash(&[7u8; 300_000]).as_bytes()),
+            "the walk offered the file and it was hashed"
+        );
     }
 
     #[test]
@@ -275,7 +316,7 @@ name = "app"
         let a = tempfile::tempdir().expect("tmp");
         context(a.path());
         let layer = layer_of(a.path(), RECIPE);
-        let key = |f, c, e| content_key(&layer, f, c, e, THREADS).expect("key");
+        let key = |f, c, e| content_key(&layer, f, c, e, THREADS, None).expect("key");
         let base = key(FormatVersion::V2, Compression::Gzip, 0);
         assert_ne!(base, key(FormatVersion::V1, Compression::Gzip, 0));
         assert_ne!(base, key(FormatVersion::V2, Compression::Zstd, 0));
@@ -288,6 +329,14 @@ name = "app"
         context(a.path());
         let layer = layer_of(a.path(), RECIPE);
         fs::write(a.path().join("app/data.txt"), b"short").expect("write");
-        assert!(content_key(&layer, FormatVersion::V2, Compression::Gzip, 0, THREADS).is_err());
+        assert!(content_key(
+            &layer,
+            FormatVersion::V2,
+            Compression::Gzip,
+            0,
+            THREADS,
+            None
+        )
+        .is_err());
     }
 }

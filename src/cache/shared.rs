@@ -109,6 +109,33 @@ impl fmt::Display for CacheRef {
 pub struct SharedCacheOptions {
     pub from: Vec<CacheRef>,
     pub to: Option<CacheRef>,
+    /// Where the image goes when it is kept nowhere else (`build --push --no-out`):
+    /// a layer found in a registry cache on that same registry is mounted there, not
+    /// downloaded.
+    pub mount_into: Option<MountInto>,
+}
+
+/// The push target of a build that keeps no layout (`build --push --no-out`). A
+/// layer found in a registry cache of the same registry needs no bytes on this
+/// machine: the target mounts it from the cache's repository, and the build records
+/// its descriptor only.
+pub trait MountTarget: Send + Sync {
+    /// The target's registry, as references name it (`host[:port]`).
+    fn registry(&self) -> &str;
+    /// Makes the target repository hold `digest`, mounted from `repository` of the
+    /// same registry; its size there when it does, None when it cannot (the caller
+    /// downloads the layer instead).
+    fn mount(&self, repository: &str, digest: &Digest) -> Option<u64>;
+}
+
+/// A shared [`MountTarget`].
+#[derive(Clone)]
+pub struct MountInto(pub std::sync::Arc<dyn MountTarget>);
+
+impl fmt::Debug for MountInto {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "MountInto({})", self.0.registry())
+    }
 }
 
 impl SharedCacheOptions {
@@ -215,6 +242,7 @@ pub struct SharedCache {
     /// Layers found in a registry cache: digest → (registry, repository), where a
     /// push to that registry can mount them from.
     found_in: Mutex<BTreeMap<Digest, (String, String)>>,
+    mount_into: Option<MountInto>,
 }
 
 impl SharedCache {
@@ -243,6 +271,7 @@ impl SharedCache {
             to: None,
             events,
             found_in: Mutex::new(BTreeMap::new()),
+            mount_into: options.mount_into.clone(),
         };
         for r in &options.from {
             if let Some(store) = cache.connect(r, false, registry) {
@@ -373,6 +402,9 @@ impl SharedCache {
         if blob_in(layout, &blob) {
             return Ok(Some(blob));
         }
+        if self.mounted(store, &blob)? {
+            return Ok(Some(blob));
+        }
         match store {
             Store::Registry {
                 client, repository, ..
@@ -381,14 +413,15 @@ impl SharedCache {
                 let writer = runtime
                     .block_on(
                         client.get_blob(repository, &blob.digest, Some(blob.size), || {
-                            layout.blob_writer_unhashed()
+                            Background::start(layout.blob_writer_unhashed()?)
                         }),
                     )
                     .map_err(|e| e.message().to_string())?;
                 // get_blob hashed the bytes as they arrived and returns the writer only
                 // when they are the digest's (else the temp file is dropped, unnamed).
                 writer
-                    .commit_as(layout, &blob.digest)
+                    .finish()
+                    .and_then(|w| w.commit_as(layout, &blob.digest))
                     .map_err(|e| e.message().to_string())?;
             }
             Store::Layout(cache) => {
@@ -401,6 +434,35 @@ impl SharedCache {
             Ok(Some(blob))
         } else {
             Err(format!("blob {} is not {} bytes", blob.digest, blob.size))
+        }
+    }
+
+    /// For a build that keeps no layout: true when the push target (on the cache's
+    /// registry) now holds `blob`, mounted from the cache's repository. The registry
+    /// checked the blob's digest when it was stored; its size is checked here, against
+    /// the entry's.
+    fn mounted(&self, store: &Store, blob: &LayerBlob) -> std::result::Result<bool, String> {
+        let (
+            Some(target),
+            Store::Registry {
+                registry,
+                repository,
+                ..
+            },
+        ) = (&self.mount_into, store)
+        else {
+            return Ok(false);
+        };
+        if target.0.registry() != registry {
+            return Ok(false);
+        }
+        match target.0.mount(repository, &blob.digest) {
+            Some(size) if size == blob.size => Ok(true),
+            Some(size) => Err(format!(
+                "blob {} is {size} bytes in the registry, and the entry says {}",
+                blob.digest, blob.size
+            )),
+            None => Ok(false),
         }
     }
 
@@ -454,6 +516,53 @@ impl SharedCache {
                 ));
             }
         }
+    }
+}
+
+/// A blob file written on a thread of its own, so that a download's receiving and
+/// hashing (on the network runtime) and its writing to disk use two cores. Dropped
+/// without [`Background::finish`] (a failed attempt), the thread sees a broken pipe
+/// and drops the temp file.
+struct Background {
+    pipe: crate::layer::pipe::PipeWriter,
+    thread: std::thread::JoinHandle<std::io::Result<crate::layout::BlobWriter>>,
+}
+
+impl Background {
+    fn start(mut blob: crate::layout::BlobWriter) -> Result<Background> {
+        let (pipe, reader) = crate::layer::pipe::pipe();
+        let thread = std::thread::Builder::new()
+            .name("blob-writer".to_string())
+            .spawn(move || {
+                reader.for_each(|chunk| std::io::Write::write_all(&mut blob, chunk))?;
+                Ok(blob)
+            })
+            .map_err(|e| Error::io("cannot start a thread", e))?;
+        Ok(Background { pipe, thread })
+    }
+
+    /// Waits for every byte to be written; the blob, ready to commit.
+    fn finish(self) -> Result<crate::layout::BlobWriter> {
+        let sent = self.pipe.finish();
+        let written = self.thread.join().map_err(|_| {
+            Error::io(
+                "writing a blob",
+                std::io::Error::other("its thread panicked"),
+            )
+        })?;
+        // The writer's error is the first one; a broken pipe only echoes it.
+        let blob = written.map_err(|e| Error::io("cannot store a blob", e))?;
+        sent.map_err(|e| Error::io("cannot store a blob", e))?;
+        Ok(blob)
+    }
+}
+
+impl std::io::Write for Background {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.pipe.write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.pipe.flush()
     }
 }
 

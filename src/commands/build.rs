@@ -6,7 +6,7 @@ mod archive;
 use super::{note, registry_ref, write_report, Context};
 use crate::cli::BuildArgs;
 use imgbuild::build::{self, BuildResult, Platforms};
-use imgbuild::cache::shared::{CacheRef, SharedCacheOptions};
+use imgbuild::cache::shared::{CacheRef, MountInto, SharedCacheOptions};
 use imgbuild::format::FormatSource;
 use imgbuild::image::Descriptor;
 use imgbuild::layout::Layout;
@@ -15,6 +15,7 @@ use imgbuild::reference::RegistryRef;
 use imgbuild::registry::referrers::Artifact;
 use imgbuild::{provenance, sbom, Error, Result};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 pub(super) fn run(args: BuildArgs, ctx: &Context) -> Result<()> {
     push_with_a_space(&args)?;
@@ -27,7 +28,11 @@ pub(super) fn run(args: BuildArgs, ctx: &Context) -> Result<()> {
             );
         }
     }
-    let sink = archive::Sink::plan(&args.out)?;
+    let sink = if args.no_out {
+        archive::Sink::nowhere()?
+    } else {
+        archive::Sink::plan(&args.out)?
+    };
     let mut opts = ctx.build_options(&args.recipe, sink.layout_dir(), &args.inputs)?;
     sink.leave_out_of_context(&mut opts);
     opts.tags = (!args.tag.is_empty()).then(|| args.tag.clone());
@@ -59,10 +64,17 @@ pub(super) fn run(args: BuildArgs, ctx: &Context) -> Result<()> {
         }
         (None, _) => None,
     };
-    let mut publisher = match &target {
-        Some(t) => Some(Publisher::connect(t, &ctx.registry_options())?),
+    let publisher = match &target {
+        Some(t) => Some(Arc::new(Publisher::connect(t, &ctx.registry_options())?)),
         None => None,
     };
+    // Kept nowhere but in the registry: cached layers are mounted there, not fetched
+    // (unless the SBOM or `docker load` needs their bytes here).
+    if args.no_out && !args.load && args.sbom.is_none() {
+        if let Some(p) = &publisher {
+            opts.shared_cache.mount_into = Some(MountInto(p.clone()));
+        }
+    }
     // Everything read and checked (exit 2) before anything is written: a docker
     // archive or `docker load` takes one platform, known once the recipe is resolved.
     let resolved = build::resolve(&opts)?;
@@ -76,7 +88,7 @@ pub(super) fn run(args: BuildArgs, ctx: &Context) -> Result<()> {
     }
     // The documents name the image where it goes: the push target's repository, else
     // the recipe's [image].repository, else "image".
-    let pushed_to = publisher.as_ref().map(Publisher::target);
+    let pushed_to = publisher.as_ref().map(|p| p.target());
     let documents = write_documents(&args, &result, &params, pushed_to.as_deref())?;
     if !ctx.quiet {
         for (kind, path, _) in &documents {
@@ -84,7 +96,7 @@ pub(super) fn run(args: BuildArgs, ctx: &Context) -> Result<()> {
         }
     }
     let mut published = None;
-    if let (Some(t), Some(publisher)) = (&target, &mut publisher) {
+    if let (Some(t), Some(publisher)) = (&target, &publisher) {
         publisher.mount_from(&result.shared_layers);
         let mut tags = result.tags.clone();
         if let Some(tag) = &t.tag {
@@ -162,6 +174,7 @@ fn shared_cache(args: &BuildArgs) -> Result<SharedCacheOptions> {
             .filter(|r| !r.is_empty())
             .map(|r| CacheRef::parse(r, "--cache-to"))
             .transpose()?,
+        mount_into: None,
     })
 }
 

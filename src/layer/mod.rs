@@ -4,7 +4,7 @@
 //! the layout → rename. Nothing is read or compressed twice, and memory is bounded by
 //! the copy buffer and the compressor's in-flight blocks, whatever the layer's size.
 
-mod pipe;
+pub(crate) mod pipe;
 pub mod tar;
 
 use crate::compress::{Compression, Encoder};

@@ -73,9 +73,12 @@ impl Summary {
                 } else {
                     String::new()
                 };
+                let place = match layout {
+                    Some(dir) => format!("wrote {digest} to {}", dir.display()),
+                    None => format!("built {digest}"),
+                };
                 Some(format!(
-                    "wrote {digest} to {} ({} layers written, {}; {} unchanged{shared})",
-                    layout.display(),
+                    "{place} ({} layers written, {}; {} unchanged{shared})",
                     self.written,
                     human_size(self.bytes),
                     self.unchanged
@@ -115,9 +118,14 @@ pub fn line(event: &Event) -> Option<String> {
             stored,
             present,
         } => format!("cache {cache}: {stored} layers stored, {present} already there"),
-        Event::ImageWritten { digest, layout } => {
-            format!("wrote {digest} to {}", layout.display())
-        }
+        Event::ImageWritten {
+            digest,
+            layout: Some(dir),
+        } => format!("wrote {digest} to {}", dir.display()),
+        Event::ImageWritten {
+            digest,
+            layout: None,
+        } => format!("built {digest}"),
         Event::UrlReady { url, size: None } => format!("url {url} (cached)"),
         Event::UrlReady {
             url,

@@ -58,6 +58,7 @@ pub(crate) fn resolve(
         warnings: Vec::new(),
         inodes: BTreeMap::new(),
         context: Arc::from(recipe.context.as_path()),
+        prehash: options.prehash.as_deref(),
     };
     if ft.is_dir() {
         walker.excludes = Some(excludes(recipe, &c.exclude)?);
@@ -121,6 +122,7 @@ struct Walker<'a> {
     /// (dev, ino) of multiply-linked regular files → indices into `items`.
     inodes: BTreeMap<(u64, u64), Vec<usize>>,
     context: Arc<Path>,
+    prehash: Option<&'a crate::prehash::Prehash>,
 }
 
 impl Walker<'_> {
@@ -147,9 +149,11 @@ impl Walker<'_> {
         for name in names {
             let path = dir.join(&name);
             let rel = join(rel, name.as_bytes());
-            let (entry, meta) = beneath::open_entry(handle.as_fd(), &name)
+            // Stated, not opened: only a directory (walked on from its handle) or a
+            // symlink (read through its handle) is opened below.
+            let (kind, mode, nlink, stamp) = beneath::stat_entry(handle.as_fd(), &name)
                 .map_err(|e| Error::io_path("cannot read", &path, e))?;
-            let is_dir = meta.file_type().is_dir();
+            let is_dir = kind == rustix::fs::FileType::Directory;
             if self
                 .excludes
                 .as_ref()
@@ -157,7 +161,13 @@ impl Walker<'_> {
             {
                 continue;
             }
-            if self.outputs.contains(&path) {
+            // Compared by name first: a full path comparison for every entry of a
+            // big tree costs more than the walk's own system calls.
+            let is_output = self
+                .outputs
+                .iter()
+                .any(|o| o.file_name() == Some(name.as_os_str()) && *o == path);
+            if is_output {
                 self.warnings.push(format!(
                     "not copying {}: it is {} (--out)",
                     path.display(),
@@ -179,6 +189,19 @@ impl Walker<'_> {
                     .with_hint("rename it, or add it to this item's exclude list"));
             }
             let target = join(dst, &rel);
+            if kind == rustix::fs::FileType::RegularFile {
+                self.regular(path, mode, nlink, stamp, target);
+                continue;
+            }
+            let (entry, meta) = beneath::open_entry(handle.as_fd(), &name)
+                .map_err(|e| Error::io_path("cannot read", &path, e))?;
+            if (meta.dev(), meta.ino()) != (stamp.dev, stamp.ino) {
+                return Err(Error::io_path(
+                    "cannot read",
+                    &path,
+                    std::io::Error::other(beneath::SourceChanged(path.display().to_string())),
+                ));
+            }
             if is_dir {
                 let m = self.dir_meta();
                 self.items.push(Item {
@@ -217,30 +240,8 @@ impl Walker<'_> {
                 },
             });
         } else if ft.is_file() {
-            let default = if meta.mode() & 0o111 != 0 {
-                0o755
-            } else {
-                0o644
-            };
-            let mode = self.item.mode.as_ref().map_or(default, |m| *m.get_ref());
-            if meta.nlink() > 1 {
-                self.inodes
-                    .entry((meta.dev(), meta.ino()))
-                    .or_default()
-                    .push(self.items.len());
-            }
-            self.items.push(Item {
-                path: target,
-                kind: EntryKind::File {
-                    content: Content::Path {
-                        context: self.context.clone(),
-                        path: path.to_path_buf(),
-                        stamp: crate::stamp::FileStamp::of(meta),
-                    },
-                    size: meta.len(),
-                },
-                meta: Meta { mode, uid, gid },
-            });
+            let stamp = crate::stamp::FileStamp::of(meta);
+            self.regular(path.to_path_buf(), meta.mode(), meta.nlink(), stamp, target);
         } else {
             let what = if ft.is_fifo() {
                 "a FIFO (named pipe)"
@@ -257,6 +258,45 @@ impl Walker<'_> {
                 .with_hint("images hold only files, directories and symlinks: delete it, or add it to this item's exclude list"));
         }
         Ok(())
+    }
+
+    /// A regular file at `path`, with its mode on disk (only the executable bits
+    /// count), link count and stamp.
+    fn regular(
+        &mut self,
+        path: std::path::PathBuf,
+        disk_mode: u32,
+        nlink: u64,
+        stamp: crate::stamp::FileStamp,
+        target: Vec<u8>,
+    ) {
+        let default = if disk_mode & 0o111 != 0 { 0o755 } else { 0o644 };
+        let mode = self.item.mode.as_ref().map_or(default, |m| *m.get_ref());
+        if nlink > 1 {
+            self.inodes
+                .entry((stamp.dev, stamp.ino))
+                .or_default()
+                .push(self.items.len());
+        }
+        if let Some(p) = self.prehash {
+            p.offer(&self.context, &path, &stamp);
+        }
+        self.items.push(Item {
+            path: target,
+            kind: EntryKind::File {
+                content: Content::Path {
+                    context: self.context.clone(),
+                    path,
+                    stamp,
+                },
+                size: stamp.size,
+            },
+            meta: Meta {
+                mode,
+                uid: self.item.uid,
+                gid: self.item.gid,
+            },
+        });
     }
 }
 

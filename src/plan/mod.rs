@@ -148,6 +148,9 @@ pub struct PlanOptions {
     /// The Debian packages recipe.lock pins (every layer, every platform); their
     /// `.deb` files are in `downloads`.
     pub packages: Vec<crate::apt::LockedPackage>,
+    /// When the build needs content keys (a shared cache): the walk hands every
+    /// context file it plans to this, which hashes it in the background.
+    pub prehash: Option<std::sync::Arc<crate::prehash::Prehash>>,
 }
 
 /// Resolves every layer of `recipe` for `platform`.
@@ -309,6 +312,10 @@ struct LayerBuilder<'r> {
     /// Keyed by path without trailing slash.
     entries: BTreeMap<Vec<u8>, Pending>,
     whiteouts: Vec<(Vec<u8>, Range<usize>)>,
+    /// The parent directory of the last path whose ancestors were checked: each of
+    /// them is a directory entry, and stays one (an entry that is a directory never
+    /// becomes anything else: that is an error). A walk's siblings share it.
+    checked_parent: Option<Vec<u8>>,
 }
 
 impl<'r> LayerBuilder<'r> {
@@ -318,6 +325,7 @@ impl<'r> LayerBuilder<'r> {
             name: name.to_string(),
             entries: BTreeMap::new(),
             whiteouts: Vec::new(),
+            checked_parent: None,
         }
     }
 
@@ -388,6 +396,10 @@ impl<'r> LayerBuilder<'r> {
     /// Emits every missing ancestor directory (0o755, 0:0) and checks that no existing
     /// entry on the way is a non-directory.
     fn ancestors(&mut self, path: &[u8], span: &Range<usize>) -> Result<()> {
+        let parent = path.iter().rposition(|&b| b == b'/').map(|i| &path[..i]);
+        if parent.is_some() && parent == self.checked_parent.as_deref() {
+            return Ok(());
+        }
         for (i, &b) in path.iter().enumerate() {
             if b != b'/' {
                 continue;
@@ -423,6 +435,7 @@ impl<'r> LayerBuilder<'r> {
                 }
             }
         }
+        self.checked_parent = parent.map(<[u8]>::to_vec);
         Ok(())
     }
 

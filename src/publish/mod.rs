@@ -19,7 +19,8 @@ use crate::sign::{self, Signed, SigningKey, Statement};
 
 mod push;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Mutex;
 
 pub use push::PushReport;
 
@@ -30,7 +31,10 @@ pub struct Publisher {
     repository: String,
     /// Blobs known to be in another repository of the target's registry (a shared
     /// layer cache's): digest → repository, mounted from there.
-    mount_sources: BTreeMap<Digest, String>,
+    mount_sources: Mutex<BTreeMap<Digest, String>>,
+    /// Blobs mounted into the target while the image was built (a build that keeps
+    /// no layout, `MountTarget`): the layout need not hold them.
+    premounted: Mutex<BTreeSet<Digest>>,
 }
 
 /// What publishing did.
@@ -57,18 +61,21 @@ impl Publisher {
             runtime,
             client,
             repository: target.repository.clone(),
-            mount_sources: BTreeMap::new(),
+            mount_sources: Mutex::new(BTreeMap::new()),
+            premounted: Mutex::new(BTreeSet::new()),
         })
     }
 
     /// Tells the push where blobs already are: `registry/repository` per digest
     /// (the layers a build took from a registry cache). Those on the target's registry
     /// are mounted from there instead of uploaded.
-    pub fn mount_from(&mut self, known: &BTreeMap<Digest, (String, String)>) {
+    pub fn mount_from(&self, known: &BTreeMap<Digest, (String, String)>) {
+        let Ok(mut sources) = self.mount_sources.lock() else {
+            return;
+        };
         for (digest, (registry, repository)) in known {
             if registry == self.client.registry() && *repository != self.repository {
-                self.mount_sources
-                    .insert(digest.clone(), repository.clone());
+                sources.insert(digest.clone(), repository.clone());
             }
         }
     }
@@ -88,6 +95,16 @@ impl Publisher {
         tags: &[String],
         documents: &[Artifact<'_>],
     ) -> Result<Published> {
+        let sources = self
+            .mount_sources
+            .lock()
+            .map(|m| m.clone())
+            .unwrap_or_default();
+        let premounted = self
+            .premounted
+            .lock()
+            .map(|m| m.clone())
+            .unwrap_or_default();
         self.runtime.block_on(async {
             let push = push::push(
                 &self.client,
@@ -95,7 +112,10 @@ impl Publisher {
                 root,
                 &self.repository,
                 tags,
-                &self.mount_sources,
+                push::Elsewhere {
+                    mount_sources: &sources,
+                    premounted: &premounted,
+                },
             )
             .await?;
             let attached = if documents.is_empty() {
@@ -153,5 +173,40 @@ impl Publisher {
             }
             Ok(signed)
         })
+    }
+}
+
+/// A build that keeps no layout mounts the layers it finds in a registry cache of the
+/// target's registry straight into the target repository, and reads the size the
+/// target then has (HEAD).
+impl crate::cache::shared::MountTarget for Publisher {
+    fn registry(&self) -> &str {
+        self.client.registry()
+    }
+
+    fn mount(&self, repository: &str, digest: &Digest) -> Option<u64> {
+        let size = self.runtime.block_on(async {
+            // Mounted first (a registry mounts a blob the target already has too),
+            // then its size read back; a declined mount may still find it there.
+            let mounted = repository != self.repository
+                && self
+                    .client
+                    .mount_blob(&self.repository, repository, digest)
+                    .await
+                    .ok()?;
+            if mounted {
+                self.client
+                    .events()
+                    .emit(crate::events::Event::BlobMounted {
+                        digest: digest.clone(),
+                        from: repository.to_string(),
+                    });
+            }
+            self.client.blob_size(&self.repository, digest).await.ok()?
+        })?;
+        if let Ok(mut m) = self.premounted.lock() {
+            m.insert(digest.clone());
+        }
+        Some(size)
     }
 }

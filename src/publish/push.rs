@@ -73,7 +73,11 @@ fn parse<T: serde::de::DeserializeOwned>(layout: &Layout, d: &Digest, bytes: &[u
     })
 }
 
-fn read_graph(source: &LayoutSource, root: &Descriptor) -> Result<Graph> {
+fn read_graph(
+    source: &LayoutSource,
+    root: &Descriptor,
+    premounted: &BTreeSet<Digest>,
+) -> Result<Graph> {
     let layout = source.layout();
     let root_bytes = source.json_object(&root.digest, true)?;
     let mut manifests = Vec::new();
@@ -116,7 +120,7 @@ fn read_graph(source: &LayoutSource, root: &Descriptor) -> Result<Graph> {
         }
     }
     for d in blobs.keys() {
-        if !layout.has_blob(d) {
+        if !layout.has_blob(d) && !premounted.contains(d) {
             return Err(Error::input(format!(
                 "{}: the image refers to blob {d}, which the layout does not hold",
                 layout.root().display()
@@ -195,6 +199,16 @@ fn base_mounts(
     (mount_from, mountable)
 }
 
+/// Where blobs are besides the layout.
+pub struct Elsewhere<'a> {
+    /// Blobs in another repository of the target's registry (a shared layer cache's):
+    /// mounted from there instead of uploaded.
+    pub mount_sources: &'a BTreeMap<Digest, String>,
+    /// Blobs already mounted into the target repository by this build, which the
+    /// layout need not hold.
+    pub premounted: &'a BTreeSet<Digest>,
+}
+
 /// How one blob got there.
 enum BlobOutcome {
     Skipped,
@@ -211,15 +225,19 @@ pub async fn push(
     root: &Descriptor,
     repository: &str,
     tags: &[String],
-    mount_sources: &BTreeMap<Digest, String>,
+    elsewhere: Elsewhere<'_>,
 ) -> Result<PushReport> {
+    let Elsewhere {
+        mount_sources,
+        premounted,
+    } = elsewhere;
     let events = client.events();
     let source = LayoutSource::new(
         layout.root().display().to_string(),
         layout.clone(),
         root.digest.clone(),
     )?;
-    let graph = read_graph(&source, root)?;
+    let graph = read_graph(&source, root, premounted)?;
 
     let (mount_from, mountable) = base_mounts(client, &source, &graph, repository);
     let outcomes: Vec<BlobOutcome> = futures_util::stream::iter(graph.blobs.iter())
@@ -229,6 +247,9 @@ pub async fn push(
                 .filter(|_| mountable.contains(digest))
                 .or_else(|| mount_sources.get(digest).map(String::as_str));
             async move {
+                if premounted.contains(digest) {
+                    return Ok::<_, Error>(BlobOutcome::Mounted);
+                }
                 if client.blob_exists(repository, digest).await? {
                     return Ok::<_, Error>(BlobOutcome::Skipped);
                 }

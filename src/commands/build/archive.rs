@@ -20,6 +20,8 @@ pub(super) struct Sink {
     dir: PathBuf,
     /// For an archive: its kind, its file, and the temporary layout (removed on drop).
     archive: Option<(ArchiveKind, PathBuf, tempfile::TempDir)>,
+    /// For `--no-out`: the temporary layout the push reads (removed on drop).
+    scratch: Option<tempfile::TempDir>,
 }
 
 impl Sink {
@@ -34,7 +36,11 @@ impl Sink {
                 .strip_prefix("oci:")
                 .map(PathBuf::from)
                 .unwrap_or_else(|| out.to_path_buf());
-            return Ok(Sink { dir, archive: None });
+            return Ok(Sink {
+                dir,
+                archive: None,
+                scratch: None,
+            });
         };
         let how = "name a file, e.g. --out docker-archive:image.tar";
         if file.as_os_str().is_empty() {
@@ -65,6 +71,22 @@ impl Sink {
         Ok(Sink {
             dir: temp.path().join("layout"),
             archive: Some((kind, file, temp)),
+            scratch: None,
+        })
+    }
+
+    /// `--no-out`: a temporary layout in the system's temp directory, for the layers
+    /// the push uploads (the built ones, and cached ones it cannot mount), removed
+    /// afterwards.
+    pub(super) fn nowhere() -> Result<Sink> {
+        let temp = tempfile::Builder::new()
+            .prefix(".imgbuild-layout-")
+            .tempdir()
+            .map_err(|e| Error::io("cannot create a temporary layout", e))?;
+        Ok(Sink {
+            dir: temp.path().join("layout"),
+            archive: None,
+            scratch: Some(temp),
         })
     }
 
@@ -74,6 +96,9 @@ impl Sink {
         if let Some((_, file, temp)) = &self.archive {
             opts.context_out = Some(temp.path().to_path_buf());
             opts.extra_outputs = vec![file.clone()];
+        }
+        if let Some(temp) = &self.scratch {
+            opts.context_out = Some(temp.path().to_path_buf());
         }
     }
 
@@ -127,6 +152,9 @@ impl Sink {
     pub(super) fn describe(&self, v: &mut serde_json::Value) {
         if let Some((kind, file, _)) = &self.archive {
             v["archive"] = serde_json::json!(format!("{}{}", kind.prefix(), file.display()));
+            v["layout"] = serde_json::Value::Null;
+        }
+        if self.scratch.is_some() {
             v["layout"] = serde_json::Value::Null;
         }
     }

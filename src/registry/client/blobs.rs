@@ -9,24 +9,37 @@ use crate::events::Event;
 impl RegistryClient {
     /// HEAD: does the repository hold the blob?
     pub async fn blob_exists(&self, repository: &str, digest: &Digest) -> Result<bool> {
+        Ok(self.blob_size(repository, digest).await?.is_some())
+    }
+
+    /// The size of a blob the repository holds (its HEAD's `Content-Length`), or
+    /// None when it holds no such blob. A registry that answers without a length is
+    /// taken at `Some(u64::MAX)`: present, of no size a descriptor can name.
+    pub async fn blob_size(&self, repository: &str, digest: &Digest) -> Result<Option<u64>> {
         let d = digest.to_string();
         self.with_retry(&format!("HEAD blob {d}"), || self.head_blob(repository, &d))
             .await
             .map_err(|e| self.error(&format!("cannot check for blob {d}"), repository, e))
     }
 
-    /// HEAD a blob, with our authorization: Ok(true) for 2xx, Ok(false) for 404.
+    /// HEAD a blob, with our authorization: its length for 2xx, None for 404.
     pub(super) async fn head_blob(
         &self,
         repository: &str,
         digest: &str,
-    ) -> std::result::Result<bool, OciDistributionError> {
+    ) -> std::result::Result<Option<u64>, OciDistributionError> {
         let url = self.api_url(&format!("{repository}/blobs/{digest}"));
         let auth = self.auth.authorization(repository, false).await;
         let response = with_auth(self.http.head(&url), &auth).send().await?;
         match response.status().as_u16() {
-            200..=299 => Ok(true),
-            404 => Ok(false),
+            200..=299 => Ok(Some(
+                response
+                    .headers()
+                    .get(reqwest::header::CONTENT_LENGTH)
+                    .and_then(|v| v.to_str().ok()?.parse().ok())
+                    .unwrap_or(u64::MAX),
+            )),
+            404 => Ok(None),
             code => Err(OciDistributionError::ServerError {
                 code,
                 url,

@@ -258,6 +258,12 @@ async fn ping(
 /// `--registry-ca` file. Registries and url archives share it, so that one flag
 /// covers both.
 pub(crate) fn http_client_builder(opts: &Options) -> Result<reqwest::ClientBuilder> {
+    // ring as the TLS provider (Cargo.toml says why); reqwest takes the installed one.
+    // A provider installed before (by a library caller) is kept.
+    static PROVIDER: std::sync::Once = std::sync::Once::new();
+    PROVIDER.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
     let mut certs = Vec::new();
     for pem in load_certificates(&opts.ca_files)? {
         certs.extend(reqwest::Certificate::from_pem_bundle(&pem).unwrap_or_default());
