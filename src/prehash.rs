@@ -13,7 +13,7 @@
 //! simply not recorded; the content key then reads it again and reports the error.
 
 use crate::stamp::FileStamp;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
 use std::io::{self, Read};
 use std::os::fd::{AsFd, OwnedFd};
@@ -40,6 +40,8 @@ struct Shared {
 /// Background hashing of the context files a plan reads.
 pub struct Prehash {
     shared: Arc<Shared>,
+    /// Paths offered so far: every platform's walk offers the same files.
+    offered: Mutex<HashSet<OsString>>,
     rx: Arc<Mutex<mpsc::Receiver<Job>>>,
     tx: Mutex<Option<mpsc::Sender<Job>>>,
     workers: Mutex<Vec<JoinHandle<()>>>,
@@ -74,6 +76,7 @@ impl Prehash {
             .collect();
         Arc::new(Prehash {
             shared,
+            offered: Mutex::new(HashSet::new()),
             rx,
             tx: Mutex::new(Some(tx)),
             workers: Mutex::new(workers),
@@ -82,6 +85,13 @@ impl Prehash {
 
     /// Queues a regular file of `context` found by the walk, at `stamp`.
     pub fn offer(&self, context: &Arc<Path>, path: &Path, stamp: &FileStamp) {
+        let first = self
+            .offered
+            .lock()
+            .is_ok_and(|mut o| o.insert(path.as_os_str().to_os_string()));
+        if !first {
+            return;
+        }
         if let Ok(tx) = self.tx.lock() {
             if let Some(tx) = tx.as_ref() {
                 let _ = tx.send(Job {

@@ -509,6 +509,38 @@ fn a_push_with_no_out_uploads_layers_from_a_cache_it_cannot_mount_from() {
     assert!(!b.path().join("out").exists());
 }
 
+/// With --no-out and a --cache-to the push registry cannot mount into (an OCI
+/// layout), the cached layers are downloaded after all, so that the cache gets them.
+#[test]
+fn a_push_with_no_out_still_fills_a_cache_to_that_needs_the_bytes() {
+    let reg = Registry::start(Mode::Plain);
+    let cache = reg.reference("cache");
+    let (a, b) = (tmp(), tmp());
+    make_context(a.path());
+    build(a.path(), &a.path().join("out"), &["--cache-to", &cache]);
+    copy_context(a.path(), &b.path().join("c"));
+    let to = b.path().join("layout-cache");
+    let o = imgbuild()
+        .current_dir(b.path())
+        .arg("build")
+        .arg(b.path().join("c/recipe.toml"))
+        .args(["--no-out", "--json", "--cache-from", &cache, "--cache-to"])
+        .arg(format!("oci:{}", to.display()))
+        .arg(format!("--push={}", reg.reference("app:1")))
+        .output()
+        .expect("run imgbuild");
+    let log = stderr(&o);
+    assert!(o.status.success(), "{log}");
+    assert!(!log.contains("cannot store"), "{log}");
+    assert!(log.contains("2 layers stored"), "{log}");
+    let index = fs::read_to_string(to.join("index.json")).expect("the layout cache");
+    assert_eq!(
+        index.matches("org.opencontainers.image.ref.name").count(),
+        2,
+        "{index}"
+    );
+}
+
 #[test]
 fn no_out_without_push_or_with_out_is_exit_2() {
     let a = tmp();

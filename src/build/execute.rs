@@ -42,7 +42,6 @@ pub fn execute(resolved: ResolvedBuild<'_>) -> Result<BuildResult> {
         layout,
         inputs,
         prehash,
-        shared_cache,
         ..
     } = resolved;
     let layout = match layout {
@@ -69,15 +68,14 @@ pub fn execute(resolved: ResolvedBuild<'_>) -> Result<BuildResult> {
     // A temporary layout (an archive's, `--no-out`'s, `verify`'s) starts empty and is
     // removed after: its layer cache could never hit, nor serve a later build.
     let cache = (!opts.no_cache && opts.context_out.is_none()).then(|| LayerCache::new(&layout));
-    let shared = match shared_cache {
-        Some(opening) => Some(opening.join().map_err(|_| {
-            Error::io(
-                "reaching the shared caches",
-                std::io::Error::other("its thread panicked"),
-            )
-        })?),
-        None => None,
-    };
+    let shared = (!opts.shared_cache.is_empty()).then(|| {
+        let mut options = opts.shared_cache.clone();
+        if opts.no_cache {
+            // --no-cache writes every layer; --cache-to is still filled.
+            options.from.clear();
+        }
+        SharedCache::open(&options, &opts.registry)
+    });
     let settings = LayerSettings {
         epoch: epoch.seconds,
         compression,

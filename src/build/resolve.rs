@@ -20,7 +20,6 @@ use super::lock_policy::{
 };
 use super::{BuildInputs, BuildOptions, Platforms};
 use crate::base::{self, BaseImage, BasePlatform, BaseSource, VerifiedLayers};
-use crate::cache::shared::SharedCache;
 use crate::compress::Compression;
 use crate::digest::Digest;
 use crate::epoch::SourceDateEpoch;
@@ -63,8 +62,6 @@ pub struct ResolvedBuild<'a> {
     pub inputs: BuildInputs,
     /// The context files hashed while planning, for the content keys.
     pub prehash: Option<std::sync::Arc<crate::prehash::Prehash>>,
-    /// `--cache-from`/`--cache-to`, being reached while the plan was made.
-    pub shared_cache: Option<std::thread::JoinHandle<SharedCache>>,
 }
 
 /// A base layer checked now: its digest and the diff_id it decompresses to.
@@ -122,7 +119,7 @@ pub fn resolve(opts: &BuildOptions) -> Result<ResolvedBuild<'_>> {
     let downloads = fetch_all(&recipe, opts, [&url_pins, &package_files])?;
     // The downloads are inputs by url, not files of the context.
     let download_paths: BTreeSet<PathBuf> = downloads.values().cloned().collect();
-    let (prehash, shared_cache) = start_shared_cache(opts);
+    let prehash = start_prehash(opts);
     let plan_options = PlanOptions {
         outputs: outputs(opts),
         downloads,
@@ -194,7 +191,6 @@ pub fn resolve(opts: &BuildOptions) -> Result<ResolvedBuild<'_>> {
         layout,
         inputs,
         prehash,
-        shared_cache,
     })
 }
 
@@ -457,28 +453,19 @@ fn outputs(opts: &BuildOptions) -> Vec<PathBuf> {
     outputs
 }
 
-/// With a shared cache: the background hashing of context files for the content keys
-/// (when keys are needed: `--cache-to`, or `--cache-from` without `--no-cache`), and
-/// the caches being reached, both while the plan is made (the other cores are idle).
-fn start_shared_cache(
-    opts: &BuildOptions,
-) -> (
-    Option<std::sync::Arc<crate::prehash::Prehash>>,
-    Option<std::thread::JoinHandle<SharedCache>>,
-) {
+/// With a shared cache, the background hashing of context files for the content keys,
+/// while the plan is made (the other cores are idle then): when keys are needed
+/// (`--cache-to`, or `--cache-from` without `--no-cache`) and `--out`'s own layer
+/// cache cannot serve instead (a temporary or fresh layout: a CI machine's). A build
+/// into a layout that has a layer cache reads sources only for the layers it misses.
+fn start_prehash(opts: &BuildOptions) -> Option<std::sync::Arc<crate::prehash::Prehash>> {
     let needs_keys =
         opts.shared_cache.to.is_some() || (!opts.no_cache && !opts.shared_cache.from.is_empty());
-    let prehash = needs_keys.then(|| crate::prehash::Prehash::start(opts.threads.get()));
-    let shared_cache = (!opts.shared_cache.is_empty()).then(|| {
-        let mut options = opts.shared_cache.clone();
-        if opts.no_cache {
-            // --no-cache writes every layer; --cache-to is still filled.
-            options.from.clear();
-        }
-        let registry = opts.registry.clone();
-        std::thread::spawn(move || SharedCache::open(&options, &registry))
-    });
-    (prehash, shared_cache)
+    let local_cache = opts.context_out.is_none()
+        && !opts.no_cache
+        && opts.out.join(".imgbuild").join("layers").is_dir();
+    (needs_keys && (opts.shared_cache.to.is_some() || !local_cache))
+        .then(|| crate::prehash::Prehash::start(opts.threads.get()))
 }
 
 /// The context files whose bytes the plans read: copy sources and local archives,

@@ -68,10 +68,8 @@ pub(super) fn run(args: BuildArgs, ctx: &Context) -> Result<()> {
         Some(t) => Some(Arc::new(Publisher::connect(t, &ctx.registry_options())?)),
         None => None,
     };
-    // Kept nowhere but in the registry: cached layers are mounted there, not fetched
-    // (unless the SBOM or `docker load` needs their bytes here).
-    if args.no_out && !args.load && args.sbom.is_none() {
-        if let Some(p) = &publisher {
+    if let (Some(p), Some(t)) = (&publisher, &target) {
+        if mounts_cached_layers(&args, &opts.shared_cache, t) {
             opts.shared_cache.mount_into = Some(MountInto(p.clone()));
         }
     }
@@ -176,6 +174,23 @@ fn shared_cache(args: &BuildArgs) -> Result<SharedCacheOptions> {
             .transpose()?,
         mount_into: None,
     })
+}
+
+/// `--no-out`: the image is kept nowhere but in the registry, so cached layers are
+/// mounted there, not fetched — unless the SBOM or `docker load` needs their bytes
+/// here, or a `--cache-to` elsewhere than the push registry, which cannot mount them,
+/// must copy them.
+fn mounts_cached_layers(
+    args: &BuildArgs,
+    cache: &SharedCacheOptions,
+    target: &RegistryRef,
+) -> bool {
+    let store_mounts = match &cache.to {
+        None => true,
+        Some(CacheRef::Registry { registry, .. }) => *registry == target.registry,
+        Some(CacheRef::Layout(_)) => false,
+    };
+    args.no_out && !args.load && args.sbom.is_none() && store_mounts
 }
 
 /// `--provenance` and `--sbom` must name writable files, and not the same one: checked

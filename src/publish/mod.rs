@@ -185,25 +185,29 @@ impl crate::cache::shared::MountTarget for Publisher {
     }
 
     fn mount(&self, repository: &str, digest: &Digest) -> Option<u64> {
-        let size = self.runtime.block_on(async {
-            // Mounted first (a registry mounts a blob the target already has too),
-            // then its size read back; a declined mount may still find it there.
-            let mounted = repository != self.repository
-                && self
-                    .client
-                    .mount_blob(&self.repository, repository, digest)
-                    .await
-                    .ok()?;
-            if mounted {
-                self.client
-                    .events()
-                    .emit(crate::events::Event::BlobMounted {
-                        digest: digest.clone(),
-                        from: repository.to_string(),
-                    });
-            }
-            self.client.blob_size(&self.repository, digest).await.ok()?
-        })?;
+        let size = self
+            .runtime
+            .block_on(async {
+                // Mounted first (a registry mounts a blob the target already has too),
+                // then its size read back; a declined mount may still find it there.
+                let mounted = repository != self.repository
+                    && self
+                        .client
+                        .mount_blob(&self.repository, repository, digest)
+                        .await
+                        .ok()?;
+                if mounted {
+                    self.client
+                        .events()
+                        .emit(crate::events::Event::BlobMounted {
+                            digest: digest.clone(),
+                            from: repository.to_string(),
+                        });
+                }
+                self.client.blob_size(&self.repository, digest).await.ok()?
+            })
+            // A registry that names no length leaves the size unchecked: not taken.
+            .filter(|size| *size != u64::MAX)?;
         if let Ok(mut m) = self.premounted.lock() {
             m.insert(digest.clone());
         }
