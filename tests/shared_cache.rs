@@ -399,6 +399,28 @@ fn two_concurrent_writers_lose_no_entry_and_corrupt_nothing() {
     }
 }
 
+/// Machine A builds with `--cache-to cache`; machine B gets a copy of the context
+/// (at `b/c`). Returns (A's dir, B's dir, A's build).
+fn machine_a_fills(cache: &str) -> (tempfile::TempDir, tempfile::TempDir, Built) {
+    let (a, b) = (tmp(), tmp());
+    make_context(a.path());
+    let first = build(a.path(), &a.path().join("out"), &["--cache-to", cache]);
+    copy_context(a.path(), &b.path().join("c"));
+    (a, b, first)
+}
+
+/// Machine B's `build --no-out --json` of its copy, run in its directory.
+fn no_out_build(b: &Path, args: &[&str]) -> Output {
+    imgbuild()
+        .current_dir(b)
+        .arg("build")
+        .arg(b.join("c/recipe.toml"))
+        .args(["--no-out", "--json"])
+        .args(args)
+        .output()
+        .expect("run imgbuild")
+}
+
 #[test]
 fn a_push_to_the_caches_registry_mounts_the_cached_layers() {
     let reg = Registry::start(Mode::Plain);
@@ -434,20 +456,17 @@ fn a_push_with_no_out_mounts_the_cached_layers_without_downloading_them() {
     let reg = Registry::start(Mode::Plain);
     let proxy = FaultProxy::start(reg.addr(), Vec::new());
     let cache = format!("{}/cache", proxy.host());
-    let (a, b) = (tmp(), tmp());
-    make_context(a.path());
-    let first = build(a.path(), &a.path().join("out"), &["--cache-to", &cache]);
-    copy_context(a.path(), &b.path().join("c"));
+    let (_a, b, first) = machine_a_fills(&cache);
     let scratch = b.path().join("tmp");
     fs::create_dir(&scratch).expect("mkdir");
     let before = proxy.requests().len();
+    let push = format!("--push={}/app:1", proxy.host());
     let o = imgbuild()
         .current_dir(b.path())
         .env("TMPDIR", &scratch)
         .arg("build")
         .arg(b.path().join("c/recipe.toml"))
-        .args(["--no-out", "--json", "--cache-from", &cache])
-        .arg(format!("--push={}/app:1", proxy.host()))
+        .args(["--no-out", "--json", "--cache-from", &cache, &push])
         .output()
         .expect("run imgbuild");
     assert!(o.status.success(), "{}", stderr(&o));
@@ -489,19 +508,11 @@ fn a_push_with_no_out_mounts_the_cached_layers_without_downloading_them() {
 #[test]
 fn a_push_with_no_out_uploads_layers_from_a_cache_it_cannot_mount_from() {
     let reg = Registry::start(Mode::Plain);
-    let (a, b) = (tmp(), tmp());
-    let cache = format!("oci:{}", a.path().join("cache").display());
-    make_context(a.path());
-    let first = build(a.path(), &a.path().join("out"), &["--cache-to", &cache]);
-    copy_context(a.path(), &b.path().join("c"));
-    let o = imgbuild()
-        .current_dir(b.path())
-        .arg("build")
-        .arg(b.path().join("c/recipe.toml"))
-        .args(["--no-out", "--json", "--cache-from", &cache])
-        .arg(format!("--push={}", reg.reference("app:1")))
-        .output()
-        .expect("run imgbuild");
+    let dir = tmp();
+    let cache = format!("oci:{}", dir.path().join("cache").display());
+    let (_a, b, first) = machine_a_fills(&cache);
+    let push = format!("--push={}", reg.reference("app:1"));
+    let o = no_out_build(b.path(), &["--cache-from", &cache, &push]);
     assert!(o.status.success(), "{}", stderr(&o));
     let json: Value = serde_json::from_slice(&o.stdout).expect("--json output");
     assert_eq!(json["digest"], first.json["digest"], "{json}");
@@ -515,20 +526,14 @@ fn a_push_with_no_out_uploads_layers_from_a_cache_it_cannot_mount_from() {
 fn a_push_with_no_out_still_fills_a_cache_to_that_needs_the_bytes() {
     let reg = Registry::start(Mode::Plain);
     let cache = reg.reference("cache");
-    let (a, b) = (tmp(), tmp());
-    make_context(a.path());
-    build(a.path(), &a.path().join("out"), &["--cache-to", &cache]);
-    copy_context(a.path(), &b.path().join("c"));
+    let (_a, b, _) = machine_a_fills(&cache);
     let to = b.path().join("layout-cache");
-    let o = imgbuild()
-        .current_dir(b.path())
-        .arg("build")
-        .arg(b.path().join("c/recipe.toml"))
-        .args(["--no-out", "--json", "--cache-from", &cache, "--cache-to"])
-        .arg(format!("oci:{}", to.display()))
-        .arg(format!("--push={}", reg.reference("app:1")))
-        .output()
-        .expect("run imgbuild");
+    let cache_to = format!("oci:{}", to.display());
+    let push = format!("--push={}", reg.reference("app:1"));
+    let o = no_out_build(
+        b.path(),
+        &["--cache-from", &cache, "--cache-to", &cache_to, &push],
+    );
     let log = stderr(&o);
     assert!(o.status.success(), "{log}");
     assert!(!log.contains("cannot store"), "{log}");
