@@ -448,6 +448,26 @@ impl BlobWriter {
         }
     }
 
+    /// Another handle on the temp file of a writer from [`Layout::blob_writer_unhashed`]
+    /// to which nothing was written, for writing the blob's bytes at their offsets
+    /// from other threads (`FileExt::write_all_at`). Before committing, say how many
+    /// bytes went through such handles with [`BlobWriter::wrote_at_offsets`].
+    pub fn offsets_handle(&self) -> io::Result<std::fs::File> {
+        match &self.inner {
+            Sink::Plain(buf, 0) if buf.buffer().is_empty() => buf.get_ref().as_file().try_clone(),
+            _ => Err(io::Error::other(
+                "only an unhashed blob writer with nothing written takes writes at offsets",
+            )),
+        }
+    }
+
+    /// Records that `len` bytes were written through [`BlobWriter::offsets_handle`].
+    pub fn wrote_at_offsets(&mut self, len: u64) {
+        if let Sink::Plain(_, size) = &mut self.inner {
+            *size += len;
+        }
+    }
+
     fn persist(buf: BufWriter<TempFile>, layout: &Layout, digest: &Digest) -> Result<()> {
         let temp = buf
             .into_inner()

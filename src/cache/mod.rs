@@ -18,6 +18,7 @@
 //! instead of their identity: the one a cache shared between machines needs, which
 //! `shared.rs` keeps in a registry repository or an OCI layout.
 
+mod background;
 pub mod key;
 pub mod shared;
 

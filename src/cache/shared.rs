@@ -17,6 +17,7 @@
 //! it; failing to store an entry is a warning. The cache can cost a build time, never
 //! its result.
 
+use crate::cache::background::Background;
 use crate::compress::Compression;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
@@ -516,53 +517,6 @@ impl SharedCache {
                 ));
             }
         }
-    }
-}
-
-/// A blob file written on a thread of its own, so that a download's receiving and
-/// hashing (on the network runtime) and its writing to disk use two cores. Dropped
-/// without [`Background::finish`] (a failed attempt), the thread sees a broken pipe
-/// and drops the temp file.
-struct Background {
-    pipe: crate::layer::pipe::PipeWriter,
-    thread: std::thread::JoinHandle<std::io::Result<crate::layout::BlobWriter>>,
-}
-
-impl Background {
-    fn start(mut blob: crate::layout::BlobWriter) -> Result<Background> {
-        let (pipe, reader) = crate::layer::pipe::pipe();
-        let thread = std::thread::Builder::new()
-            .name("blob-writer".to_string())
-            .spawn(move || {
-                reader.for_each(|chunk| std::io::Write::write_all(&mut blob, chunk))?;
-                Ok(blob)
-            })
-            .map_err(|e| Error::io("cannot start a thread", e))?;
-        Ok(Background { pipe, thread })
-    }
-
-    /// Waits for every byte to be written; the blob, ready to commit.
-    fn finish(self) -> Result<crate::layout::BlobWriter> {
-        let sent = self.pipe.finish();
-        let written = self.thread.join().map_err(|_| {
-            Error::io(
-                "writing a blob",
-                std::io::Error::other("its thread panicked"),
-            )
-        })?;
-        // The writer's error is the first one; a broken pipe only echoes it.
-        let blob = written.map_err(|e| Error::io("cannot store a blob", e))?;
-        sent.map_err(|e| Error::io("cannot store a blob", e))?;
-        Ok(blob)
-    }
-}
-
-impl std::io::Write for Background {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.pipe.write(buf)
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.pipe.flush()
     }
 }
 
