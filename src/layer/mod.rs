@@ -141,7 +141,7 @@ fn pipeline(
             for entry in &layer.entries {
                 tar.append(entry)?;
             }
-            tar.finish()?.finish()
+            tar.finish()?.finish().map(|_| ())
         })();
         let compressed = joined(compressor.join());
         let written = joined(writer.join());

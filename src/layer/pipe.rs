@@ -7,6 +7,10 @@
 //! scheduling: only how they are chunked on the way varies, and every consumer of the
 //! layer writer produces bytes that do not depend on chunking.
 //!
+//! Every buffer carries its offset in the stream, so that several threads can share
+//! one reader ([`PipeReader::shared`]) when they put the bytes where the offsets say
+//! (writes at offsets into one file): then the buffers are consumed in any order.
+//!
 //! The stream ends only when the writer calls [`PipeWriter::finish`]. A writer that
 //! is dropped without it (its thread failed) makes the reader fail with [`Broken`],
 //! so that a half-written layer is never committed; a reader that stops makes the
@@ -14,7 +18,8 @@
 //! that failed first has the one to report.
 
 use std::io::{self, Write};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
 
 /// Bytes per buffer sent through a pipe.
 pub const CHUNK: usize = 256 * 1024;
@@ -44,7 +49,8 @@ pub fn is_broken(e: &io::Error) -> bool {
 }
 
 enum Msg {
-    Data(Vec<u8>),
+    /// A buffer and the offset of its first byte in the stream.
+    Data(u64, Vec<u8>),
     End,
 }
 
@@ -57,6 +63,7 @@ pub fn pipe() -> (PipeWriter, PipeReader) {
             tx,
             back: back_rx,
             buf: Vec::with_capacity(CHUNK),
+            sent: 0,
         },
         PipeReader { rx, back: back_tx },
     )
@@ -67,6 +74,8 @@ pub struct PipeWriter {
     tx: mpsc::SyncSender<Msg>,
     back: mpsc::Receiver<Vec<u8>>,
     buf: Vec<u8>,
+    /// Bytes sent so far: the offset of the next buffer.
+    sent: u64,
 }
 
 impl PipeWriter {
@@ -79,15 +88,21 @@ impl PipeWriter {
             Err(_) => Vec::with_capacity(CHUNK),
         };
         let full = std::mem::replace(&mut self.buf, fresh);
-        self.tx.send(Msg::Data(full)).map_err(|_| broken())
+        let len = full.len() as u64;
+        self.tx
+            .send(Msg::Data(self.sent, full))
+            .map_err(|_| broken())?;
+        self.sent += len;
+        Ok(())
     }
 
-    /// Sends what is buffered and the end of the stream.
-    pub fn finish(mut self) -> io::Result<()> {
+    /// Sends what is buffered and the end of the stream; the stream's length.
+    pub fn finish(mut self) -> io::Result<u64> {
         if !self.buf.is_empty() {
             self.send_buf()?;
         }
-        self.tx.send(Msg::End).map_err(|_| broken())
+        self.tx.send(Msg::End).map_err(|_| broken())?;
+        Ok(self.sent)
     }
 }
 
@@ -120,7 +135,7 @@ impl PipeReader {
     pub fn for_each(self, mut f: impl FnMut(&[u8]) -> io::Result<()>) -> io::Result<()> {
         loop {
             match self.rx.recv() {
-                Ok(Msg::Data(b)) => {
+                Ok(Msg::Data(_, b)) => {
                     f(&b)?;
                     // The writer may be gone already; then the buffer is just freed.
                     let _ = self.back.send(b);
@@ -128,6 +143,51 @@ impl PipeReader {
                 Ok(Msg::End) => return Ok(()),
                 Err(_) => return Err(broken()),
             }
+        }
+    }
+
+    /// This reader, for several threads to share with [`SharedReader::for_each_at`].
+    pub fn shared(self) -> SharedReader {
+        SharedReader(Arc::new(Shared {
+            reader: Mutex::new(self),
+            ended: AtomicBool::new(false),
+        }))
+    }
+}
+
+/// A receiving end that several threads share: each buffer goes to one of them.
+#[derive(Clone)]
+pub struct SharedReader(Arc<Shared>);
+
+struct Shared {
+    reader: Mutex<PipeReader>,
+    /// Set by the thread that received the end, for the others.
+    ended: AtomicBool,
+}
+
+impl SharedReader {
+    /// Passes the buffers this thread receives to `f` with their offsets in the
+    /// stream, until the end of the stream. Fails with [`Broken`] if the writer went
+    /// away without finishing, or with `f`'s error.
+    pub fn for_each_at(&self, mut f: impl FnMut(u64, &[u8]) -> io::Result<()>) -> io::Result<()> {
+        loop {
+            // The end is noted under the lock, so that a thread that then finds the
+            // writer gone knows it finished.
+            let (offset, b, back) = match self.0.reader.lock() {
+                Ok(reader) => match reader.rx.recv() {
+                    Ok(Msg::Data(offset, b)) => (offset, b, reader.back.clone()),
+                    Ok(Msg::End) => {
+                        self.0.ended.store(true, Ordering::Relaxed);
+                        return Ok(());
+                    }
+                    Err(_) if self.0.ended.load(Ordering::Relaxed) => return Ok(()),
+                    Err(_) => return Err(broken()),
+                },
+                Err(_) => return Err(io::Error::other("another reader of the pipe panicked")),
+            };
+            f(offset, &b)?;
+            // The writer may be gone already; then the buffer is just freed.
+            let _ = back.send(b);
         }
     }
 }
@@ -181,5 +241,50 @@ mod tests {
         drop(r);
         let err = w.write_all(&vec![0; 2 * CHUNK]).expect_err("nobody reads");
         assert!(is_broken(&err), "{err}");
+    }
+
+    #[test]
+    fn readers_sharing_a_pipe_get_every_buffer_once_at_its_offset() {
+        let data: Vec<u8> = (0..5 * CHUNK + 777).map(|i| (i * 13 % 241) as u8).collect();
+        let (mut w, r) = pipe();
+        let r = r.shared();
+        let out = Mutex::new(vec![0u8; data.len()]);
+        let counts = std::thread::scope(|s| {
+            let readers: Vec<_> = (0..3)
+                .map(|_| {
+                    let (r, out) = (r.clone(), &out);
+                    s.spawn(move || {
+                        let mut n = 0;
+                        r.for_each_at(|offset, b| {
+                            let at = offset as usize;
+                            out.lock().expect("lock")[at..at + b.len()].copy_from_slice(b);
+                            n += b.len();
+                            Ok(())
+                        })
+                        .map(|()| n)
+                    })
+                })
+                .collect();
+            w.write_all(&data).expect("write");
+            assert_eq!(w.finish().expect("finish"), data.len() as u64);
+            readers
+                .into_iter()
+                .map(|t| t.join().expect("reader thread").expect("stream ends"))
+                .collect::<Vec<_>>()
+        });
+        assert_eq!(counts.iter().sum::<usize>(), data.len(), "each byte once");
+        assert!(out.into_inner().expect("lock") == data);
+    }
+
+    #[test]
+    fn shared_readers_all_fail_when_the_writer_is_dropped_unfinished() {
+        let (mut w, r) = pipe();
+        let r = r.shared();
+        w.write_all(&[1; 1000]).expect("write");
+        drop(w);
+        for reader in [r.clone(), r] {
+            let err = reader.for_each_at(|_, _| Ok(())).expect_err("not complete");
+            assert!(is_broken(&err), "{err}");
+        }
     }
 }
