@@ -452,7 +452,7 @@ impl BlobWriter {
     /// to which nothing was written, for writing the blob's bytes at their offsets
     /// from other threads (`FileExt::write_all_at`). Before committing, say how many
     /// bytes went through such handles with [`BlobWriter::wrote_at_offsets`].
-    pub fn offsets_handle(&self) -> io::Result<std::fs::File> {
+    pub(crate) fn offsets_handle(&self) -> io::Result<std::fs::File> {
         match &self.inner {
             Sink::Plain(buf, 0) if buf.buffer().is_empty() => buf.get_ref().as_file().try_clone(),
             _ => Err(io::Error::other(
@@ -462,7 +462,8 @@ impl BlobWriter {
     }
 
     /// Records that `len` bytes were written through [`BlobWriter::offsets_handle`].
-    pub fn wrote_at_offsets(&mut self, len: u64) {
+    pub(crate) fn wrote_at_offsets(&mut self, len: u64) {
+        debug_assert!(matches!(self.inner, Sink::Plain(..)), "a hashing writer");
         if let Sink::Plain(_, size) = &mut self.inner {
             *size += len;
         }

@@ -63,14 +63,11 @@ impl Background {
             threads,
         } = self;
         let sent = pipe.finish();
-        // A writer's own error is the one to report; a broken pipe only echoes it.
-        for thread in threads {
-            let written = thread.join().map_err(|_| {
-                Error::io("writing a blob", io::Error::other("its thread panicked"))
-            })?;
-            written.map_err(|e| Error::io("cannot store a blob", e))?;
-        }
-        let len = sent.map_err(|e| Error::io("cannot store a blob", e))?;
+        // A writer thread's own error is the one to report; a broken pipe only
+        // echoes it.
+        let len = joined(threads)
+            .and(sent)
+            .map_err(|e| Error::io("cannot write a blob", e))?;
         blob.wrote_at_offsets(len);
         Ok(blob)
     }
@@ -78,11 +75,32 @@ impl Background {
 
 impl io::Write for Background {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        self.pipe.write(data)
+        match self.pipe.write(data) {
+            // Every writer thread has stopped or is stopping: the first one's error
+            // says why.
+            Err(e) if pipe::is_broken(&e) => match joined(std::mem::take(&mut self.threads)) {
+                Err(cause) => Err(cause),
+                Ok(()) => Err(e),
+            },
+            other => other,
+        }
     }
     fn flush(&mut self) -> io::Result<()> {
         self.pipe.flush()
     }
+}
+
+/// Waits for the threads; the error that is not only a broken pipe, if any.
+fn joined(threads: Vec<std::thread::JoinHandle<io::Result<()>>>) -> io::Result<()> {
+    threads
+        .into_iter()
+        .filter_map(|t| {
+            t.join()
+                .unwrap_or_else(|_| Err(io::Error::other("a blob writer thread panicked")))
+                .err()
+        })
+        .min_by_key(pipe::is_broken)
+        .map_or(Ok(()), Err)
 }
 
 #[cfg(test)]
@@ -162,5 +180,18 @@ mod tests {
         let mut used = layout.blob_writer_unhashed().unwrap();
         used.write_all(b"x").unwrap();
         assert!(Background::start(used).is_err());
+    }
+
+    #[test]
+    fn a_writer_threads_own_error_is_reported_rather_than_the_broken_pipe() {
+        let broken =
+            std::thread::spawn(|| -> io::Result<()> { Err(io::Error::other(pipe::Broken)) });
+        let cause = std::thread::spawn(|| -> io::Result<()> {
+            Err(io::Error::other("No space left on device"))
+        });
+        let err = joined(vec![broken, cause]).expect_err("a thread failed");
+        assert_eq!(err.to_string(), "No space left on device");
+        let fine = std::thread::spawn(|| -> io::Result<()> { Ok(()) });
+        assert!(joined(vec![fine]).is_ok());
     }
 }

@@ -1,4 +1,5 @@
-//! A bounded, in-order byte pipe between two threads of the layer writer.
+//! A bounded byte pipe between threads: in order between two threads of the layer
+//! writer, or shared by several threads that write what they receive at its offset.
 //!
 //! [`PipeWriter`] cuts what is written into [`CHUNK`]-byte buffers and sends them
 //! over a channel that holds at most [`DEPTH`] of them; [`PipeReader::for_each`]
@@ -9,13 +10,15 @@
 //!
 //! Every buffer carries its offset in the stream, so that several threads can share
 //! one reader ([`PipeReader::shared`]) when they put the bytes where the offsets say
-//! (writes at offsets into one file): then the buffers are consumed in any order.
+//! (writes at offsets into one file): then each buffer goes to one of them, and they
+//! consume the buffers in any order.
 //!
 //! The stream ends only when the writer calls [`PipeWriter::finish`]. A writer that
 //! is dropped without it (its thread failed) makes the reader fail with [`Broken`],
-//! so that a half-written layer is never committed; a reader that stops makes the
-//! writer fail with [`Broken`] too. [`Broken`] is the secondary error: the thread
-//! that failed first has the one to report.
+//! so that a half-written layer is never committed; a reader that stops — for a
+//! shared reader, any one of its threads that fails — makes the writer fail with
+//! [`Broken`] too. [`Broken`] is the secondary error: the thread that failed first
+//! has the one to report.
 
 use std::io::{self, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,8 +26,8 @@ use std::sync::{mpsc, Arc, Mutex};
 
 /// Bytes per buffer sent through a pipe.
 pub const CHUNK: usize = 256 * 1024;
-/// Buffers in flight in one pipe (besides the one being filled and the one being
-/// consumed): a pipe holds at most `(DEPTH + 2) × CHUNK` bytes.
+/// Buffers in flight in one pipe (besides the one being filled and those being
+/// consumed): a pipe holds at most `(DEPTH + 1 + readers) × CHUNK` bytes.
 pub const DEPTH: usize = 4;
 
 /// The error of a pipe whose other end went away.
@@ -149,7 +152,7 @@ impl PipeReader {
     /// This reader, for several threads to share with [`SharedReader::for_each_at`].
     pub fn shared(self) -> SharedReader {
         SharedReader(Arc::new(Shared {
-            reader: Mutex::new(self),
+            reader: Mutex::new(Some(self)),
             ended: AtomicBool::new(false),
         }))
     }
@@ -160,7 +163,9 @@ impl PipeReader {
 pub struct SharedReader(Arc<Shared>);
 
 struct Shared {
-    reader: Mutex<PipeReader>,
+    /// Taken (and so dropped, which the writer sees as a broken pipe) by a thread
+    /// whose consumer failed.
+    reader: Mutex<Option<PipeReader>>,
     /// Set by the thread that received the end, for the others.
     ended: AtomicBool,
 }
@@ -168,24 +173,33 @@ struct Shared {
 impl SharedReader {
     /// Passes the buffers this thread receives to `f` with their offsets in the
     /// stream, until the end of the stream. Fails with [`Broken`] if the writer went
-    /// away without finishing, or with `f`'s error.
+    /// away without finishing or another thread's `f` failed, or with `f`'s error
+    /// (which breaks the pipe for the writer and the other threads).
     pub fn for_each_at(&self, mut f: impl FnMut(u64, &[u8]) -> io::Result<()>) -> io::Result<()> {
         loop {
             // The end is noted under the lock, so that a thread that then finds the
             // writer gone knows it finished.
             let (offset, b, back) = match self.0.reader.lock() {
-                Ok(reader) => match reader.rx.recv() {
-                    Ok(Msg::Data(offset, b)) => (offset, b, reader.back.clone()),
-                    Ok(Msg::End) => {
-                        self.0.ended.store(true, Ordering::Relaxed);
-                        return Ok(());
-                    }
-                    Err(_) if self.0.ended.load(Ordering::Relaxed) => return Ok(()),
-                    Err(_) => return Err(broken()),
+                Ok(reader) => match reader.as_ref().map(|r| (r.rx.recv(), r)) {
+                    None => return Err(broken()),
+                    Some((msg, reader)) => match msg {
+                        Ok(Msg::Data(offset, b)) => (offset, b, reader.back.clone()),
+                        Ok(Msg::End) => {
+                            self.0.ended.store(true, Ordering::Relaxed);
+                            return Ok(());
+                        }
+                        Err(_) if self.0.ended.load(Ordering::Relaxed) => return Ok(()),
+                        Err(_) => return Err(broken()),
+                    },
                 },
                 Err(_) => return Err(io::Error::other("another reader of the pipe panicked")),
             };
-            f(offset, &b)?;
+            if let Err(e) = f(offset, &b) {
+                if let Ok(mut reader) = self.0.reader.lock() {
+                    reader.take();
+                }
+                return Err(e);
+            }
             // The writer may be gone already; then the buffer is just freed.
             let _ = back.send(b);
         }
@@ -286,5 +300,32 @@ mod tests {
             let err = reader.for_each_at(|_, _| Ok(())).expect_err("not complete");
             assert!(is_broken(&err), "{err}");
         }
+    }
+
+    #[test]
+    fn a_shared_reader_that_fails_breaks_the_pipe_for_the_writer_and_the_others() {
+        let (mut w, r) = pipe();
+        let r = r.shared();
+        let (failing, other) = (r.clone(), r);
+        let results = std::thread::scope(|s| {
+            let failing =
+                s.spawn(move || failing.for_each_at(|_, _| Err(io::Error::other("disk full"))));
+            let other = s.spawn(move || {
+                other.for_each_at(|_, _| {
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                    Ok(())
+                })
+            });
+            // Far more than the pipe holds: the writer must see it broken, not block.
+            let written = w.write_all(&vec![0; 64 * CHUNK]);
+            (written, failing.join(), other.join())
+        });
+        let (written, failing, other) = results;
+        assert!(is_broken(
+            &written.expect_err("the writer sees the failure")
+        ));
+        let failing = failing.expect("thread").expect_err("its own error");
+        assert_eq!(failing.to_string(), "disk full");
+        assert!(is_broken(&other.expect("thread").expect_err("broken")));
     }
 }
