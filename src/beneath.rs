@@ -370,14 +370,23 @@ pub fn open_entry(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<(File, std::f
     Ok((file, meta))
 }
 
+/// What [`stat_entry`] tells of an entry: its file type, permission bits, link count
+/// and stamp.
+pub type EntryStat = (rustix::fs::FileType, u32, u64, FileStamp);
+
 /// The file type, permission bits, link count and stamp of the entry `name` of the
 /// directory `dir`, as itself (never following a symlink), without opening it: for a
 /// walk that needs no handle to a regular file. The stamp is the one `FileStamp::of`
 /// gives for the same file (the same `statx` fields, the device number made alike).
-pub fn stat_entry(
-    dir: BorrowedFd<'_>,
-    name: &OsStr,
-) -> io::Result<(rustix::fs::FileType, u32, u64, FileStamp)> {
+pub fn stat_entry(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<EntryStat> {
+    match statx_entry(dir, name) {
+        // No statx (Linux before 4.11, or a seccomp filter that refuses it).
+        Err(Errno::NOSYS) | Err(Errno::PERM) => Ok(fstatat_entry(dir, name)?),
+        other => Ok(other?),
+    }
+}
+
+fn statx_entry(dir: BorrowedFd<'_>, name: &OsStr) -> rustix::io::Result<EntryStat> {
     use rustix::fs::{statx, AtFlags, StatxFlags};
     let st = statx(
         dir,
@@ -400,6 +409,28 @@ pub fn stat_entry(
         rustix::fs::FileType::from_raw_mode(mode),
         mode,
         u64::from(st.stx_nlink),
+        stamp,
+    ))
+}
+
+/// [`stat_entry`] by `fstatat`, where `statx` is refused.
+// The `stat` fields' types differ between architectures (`st_nlink` is a u32 on some).
+#[allow(clippy::useless_conversion)]
+fn fstatat_entry(dir: BorrowedFd<'_>, name: &OsStr) -> rustix::io::Result<EntryStat> {
+    let st = rustix::fs::statat(dir, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)?;
+    let ns = |sec: i128, nsec: i128| sec * 1_000_000_000 + nsec;
+    let mode = u32::from(st.st_mode);
+    let stamp = FileStamp {
+        dev: u64::from(st.st_dev),
+        ino: u64::from(st.st_ino),
+        size: u64::try_from(st.st_size).unwrap_or(0),
+        mtime_ns: ns(i128::from(st.st_mtime), i128::from(st.st_mtime_nsec)),
+        ctime_ns: ns(i128::from(st.st_ctime), i128::from(st.st_ctime_nsec)),
+    };
+    Ok((
+        rustix::fs::FileType::from_raw_mode(mode),
+        mode,
+        u64::from(st.st_nlink),
         stamp,
     ))
 }
@@ -532,6 +563,29 @@ mod tests {
                 check_unchanged(&file, &planned, &path).is_err(),
                 "round {round}: rewritten without its stamp changing"
             );
+        }
+    }
+
+    #[test]
+    fn an_entry_is_stated_as_itself_with_the_stamp_an_open_file_has() {
+        use rustix::fs::FileType;
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("f"), b"bytes").expect("write");
+        std::fs::create_dir(dir.path().join("d")).expect("mkdir");
+        std::os::unix::fs::symlink("f", dir.path().join("l")).expect("symlink");
+        let root = open_root(dir.path()).expect("root");
+        for (name, kind) in [
+            ("f", FileType::RegularFile),
+            ("d", FileType::Directory),
+            ("l", FileType::Symlink),
+        ] {
+            let meta = std::fs::symlink_metadata(dir.path().join(name)).expect("stat");
+            let name = OsStr::new(name);
+            let want = (kind, meta.mode(), meta.nlink(), FileStamp::of(&meta));
+            assert_eq!(stat_entry(root.as_fd(), name).expect("stat_entry"), want);
+            // The fallback where statx is refused says the same.
+            assert_eq!(fstatat_entry(root.as_fd(), name).expect("fstatat"), want);
         }
     }
 }
